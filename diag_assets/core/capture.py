@@ -1,0 +1,358 @@
+"""Captured folds: replay a cell's recipe, store its X/y and trial log, load them verified.
+
+Where things are decided:
+
+- :func:`capture_key` — the hash of everything a capture depends on;
+- :func:`replay_cell` — validates the inputs, then runs prep and the trial loop;
+- :class:`CaptureArtifacts` — writes a capture (data files first, ``manifest.json`` last, so
+  a capture without a manifest is never visible) and reads one back, verifying the bytes of
+  every file and the canonical hashes of X and y before handing them out.
+
+Artifacts are Parquet and JSON, never pickle: a shared cache must not run code on load.
+"""
+
+import io
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import lightgbm
+import pandas as pd
+import pyarrow
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from diag_assets.core.cells import CellRef
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.folds import Fold, FoldSpec, make_fold
+from diag_assets.core.hashing import bytes_digest, canonical_hash, combine_digests, hash_json
+from diag_assets.core.market_data import MarketDataSource
+from diag_assets.core.prep import FoldData
+from diag_assets.core.recipe import Recipe, TrialLog, TrialSettings, recipe_code_version
+from diag_assets.core.store import BlobStore
+
+MANIFEST_SCHEMA_VERSION = 1
+X_FILE, Y_FILE, TRIAL_LOG_FILE, MANIFEST_FILE = (
+    "X.parquet",
+    "y.parquet",
+    "trial_log.json",
+    "manifest.json",
+)
+
+
+class CaptureConfig(BaseModel):
+    """What a capture run is asked to do; all of it is part of the capture key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["full_replay"] = "full_replay"
+    trials: TrialSettings = Field(default_factory=TrialSettings)
+
+
+class CaptureVerificationError(RuntimeError):
+    """A stored capture does not match its manifest: its bytes must not be used."""
+
+
+def library_versions() -> dict[str, str]:
+    """major.minor of the libraries whose behaviour shapes a capture."""
+
+    def major_minor(version: str) -> str:
+        return ".".join(version.split(".")[:2])
+
+    return {
+        "lightgbm": major_minor(lightgbm.__version__),
+        "pandas": major_minor(pd.__version__),
+        "pyarrow": major_minor(pyarrow.__version__),
+    }
+
+
+def capture_key(
+    cell: CellRef,
+    source_version: str,
+    recipe_version: str,
+    fold_spec: FoldSpec,
+    config: CaptureConfig,
+) -> str:
+    """One hash over everything a capture depends on; any change gives a new key.
+
+    Inputs: the cell, the canonical hash of the bar window the fold uses, the recipe's code
+    version, the fold layout, the capture config (mode, trials, seeds) and the major.minor
+    versions of lightgbm, pandas and pyarrow. Dagster does not fold run config into data
+    versions on its own, so the key carries it.
+    """
+    payload = {
+        "cell_ref": str(cell),
+        "source_version": source_version,
+        "recipe_version": recipe_version,
+        "fold_spec": vars(fold_spec),
+        "config": config.model_dump(mode="json"),
+        "libraries": library_versions(),
+    }
+    return "ck-" + hash_json(payload)
+
+
+class FileEntry(BaseModel):
+    """One stored file of a capture."""
+
+    bytes: int
+    digest: str
+
+
+class CaptureManifest(BaseModel):
+    """Everything known about one stored capture; written last, read first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    capture_key: str
+    cell_ref: str
+    mode: str
+    recipe: str
+    recipe_version: str
+    config: CaptureConfig
+    fold_spec: dict[str, int]
+    fold: dict[str, int]
+    source: str
+    source_version: str
+    window_first: str
+    window_last: str
+    window_bars: int
+    rows: int
+    n_train: int
+    feature_names: list[str]
+    label_balance_train: float
+    label_balance_validation: float
+    x_hash: str
+    y_hash: str
+    trial_log_hash: str
+    content_hash: str
+    n_trials: int
+    best_trial: int
+    best_iter: int
+    best_score: float
+    prep_s: float
+    trials_s: float
+    elapsed_s: float
+    files: dict[str, FileEntry]
+    libraries: dict[str, str]
+    created_at: str
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of the stored files, manifest excluded."""
+        return sum(entry.bytes for entry in self.files.values())
+
+
+@dataclass(frozen=True)
+class PreparedCell:
+    """A cell whose inputs passed every check, ready to replay; nothing has been trained."""
+
+    cell: CellRef
+    fold: Fold
+    fold_spec: FoldSpec
+    window: pd.DataFrame
+    source: str
+    source_version: str
+    recipe_version: str
+    config: CaptureConfig
+    key: str
+
+
+@dataclass(frozen=True)
+class CapturedFold:
+    """A replayed fold in memory: its X/y, trial log and manifest."""
+
+    data: FoldData
+    trial_log: TrialLog
+    manifest: CaptureManifest
+
+
+def prepare_cell(
+    cell: CellRef,
+    source: MarketDataSource,
+    fold_spec: FoldSpec,
+    recipe: Recipe,
+    config: CaptureConfig,
+) -> PreparedCell:
+    """Check the cell against its source and cut its window; cheap, trains nothing.
+
+    Raises:
+        DiagInputError: unknown universe or symbol, history too short for the fold, or bars
+            that fail validation (duplicate timestamps, all-NaN columns, ...).
+    """
+    if cell.universe != source.universe:
+        raise DiagInputError(
+            f"Cell {cell} belongs to universe {cell.universe!r}, but the market data source "
+            f"serves {source.universe!r}.",
+            f"audit a cell of {source.universe!r} or point the market data at that universe.",
+        )
+    bars = source.load(cell.symbol)
+    fold = make_fold(fold_spec, cell.fold, len(bars.frame), what=f"{cell.symbol} ({bars.source})")
+    window = bars.frame.iloc[: fold.window_end].reset_index(drop=True)
+    source_version = canonical_hash(window).digest
+    version = recipe_code_version(recipe)
+    key = capture_key(cell, source_version, version, fold_spec, config)
+    return PreparedCell(
+        cell=cell,
+        fold=fold,
+        fold_spec=fold_spec,
+        window=window,
+        source=bars.source,
+        source_version=source_version,
+        recipe_version=version,
+        config=config,
+        key=key,
+    )
+
+
+def replay_cell(prepared: PreparedCell, recipe: Recipe) -> CapturedFold:
+    """Run the recipe for a prepared cell: prep to X/y, then the trial loop."""
+    started = time.perf_counter()
+    data = recipe.prep(prepared.window, prepared.fold)
+    prep_s = time.perf_counter() - started
+    trial_log = recipe.run_trials(data, prepared.config.trials)
+    trials_s = time.perf_counter() - started - prep_s
+    x_hash = canonical_hash(data.X).digest
+    y_hash = canonical_hash(data.y).digest
+    trial_log_hash = trial_log.content_hash()
+    best = trial_log.best_trial
+    labels = data.y["label"]
+    fold = prepared.fold
+    manifest = CaptureManifest(
+        capture_key=prepared.key,
+        cell_ref=str(prepared.cell),
+        mode=prepared.config.mode,
+        recipe=recipe.name,
+        recipe_version=prepared.recipe_version,
+        config=prepared.config,
+        fold_spec=vars(prepared.fold_spec),
+        fold={
+            "index": fold.index,
+            "train_end": fold.train_end,
+            "val_start": fold.val_start,
+            "val_end": fold.val_end,
+            "window_end": fold.window_end,
+        },
+        source=prepared.source,
+        source_version=prepared.source_version,
+        window_first=prepared.window["date"].iloc[0].isoformat(),
+        window_last=prepared.window["date"].iloc[-1].isoformat(),
+        window_bars=len(prepared.window),
+        rows=len(data.X),
+        n_train=data.n_train,
+        feature_names=list(data.X.columns),
+        label_balance_train=round(float(labels[: data.n_train].mean()), 6),
+        label_balance_validation=round(float(labels[data.n_train :].mean()), 6),
+        x_hash=x_hash,
+        y_hash=y_hash,
+        trial_log_hash=trial_log_hash,
+        content_hash=content_hash(x_hash, y_hash, trial_log_hash, data.n_train),
+        n_trials=len(trial_log.trials),
+        best_trial=best.trial,
+        best_iter=best.best_iter,
+        best_score=best.best_score,
+        prep_s=round(prep_s, 6),
+        trials_s=round(trials_s, 6),
+        elapsed_s=round(time.perf_counter() - started, 6),
+        files={},
+        libraries=library_versions(),
+        created_at=datetime.now(UTC).isoformat(),
+    )
+    return CapturedFold(data=data, trial_log=trial_log, manifest=manifest)
+
+
+def content_hash(x_hash: str, y_hash: str, trial_log_hash: str, n_train: int) -> str:
+    """The captured fold's data version: its X, y, trial log and split, nothing else."""
+    return combine_digests("captured-fold", x_hash, y_hash, trial_log_hash, str(n_train))
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table = pyarrow.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+class CaptureArtifacts:
+    """Captures in a blob store under ``captures/<capture_key>/``."""
+
+    def __init__(self, store: BlobStore, prefix: str = "captures") -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def key_of(self, capture_key: str, name: str) -> str:
+        """Store key of one file of a capture."""
+        return f"{self.prefix}/{capture_key}/{name}"
+
+    def uri(self, capture_key: str) -> str:
+        """URI of a capture's folder (its manifest)."""
+        return self.store.uri(self.key_of(capture_key, MANIFEST_FILE))
+
+    def write(self, captured: CapturedFold) -> CaptureManifest:
+        """Store a capture: data files, then the manifest that makes it visible."""
+        key = captured.manifest.capture_key
+        payloads = {
+            X_FILE: _parquet_bytes(captured.data.X),
+            Y_FILE: _parquet_bytes(captured.data.y),
+            TRIAL_LOG_FILE: captured.trial_log.model_dump_json().encode(),
+        }
+        files = {}
+        for name, payload in payloads.items():
+            self.store.write_bytes(self.key_of(key, name), payload)
+            files[name] = FileEntry(bytes=len(payload), digest=bytes_digest(payload))
+        manifest = captured.manifest.model_copy(update={"files": files})
+        self.store.write_bytes(self.key_of(key, MANIFEST_FILE), manifest.model_dump_json().encode())
+        return manifest
+
+    def read_manifest(self, capture_key: str) -> CaptureManifest | None:
+        """The manifest of a capture, or ``None`` if no complete capture has that key."""
+        try:
+            raw = self.store.read_bytes(self.key_of(capture_key, MANIFEST_FILE))
+        except FileNotFoundError:
+            return None
+        return CaptureManifest.model_validate_json(raw)
+
+    def _verified_bytes(self, manifest: CaptureManifest, name: str) -> bytes:
+        entry = manifest.files.get(name)
+        if entry is None:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key} has no entry for {name} in its manifest."
+            )
+        try:
+            payload = self.store.read_bytes(self.key_of(manifest.capture_key, name))
+        except FileNotFoundError as missing:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key} lists {name} but the file is missing."
+            ) from missing
+        digest = bytes_digest(payload)
+        if len(payload) != entry.bytes or digest != entry.digest:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key}: {name} does not match its manifest "
+                f"({len(payload)} bytes, digest {digest}; expected {entry.bytes} bytes, "
+                f"digest {entry.digest}). Its bytes are not used."
+            )
+        return payload
+
+    def load(self, manifest: CaptureManifest) -> CapturedFold:
+        """Read a capture back, verifying file bytes and the canonical hashes of X and y.
+
+        Raises:
+            CaptureVerificationError: a file is missing or differs from the manifest.
+        """
+        x = pd.read_parquet(io.BytesIO(self._verified_bytes(manifest, X_FILE)))
+        y = pd.read_parquet(io.BytesIO(self._verified_bytes(manifest, Y_FILE)))
+        trial_log = TrialLog.model_validate_json(self._verified_bytes(manifest, TRIAL_LOG_FILE))
+        for what, frame, expected in (("X", x, manifest.x_hash), ("y", y, manifest.y_hash)):
+            actual = canonical_hash(frame).digest
+            if actual != expected:
+                raise CaptureVerificationError(
+                    f"Capture {manifest.capture_key}: canonical hash of {what} is {actual}, "
+                    f"the manifest says {expected}. Its contents are not used."
+                )
+        if trial_log.content_hash() != manifest.trial_log_hash:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key}: the trial log does not match its hash."
+            )
+        data = FoldData(X=x, y=y, n_train=manifest.n_train, feature_names=tuple(x.columns))
+        return CapturedFold(data=data, trial_log=trial_log, manifest=manifest)

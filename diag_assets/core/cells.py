@@ -1,0 +1,84 @@
+"""Cells: one market symbol x one walk-forward fold of a universe.
+
+A cell is named by a ``cell_ref`` such as ``defi_top5/UNIUSDC/fold-3``. The ref is an
+identifier, never a path fragment: it is checked against a strict pattern before anything
+uses it, so a request cannot smuggle ``..``, slashes or shell characters into a store path.
+"""
+
+import re
+from dataclasses import dataclass
+
+from diag_assets.core.errors import DiagInputError
+
+UNIVERSE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,24}$")
+CELL_REF_PATTERN = re.compile(
+    r"^(?P<universe>[a-z][a-z0-9_]{1,31})/(?P<symbol>[A-Z0-9]{2,24})/fold-(?P<fold>0|[1-9][0-9]?)$"
+)
+CELL_REF_EXAMPLE = "defi_top5/UNIUSDC/fold-3"
+
+
+@dataclass(frozen=True, order=True)
+class CellRef:
+    """A validated cell identifier: universe, symbol and fold index."""
+
+    universe: str
+    symbol: str
+    fold: int
+
+    def __post_init__(self) -> None:
+        if not UNIVERSE_PATTERN.match(self.universe):
+            raise DiagInputError(
+                f"Universe {self.universe!r} is not a valid universe name.",
+                f"use lowercase letters, digits and '_' (pattern {UNIVERSE_PATTERN.pattern}).",
+            )
+        if not SYMBOL_PATTERN.match(self.symbol):
+            raise DiagInputError(
+                f"Symbol {self.symbol!r} is not a valid symbol.",
+                f"use uppercase letters and digits only, e.g. UNIUSDC "
+                f"(pattern {SYMBOL_PATTERN.pattern}).",
+            )
+        if not 0 <= self.fold <= 99:
+            raise DiagInputError(
+                f"Fold {self.fold} is out of range.", "use a fold index from 0 to 99."
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> "CellRef":
+        """Parse ``universe/SYMBOL/fold-K``; anything else is refused with the expected form."""
+        if not isinstance(text, str):
+            raise DiagInputError(
+                f"A cell_ref must be a string, got {type(text).__name__}.",
+                f"pass a string such as {CELL_REF_EXAMPLE!r}.",
+            )
+        match = CELL_REF_PATTERN.match(text)
+        if match is None:
+            raise DiagInputError(
+                f"Malformed cell_ref {text!r}: a cell_ref is 'universe/SYMBOL/fold-K' and never "
+                "a path (no '..', no leading '/', no extra segments, no spaces).",
+                f"write it like {CELL_REF_EXAMPLE!r}.",
+            )
+        return cls(match["universe"], match["symbol"], int(match["fold"]))
+
+    def __str__(self) -> str:
+        return f"{self.universe}/{self.symbol}/fold-{self.fold}"
+
+    @property
+    def slug(self) -> str:
+        """A filesystem- and URL-safe rendering, for store paths (``defi_top5__UNIUSDC__fold-3``)."""
+        return f"{self.universe}__{self.symbol}__fold-{self.fold}"
+
+
+def fold_partition_key(fold: int) -> str:
+    """The partition key of fold ``fold`` in the cells' fold dimension (``fold-3``)."""
+    return f"fold-{fold}"
+
+
+def parse_fold_partition_key(key: str) -> int:
+    """Inverse of :func:`fold_partition_key`."""
+    match = re.fullmatch(r"fold-(0|[1-9][0-9]?)", key)
+    if match is None:
+        raise DiagInputError(
+            f"Fold partition key {key!r} is malformed.", "use a key like 'fold-3'."
+        )
+    return int(match[1])

@@ -1,0 +1,15 @@
+"""The one exception type for input a user must fix.
+
+Every check of user input raises :class:`DiagInputError` before any work is done, with a
+message that says what is wrong *and* what to do about it. The Dagster layer lets it
+propagate unchanged so the operator reads the same sentence in the UI.
+"""
+
+
+class DiagInputError(ValueError):
+    """Bad input: the message names the problem and the fix."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem} Fix: {fix}")

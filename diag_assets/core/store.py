@@ -1,0 +1,113 @@
+"""Blob stores: where captures and results live, addressed by relative keys.
+
+Keys are relative POSIX paths built by the harness from validated ids (capture keys, cell
+slugs); :func:`check_key` refuses anything else, so no user string becomes a path.
+
+Every write is atomic: a reader sees the old object or the whole new one, never a part.
+Locally that is a temp file in the same directory + fsync + ``os.replace``.
+"""
+
+import os
+import re
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise ``ValueError``."""
+    if not KEY_PATTERN.match(key) or any(part in {".", ".."} for part in key.split("/")):
+        raise ValueError(f"Refusing unsafe store key {key!r}.")
+    return key
+
+
+class BlobStore(ABC):
+    """A flat namespace of immutable-by-convention objects."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write ``data`` at ``key`` atomically, replacing any previous object."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """Read the object at ``key``; ``FileNotFoundError`` if there is none."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored at ``key``."""
+
+    @abstractmethod
+    def list_keys(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (a folder-like prefix without trailing slash), sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete the object at ``key`` if it exists."""
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """A URI a person can paste to find the object."""
+
+
+class LocalBlobStore(BlobStore):
+    """A folder on the local disk."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Temp file in the target folder, fsync, then rename over the target."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+    def read_bytes(self, key: str) -> bytes:
+        """Read the whole file."""
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        """Whether the file exists."""
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Files below ``prefix``, temp files excluded."""
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+    def delete(self, key: str) -> None:
+        """Remove the file; a missing file is fine."""
+        self._path(key).unlink(missing_ok=True)
+
+    def uri(self, key: str) -> str:
+        """``file://`` URI of the object."""
+        return self._path(key).as_uri()
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

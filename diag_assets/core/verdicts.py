@@ -1,0 +1,100 @@
+"""What an audit concludes, as pydantic models every consumer reads.
+
+Certification says what a verdict may claim:
+
+- ``CERTIFIED``: every input was present and verified, the anchor cross-reference ran;
+- ``DOWNGRADED``: the s22a1 anchor was skipped, so the cross-reference could not run;
+- ``INCONCLUSIVE_TOOLING``: an input was missing or could not be verified.
+"""
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from diag_assets.core.hashing import hash_json
+
+
+class Signal(StrEnum):
+    """Outcome of the s40 permutation probe."""
+
+    SIGNAL = "SIGNAL"
+    NO_SIGNAL = "NO_SIGNAL"
+
+
+class CrossrefStatus(StrEnum):
+    """Whether the probe and the anchor agree: (anchor best_iter > 1) == SIGNAL."""
+
+    CONSISTENT = "CONSISTENT"
+    INCONSISTENT = "INCONSISTENT"
+    SKIPPED = "SKIPPED"
+
+
+class Certification(StrEnum):
+    """What a verdict can claim (see the module docstring)."""
+
+    CERTIFIED = "CERTIFIED"
+    DOWNGRADED = "DOWNGRADED"
+    INCONCLUSIVE_TOOLING = "INCONCLUSIVE_TOOLING"
+
+
+class AnchorResult(BaseModel):
+    """s22a1: the best trial re-fitted on the captured fold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cell_ref: str
+    capture_key: str
+    capture_content_hash: str
+    trial: int
+    params: dict[str, float | int]
+    n_rounds: int
+    best_iter: int
+    best_score: float
+    curve: list[float]
+    rows: int
+    n_train: int
+    elapsed_s: float
+
+    def content_hash(self) -> str:
+        """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
+        return hash_json(self.model_dump(exclude={"elapsed_s"}))
+
+
+class ProbeFigures(BaseModel):
+    """The numbers behind an s40 verdict."""
+
+    model_config = ConfigDict(frozen=True)
+
+    statistic: str
+    observed: float
+    permutation_mean: float
+    permutation_max: float
+    n_permutations: int
+    p_value: float
+    alpha: float
+    num_rounds: int
+
+
+class S40Verdict(BaseModel):
+    """s40: does the fold's X carry signal about y, cross-referenced with the anchor."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cell_ref: str
+    signal: Signal
+    probe: ProbeFigures
+    s22a1_crossref_status: CrossrefStatus
+    s22a1_anchor_available: bool
+    anchor_best_iter: int | None
+    certification: Certification
+    certification_reason: str
+    capture_key: str
+    capture_content_hash: str
+    x_hash: str
+    y_hash: str
+    anchor_hash: str | None
+    elapsed_s: float
+
+    def content_hash(self) -> str:
+        """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
+        return hash_json(self.model_dump(mode="json", exclude={"elapsed_s"}))

@@ -1,0 +1,14 @@
+"""The diag-harness code location: small per-module Definitions, composed once."""
+
+import dagster as dg
+
+from diag_assets import capture, diagnostics, market
+from resources.environment import resources_for_current_env
+from sensors.symbols import register_symbols
+
+defs = dg.Definitions.merge(
+    market.defs,
+    capture.defs,
+    diagnostics.defs,
+    dg.Definitions(sensors=[register_symbols], resources=resources_for_current_env()),
+)

@@ -1,0 +1,76 @@
+"""Market data resources: where bars come from, and how a history is cut into folds."""
+
+from abc import ABC, abstractmethod
+from functools import cache
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from diag_assets.core.folds import FoldSpec
+from diag_assets.core.market_data import (
+    DEFI_TOP5,
+    DirectoryMarketData,
+    MarketDataSource,
+    SyntheticMarketData,
+)
+
+
+class MarketDataResource(dg.ConfigurableResource, ABC):
+    """A universe of symbols with bars, and the walk-forward fold layout of its cells."""
+
+    n_folds: int = Field(default=5, ge=1, le=5, description="Walk-forward folds per symbol.")
+    min_train_bars: int = Field(default=8_760, description="Bars in fold 0's training window.")
+    validation_bars: int = Field(default=1_440, description="Bars in each validation block.")
+    purge_bars: int = Field(default=24, description="Bars dropped before each validation block.")
+    label_horizon: int = Field(default=12, description="Bars the label looks ahead.")
+
+    def fold_spec(self) -> FoldSpec:
+        """The fold layout as the core's :class:`FoldSpec` (validated there)."""
+        return FoldSpec(
+            n_folds=self.n_folds,
+            min_train_bars=self.min_train_bars,
+            validation_bars=self.validation_bars,
+            purge_bars=self.purge_bars,
+            label_horizon=self.label_horizon,
+        )
+
+    @abstractmethod
+    def source(self) -> MarketDataSource:
+        """The core market-data source this resource configures."""
+
+
+@cache
+def _synthetic(universe: str, symbols: tuple[str, ...], n_bars: int, seed: int, timeframe: str):
+    # One instance per configuration and process, so its per-symbol bars are generated once.
+    return SyntheticMarketData(
+        universe=universe, symbols=symbols, n_bars=n_bars, seed=seed, timeframe=timeframe
+    )
+
+
+class SyntheticMarketDataResource(MarketDataResource):
+    """Deterministic synthetic bars (the embedded default: the defi_top5 universe)."""
+
+    universe: str = Field(default="defi_top5", description="Universe name used in cell_refs.")
+    symbols: list[str] = Field(default=list(DEFI_TOP5), description="Symbols to generate.")
+    n_bars: int = Field(default=16_500, ge=100, description="Hourly bars per symbol.")
+    seed: int = Field(default=0, ge=0, description="Seed of the generator.")
+    timeframe: str = Field(default="1h", description="Bar timeframe.")
+
+    def source(self) -> MarketDataSource:
+        """The synthetic source for this configuration."""
+        return _synthetic(
+            self.universe, tuple(self.symbols), self.n_bars, self.seed, self.timeframe
+        )
+
+
+class DirectoryMarketDataResource(MarketDataResource):
+    """Real candles from a folder: freqtrade ``BTC_USDT-1h.feather`` or ``BTCUSDT_1h.csv[.gz]``."""
+
+    directory: str = Field(description="Folder holding one file per symbol.")
+    universe: str = Field(description="Universe name used in cell_refs, e.g. 'binance_usdt'.")
+    timeframe: str = Field(default="1h", description="Timeframe of the files to use.")
+
+    def source(self) -> MarketDataSource:
+        """A directory source over ``directory``."""
+        return DirectoryMarketData(Path(self.directory), universe=self.universe, timeframe=self.timeframe)
