@@ -1,0 +1,81 @@
+"""Assets called directly, with build_asset_context."""
+
+import dagster as dg
+import pytest
+
+from diag_assets.capture import CAPTURED_FOLD, CaptureRunConfig, captured_fold
+from diag_assets.core.capture import CaptureManifest
+from diag_assets.core.cells import CellRef
+from diag_assets.core.verdicts import AnchorResult, Certification, S40Verdict
+from diag_assets.diagnostics import (
+    S22A1_ANCHOR,
+    S40_VERDICT,
+    AnchorRunConfig,
+    ProbeRunConfig,
+    s22a1_anchor,
+    s40_verdict,
+)
+from diag_assets.market import market_bars
+from diag_assets.partitions import cell_from_partition_key, cell_partition_key
+
+CELL = CellRef.parse("defi_top5/UNIUSDC/fold-3")
+KEY = cell_partition_key(CELL)
+TINY_CAPTURE = CaptureRunConfig(n_trials=2, max_rounds=40)
+TINY_PROBE = ProbeRunConfig(num_rounds=20, n_permutations=4, alpha=0.2)
+
+
+def test_partition_key_and_cell_ref_round_trip():
+    assert str(KEY) == "fold-3|UNIUSDC"
+    assert cell_from_partition_key(str(KEY), "defi_top5") == CELL
+    assert cell_from_partition_key(KEY, "defi_top5") == CELL
+
+
+def _value(metadata_value):
+    return getattr(metadata_value, "value", metadata_value)
+
+
+def test_market_bars_records_hash_and_gaps(resources, instance):
+    with dg.build_asset_context(partition_key="UNIUSDC", instance=instance) as context:
+        result = market_bars(context, market_data=resources["market_data"])
+        again = market_bars(context, market_data=resources["market_data"])
+    assert result.data_version is not None and len(result.data_version.value) == 32
+    assert result.metadata["bars"].value == 3_200
+    assert result.metadata["gaps"].value >= 1  # the generator plants maintenance gaps
+    assert again.data_version == result.data_version
+
+
+def test_audit_assets_by_direct_call(resources, instance):
+    with dg.build_asset_context(partition_key=KEY, instance=instance) as context:
+        _audit_by_direct_call(context, resources)
+
+
+def _audit_by_direct_call(context, resources):
+    capture = captured_fold(context, TINY_CAPTURE, resources["market_data"], resources["artifacts"])
+    manifest = resources["artifacts"].results().read(CAPTURED_FOLD, CELL, CaptureManifest)
+    assert manifest is not None
+    assert capture.data_version == dg.DataVersion(manifest.content_hash)
+    assert capture.metadata["rows"].value == manifest.rows > 0
+    assert capture.metadata["trials"].value == 2
+
+    anchor_result = s22a1_anchor(
+        context, AnchorRunConfig(), resources["market_data"], resources["artifacts"]
+    )
+    anchor = resources["artifacts"].results().read(S22A1_ANCHOR, CELL, AnchorResult)
+    assert anchor is not None and anchor.capture_content_hash == manifest.content_hash
+    assert anchor_result.metadata["best_iter"].value == anchor.best_iter
+
+    verdict_result = s40_verdict(context, TINY_PROBE, resources["market_data"], resources["artifacts"])
+    verdict = resources["artifacts"].results().read(S40_VERDICT, CELL, S40Verdict)
+    assert verdict is not None and verdict.certification is Certification.CERTIFIED
+    assert _value(verdict_result.metadata["certification"]) == "CERTIFIED"
+    assert verdict_result.data_version == dg.DataVersion(verdict.content_hash())
+
+
+def test_diagnostics_refuse_to_run_without_their_inputs(resources, instance):
+    market_data, artifacts = resources["market_data"], resources["artifacts"]
+    with dg.build_asset_context(partition_key=KEY, instance=instance) as context:
+        with pytest.raises(dg.Failure, match="no captured fold yet"):
+            s22a1_anchor(context, AnchorRunConfig(), market_data, artifacts)
+        captured_fold(context, TINY_CAPTURE, market_data, artifacts)
+        with pytest.raises(dg.Failure, match="no s22a1 anchor"):
+            s40_verdict(context, TINY_PROBE, market_data, artifacts)

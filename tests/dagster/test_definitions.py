@@ -1,0 +1,46 @@
+"""The whole code location loads, the way `dagster dev` and the UI load it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from diag_assets.definitions import defs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_definitions_are_loadable_and_complete():
+    dg.Definitions.validate_loadable(defs)
+    asset_keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"market_bars", "captured_fold", "s22a1_anchor", "s40_verdict"} <= asset_keys
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"audit", "market_data"}
+    assert {"market_data", "artifacts"} <= set(defs.resources)
+
+
+def test_workspace_loads_with_the_dagster_cli(tmp_path):
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "DIAG_STORAGE_DIR": str(tmp_path / "a")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "diag_harness" in result.stdout + result.stderr
+
+
+def test_register_symbols_sensor_adds_new_symbols_once():
+    from sensors.symbols import register_symbols
+    from tests.dagster.conftest import tiny_market_data
+
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"market_data": tiny_market_data()})
+        result = register_symbols(context)
+        assert isinstance(result, dg.SensorResult)
+        (request,) = result.dynamic_partitions_requests
+        assert list(request.partition_keys) == ["UNIUSDC", "OPUSDC", "LDOUSDC", "AAVEUSDC", "ARBUSDC"]
+        instance.add_dynamic_partitions("symbols", list(request.partition_keys))
+        assert isinstance(register_symbols(context), dg.SkipReason)
