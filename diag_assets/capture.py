@@ -1,5 +1,6 @@
 """``captured_fold``: a cell's replayed X/y and trial log, stored as Parquet and JSON."""
 
+import warnings
 from typing import Any
 
 import dagster as dg
@@ -73,14 +74,15 @@ def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
     }
 
 
+with warnings.catch_warnings():
+    # The mapping is marked beta upstream; it is the documented way to map a cell to its symbol.
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    CELL_TO_SYMBOL = dg.MultiToSingleDimensionPartitionMapping(SYMBOL_DIMENSION)
+
+
 @dg.asset(
     partitions_def=cells_partitions,
-    deps=[
-        dg.AssetDep(
-            market_bars,
-            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(SYMBOL_DIMENSION),
-        )
-    ],
+    deps=[dg.AssetDep(market_bars, partition_mapping=CELL_TO_SYMBOL)],
     code_version=recipe_code_version(RECIPE),
     group_name="audit",
     kinds={"lightgbm", "parquet"},

@@ -19,8 +19,12 @@ from diag_assets.core.errors import DiagInputError
 from diag_assets.core.verdicts import AnchorResult, S40Verdict
 from diag_assets.diagnostics import S22A1_ANCHOR, S40_VERDICT
 from diag_assets.partitions import cell_partition_key, symbols_partitions
+from resources.market_data import MarketDataResource
+from resources.storage import ArtifactStoreResource
 
 DEFAULT_DAGSTER_HOME = Path(".diag/dagster_home")
+# The runs' full event stream is in the UI; the terminal shows the table and any warning.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _instance() -> dg.DagsterInstance:
@@ -39,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from diag_assets.definitions import defs
 
     instance = _instance()
-    market_data = defs.resources["market_data"]
-    artifacts = defs.resources["artifacts"]
+    resources = defs.resources or {}
+    market_data: MarketDataResource = resources["market_data"]
+    artifacts: ArtifactStoreResource = resources["artifacts"]
     source = market_data.source()
     symbols = list(source.symbols())
     cells = [CellRef(source.universe, symbol, args.fold) for symbol in symbols]
@@ -56,11 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     started = time.perf_counter()
     for cell in cells:
-        market_job.execute_in_process(instance=instance, partition_key=cell.symbol)
+        market_job.execute_in_process(
+            instance=instance, partition_key=cell.symbol, run_config=QUIET
+        )
         cell_started = time.perf_counter()
         result = audit_job.execute_in_process(
             instance=instance,
             partition_key=cell_partition_key(cell),
+            run_config=QUIET,
             tags={"diag/source": "make-demo"},
             raise_on_error=False,
         )

@@ -157,7 +157,6 @@ def s40_verdict(
 audit_job = dg.define_asset_job(
     "audit",
     selection=[captured_fold, s22a1_anchor, s40_verdict],
-    partitions_def=cells_partitions,
     description="Audit one cell: replay its fold, fit the s22a1 anchor, run the s40 probe.",
 )
 

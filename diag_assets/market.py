@@ -45,7 +45,6 @@ def market_bars(context: dg.AssetExecutionContext, market_data: MarketDataResour
 market_data_job = dg.define_asset_job(
     "market_data",
     selection=[market_bars],
-    partitions_def=symbols_partitions,
     description="Validate one symbol's bars and record their canonical hash.",
 )
 

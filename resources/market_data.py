@@ -73,4 +73,6 @@ class DirectoryMarketDataResource(MarketDataResource):
 
     def source(self) -> MarketDataSource:
         """A directory source over ``directory``."""
-        return DirectoryMarketData(Path(self.directory), universe=self.universe, timeframe=self.timeframe)
+        return DirectoryMarketData(
+            Path(self.directory), universe=self.universe, timeframe=self.timeframe
+        )

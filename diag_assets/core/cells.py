@@ -65,7 +65,7 @@ class CellRef:
 
     @property
     def slug(self) -> str:
-        """A filesystem- and URL-safe rendering, for store paths (``defi_top5__UNIUSDC__fold-3``)."""
+        """A filesystem- and URL-safe form for store keys: ``defi_top5__UNIUSDC__fold-3``."""
         return f"{self.universe}__{self.symbol}__fold-{self.fold}"
 
 

@@ -114,7 +114,7 @@ def run_probe(captured: CapturedFold, settings: ProbeSettings) -> tuple[Signal, 
             num_threads=settings.num_threads,
             seed=seed,
         )
-        return roc_auc(y_val, fit.booster.predict(x_val))
+        return roc_auc(y_val, np.asarray(fit.booster.predict(x_val)))
 
     observed = validation_auc(y_train, settings.seed)
     rng = np.random.default_rng(settings.seed)

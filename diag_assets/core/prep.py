@@ -74,7 +74,7 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     )
     dates = pd.DatetimeIndex(bars["date"])
     hour = dates.hour.to_numpy() + dates.minute.to_numpy() / 60.0
-    dow = dates.dayofweek.to_numpy()
+    dow = dates.day_of_week.to_numpy()
     features["hour_sin"] = pd.Series(np.sin(2 * np.pi * hour / 24))
     features["hour_cos"] = pd.Series(np.cos(2 * np.pi * hour / 24))
     features["dow_sin"] = pd.Series(np.sin(2 * np.pi * dow / 7))

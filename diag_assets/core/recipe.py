@@ -127,8 +127,8 @@ class ReferenceRecipe:
     name = "reference"
     version = "1"
 
-    def __init__(self, prep_settings: PrepSettings = PrepSettings()) -> None:
-        self.prep_settings = prep_settings
+    def __init__(self, prep_settings: PrepSettings | None = None) -> None:
+        self.prep_settings = prep_settings or PrepSettings()
 
     def prep(self, bars: pd.DataFrame, fold: Fold) -> FoldData:
         """Build the fold's features and labels (see :mod:`diag_assets.core.prep`)."""

@@ -28,7 +28,8 @@ def tiny_market_data(**overrides) -> SyntheticMarketDataResource:
 
 
 def real_market_data(directory: Path = KLINES) -> DirectoryMarketDataResource:
-    # 1,500 hourly bars per symbol: folds 0-3 fit (800 training + 150-bar validation blocks), fold 4 does not.
+    # 1,500 hourly bars per symbol: with 800 training bars and 150-bar validation blocks,
+    # folds 0-3 fit and fold 4 does not.
     return DirectoryMarketDataResource(
         directory=str(directory), universe="binance", min_train_bars=800, validation_bars=150
     )
@@ -36,7 +37,10 @@ def real_market_data(directory: Path = KLINES) -> DirectoryMarketDataResource:
 
 @pytest.fixture
 def resources(tmp_path):
-    return {"market_data": tiny_market_data(), "artifacts": LocalArtifactStore(root=str(tmp_path / "artifacts"))}
+    return {
+        "market_data": tiny_market_data(),
+        "artifacts": LocalArtifactStore(root=str(tmp_path / "artifacts")),
+    }
 
 
 @pytest.fixture

@@ -64,7 +64,9 @@ def _audit_by_direct_call(context, resources):
     assert anchor is not None and anchor.capture_content_hash == manifest.content_hash
     assert anchor_result.metadata["best_iter"].value == anchor.best_iter
 
-    verdict_result = s40_verdict(context, TINY_PROBE, resources["market_data"], resources["artifacts"])
+    verdict_result = s40_verdict(
+        context, TINY_PROBE, resources["market_data"], resources["artifacts"]
+    )
     verdict = resources["artifacts"].results().read(S40_VERDICT, CELL, S40Verdict)
     assert verdict is not None and verdict.certification is Certification.CERTIFIED
     assert _value(verdict_result.metadata["certification"]) == "CERTIFIED"

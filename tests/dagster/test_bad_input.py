@@ -18,7 +18,11 @@ from tests.dagster.conftest import KLINES, real_market_data, tiny_market_data
 def _capture_error(resources, instance, symbol: str, fold: str = "fold-1") -> str:
     key = dg.MultiPartitionKey({"symbol": symbol, "fold": fold})
     result = dg.materialize(
-        [captured_fold], resources=resources, instance=instance, partition_key=key, raise_on_error=False
+        [captured_fold],
+        resources=resources,
+        instance=instance,
+        partition_key=key,
+        raise_on_error=False,
     )
     assert not result.success
     error = result.failure_data_for_node("captured_fold").error
@@ -45,7 +49,10 @@ def _corrupt_copy(tmp_path, change) -> LocalArtifactStore:
 def test_bad_bars_fail_early(tmp_path, instance, change, expected):
     data_dir = _corrupt_copy(tmp_path, change)
     store = tmp_path / "artifacts"
-    resources = {"market_data": real_market_data(data_dir), "artifacts": LocalArtifactStore(root=str(store))}
+    resources = {
+        "market_data": real_market_data(data_dir),
+        "artifacts": LocalArtifactStore(root=str(store)),
+    }
     message = _capture_error(resources, instance, "BTCUSDT")
     assert expected in message and "Fix:" in message and "BTCUSDT_1h.csv" in message
     assert not store.exists()
@@ -54,7 +61,10 @@ def test_bad_bars_fail_early(tmp_path, instance, change, expected):
 def test_unknown_symbol_fails_early_listing_known_symbols(tmp_path, instance):
     instance.add_dynamic_partitions("symbols", ["DOGEUSDC"])
     store = tmp_path / "artifacts"
-    resources = {"market_data": tiny_market_data(), "artifacts": LocalArtifactStore(root=str(store))}
+    resources = {
+        "market_data": tiny_market_data(),
+        "artifacts": LocalArtifactStore(root=str(store)),
+    }
     message = _capture_error(resources, instance, "DOGEUSDC")
     assert "DOGEUSDC" in message and "UNIUSDC" in message and "Fix:" in message
     assert not store.exists()
@@ -81,7 +91,9 @@ def test_unknown_environment_is_refused(monkeypatch):
     from resources.environment import get_env
 
     monkeypatch.setenv("DIAG_ENV", "staging")
-    with pytest.raises(DiagInputError, match="DIAG_ENV='staging'.*Fix: set DIAG_ENV to one of: local"):
+    with pytest.raises(
+        DiagInputError, match="DIAG_ENV='staging'.*Fix: set DIAG_ENV to one of: local"
+    ):
         get_env()
 
 
@@ -107,7 +119,11 @@ def test_demo_refuses_unknown_fold_before_running(tmp_path):
         [sys.executable, "-m", "diag_assets.demo", "--fold", "120"],
         capture_output=True,
         text=True,
-        env={"DAGSTER_HOME": str(tmp_path), "DIAG_STORAGE_DIR": str(tmp_path / "a"), "PATH": "/usr/bin:/bin"},
+        env={
+            "DAGSTER_HOME": str(tmp_path),
+            "DIAG_STORAGE_DIR": str(tmp_path / "a"),
+            "PATH": "/usr/bin:/bin",
+        },
         timeout=120,
     )
     assert result.returncode == 2

@@ -21,12 +21,22 @@ def test_definitions_are_loadable_and_complete():
 
 def test_workspace_loads_with_the_dagster_cli(tmp_path):
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=180,
-        env={"DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "DIAG_STORAGE_DIR": str(tmp_path / "a")},
+        env={
+            "DAGSTER_HOME": str(tmp_path),
+            "PATH": "/usr/bin:/bin",
+            "DIAG_STORAGE_DIR": str(tmp_path / "a"),
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "diag_harness" in result.stdout + result.stderr
@@ -37,10 +47,18 @@ def test_register_symbols_sensor_adds_new_symbols_once():
     from tests.dagster.conftest import tiny_market_data
 
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"market_data": tiny_market_data()})
+        context = dg.build_sensor_context(
+            instance=instance, resources={"market_data": tiny_market_data()}
+        )
         result = register_symbols(context)
         assert isinstance(result, dg.SensorResult)
         (request,) = result.dynamic_partitions_requests
-        assert list(request.partition_keys) == ["UNIUSDC", "OPUSDC", "LDOUSDC", "AAVEUSDC", "ARBUSDC"]
+        assert list(request.partition_keys) == [
+            "UNIUSDC",
+            "OPUSDC",
+            "LDOUSDC",
+            "AAVEUSDC",
+            "ARBUSDC",
+        ]
         instance.add_dynamic_partitions("symbols", list(request.partition_keys))
         assert isinstance(register_symbols(context), dg.SkipReason)

@@ -31,14 +31,24 @@ def captured(tiny_source):
 def test_capture_key_changes_with_every_input(tiny_source):
     base = prepare_cell(CELL, tiny_source, TINY_FOLDS, RECIPE, TINY_CAPTURE).key
     variants = [
-        prepare_cell(CellRef.parse("defi_top5/UNIUSDC/fold-2"), tiny_source, TINY_FOLDS, RECIPE, TINY_CAPTURE),
-        prepare_cell(CellRef.parse("defi_top5/OPUSDC/fold-3"), tiny_source, TINY_FOLDS, RECIPE, TINY_CAPTURE),
         prepare_cell(
-            CELL, tiny_source, TINY_FOLDS, RECIPE,
+            CellRef.parse("defi_top5/UNIUSDC/fold-2"), tiny_source, TINY_FOLDS, RECIPE, TINY_CAPTURE
+        ),
+        prepare_cell(
+            CellRef.parse("defi_top5/OPUSDC/fold-3"), tiny_source, TINY_FOLDS, RECIPE, TINY_CAPTURE
+        ),
+        prepare_cell(
+            CELL,
+            tiny_source,
+            TINY_FOLDS,
+            RECIPE,
             CaptureConfig(trials=TrialSettings(n_trials=3, max_rounds=40)),
         ),
         prepare_cell(
-            CELL, tiny_source, TINY_FOLDS, RECIPE,
+            CELL,
+            tiny_source,
+            TINY_FOLDS,
+            RECIPE,
             CaptureConfig(trials=TrialSettings(n_trials=2, max_rounds=40, seed=9)),
         ),
     ]
@@ -92,9 +102,17 @@ def test_bad_input_fails_before_training_and_writes_nothing(tmp_path, tiny_sourc
             TINY_CAPTURE,
         )
     with pytest.raises(DiagInputError, match="DOGEUSDC"):
-        prepare_cell(CellRef.parse("defi_top5/DOGEUSDC/fold-1"), tiny_source, TINY_FOLDS, RECIPE, TINY_CAPTURE)
+        prepare_cell(
+            CellRef.parse("defi_top5/DOGEUSDC/fold-1"),
+            tiny_source,
+            TINY_FOLDS,
+            RECIPE,
+            TINY_CAPTURE,
+        )
     with pytest.raises(DiagInputError, match="universe"):
-        prepare_cell(CellRef.parse("other/UNIUSDC/fold-1"), tiny_source, TINY_FOLDS, RECIPE, TINY_CAPTURE)
+        prepare_cell(
+            CellRef.parse("other/UNIUSDC/fold-1"), tiny_source, TINY_FOLDS, RECIPE, TINY_CAPTURE
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -40,7 +40,9 @@ def test_cell_ref_constructor_validates_parts():
 
 
 def test_folds_walk_forward_with_expanding_train_and_purge():
-    spec = FoldSpec(n_folds=5, min_train_bars=1000, validation_bars=200, purge_bars=24, label_horizon=12)
+    spec = FoldSpec(
+        n_folds=5, min_train_bars=1000, validation_bars=200, purge_bars=24, label_horizon=12
+    )
     folds = [make_fold(spec, k, 10_000) for k in range(5)]
     for previous, fold in zip(folds, folds[1:], strict=False):
         assert fold.train_end > previous.train_end  # expanding window

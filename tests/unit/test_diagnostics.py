@@ -22,9 +22,9 @@ def test_roc_auc_matches_the_pairwise_definition():
     labels = rng.integers(0, 2, 300)
     scores = np.round(rng.random(300), 2)  # rounding makes ties
     pos, neg = scores[labels == 1], scores[labels == 0]
-    pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (
-        len(pos) * len(neg)
-    )
+    pairwise = (
+        (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    ) / (len(pos) * len(neg))
     assert roc_auc(labels, scores) == pytest.approx(pairwise)
     assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
 
@@ -41,16 +41,22 @@ def test_probe_finds_planted_signal_and_not_noise(captured):
     data = captured.data
     planted = data.X.copy()
     # a feature that is the label plus noise: any probe must find it
-    planted["leak"] = (data.y["label"].to_numpy() + np.random.default_rng(0).normal(0, 0.3, len(planted))).astype("float32")
+    planted["leak"] = (
+        data.y["label"].to_numpy() + np.random.default_rng(0).normal(0, 0.3, len(planted))
+    ).astype("float32")
     leaky = captured.__class__(
-        data=data.__class__(X=planted, y=data.y, n_train=data.n_train), trial_log=captured.trial_log, manifest=captured.manifest
+        data=data.__class__(X=planted, y=data.y, n_train=data.n_train),
+        trial_log=captured.trial_log,
+        manifest=captured.manifest,
     )
     signal, figures = run_probe(leaky, TINY_PROBE)
     assert signal is Signal.SIGNAL and figures.observed > 0.9
     noise = data.X.copy()
     noise[:] = np.random.default_rng(1).normal(size=noise.shape).astype("float32")
     pure = captured.__class__(
-        data=data.__class__(X=noise, y=data.y, n_train=data.n_train), trial_log=captured.trial_log, manifest=captured.manifest
+        data=data.__class__(X=noise, y=data.y, n_train=data.n_train),
+        trial_log=captured.trial_log,
+        manifest=captured.manifest,
     )
     signal, figures = run_probe(pure, TINY_PROBE)
     assert signal is Signal.NO_SIGNAL and 0.4 < figures.observed < 0.6
@@ -60,7 +66,11 @@ def test_verdict_cross_references_the_anchor(captured):
     anchor = run_anchor(captured)
     verdict = judge_s40(captured, anchor, TINY_PROBE)
     learned = anchor.best_iter > 1
-    expected = CrossrefStatus.CONSISTENT if learned == (verdict.signal is Signal.SIGNAL) else CrossrefStatus.INCONSISTENT
+    expected = (
+        CrossrefStatus.CONSISTENT
+        if learned == (verdict.signal is Signal.SIGNAL)
+        else CrossrefStatus.INCONSISTENT
+    )
     assert verdict.s22a1_crossref_status is expected
     assert verdict.certification is Certification.CERTIFIED and verdict.s22a1_anchor_available
     assert verdict.anchor_hash == anchor.content_hash()

@@ -76,7 +76,11 @@ def test_trial_observer_sees_every_trial_before_it_trains(bars):
     recipe = ReferenceRecipe()
     data = recipe.prep(bars, make_fold(TINY_FOLDS, 0, len(bars)))
     seen = []
-    recipe.run_trials(data, TrialSettings(n_trials=2, max_rounds=5), observer=lambda i, d: seen.append((i, d is data)))
+    recipe.run_trials(
+        data,
+        TrialSettings(n_trials=2, max_rounds=5),
+        observer=lambda i, d: seen.append((i, d is data)),
+    )
     assert seen == [(0, True), (1, True)]
 
 
