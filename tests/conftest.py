@@ -10,6 +10,8 @@ from diag_assets.core.folds import FoldSpec
 from diag_assets.core.market_data import SyntheticMarketData
 from diag_assets.core.recipe import TrialSettings
 
+pytest_plugins = ["tests.services"]
+
 SERVICE_MARKERS = ("postgres", "s3")
 
 TINY_FOLDS = FoldSpec(n_folds=5, min_train_bars=1_500, validation_bars=300)

@@ -1,0 +1,501 @@
+"""The capture catalog on SQLite.
+
+:class:`CatalogContract` is the behaviour every backend must have; it is written once and run
+here on SQLite and in ``tests/integration/test_catalog_postgres.py`` on PostgreSQL. A
+subclass provides two fixtures: ``location`` (``(kind, where)`` of a fresh, empty database)
+and ``query`` (runs SQL on that database through a connection of its own, so the tests check
+what is stored, not what the catalog says).
+"""
+
+import multiprocessing
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from diag_assets.core import catalog as catalog_module
+from diag_assets.core.catalog import (
+    MIGRATIONS,
+    CaptureCatalog,
+    CaptureStatus,
+    CatalogEntry,
+    CatalogUnavailable,
+    Migration,
+    PostgresCatalog,
+    SqliteCatalog,
+)
+
+CELL = "defi_top5/UNIUSDC/fold-3"
+OTHER_CELL = "defi_top5/OPUSDC/fold-3"
+REQUEST = "rq-" + "a" * 32
+OTHER_REQUEST = "rq-" + "b" * 32
+T0 = datetime(2026, 1, 5, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def ck(n: int) -> str:
+    return f"ck-{n:032x}"
+
+
+def open_catalog(kind: str, where: str, **kwargs: Any) -> CaptureCatalog:
+    if kind == "sqlite":
+        return SqliteCatalog(where, **kwargs)
+    return PostgresCatalog(where, **kwargs)
+
+
+def migrate_in_process(kind: str, where: str, barrier: Any, results: Any) -> None:
+    """Run in a spawned process: open (and so migrate) the catalog once all peers are ready."""
+    try:
+        barrier.wait(timeout=60)
+        with open_catalog(kind, where) as catalog:
+            results.put(("ok", catalog.migrate()))
+    except BaseException as error:  # every failure must reach the parent
+        results.put(("error", repr(error)))
+
+
+class FakeClock:
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, seconds: float = 1.0) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+def begin(catalog: CaptureCatalog, key: str, **overrides: Any) -> CatalogEntry:
+    fields = {
+        "request_key": REQUEST,
+        "cell_ref": CELL,
+        "mode": "full_replay",
+        "source_version": "sv-1",
+        "run_id": "run-1",
+    }
+    return catalog.begin_capture(key, **{**fields, **overrides})
+
+
+def complete(catalog: CaptureCatalog, key: str, **overrides: Any) -> CatalogEntry:
+    fields = {
+        "artifact_uri": f"file:///captures/{key}",
+        "x_hash": "x" * 32,
+        "y_hash": "y" * 32,
+        "trial_log_hash": "t" * 32,
+        "content_hash": "c" * 32,
+        "bytes": 12_345,
+        "run_id": "run-1",
+    }
+    return catalog.complete_capture(key, **{**fields, **overrides})
+
+
+def run_concurrently(workers: int, task: Callable[[int], None]) -> None:
+    """Runs ``task(i)`` on ``workers`` threads released together; re-raises any failure."""
+    barrier = threading.Barrier(workers)
+
+    def released(i: int) -> None:
+        barrier.wait(timeout=30)
+        task(i)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(released, i) for i in range(workers)]:
+            future.result()
+
+
+class CatalogContract:
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def catalog(self, location: tuple[str, str], clock: FakeClock) -> Iterator[CaptureCatalog]:
+        with open_catalog(*location, clock=clock) as catalog:
+            yield catalog
+
+    @pytest.fixture
+    def reopen(self, location: tuple[str, str]) -> Iterator[Callable[..., CaptureCatalog]]:
+        opened: list[CaptureCatalog] = []
+
+        def open_another(**kwargs: Any) -> CaptureCatalog:
+            opened.append(open_catalog(*location, **kwargs))
+            return opened[-1]
+
+        yield open_another
+        for catalog in opened:
+            catalog.close()
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def test_migrate_is_idempotent_and_reports_version_2(self, catalog, reopen, query):
+        assert catalog.migrate() == 2
+        assert catalog.migrate() == 2
+        assert reopen().migrate() == 2
+        assert query("SELECT version, description FROM diag_schema_migrations ORDER BY 1") == [
+            (1, MIGRATIONS[0].description),
+            (2, MIGRATIONS[1].description),
+        ]
+        assert query("SELECT COUNT(*) FROM diagnostic_capture") == [(0,)]
+        assert query("SELECT COUNT(*) FROM diag_drift_checks") == [(0,)]
+
+    def test_concurrent_migrate_from_processes_ends_at_version_2(self, location, query):
+        context = multiprocessing.get_context("spawn")
+        processes = 4
+        barrier = context.Barrier(processes)
+        results = context.Queue()
+        workers = [
+            context.Process(target=migrate_in_process, args=(*location, barrier, results))
+            for _ in range(processes)
+        ]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+            assert worker.exitcode == 0
+        assert outcomes == [("ok", 2)] * processes
+        assert query("SELECT version FROM diag_schema_migrations ORDER BY 1") == [(1,), (2,)]
+
+    def test_failed_migration_is_rolled_back(self, catalog, location, query, monkeypatch):
+        # Statements that succeed, then one that fails: none of them may stay.
+        statements = (
+            "INSERT INTO diag_drift_checks (capture_key, cell_ref, drifted, checked_at)"
+            " VALUES ('ck-x', 'cell', TRUE, '2026-01-01T00:00:00+00:00')",
+            "CREATE TABLE diag_broken (x INTEGER PRIMARY KEY)",
+            "INSERT INTO diag_broken (x) VALUES (1)",
+            "INSERT INTO diag_broken (x) VALUES (1)",
+        )
+        broken = Migration(3, "broken on purpose", statements, statements)
+        monkeypatch.setattr(catalog_module, "MIGRATIONS", (*MIGRATIONS, broken))
+        with pytest.raises(Exception) as raised:
+            open_catalog(*location)
+        assert not isinstance(raised.value, CatalogUnavailable)
+        monkeypatch.undo()
+        assert query("SELECT version FROM diag_schema_migrations ORDER BY 1") == [(1,), (2,)]
+        assert query("SELECT COUNT(*) FROM diag_drift_checks") == [(0,)]
+        with pytest.raises(Exception, match="diag_broken"):
+            query("SELECT * FROM diag_broken")
+        assert catalog.migrate() == 2
+
+    # -- round trips -----------------------------------------------------------------------
+
+    def test_second_catalog_sees_the_first_ones_rows(self, catalog, reopen):
+        begin(catalog, ck(1))
+        other = reopen()
+        assert other.get(ck(1)) == catalog.get(ck(1))
+        other.record_use(ck(1))
+        entry = catalog.get(ck(1))
+        assert entry is not None and entry.use_count == 1
+
+    def test_begin_complete_get_round_trips_every_field(self, catalog, clock):
+        assert catalog.get(ck(1)) is None
+        started = begin(catalog, ck(1))
+        assert started == CatalogEntry(
+            key=ck(1),
+            request_key=REQUEST,
+            cell_ref=CELL,
+            status=CaptureStatus.CAPTURING,
+            mode="full_replay",
+            source_version="sv-1",
+            artifact_uri=None,
+            x_hash=None,
+            y_hash=None,
+            trial_log_hash=None,
+            content_hash=None,
+            bytes=None,
+            created_at=T0,
+            updated_at=T0,
+            last_used_at=None,
+            use_count=0,
+            producing_run_id="run-1",
+            status_reason=None,
+        )
+        done_at = clock.tick(90)
+        completed = complete(catalog, ck(1), bytes=2**40, run_id="run-2")
+        assert completed == started.model_copy(
+            update={
+                "status": CaptureStatus.COMPLETE,
+                "artifact_uri": f"file:///captures/{ck(1)}",
+                "x_hash": "x" * 32,
+                "y_hash": "y" * 32,
+                "trial_log_hash": "t" * 32,
+                "content_hash": "c" * 32,
+                "bytes": 2**40,
+                "updated_at": done_at,
+                "producing_run_id": "run-2",
+            }
+        )
+        fetched = catalog.get(ck(1))
+        assert fetched == completed
+        assert fetched is not None and fetched.created_at.utcoffset() == timedelta(0)
+
+    def test_complete_without_run_id_keeps_the_beginning_run(self, catalog):
+        begin(catalog, ck(1), run_id="run-7")
+        assert complete(catalog, ck(1), run_id=None).producing_run_id == "run-7"
+
+    def test_begin_on_a_complete_entry_leaves_it_unchanged(self, catalog, clock):
+        begin(catalog, ck(1))
+        completed = complete(catalog, ck(1))
+        clock.tick()
+        assert begin(catalog, ck(1), run_id="run-2", source_version="sv-2") == completed
+        assert catalog.get(ck(1)) == completed
+
+    @pytest.mark.parametrize("previous", ["failed", "stale", "capturing"])
+    def test_begin_resets_an_unfinished_entry_for_the_new_run(self, catalog, clock, previous):
+        begin(catalog, ck(1))
+        complete(catalog, ck(1))
+        catalog.record_use(ck(1))
+        if previous == "failed":
+            catalog.mark_stale(ck(1), "bytes changed")
+            begin(catalog, ck(1))
+            catalog.fail_capture(ck(1), "out of memory")
+        elif previous == "stale":
+            catalog.mark_stale(ck(1), "bytes changed")
+        else:
+            catalog.mark_stale(ck(1), "bytes changed")
+            begin(catalog, ck(1))
+        before = catalog.get(ck(1))
+        assert before is not None and before.status == previous
+        now = clock.tick()
+        again = begin(catalog, ck(1), run_id="run-2")
+        assert again == before.model_copy(
+            update={
+                "status": CaptureStatus.CAPTURING,
+                "producing_run_id": "run-2",
+                "updated_at": now,
+                "status_reason": None,
+                "artifact_uri": None,
+                "x_hash": None,
+                "y_hash": None,
+                "trial_log_hash": None,
+                "content_hash": None,
+                "bytes": None,
+            }
+        )
+        assert again.created_at == T0 and again.use_count == 1
+        assert catalog.get(ck(1)) == again
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def test_latest_complete_picks_the_newest_complete_entry(self, catalog, clock):
+        for n in (1, 2, 3, 4, 5):
+            begin(catalog, ck(n), source_version=f"sv-{n}")
+            clock.tick()
+        for n in (1, 2, 3):
+            complete(catalog, ck(n))
+        catalog.mark_stale(ck(3), "source changed")
+        catalog.fail_capture(ck(4), "crashed")
+        begin(catalog, ck(6), request_key=OTHER_REQUEST)
+        complete(catalog, ck(6))
+
+        latest = catalog.latest_complete(REQUEST)
+        assert latest is not None and latest.key == ck(2) and latest.source_version == "sv-2"
+        other = catalog.latest_complete(OTHER_REQUEST)
+        assert other is not None and other.key == ck(6)
+        assert catalog.latest_complete("rq-unknown") is None
+
+        catalog.mark_stale(ck(2), "verification failed")
+        latest = catalog.latest_complete(REQUEST)
+        assert latest is not None and latest.key == ck(1)
+
+    def test_latest_complete_breaks_a_created_at_tie_by_key(self, catalog):
+        for n in (7, 9, 8):
+            begin(catalog, ck(n))
+            complete(catalog, ck(n))
+        latest = catalog.latest_complete(REQUEST)
+        assert latest is not None and latest.key == ck(9)
+
+    def test_entries_filter_by_cell_and_status_in_created_order(self, catalog, clock):
+        for n, cell in ((5, CELL), (3, OTHER_CELL), (4, CELL), (1, CELL)):
+            begin(catalog, ck(n), cell_ref=cell)
+            clock.tick()
+        complete(catalog, ck(4))
+        complete(catalog, ck(3))
+        catalog.fail_capture(ck(1), "boom")
+
+        def keys(**filters: Any) -> list[str]:
+            return [entry.key for entry in catalog.entries(**filters)]
+
+        assert keys() == [ck(5), ck(3), ck(4), ck(1)]
+        assert keys(cell_ref=CELL) == [ck(5), ck(4), ck(1)]
+        assert keys(status=CaptureStatus.COMPLETE) == [ck(3), ck(4)]
+        assert keys(cell_ref=CELL, status=CaptureStatus.COMPLETE) == [ck(4)]
+        assert keys(status=CaptureStatus.FAILED) == [ck(1)]
+        assert keys(status=CaptureStatus.STALE) == []
+        assert keys(cell_ref="defi_top5/NONE/fold-0") == []
+
+    # -- status changes --------------------------------------------------------------------
+
+    def test_mark_stale_and_fail_capture_set_status_and_reason(self, catalog, clock):
+        begin(catalog, ck(1))
+        begin(catalog, ck(2))
+        complete(catalog, ck(2))
+        now = clock.tick()
+        catalog.fail_capture(ck(1), "trial loop crashed")
+        catalog.mark_stale(ck(2), "x hash mismatch")
+        failed, stale = catalog.get(ck(1)), catalog.get(ck(2))
+        assert failed is not None and stale is not None
+        assert (failed.status, failed.status_reason, failed.updated_at) == (
+            CaptureStatus.FAILED,
+            "trial loop crashed",
+            now,
+        )
+        assert (stale.status, stale.status_reason, stale.updated_at) == (
+            CaptureStatus.STALE,
+            "x hash mismatch",
+            now,
+        )
+        assert stale.content_hash == "c" * 32
+        for change in (catalog.fail_capture, catalog.mark_stale):
+            with pytest.raises(KeyError):
+                change(ck(99), "no such capture")
+        assert catalog.get(ck(99)) is None
+
+    def test_fail_capture_never_downgrades_a_complete_entry(self, catalog, clock):
+        begin(catalog, ck(1))
+        completed = complete(catalog, ck(1))
+        clock.tick()
+        catalog.fail_capture(ck(1), "the other run failed")
+        assert catalog.get(ck(1)) == completed
+
+    def test_record_use_counts_and_stamps(self, catalog, clock):
+        begin(catalog, ck(1))
+        complete(catalog, ck(1))
+        catalog.record_use(ck(1))
+        used_at = clock.tick(5)
+        catalog.record_use(ck(1))
+        entry = catalog.get(ck(1))
+        assert entry is not None
+        assert (entry.use_count, entry.last_used_at, entry.updated_at) == (2, used_at, T0)
+        with pytest.raises(KeyError):
+            catalog.record_use(ck(99))
+
+    def test_record_use_is_atomic_across_connections(self, catalog, reopen):
+        begin(catalog, ck(1))
+        catalogs = [reopen() for _ in range(4)]
+
+        def use(i: int) -> None:
+            for _ in range(25):
+                catalogs[i].record_use(ck(1))
+
+        run_concurrently(4, use)
+        entry = catalog.get(ck(1))
+        assert entry is not None and entry.use_count == 100
+
+    def test_record_use_is_atomic_on_one_shared_catalog(self, catalog):
+        begin(catalog, ck(1))
+
+        def use(_: int) -> None:
+            for _ in range(25):
+                catalog.record_use(ck(1))
+
+        run_concurrently(4, use)
+        entry = catalog.get(ck(1))
+        assert entry is not None and entry.use_count == 100
+
+    def test_delete_removes_only_that_entry(self, catalog):
+        begin(catalog, ck(1))
+        begin(catalog, ck(2))
+        catalog.delete(ck(1))
+        assert catalog.get(ck(1)) is None
+        assert [entry.key for entry in catalog.entries()] == [ck(2)]
+        catalog.delete(ck(1))
+        assert [entry.key for entry in catalog.entries()] == [ck(2)]
+
+    def test_drift_counts(self, catalog, clock):
+        assert catalog.drift_counts() == (0, 0)
+        start = clock.now
+        catalog.record_drift_check(ck(1), drifted=True, cell_ref=CELL)
+        middle = clock.tick()
+        catalog.record_drift_check(ck(1), drifted=False, cell_ref=CELL)
+        clock.tick()
+        catalog.record_drift_check(ck(2), drifted=True, cell_ref=OTHER_CELL)
+        assert catalog.drift_counts() == (3, 2)
+        assert catalog.drift_counts(since=start) == (3, 2)
+        assert catalog.drift_counts(since=middle) == (2, 1)
+        assert catalog.drift_counts(since=middle + timedelta(microseconds=1)) == (1, 1)
+        assert catalog.drift_counts(since=clock.tick()) == (0, 0)
+        # The same instant written at +02:00 selects the same checks.
+        assert catalog.drift_counts(since=middle.astimezone(timezone(timedelta(hours=2)))) == (
+            2,
+            1,
+        )
+        with pytest.raises(ValueError, match="timezone-aware"):
+            catalog.drift_counts(since=datetime(2026, 1, 1))
+
+    # -- failures --------------------------------------------------------------------------
+
+    def test_failed_write_changes_nothing(self, catalog, query):
+        with pytest.raises(KeyError, match=ck(1)):
+            complete(catalog, ck(1))
+        assert catalog.entries() == []
+        assert query("SELECT COUNT(*) FROM diagnostic_capture") == [(0,)]
+        # The connection is usable after the rollback.
+        assert begin(catalog, ck(1)).status == CaptureStatus.CAPTURING
+        with pytest.raises(ValueError, match="bytes"):
+            complete(catalog, ck(1), bytes=-1)
+        entry = catalog.get(ck(1))
+        assert entry is not None and entry.status == CaptureStatus.CAPTURING
+
+    def test_a_closed_catalog_refuses_to_work(self, location):
+        catalog = open_catalog(*location)
+        catalog.close()
+        catalog.close()
+        with pytest.raises(CatalogUnavailable, match="closed"):
+            catalog.get(ck(1))
+
+
+class TestSqliteCatalog(CatalogContract):
+    @pytest.fixture
+    def location(self, tmp_path) -> tuple[str, str]:
+        return ("sqlite", str(tmp_path / "not" / "yet" / "there" / "catalog.sqlite"))
+
+    @pytest.fixture
+    def query(self, location) -> Callable[[str], list[tuple[Any, ...]]]:
+        def run(sql: str) -> list[tuple[Any, ...]]:
+            with closing(sqlite3.connect(location[1])) as connection:
+                return connection.execute(sql).fetchall()
+
+        return run
+
+    def test_uses_wal_and_stores_iso_utc_text(self, catalog, query):
+        begin(catalog, ck(1))
+        assert query("PRAGMA journal_mode") == [("wal",)]
+        assert query("SELECT created_at, last_used_at FROM diagnostic_capture") == [
+            ("2026-01-05T12:00:00.123456+00:00", None)
+        ]
+
+    def test_parent_is_a_file(self, tmp_path):
+        blocker = tmp_path / "blocker"
+        blocker.write_text("not a folder")
+        path = blocker / "catalog.sqlite"
+        with pytest.raises(CatalogUnavailable) as raised:
+            SqliteCatalog(path)
+        message = str(raised.value)
+        assert message.startswith(f"sqlite capture catalog at {path} is unavailable")
+        assert f"make sure {blocker} is a writable directory" in message
+        assert (raised.value.backend, raised.value.location) == ("sqlite", str(path))
+
+    def test_not_a_database(self, tmp_path):
+        path = tmp_path / "catalog.sqlite"
+        path.write_bytes(b"this is no sqlite file, just some bytes " * 100)
+        with pytest.raises(CatalogUnavailable, match="not a database"):
+            SqliteCatalog(path)
+
+    def test_a_write_lock_held_too_long_is_reported(self, catalog, location):
+        holder = sqlite3.connect(location[1], isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            waiting = SqliteCatalog(location[1], busy_timeout_s=0.2)
+            with pytest.raises(CatalogUnavailable, match="locked"):
+                begin(waiting, ck(1))
+            # Readers are not blocked by a writer in WAL mode.
+            assert waiting.get(ck(1)) is None
+            waiting.close()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert begin(catalog, ck(1)).status == CaptureStatus.CAPTURING
