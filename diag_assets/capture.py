@@ -1,20 +1,20 @@
 """``captured_fold``: a cell's replayed X/y and trial log, stored as Parquet and JSON."""
 
+import json
 import warnings
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from diag_assets.core.capture import (
-    CaptureConfig,
-    CaptureManifest,
-    prepare_cell,
-    replay_cell,
-)
+from diag_assets.core.capture import CaptureConfig, CaptureManifest
+from diag_assets.core.capture_service import ALLOW_COLD_CAPTURE_TAG, ColdCaptureRequiresOperator
+from diag_assets.core.events import CaptureEvent, EventRecorder
 from diag_assets.core.recipe import ReferenceRecipe, TrialSettings, recipe_code_version
+from diag_assets.core.verdicts import Certification
 from diag_assets.market import market_bars
 from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key, cells_partitions
+from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 
@@ -62,7 +62,7 @@ def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
         "best_trial": dg.MetadataValue.int(manifest.best_trial),
         "best_iter": dg.MetadataValue.int(manifest.best_iter),
         "best_score": dg.MetadataValue.float(manifest.best_score),
-        "elapsed_s": dg.MetadataValue.float(manifest.elapsed_s),
+        "capture_elapsed_s": dg.MetadataValue.float(manifest.elapsed_s),
         "bytes": dg.MetadataValue.int(manifest.total_bytes),
         "x_hash": manifest.x_hash,
         "y_hash": manifest.y_hash,
@@ -80,6 +80,10 @@ with warnings.catch_warnings():
     CELL_TO_SYMBOL = dg.MultiToSingleDimensionPartitionMapping(SYMBOL_DIMENSION)
 
 
+def _events_json(events: list[CaptureEvent]) -> dg.JsonMetadataValue:
+    return dg.MetadataValue.json([json.loads(event.to_json()) for event in events])
+
+
 @dg.asset(
     partitions_def=cells_partitions,
     deps=[dg.AssetDep(market_bars, partition_mapping=CELL_TO_SYMBOL)],
@@ -92,24 +96,66 @@ def captured_fold(
     config: CaptureRunConfig,
     market_data: MarketDataResource,
     artifacts: ArtifactStoreResource,
+    capture_cache: CaptureCacheResource,
 ) -> dg.MaterializeResult:
     """The cell's exact training data (X/y) and trial log, recovered by replaying its recipe.
 
-    Its data version is the canonical content hash of X, y and the trial log: a replay that
-    reproduces the same fold keeps the same version, so downstream verdicts stay in sync.
-    Inputs are checked before any training; bad input writes nothing.
+    Served from the capture cache when an identical capture exists (cache=HIT, seconds, same
+    data version, so downstream verdicts stay in sync). A cold capture replays the whole
+    fine-tune and needs the run tag ``diag/allow_cold_capture=true``. Concurrent runs of one
+    cell capture it once. Inputs are checked before any training; bad input writes nothing.
     """
-    cell = cell_from_partition_key(context.partition_key, market_data.source().universe)
-    prepared = prepare_cell(
-        cell, market_data.source(), market_data.fold_spec(), RECIPE, config.to_core()
-    )
-    context.log.info(f"Replaying {cell} (capture key {prepared.key}).")
-    captures = artifacts.captures()
-    manifest = captures.write(replay_cell(prepared, RECIPE))
-    artifacts.results().write(CAPTURED_FOLD, cell, manifest)
+    source = market_data.source()
+    cell = cell_from_partition_key(context.partition_key, source.universe)
+    allow_cold = (
+        context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG) or ""
+    ).lower() == "true"
+
+    def log_event(event: CaptureEvent) -> None:
+        context.log.info(event.to_json())
+
+    recorder = EventRecorder(log_event)
+    service = capture_cache.service()
+    try:
+        result = service.get(
+            cell,
+            source,
+            market_data.fold_spec(),
+            RECIPE,
+            config.to_core(),
+            allow_cold=allow_cold,
+            run_id=context.op_execution_context.run_id,
+            events=recorder,
+        )
+    except ColdCaptureRequiresOperator as refused:
+        # No capture can be trusted for this cell in this run: nothing downstream may claim
+        # a verdict, so the audit is inconclusive until an operator approves a capture.
+        raise dg.Failure(
+            description=str(refused),
+            metadata={
+                "code": refused.code,
+                "certification": Certification.INCONCLUSIVE_TOOLING.value,
+                "reason": refused.reason,
+                "how_to_approve": f"run tag {ALLOW_COLD_CAPTURE_TAG}=true",
+                "capture_events": _events_json(recorder.events),
+            },
+        ) from refused
+    finally:
+        service.catalog.close()
+    artifacts.results().write(CAPTURED_FOLD, cell, result.manifest)
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(manifest.content_hash),
-        metadata=capture_metadata(manifest, captures.uri(manifest.capture_key)),
+        data_version=dg.DataVersion(result.manifest.content_hash),
+        metadata={
+            "cache": result.outcome.value,
+            "producing_run_id": result.entry.producing_run_id or "",
+            "capture_created_at": result.entry.created_at.isoformat(),
+            "use_count": dg.MetadataValue.int(result.entry.use_count),
+            "waited_s": dg.MetadataValue.float(round(result.waited_s, 3)),
+            "drift_checked": dg.MetadataValue.bool(result.drift_checked),
+            "served_in_s": dg.MetadataValue.float(round(result.elapsed_s, 3)),
+            **capture_metadata(result.manifest, result.uri),
+            "capture_events": _events_json(result.events),
+        },
     )
 
 

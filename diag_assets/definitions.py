@@ -2,13 +2,17 @@
 
 import dagster as dg
 
-from diag_assets import capture, diagnostics, market
+from diag_assets import capture, diagnostics, maintenance, market
 from resources.environment import resources_for_current_env
+from sensors.reaudit import reaudit_requests
 from sensors.symbols import register_symbols
 
 defs = dg.Definitions.merge(
     market.defs,
     capture.defs,
     diagnostics.defs,
-    dg.Definitions(sensors=[register_symbols], resources=resources_for_current_env()),
+    maintenance.defs,
+    dg.Definitions(
+        sensors=[register_symbols, reaudit_requests], resources=resources_for_current_env()
+    ),
 )

@@ -14,6 +14,7 @@ import dagster as dg
 
 from diag_assets.capture import CAPTURED_FOLD
 from diag_assets.core.capture import CaptureManifest
+from diag_assets.core.capture_service import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.verdicts import AnchorResult, S40Verdict
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             instance=instance,
             partition_key=cell_partition_key(cell),
             run_config=QUIET,
-            tags={"diag/source": "make-demo"},
+            # The demo is the operator here: it approves the cold captures it needs.
+            tags={"diag/source": "make-demo", ALLOW_COLD_CAPTURE_TAG: "true"},
             raise_on_error=False,
         )
         wall = time.perf_counter() - cell_started
@@ -109,9 +111,11 @@ def render_table(rows: list[tuple]) -> str:
         if verdict is None or manifest is None or anchor is None:
             lines.append(f"{str(cell):<28} FAILED (run {run_id})")
             continue
+        signal = verdict.signal.value if verdict.signal else "NOT_RUN"
+        p_value = f"{verdict.probe.p_value:>5.2f}" if verdict.probe else f"{'-':>5}"
         lines.append(
-            f"{str(cell):<28} {manifest.rows:>6} {verdict.signal.value:<9} "
-            f"{verdict.probe.p_value:>5.2f} {verdict.s22a1_crossref_status.value:<12} "
+            f"{str(cell):<28} {manifest.rows:>6} {signal:<9} "
+            f"{p_value} {verdict.s22a1_crossref_status.value:<12} "
             f"{verdict.certification.value:<20} {anchor.best_iter:>11} "
             f"{manifest.elapsed_s:>9.1f} {anchor.elapsed_s:>8.1f} {verdict.elapsed_s:>6.1f} "
             f"{wall:>6.1f}"

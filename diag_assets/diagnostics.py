@@ -6,9 +6,9 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.capture import CAPTURED_FOLD, captured_fold
-from diag_assets.core.capture import CapturedFold, CaptureManifest
+from diag_assets.core.capture import CapturedFold, CaptureManifest, CaptureVerificationError
 from diag_assets.core.cells import CellRef
-from diag_assets.core.diagnostics import ProbeSettings, judge_s40, run_anchor
+from diag_assets.core.diagnostics import ProbeSettings, inconclusive_s40, judge_s40, run_anchor
 from diag_assets.core.verdicts import AnchorResult, S40Verdict
 from diag_assets.partitions import cell_from_partition_key, cells_partitions
 from resources.market_data import MarketDataResource
@@ -95,21 +95,26 @@ class ProbeRunConfig(dg.Config):
 
 def verdict_metadata(verdict: S40Verdict, uri: str) -> dict[str, Any]:
     """What a reader of the verdict sees in the UI; certification first."""
-    probe = verdict.probe
-    return {
+    metadata: dict[str, Any] = {
         "certification": verdict.certification.value,
         "certification_reason": verdict.certification_reason,
-        "signal": verdict.signal.value,
+        "signal": verdict.signal.value if verdict.signal else "NOT_RUN",
         "s22a1_crossref_status": verdict.s22a1_crossref_status.value,
         "s22a1_anchor_available": dg.MetadataValue.bool(verdict.s22a1_anchor_available),
         "anchor_best_iter": dg.MetadataValue.int(verdict.anchor_best_iter)
         if verdict.anchor_best_iter is not None
         else dg.MetadataValue.null(),
-        "p_value": dg.MetadataValue.float(probe.p_value),
-        "observed_auc": dg.MetadataValue.float(probe.observed),
-        "permutation_mean_auc": dg.MetadataValue.float(probe.permutation_mean),
-        "permutation_max_auc": dg.MetadataValue.float(probe.permutation_max),
-        "n_permutations": dg.MetadataValue.int(probe.n_permutations),
+    }
+    if verdict.probe is not None:
+        probe = verdict.probe
+        metadata |= {
+            "p_value": dg.MetadataValue.float(probe.p_value),
+            "observed_auc": dg.MetadataValue.float(probe.observed),
+            "permutation_mean_auc": dg.MetadataValue.float(probe.permutation_mean),
+            "permutation_max_auc": dg.MetadataValue.float(probe.permutation_max),
+            "n_permutations": dg.MetadataValue.int(probe.n_permutations),
+        }
+    return metadata | {
         "elapsed_s": dg.MetadataValue.float(verdict.elapsed_s),
         "capture_content_hash": verdict.capture_content_hash,
         "verdict_uri": dg.MetadataValue.path(uri),
@@ -136,16 +141,24 @@ def s40_verdict(
     configured alpha; CONSISTENT when the anchor learning (best_iter > 1) agrees with it.
     """
     cell = _cell(context, market_data)
-    captured = load_captured_fold(cell, artifacts)
-    anchor = artifacts.results().read(S22A1_ANCHOR, cell, AnchorResult)
-    if anchor is None:
-        raise dg.Failure(
-            f"{cell} has no s22a1 anchor. Materialize s22a1_anchor for this cell first.",
+    try:
+        captured = load_captured_fold(cell, artifacts)
+    except CaptureVerificationError as error:
+        context.log.error(f"{cell}: captured fold failed verification: {error}")
+        manifest = artifacts.results().read(CAPTURED_FOLD, cell, CaptureManifest)
+        verdict = inconclusive_s40(
+            str(cell), f"captured fold failed verification: {error}", manifest
         )
-    verdict = judge_s40(captured, anchor, config.to_core())
+    else:
+        anchor = artifacts.results().read(S22A1_ANCHOR, cell, AnchorResult)
+        if anchor is None:
+            raise dg.Failure(
+                f"{cell} has no s22a1 anchor. Materialize s22a1_anchor for this cell first.",
+            )
+        verdict = judge_s40(captured, anchor, config.to_core())
     uri = artifacts.results().write(S40_VERDICT, cell, verdict)
     context.log.info(
-        f"{cell}: {verdict.signal.value}, p={verdict.probe.p_value}, "
+        f"{cell}: {verdict.signal.value if verdict.signal else 'NOT_RUN'}, "
         f"{verdict.s22a1_crossref_status.value}, {verdict.certification.value}"
     )
     return dg.MaterializeResult(

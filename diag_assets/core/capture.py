@@ -67,6 +67,29 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def _request_payload(
+    cell: CellRef, recipe_version: str, fold_spec: FoldSpec, config: CaptureConfig
+) -> dict[str, object]:
+    return {
+        "cell_ref": str(cell),
+        "recipe_version": recipe_version,
+        "fold_spec": vars(fold_spec),
+        "config": config.model_dump(mode="json"),
+        "libraries": library_versions(),
+    }
+
+
+def request_key(
+    cell: CellRef, recipe_version: str, fold_spec: FoldSpec, config: CaptureConfig
+) -> str:
+    """What an audit asks for: the capture key's inputs minus the source data version.
+
+    A warm re-audit finds its capture by this key without reading the market data; the drift
+    policy decides when the source is re-hashed to check the capture still matches it.
+    """
+    return "rk-" + hash_json(_request_payload(cell, recipe_version, fold_spec, config))
+
+
 def capture_key(
     cell: CellRef,
     source_version: str,
@@ -81,15 +104,8 @@ def capture_key(
     versions of lightgbm, pandas and pyarrow. Dagster does not fold run config into data
     versions on its own, so the key carries it.
     """
-    payload = {
-        "cell_ref": str(cell),
-        "source_version": source_version,
-        "recipe_version": recipe_version,
-        "fold_spec": vars(fold_spec),
-        "config": config.model_dump(mode="json"),
-        "libraries": library_versions(),
-    }
-    return "ck-" + hash_json(payload)
+    payload = _request_payload(cell, recipe_version, fold_spec, config)
+    return "ck-" + hash_json({**payload, "source_version": source_version})
 
 
 class FileEntry(BaseModel):
@@ -333,6 +349,43 @@ class CaptureArtifacts:
                 f"digest {entry.digest}). Its bytes are not used."
             )
         return payload
+
+    def verify(self, manifest: CaptureManifest) -> None:
+        """Stream every file of a capture through the hash and compare with the manifest.
+
+        Cheaper than :meth:`load` (nothing is parsed): the warm path's proof that the stored
+        bytes are the ones the manifest vouches for.
+
+        Raises:
+            CaptureVerificationError: a file is missing or differs from the manifest.
+        """
+        for name, entry in manifest.files.items():
+            key = self.key_of(manifest.capture_key, name)
+            try:
+                size, digest = self.store.digest(key)
+            except FileNotFoundError as missing:
+                raise CaptureVerificationError(
+                    f"Capture {manifest.capture_key} lists {name} but the file is missing."
+                ) from missing
+            if size != entry.bytes or digest != entry.digest:
+                raise CaptureVerificationError(
+                    f"Capture {manifest.capture_key}: {name} does not match its manifest "
+                    f"({size} bytes, digest {digest}; expected {entry.bytes} bytes, "
+                    f"digest {entry.digest}). Its bytes are not used."
+                )
+        if set(manifest.files) != {X_FILE, Y_FILE, TRIAL_LOG_FILE}:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key} lists {sorted(manifest.files)}, not the files "
+                "of a capture."
+            )
+
+    def delete(self, capture_key: str) -> int:
+        """Remove a capture, manifest first so it is invisible before its data goes."""
+        self.store.delete(self.key_of(capture_key, MANIFEST_FILE))
+        keys = self.store.list_keys(f"{self.prefix}/{capture_key}")
+        for key in keys:
+            self.store.delete(key)
+        return len(keys)
 
     def load(self, manifest: CaptureManifest) -> CapturedFold:
         """Read a capture back, verifying file bytes and the canonical hashes of X and y.

@@ -9,7 +9,7 @@ import time
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from diag_assets.core.capture import CapturedFold
+from diag_assets.core.capture import CapturedFold, CaptureManifest
 from diag_assets.core.training import fit_booster
 from diag_assets.core.verdicts import (
     AnchorResult,
@@ -187,4 +187,26 @@ def judge_s40(
         y_hash=manifest.y_hash,
         anchor_hash=None if anchor is None else anchor.content_hash(),
         elapsed_s=round(time.perf_counter() - started, 6),
+    )
+
+
+def inconclusive_s40(
+    cell_ref: str, reason: str, manifest: CaptureManifest | None = None
+) -> S40Verdict:
+    """The verdict when the probe's input is missing or unverifiable: no figures, no claim."""
+    return S40Verdict(
+        cell_ref=cell_ref,
+        signal=None,
+        probe=None,
+        s22a1_crossref_status=CrossrefStatus.SKIPPED,
+        s22a1_anchor_available=False,
+        anchor_best_iter=None,
+        certification=Certification.INCONCLUSIVE_TOOLING,
+        certification_reason=reason,
+        capture_key=manifest.capture_key if manifest else "",
+        capture_content_hash=manifest.content_hash if manifest else "",
+        x_hash=manifest.x_hash if manifest else "",
+        y_hash=manifest.y_hash if manifest else "",
+        anchor_hash=None,
+        elapsed_s=0.0,
     )

@@ -13,6 +13,8 @@ import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from diag_assets.core.hashing import bytes_digest, file_digest
+
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
 
 
@@ -49,6 +51,11 @@ class BlobStore(ABC):
     @abstractmethod
     def uri(self, key: str) -> str:
         """A URI a person can paste to find the object."""
+
+    def digest(self, key: str) -> tuple[int, str]:
+        """Size and xxh3-128 digest of the object; backends override this to stream."""
+        data = self.read_bytes(key)
+        return len(data), bytes_digest(data)
 
 
 class LocalBlobStore(BlobStore):
@@ -96,12 +103,25 @@ class LocalBlobStore(BlobStore):
         )
 
     def delete(self, key: str) -> None:
-        """Remove the file; a missing file is fine."""
-        self._path(key).unlink(missing_ok=True)
+        """Remove the file and any folders it leaves empty; a missing file is fine."""
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        for folder in path.parents:
+            if folder == self.root or self.root not in folder.parents:
+                break
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or already gone): stop pruning
+                break
 
     def uri(self, key: str) -> str:
         """``file://`` URI of the object."""
         return self._path(key).as_uri()
+
+    def digest(self, key: str) -> tuple[int, str]:
+        """Streams the file through the hash without holding it in memory."""
+        path = self._path(key)
+        return path.stat().st_size, file_digest(path)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -76,13 +76,17 @@ class ProbeFigures(BaseModel):
 
 
 class S40Verdict(BaseModel):
-    """s40: does the fold's X carry signal about y, cross-referenced with the anchor."""
+    """s40: does the fold's X carry signal about y, cross-referenced with the anchor.
+
+    ``signal`` and ``probe`` are ``None`` only for an INCONCLUSIVE_TOOLING verdict: the probe
+    did not run because its input was missing or failed verification.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     cell_ref: str
-    signal: Signal
-    probe: ProbeFigures
+    signal: Signal | None
+    probe: ProbeFigures | None
     s22a1_crossref_status: CrossrefStatus
     s22a1_anchor_available: bool
     anchor_best_iter: int | None

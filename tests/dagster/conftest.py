@@ -3,7 +3,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from diag_assets.core.capture_service import ALLOW_COLD_CAPTURE_TAG
+from resources.capture_cache import CaptureCacheResource, FileLeaseResource, SqliteCatalogResource
 from resources.market_data import DirectoryMarketDataResource, SyntheticMarketDataResource
+from resources.requests import AuditRequestsResource
 from resources.storage import LocalArtifactStore
 from tests.conftest import TINY_BARS, TINY_FOLDS
 
@@ -35,12 +38,29 @@ def real_market_data(directory: Path = KLINES) -> DirectoryMarketDataResource:
     )
 
 
+APPROVED = {ALLOW_COLD_CAPTURE_TAG: "true"}
+
+
+def local_resources(root: Path, market_data=None, check_drift: str = "off") -> dict:
+    """The embedded profile's resources under ``root``, with a tiny market by default."""
+    artifacts = LocalArtifactStore(root=str(root / "artifacts"))
+    return {
+        "market_data": market_data or tiny_market_data(),
+        "artifacts": artifacts,
+        "capture_cache": CaptureCacheResource(
+            artifacts=artifacts,
+            catalog=SqliteCatalogResource(path=str(root / "catalog.sqlite")),
+            lease=FileLeaseResource(root=str(root / "leases")),
+            lease_wait_s=60,
+            check_drift=check_drift,
+        ),
+        "audit_requests": AuditRequestsResource(directory=str(root / "requests")),
+    }
+
+
 @pytest.fixture
 def resources(tmp_path):
-    return {
-        "market_data": tiny_market_data(),
-        "artifacts": LocalArtifactStore(root=str(tmp_path / "artifacts")),
-    }
+    return local_resources(tmp_path)
 
 
 @pytest.fixture

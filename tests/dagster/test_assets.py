@@ -17,6 +17,7 @@ from diag_assets.diagnostics import (
 )
 from diag_assets.market import market_bars
 from diag_assets.partitions import cell_from_partition_key, cell_partition_key
+from tests.dagster.conftest import APPROVED
 
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-3")
 KEY = cell_partition_key(CELL)
@@ -45,12 +46,18 @@ def test_market_bars_records_hash_and_gaps(resources, instance):
 
 
 def test_audit_assets_by_direct_call(resources, instance):
-    with dg.build_asset_context(partition_key=KEY, instance=instance) as context:
+    with dg.build_asset_context(partition_key=KEY, instance=instance, run_tags=APPROVED) as context:
         _audit_by_direct_call(context, resources)
 
 
 def _audit_by_direct_call(context, resources):
-    capture = captured_fold(context, TINY_CAPTURE, resources["market_data"], resources["artifacts"])
+    capture = captured_fold(
+        context,
+        TINY_CAPTURE,
+        resources["market_data"],
+        resources["artifacts"],
+        resources["capture_cache"],
+    )
     manifest = resources["artifacts"].results().read(CAPTURED_FOLD, CELL, CaptureManifest)
     assert manifest is not None
     assert capture.data_version == dg.DataVersion(manifest.content_hash)
@@ -75,9 +82,9 @@ def _audit_by_direct_call(context, resources):
 
 def test_diagnostics_refuse_to_run_without_their_inputs(resources, instance):
     market_data, artifacts = resources["market_data"], resources["artifacts"]
-    with dg.build_asset_context(partition_key=KEY, instance=instance) as context:
+    with dg.build_asset_context(partition_key=KEY, instance=instance, run_tags=APPROVED) as context:
         with pytest.raises(dg.Failure, match="no captured fold yet"):
             s22a1_anchor(context, AnchorRunConfig(), market_data, artifacts)
-        captured_fold(context, TINY_CAPTURE, market_data, artifacts)
+        captured_fold(context, TINY_CAPTURE, market_data, artifacts, resources["capture_cache"])
         with pytest.raises(dg.Failure, match="no s22a1 anchor"):
             s40_verdict(context, TINY_PROBE, market_data, artifacts)

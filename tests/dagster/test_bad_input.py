@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -9,10 +10,15 @@ import pandas as pd
 import pytest
 
 from diag_assets.capture import CaptureRunConfig, captured_fold
+from diag_assets.core.catalog import SqliteCatalog
 from diag_assets.core.errors import DiagInputError
 from diag_assets.partitions import cell_from_partition_key
-from resources.storage import LocalArtifactStore
-from tests.dagster.conftest import KLINES, real_market_data, tiny_market_data
+from tests.dagster.conftest import (
+    KLINES,
+    local_resources,
+    real_market_data,
+    tiny_market_data,
+)
 
 
 def _capture_error(resources, instance, symbol: str, fold: str = "fold-1") -> str:
@@ -29,7 +35,13 @@ def _capture_error(resources, instance, symbol: str, fold: str = "fold-1") -> st
     return error.cause.message if error.cause else error.message
 
 
-def _corrupt_copy(tmp_path, change) -> LocalArtifactStore:
+def assert_nothing_written(root):
+    assert not (root / "artifacts").exists()
+    catalog = root / "catalog.sqlite"
+    assert not catalog.exists() or SqliteCatalog(catalog).entries() == []
+
+
+def _corrupt_copy(tmp_path, change) -> Path:
     data_dir = tmp_path / "klines"
     data_dir.mkdir()
     frame = pd.read_feather(KLINES / "BTC_USDT-1h.feather")
@@ -48,37 +60,25 @@ def _corrupt_copy(tmp_path, change) -> LocalArtifactStore:
 )
 def test_bad_bars_fail_early(tmp_path, instance, change, expected):
     data_dir = _corrupt_copy(tmp_path, change)
-    store = tmp_path / "artifacts"
-    resources = {
-        "market_data": real_market_data(data_dir),
-        "artifacts": LocalArtifactStore(root=str(store)),
-    }
+    resources = local_resources(tmp_path, market_data=real_market_data(data_dir))
     message = _capture_error(resources, instance, "BTCUSDT")
     assert expected in message and "Fix:" in message and "BTCUSDT_1h.csv" in message
-    assert not store.exists()
+    assert_nothing_written(tmp_path)
 
 
 def test_unknown_symbol_fails_early_listing_known_symbols(tmp_path, instance):
     instance.add_dynamic_partitions("symbols", ["DOGEUSDC"])
-    store = tmp_path / "artifacts"
-    resources = {
-        "market_data": tiny_market_data(),
-        "artifacts": LocalArtifactStore(root=str(store)),
-    }
+    resources = local_resources(tmp_path, market_data=tiny_market_data())
     message = _capture_error(resources, instance, "DOGEUSDC")
     assert "DOGEUSDC" in message and "UNIUSDC" in message and "Fix:" in message
-    assert not store.exists()
+    assert_nothing_written(tmp_path)
 
 
 def test_history_too_short_fails_early(tmp_path, instance):
-    store = tmp_path / "artifacts"
-    resources = {
-        "market_data": tiny_market_data(n_bars=2_000),
-        "artifacts": LocalArtifactStore(root=str(store)),
-    }
+    resources = local_resources(tmp_path, market_data=tiny_market_data(n_bars=2_000))
     message = _capture_error(resources, instance, "UNIUSDC", fold="fold-3")
     assert "History too short for fold 3" in message and "Fix:" in message
-    assert not store.exists()
+    assert_nothing_written(tmp_path)
 
 
 @pytest.mark.parametrize("symbol", ["../../etc", "uni-usdc", "UNI USDC"])
@@ -103,14 +103,10 @@ def test_bad_run_config_is_refused_before_the_run():
 
 
 def test_missing_market_data_directory_names_the_fix(tmp_path, instance):
-    store = tmp_path / "artifacts"
-    resources = {
-        "market_data": real_market_data(tmp_path / "nowhere"),
-        "artifacts": LocalArtifactStore(root=str(store)),
-    }
+    resources = local_resources(tmp_path, market_data=real_market_data(tmp_path / "nowhere"))
     message = _capture_error(resources, instance, "BTCUSDT")
     assert "nowhere" in message and "Fix:" in message
-    assert not store.exists()
+    assert_nothing_written(tmp_path)
 
 
 def test_demo_refuses_unknown_fold_before_running(tmp_path):

@@ -1,15 +1,15 @@
 """The audit graph through dg.materialize, on synthetic and on real candles."""
 
+from pathlib import Path
+
 import dagster as dg
-import pytest
 
 from diag_assets.capture import captured_fold
 from diag_assets.core.cells import CellRef
 from diag_assets.diagnostics import s22a1_anchor, s40_verdict
 from diag_assets.market import market_bars
 from diag_assets.partitions import cell_partition_key
-from resources.storage import LocalArtifactStore
-from tests.dagster.conftest import TINY_RUN_CONFIG, real_market_data
+from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources, real_market_data
 
 AUDIT = [captured_fold, s22a1_anchor, s40_verdict]
 
@@ -20,77 +20,100 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     return {k: v.value for k, v in events[0].metadata.items()}
 
 
-def test_one_cell_end_to_end_keeps_its_data_version_on_replay(resources, instance):
+def _data_version(instance, asset: str) -> str:
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    return event.asset_materialization.tags["dagster/data_version"]
+
+
+def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, instance):
     key = cell_partition_key(CellRef.parse("defi_top5/OPUSDC/fold-2"))
     dg.materialize([market_bars], resources=resources, instance=instance, partition_key="OPUSDC")
-    first = dg.materialize(
-        AUDIT, resources=resources, instance=instance, partition_key=key, run_config=TINY_RUN_CONFIG
+    cold = dg.materialize(
+        AUDIT,
+        resources=resources,
+        instance=instance,
+        partition_key=key,
+        run_config=TINY_RUN_CONFIG,
+        tags=APPROVED,
     )
-    assert first.success
-    verdict = _metadata(first, "s40_verdict")
+    capture = _metadata(cold, "captured_fold")
+    assert capture["cache"] == "MISS" and capture["producing_run_id"] == cold.run_id
+    verdict = _metadata(cold, "s40_verdict")
     assert verdict["certification"] == "CERTIFIED"
     assert verdict["s22a1_crossref_status"] in {"CONSISTENT", "INCONSISTENT"}
+    cold_versions = {
+        asset: _data_version(instance, asset)
+        for asset in ("captured_fold", "s22a1_anchor", "s40_verdict")
+    }
 
-    second = dg.materialize(
+    # A re-audit needs no approval: the capture is served from the cache.
+    warm = dg.materialize(
         AUDIT, resources=resources, instance=instance, partition_key=key, run_config=TINY_RUN_CONFIG
     )
-    for asset in ("captured_fold", "s22a1_anchor", "s40_verdict"):
-        versions = [
-            instance.get_latest_materialization_event(
-                dg.AssetKey(asset)
-            ).asset_materialization.tags["dagster/data_version"]
-        ]
-        assert versions[0] == _metadata(second, asset).get("content_hash", versions[0])
-    assert (
-        _metadata(first, "captured_fold")["content_hash"]
-        == _metadata(second, "captured_fold")["content_hash"]
-    )
-    # the captured fold's recorded provenance points at the market_bars data version
+    warm_capture = _metadata(warm, "captured_fold")
+    assert warm_capture["cache"] == "HIT"
+    assert warm_capture["producing_run_id"] == cold.run_id  # provenance: the run that captured it
+    assert [e["event"] for e in warm_capture["capture_events"]] == ["capture_hit"]
+    for asset, version in cold_versions.items():
+        assert _data_version(instance, asset) == version, asset
+
+    # The capture's recorded provenance points at the market_bars data version.
     record = instance.get_latest_materialization_event(dg.AssetKey("captured_fold"))
-    assert (
-        record.asset_materialization.tags["dagster/input_data_version/market_bars"]
-        == (
-            instance.get_latest_materialization_event(
-                dg.AssetKey("market_bars")
-            ).asset_materialization.tags["dagster/data_version"]
-        )
+    assert record.asset_materialization.tags[
+        "dagster/input_data_version/market_bars"
+    ] == _data_version(instance, "market_bars")
+
+
+def test_cold_capture_without_approval_fails_fast_with_how_to_approve(resources, instance):
+    key = cell_partition_key(CellRef.parse("defi_top5/UNIUSDC/fold-1"))
+    result = dg.materialize(
+        AUDIT,
+        resources=resources,
+        instance=instance,
+        partition_key=key,
+        run_config=TINY_RUN_CONFIG,
+        raise_on_error=False,
     )
+    assert not result.success
+    failure = result.failure_data_for_node("captured_fold").user_failure_data
+    assert "COLD_CAPTURE_REQUIRES_OPERATOR" in failure.description
+    assert "diag/allow_cold_capture=true" in failure.description
+    assert failure.metadata["certification"].value == "INCONCLUSIVE_TOOLING"
+    assert not (Path(resources["artifacts"].root) / "captures").exists()
 
 
 def test_real_candles_through_the_whole_graph(tmp_path, instance):
-    resources = {
-        "market_data": real_market_data(),
-        "artifacts": LocalArtifactStore(root=str(tmp_path)),
-    }
+    resources = local_resources(tmp_path, market_data=real_market_data())
     bars = dg.materialize(
         [market_bars], resources=resources, instance=instance, partition_key="BTCUSDT"
     )
     assert _metadata(bars, "market_bars")["source"].endswith("BTC_USDT-1h.feather")
     key = cell_partition_key(CellRef.parse("binance/BTCUSDT/fold-3"))
     result = dg.materialize(
-        AUDIT, resources=resources, instance=instance, partition_key=key, run_config=TINY_RUN_CONFIG
+        AUDIT,
+        resources=resources,
+        instance=instance,
+        partition_key=key,
+        run_config=TINY_RUN_CONFIG,
+        tags=APPROVED,
     )
     assert result.success
     assert _metadata(result, "captured_fold")["rows"] > 500
     assert _metadata(result, "s40_verdict")["certification"] == "CERTIFIED"
 
 
-@pytest.mark.parametrize("fold", ["fold-4"])
-def test_fold_beyond_history_fails_with_fix_and_writes_nothing(tmp_path, instance, fold):
-    store = tmp_path / "artifacts"
-    resources = {
-        "market_data": real_market_data(),
-        "artifacts": LocalArtifactStore(root=str(store)),
-    }
-    key = dg.MultiPartitionKey({"symbol": "BTCUSDT", "fold": fold})
+def test_fold_beyond_history_fails_with_fix_and_writes_nothing(tmp_path, instance):
+    resources = local_resources(tmp_path, market_data=real_market_data())
+    key = dg.MultiPartitionKey({"symbol": "BTCUSDT", "fold": "fold-4"})
     result = dg.materialize(
         [captured_fold],
         resources=resources,
         instance=instance,
         partition_key=key,
+        tags=APPROVED,
         raise_on_error=False,
     )
     assert not result.success
     message = result.failure_data_for_node("captured_fold").error.cause.message
     assert "History too short for fold 4" in message and "Fix:" in message
-    assert not store.exists()
+    assert not (tmp_path / "artifacts").exists()

@@ -1,0 +1,105 @@
+"""The capture cache resource: artifact store + catalog + single-flight lease + drift policy.
+
+Embedded profile: SQLite catalog and file locks beside the artifacts. Production: the catalog
+and the leases in PostgreSQL (the leases on dedicated, session-pinned connections), the
+artifacts in S3.
+"""
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from diag_assets.core.capture_service import CaptureService, DriftPolicy
+from diag_assets.core.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
+from diag_assets.core.lease import FileLease, Lease, PostgresLease
+from resources.storage import ArtifactStoreResource
+
+
+class CatalogResource(dg.ConfigurableResource, ABC):
+    """Where the DIAGNOSTIC_CAPTURE catalog lives."""
+
+    @abstractmethod
+    def catalog(self) -> CaptureCatalog:
+        """An open catalog, migrated to the current schema. Close it when done."""
+
+
+class SqliteCatalogResource(CatalogResource):
+    """A SQLite file (the embedded profile)."""
+
+    path: str = Field(description="SQLite database file of the catalog.")
+
+    def catalog(self) -> CaptureCatalog:
+        """Open (and migrate) the SQLite catalog."""
+        return SqliteCatalog(self.path)
+
+
+class PostgresCatalogResource(CatalogResource):
+    """A PostgreSQL database (the production profile)."""
+
+    dsn: str = Field(description="libpq DSN of the catalog database; set it with an EnvVar.")
+
+    def catalog(self) -> CaptureCatalog:
+        """Open (and migrate) the PostgreSQL catalog."""
+        return PostgresCatalog(self.dsn)
+
+
+class LeaseResource(dg.ConfigurableResource, ABC):
+    """How concurrent captures of one cell are made single-flight."""
+
+    @abstractmethod
+    def lease(self) -> Lease:
+        """A lease manager."""
+
+
+class FileLeaseResource(LeaseResource):
+    """OS file locks in a folder: one machine (the embedded profile)."""
+
+    root: str = Field(description="Folder of the lock files.")
+
+    def lease(self) -> Lease:
+        """File locks under ``root``."""
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+        return FileLease(self.root)
+
+
+class PostgresLeaseResource(LeaseResource):
+    """PostgreSQL advisory locks: any number of machines (the production profile).
+
+    Connect directly or through a session-mode pool: PgBouncer in transaction mode breaks
+    session-level advisory locks.
+    """
+
+    dsn: str = Field(description="libpq DSN for the lease connections; set it with an EnvVar.")
+
+    def lease(self) -> Lease:
+        """Advisory locks on dedicated connections."""
+        return PostgresLease(self.dsn)
+
+
+class CaptureCacheResource(dg.ConfigurableResource):
+    """Captured folds as memoized, single-flight, drift-checked artifacts."""
+
+    artifacts: ArtifactStoreResource
+    catalog: CatalogResource
+    lease: LeaseResource
+    lease_wait_s: float = Field(
+        default=3_600.0,
+        ge=0,
+        description="How long a run waits for another run's capture of the same cell.",
+    )
+    check_drift: str = Field(
+        default="off",
+        description="Re-hash the source on warm reads: 'off', 'on_read' or 'sampled:P'.",
+    )
+
+    def service(self) -> CaptureService:
+        """A capture service over this resource's parts. Close its catalog when done."""
+        return CaptureService(
+            self.artifacts.captures(),
+            self.catalog.catalog(),
+            self.lease.lease(),
+            lease_wait_s=self.lease_wait_s,
+            drift=DriftPolicy.parse(self.check_drift),
+        )

@@ -1,0 +1,94 @@
+"""``reaudit_requests``: launch re-audits from request files; never a cold capture.
+
+A request whose cell has a complete capture in the cache becomes an ``audit`` run, its
+``run_key`` derived from the request so a request launches at most once. A request for a
+cold cell stays pending and the tick says which cells need an operator's approval; once an
+operator has run the cold capture, the next tick launches the re-audit.
+"""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from diag_assets.capture import RECIPE, CaptureRunConfig
+from diag_assets.core.capture import request_key
+from diag_assets.core.recipe import recipe_code_version
+from diag_assets.core.requests import read_requests
+from diag_assets.diagnostics import audit_job
+from diag_assets.partitions import cell_partition_key
+from resources.capture_cache import CaptureCacheResource
+from resources.market_data import MarketDataResource
+from resources.requests import AuditRequestsResource
+
+
+@dg.sensor(job=audit_job, minimum_interval_seconds=60)
+def reaudit_requests(
+    context: dg.SensorEvaluationContext,
+    market_data: MarketDataResource,
+    capture_cache: CaptureCacheResource,
+    audit_requests: AuditRequestsResource,
+) -> dg.SensorResult | dg.SkipReason:
+    """Turn pending re-audit requests for warm cells into audit runs."""
+    handled = set(json.loads(context.cursor)["handled"]) if context.cursor else set()
+    pending = [
+        p for p in read_requests(Path(audit_requests.directory)) if p.request_id not in handled
+    ]
+    if not pending:
+        return dg.SkipReason(f"No new requests in {audit_requests.directory}.")
+
+    recipe_version = recipe_code_version(RECIPE)
+    fold_spec = market_data.fold_spec()
+    default_config = CaptureRunConfig().to_core()
+    universe = market_data.source().universe
+    catalog = capture_cache.catalog.catalog()
+    run_requests, cold, rejected = [], [], []
+    try:
+        for item in pending:
+            if item.request is None:
+                rejected.append(item.error or item.path.name)
+                handled.add(item.request_id)
+                continue
+            cell = item.request.cell()
+            if cell.universe != universe:
+                rejected.append(f"{item.path.name}: {cell} is not in universe {universe!r}")
+                handled.add(item.request_id)
+                continue
+            wanted = request_key(cell, recipe_version, fold_spec, default_config)
+            if catalog.latest_complete(wanted) is None:
+                cold.append(str(cell))
+                continue
+            run_requests.append(
+                dg.RunRequest(
+                    run_key=f"reaudit:{item.request_id}",
+                    partition_key=cell_partition_key(cell),
+                    tags={
+                        "diag/request_id": item.request_id,
+                        "diag/requested_by": item.request.requested_by,
+                        "diag/source": "reaudit_requests",
+                    },
+                )
+            )
+            handled.add(item.request_id)
+    finally:
+        catalog.close()
+
+    for problem in rejected:
+        context.log.warning(f"Rejected re-audit request: {problem}")
+    if cold:
+        context.log.info(
+            f"Cold cells need operator approval: {', '.join(sorted(set(cold)))}. Launch the "
+            "audit job for them with the run tag diag/allow_cold_capture=true; their requests "
+            "stay pending and launch once the capture exists."
+        )
+    cursor = json.dumps({"handled": sorted(handled)})
+    if run_requests:
+        return dg.SensorResult(run_requests=run_requests, cursor=cursor)
+    reason = (
+        f"{len(set(cold))} cold cell(s) need operator approval before a re-audit: "
+        f"{', '.join(sorted(set(cold)))} (run tag diag/allow_cold_capture=true)."
+        if cold
+        else f"{len(rejected)} request(s) rejected; see the tick's logs."
+    )
+    context.update_cursor(cursor)
+    return dg.SkipReason(reason)

@@ -1,0 +1,163 @@
+"""The re-audit sensor and the capture GC, against a real embedded cache."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from diag_assets.capture import captured_fold
+from diag_assets.core.capture_gc import plan_gc
+from diag_assets.core.catalog import CaptureStatus, CatalogEntry
+from diag_assets.core.cells import CellRef
+from diag_assets.definitions import defs
+from diag_assets.partitions import cell_partition_key
+from sensors.reaudit import reaudit_requests
+from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+
+WARM = CellRef.parse("defi_top5/UNIUSDC/fold-1")
+COLD = CellRef.parse("defi_top5/OPUSDC/fold-1")
+
+
+def _capture(resources, instance, cell, run_config=TINY_RUN_CONFIG):
+    return dg.materialize(
+        [captured_fold],
+        resources=resources,
+        instance=instance,
+        partition_key=cell_partition_key(cell),
+        run_config={"ops": {"captured_fold": run_config["ops"]["captured_fold"]}},
+        tags=APPROVED,
+    )
+
+
+def _write_request(resources, name, **body):
+    directory = resources["audit_requests"].directory
+    __import__("pathlib").Path(directory).mkdir(parents=True, exist_ok=True)
+    with open(f"{directory}/{name}.json", "w") as handle:
+        json.dump(body, handle)
+
+
+def _tick(resources, instance, cursor=None):
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=resources, definitions=defs
+    ) as context:
+        return reaudit_requests(context), context
+
+
+def test_reaudit_sensor_launches_warm_cells_once_and_holds_cold_ones(resources, instance):
+    # the sensor re-audits with the default run config, so the warm cell is captured with it
+    _capture(resources, instance, WARM, run_config={"ops": {"captured_fold": {"config": {}}}})
+    _write_request(resources, "warm", cell_ref=str(WARM), requested_by="alice")
+    _write_request(resources, "cold", cell_ref=str(COLD), requested_by="bob")
+    _write_request(resources, "bad", cell_ref="../etc/passwd")
+
+    result, context = _tick(resources, instance)
+    assert isinstance(result, dg.SensorResult)
+    (run,) = result.run_requests
+    assert run.partition_key == cell_partition_key(WARM)
+    assert run.tags["diag/requested_by"] == "alice"
+    assert "diag/allow_cold_capture" not in run.tags  # a sensor never approves a cold capture
+    cursor = result.cursor
+
+    # next tick: the warm request is handled, the cold one is still waiting for approval
+    again, _ = _tick(resources, instance, cursor=cursor)
+    assert isinstance(again, dg.SkipReason)
+    assert str(COLD) in again.skip_message and "diag/allow_cold_capture=true" in again.skip_message
+
+    # once an operator captured the cold cell, its pending request launches
+    _capture(resources, instance, COLD, run_config={"ops": {"captured_fold": {"config": {}}}})
+    later, _ = _tick(resources, instance, cursor=cursor)
+    (run,) = later.run_requests
+    assert run.partition_key == cell_partition_key(COLD)
+
+
+def test_reaudit_sensor_run_keys_are_stable_per_request(resources, instance):
+    _capture(resources, instance, WARM, run_config={"ops": {"captured_fold": {"config": {}}}})
+    _write_request(resources, "warm", cell_ref=str(WARM))
+    first, _ = _tick(resources, instance)
+    second, _ = _tick(resources, instance)  # no cursor: Dagster's run_key dedup is the backstop
+    assert first.run_requests[0].run_key == second.run_requests[0].run_key
+
+
+def _entry(key, cell, *, status=CaptureStatus.COMPLETE, age_days=0.0, used_days=None, now):
+    created = now - timedelta(days=age_days)
+    return CatalogEntry(
+        key=key,
+        request_key="rk",
+        cell_ref=cell,
+        status=status,
+        mode="full_replay",
+        source_version="s",
+        artifact_uri=None,
+        x_hash=None,
+        y_hash=None,
+        trial_log_hash=None,
+        content_hash=None,
+        bytes=10,
+        created_at=created,
+        updated_at=created,
+        last_used_at=None if used_days is None else now - timedelta(days=used_days),
+        use_count=0,
+        producing_run_id=None,
+        status_reason=None,
+    )
+
+
+def test_gc_plan_rules():
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    entries = [
+        _entry("new", "c1", age_days=40, now=now),  # newest of c1: kept
+        _entry("old", "c1", age_days=50, now=now),  # expired: retired
+        _entry("used", "c1", age_days=60, used_days=1, now=now),  # used recently: kept
+        _entry("leased", "c1", age_days=70, now=now),  # leased: kept
+        _entry("pointer", "c1", age_days=80, now=now),  # read by the cell's diagnostics: kept
+        _entry("busy", "c1", age_days=90, status=CaptureStatus.CAPTURING, now=now),
+        _entry("stale", "c2", age_days=45, status=CaptureStatus.STALE, now=now),  # retired
+    ]
+    decisions = {
+        d.entry.key: d
+        for d in plan_gc(
+            entries,
+            now=now,
+            ttl=timedelta(days=30),
+            keep_newest=1,
+            is_leased=lambda key: key == "leased",
+            in_use={"pointer"},
+        )
+    }
+    assert {k for k, d in decisions.items() if d.delete} == {"old", "stale"}
+    assert "newest" in decisions["new"].reason and "leased" in decisions["leased"].reason
+    assert "in use" in decisions["pointer"].reason and "being captured" in decisions["busy"].reason
+
+
+def test_gc_job_retires_an_unused_capture_and_keeps_the_one_in_use(resources, instance, tmp_path):
+    config_a = {"ops": {"captured_fold": {"config": {"n_trials": 1, "max_rounds": 10}}}}
+    config_b = {"ops": {"captured_fold": {"config": {"n_trials": 1, "max_rounds": 10, "seed": 3}}}}
+    _capture(resources, instance, WARM, run_config=config_a)
+    _capture(resources, instance, WARM, run_config=config_b)  # now the cell's diagnostics read b
+    catalog = resources["capture_cache"].catalog.catalog()
+    keys = [e.key for e in catalog.entries()]
+    assert len(keys) == 2
+
+    job = defs.resolve_job_def("capture_gc_job")
+    gc_config = {
+        "ops": {"collect_capture_garbage": {"config": {"ttl_days": 1e-9, "keep_newest": 1}}}
+    }
+    dry = job.execute_in_process(
+        instance=instance,
+        resources=resources,
+        run_config={
+            "ops": {
+                "collect_capture_garbage": {
+                    "config": {"ttl_days": 1e-9, "keep_newest": 1, "dry_run": True}
+                }
+            }
+        },
+    )
+    assert dry.success and len(catalog.entries()) == 2
+    result = job.execute_in_process(instance=instance, resources=resources, run_config=gc_config)
+    assert result.success
+    (kept,) = catalog.entries()
+    assert kept.key == keys[1]
+    assert not (tmp_path / "artifacts" / "captures" / keys[0]).exists()
+    assert (tmp_path / "artifacts" / "captures" / keys[1] / "manifest.json").exists()
+    catalog.close()
