@@ -288,7 +288,14 @@ class CaptureService:
                 if entry is not None and entry.status is CaptureStatus.CAPTURING:
                     # We hold the lease, so whoever marked it capturing is gone.
                     emit(ev.CAPTURE_LEASE_TAKEN_OVER, key, previous_run_id=entry.producing_run_id)
-                entry = self._capture(prepared, recipe, wanted, run_id, emit)
+                # Read before the catalog is touched: an unreachable store fails here, leaving
+                # the catalog as it was; a complete artifact whose writer died before its
+                # catalog commit is adopted instead of replayed.
+                stored = self.artifacts.read_manifest(key)
+                if stored is not None and self._adoptable(stored):
+                    entry = self._commit(prepared, wanted, run_id, stored, emit, adopted=True)
+                else:
+                    entry = self._capture(prepared, recipe, wanted, run_id, emit)
                 manifest = self.artifacts.read_manifest(key)
                 assert manifest is not None  # written just above, under our lease
                 return CaptureResult(
@@ -323,6 +330,35 @@ class CaptureService:
             self.catalog.fail_capture(key, f"{type(error).__name__}: {error}")
             emit(ev.CAPTURE_FAILED, key, error=f"{type(error).__name__}: {error}")
             raise
+        return self._commit(prepared, wanted, run_id, manifest, emit, adopted=False)
+
+    def _adoptable(self, manifest: CaptureManifest) -> bool:
+        try:
+            self.artifacts.verify(manifest)
+        except CaptureVerificationError:
+            return False
+        return True
+
+    def _commit(
+        self,
+        prepared: PreparedCell,
+        wanted: str,
+        run_id: str | None,
+        manifest: CaptureManifest,
+        emit,
+        *,
+        adopted: bool,
+    ) -> CatalogEntry:
+        key = prepared.key
+        if adopted:
+            self.catalog.begin_capture(
+                key,
+                request_key=wanted,
+                cell_ref=str(prepared.cell),
+                mode=prepared.config.mode,
+                source_version=prepared.source_version,
+                run_id=run_id,
+            )
         entry = self.catalog.complete_capture(
             key,
             artifact_uri=self.artifacts.uri(key),
@@ -339,5 +375,6 @@ class CaptureService:
             content_hash=manifest.content_hash,
             bytes=manifest.total_bytes,
             elapsed_s=manifest.elapsed_s,
+            adopted=adopted,
         )
         return entry

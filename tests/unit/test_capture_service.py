@@ -260,3 +260,14 @@ def test_sigkilled_capture_leaves_nothing_visible_and_the_next_request_captures(
     assert ev.CAPTURE_LEASE_TAKEN_OVER in events
     assert result.outcome is CaptureOutcome.MISS and result.entry.key == entry.key
     service.artifacts.verify(result.manifest)
+
+
+def test_an_artifact_whose_catalog_commit_was_lost_is_adopted_not_replayed(tmp_path, source):
+    service = make_service(tmp_path)
+    cold, _ = request(service, source, allow_cold=True)
+    service.catalog.delete(cold.entry.key)  # as if the writer died after the manifest
+    adopted, events = request(service, source, allow_cold=True)
+    assert adopted.outcome is CaptureOutcome.MISS
+    assert ev.CAPTURE_STARTED not in events  # no replay
+    assert service.catalog.get(cold.entry.key).status is CaptureStatus.COMPLETE
+    assert adopted.manifest == cold.manifest
