@@ -58,6 +58,7 @@ def collect_capture_garbage(
             dry_run=config.dry_run,
             events=lambda event: context.log.info(event.to_json()),
         )
+        drift_checks, drift_detected = catalog.drift_counts()
     finally:
         catalog.close()
     rows = "\n".join(
@@ -72,6 +73,12 @@ def collect_capture_garbage(
             "retired": dg.MetadataValue.int(len(report.deleted)),
             "freed_bytes": dg.MetadataValue.int(report.freed_bytes),
             "deleted_files": dg.MetadataValue.int(report.deleted_files),
+            # Gate 2 of Lever #1: the share of drift checks that found drift.
+            "drift_checks": dg.MetadataValue.int(drift_checks),
+            "drift_detected": dg.MetadataValue.int(drift_detected),
+            "drift_rate": dg.MetadataValue.float(drift_detected / drift_checks)
+            if drift_checks
+            else dg.MetadataValue.null(),
             "lifecycle": lifecycle,
             "decisions": dg.MetadataValue.md(
                 "| cell | key | status | action | why |\n|---|---|---|---|---|\n" + rows

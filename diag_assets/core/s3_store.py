@@ -16,6 +16,7 @@ import io
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
+import xxhash
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import (
     ChecksumError,
@@ -229,6 +230,29 @@ class S3BlobStore(BlobStore):
             raise FileNotFoundError(f"No object at {self.uri(key)}.") from error
 
         return self._call(f"read {object_key!r}", get, if_missing=missing)
+
+    def digest(self, key: str) -> tuple[int, str]:
+        """Size and xxh3-128 digest of the object, hashed as its body streams in.
+
+        Raises:
+            FileNotFoundError: No object is stored at ``key``.
+            StoreUnavailable: The store could not be reached, or the bucket is missing.
+        """
+        object_key = self._object_key(key)
+
+        def stream() -> tuple[int, str]:
+            response = self.client.get_object(Bucket=self.bucket, Key=object_key)
+            hasher = xxhash.xxh3_128()
+            size = 0
+            for chunk in response["Body"].iter_chunks(chunk_size=1 << 20):
+                hasher.update(chunk)
+                size += len(chunk)
+            return size, hasher.hexdigest()
+
+        def missing(error: ClientError) -> NoReturn:
+            raise FileNotFoundError(f"No object at {self.uri(key)}.") from error
+
+        return self._call(f"hash {object_key!r}", stream, if_missing=missing)
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored at ``key``.

@@ -156,6 +156,9 @@ def test_gc_job_retires_an_unused_capture_and_keeps_the_one_in_use(resources, in
     assert dry.success and len(catalog.entries()) == 2
     result = job.execute_in_process(instance=instance, resources=resources, run_config=gc_config)
     assert result.success
+    (output,) = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = output.event_specific_data.metadata
+    assert metadata["retired"].value == 1 and metadata["drift_checks"].value == 0
     (kept,) = catalog.entries()
     assert kept.key == keys[1]
     assert not (tmp_path / "artifacts" / "captures" / keys[0]).exists()

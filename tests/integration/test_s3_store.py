@@ -364,3 +364,16 @@ def test_resource_runs_in_dagster_with_env_var_secrets(s3_endpoint, s3_bucket, m
     )
     store = S3BlobStore(s3_client(s3_endpoint), s3_bucket, "prod")
     assert Note.model_validate_json(store.read_bytes(f"results/note/{CELL.slug}.json")).score == 0.5
+
+
+def test_streaming_digest_matches_the_bytes_digest(s3_endpoint, s3_bucket):
+    from diag_assets.core.hashing import bytes_digest
+    from diag_assets.core.s3_store import S3BlobStore
+    from tests.services import s3_client
+
+    store = S3BlobStore(s3_client(s3_endpoint), s3_bucket, "p")
+    payload = bytes(range(256)) * 20_000  # several chunks
+    store.write_bytes("a/b.bin", payload)
+    assert store.digest("a/b.bin") == (len(payload), bytes_digest(payload))
+    with pytest.raises(FileNotFoundError):
+        store.digest("a/missing.bin")
