@@ -21,7 +21,7 @@ from diag_assets.capture import captured_fold
 from diag_assets.core.capture_service import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.catalog import SqliteCatalog
 from diag_assets.core.cells import CellRef
-from diag_assets.diagnostics import s22a1_anchor, s40_verdict
+from diag_assets.diagnostics import anchor_and_consumers
 from diag_assets.partitions import cell_partition_key
 from resources.capture_cache import CaptureCacheResource, FileLeaseResource, SqliteCatalogResource
 from resources.market_data import SyntheticMarketDataResource
@@ -74,10 +74,14 @@ def capture_run_config(profile: Profile) -> dict:
     }
 
 
-def _timed(assets, resources, instance, key, run_config, tags=None):
+ASSETS = [captured_fold, anchor_and_consumers]
+
+
+def _timed(selection, resources, instance, key, run_config, tags=None):
     started = time.perf_counter()
     result = dg.materialize(
-        assets,
+        ASSETS,
+        selection=selection,
         resources=resources,
         instance=instance,
         partition_key=key,
@@ -88,8 +92,10 @@ def _timed(assets, resources, instance, key, run_config, tags=None):
 
 
 def _metadata(result, asset: str) -> dict:
-    (event,) = result.asset_materializations_for_node(asset)
-    return {k: v.value for k, v in event.metadata.items()}
+    (event,) = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def run(argv: list[str]) -> dict:
@@ -106,7 +112,8 @@ def run(argv: list[str]) -> dict:
 
         # Untimed: fit the anchor once, then empty the capture cache (keep the anchor result).
         dg.materialize(
-            [captured_fold, s22a1_anchor],
+            ASSETS,
+            selection=["captured_fold", "s22a1_anchor"],
             resources=resources,
             instance=instance,
             partition_key=key,
@@ -116,7 +123,7 @@ def run(argv: list[str]) -> dict:
         shutil.rmtree(root / "artifacts" / "captures")
         (root / "catalog.sqlite").unlink()
 
-        audit = [captured_fold, s40_verdict]
+        audit = ["captured_fold", "s40_verdict"]
         cold_s, cold = _timed(audit, resources, instance, key, run_config, approved)
         warm_s, warm = _timed(audit, resources, instance, key, run_config)
         cold_capture, warm_capture = (

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from diag_assets import capture, diagnostics, maintenance, market
+from diag_assets import capture, diagnostics, maintenance, market, reports
 from resources.environment import resources_for_current_env
 from sensors.reaudit import reaudit_requests
 from sensors.symbols import register_symbols
@@ -12,6 +12,7 @@ defs = dg.Definitions.merge(
     capture.defs,
     diagnostics.defs,
     maintenance.defs,
+    reports.defs,
     dg.Definitions(
         sensors=[register_symbols, reaudit_requests], resources=resources_for_current_env()
     ),

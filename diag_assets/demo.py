@@ -80,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((cell, None, None, None, wall, result.run_id, "-"))
             continue
         results = artifacts.results()
-        (capture_event,) = result.asset_materializations_for_node(CAPTURED_FOLD)
-        cache = str(capture_event.metadata["cache"].value)
+        (capture_event,) = [
+            e
+            for e in result.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey(CAPTURED_FOLD)
+        ]
+        cache = str(capture_event.materialization.metadata["cache"].value)
         rows.append(
             (
                 cell,

@@ -1,5 +1,13 @@
-"""The diagnostic assets of a cell: the s22a1 anchor and the s40 verdict."""
+"""The diagnostic assets of a cell.
 
+``s22a1_anchor``, ``s40_verdict`` and ``s27_calibration`` are one subsettable multi-asset
+because they share a decision: whether this run skips the s22a1 anchor (Lever #2). The step
+resolves it once; with the anchor skipped, ``s22a1_anchor`` is neither materialized nor read,
+and both anchor consumers come out DOWNGRADED. ``s22a2_spread`` and ``s23_drift`` read only
+the captured fold.
+"""
+
+import json
 from typing import Any
 
 import dagster as dg
@@ -9,6 +17,23 @@ from diag_assets.capture import CAPTURED_FOLD, captured_fold
 from diag_assets.core.capture import CapturedFold, CaptureManifest, CaptureVerificationError
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics import ProbeSettings, inconclusive_s40, judge_s40, run_anchor
+from diag_assets.core.events import CaptureEvent
+from diag_assets.core.skip_policy import (
+    AUDIT_KIND_TAG,
+    SKIP_TAG,
+    SkipDecision,
+    load_policy,
+    resolve_skip_s22a1,
+)
+from diag_assets.core.suite import (
+    CalibrationSettings,
+    DriftSettings,
+    SpreadSettings,
+    run_s22a2,
+    run_s23,
+    run_s27,
+    s27_without_anchor,
+)
 from diag_assets.core.verdicts import AnchorResult, S40Verdict
 from diag_assets.partitions import cell_from_partition_key, cells_partitions
 from resources.market_data import MarketDataResource
@@ -16,7 +41,11 @@ from resources.storage import ArtifactStoreResource
 
 S22A1_ANCHOR = "s22a1_anchor"
 S40_VERDICT = "s40_verdict"
-DIAGNOSTICS_CODE_VERSION = "1"
+S27_CALIBRATION = "s27_calibration"
+S22A2_SPREAD = "s22a2_spread"
+S23_DRIFT = "s23_drift"
+S40_S22A1_SKIPPED = "s40_s22a1_skipped"
+DIAGNOSTICS_CODE_VERSION = "2"
 
 
 def load_captured_fold(cell: CellRef, artifacts: ArtifactStoreResource) -> CapturedFold:
@@ -29,68 +58,57 @@ def load_captured_fold(cell: CellRef, artifacts: ArtifactStoreResource) -> Captu
     return artifacts.captures().load(manifest)
 
 
-def _cell(context: dg.AssetExecutionContext, market_data: MarketDataResource) -> CellRef:
+def cell_of(context: dg.AssetExecutionContext, market_data: MarketDataResource) -> CellRef:
+    """The validated cell of the step's partition."""
     return cell_from_partition_key(context.partition_key, market_data.source().universe)
 
 
-class AnchorRunConfig(dg.Config):
-    """How to fit the anchor."""
+class AuditRunConfig(dg.Config):
+    """Knobs of the anchor, its consumers and Lever #2's skip."""
 
-    num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads.")
-
-
-@dg.asset(
-    partitions_def=cells_partitions,
-    deps=[captured_fold],
-    code_version=DIAGNOSTICS_CODE_VERSION,
-    group_name="audit",
-    kinds={"lightgbm"},
-)
-def s22a1_anchor(
-    context: dg.AssetExecutionContext,
-    config: AnchorRunConfig,
-    market_data: MarketDataResource,
-    artifacts: ArtifactStoreResource,
-) -> dg.MaterializeResult:
-    """The best trial re-fitted on the captured fold (300 rounds, early stopping).
-
-    Its best_iter and curve say whether the model learns anything; elapsed_s and rows are
-    what the G-B7 cost gate reads.
-    """
-    cell = _cell(context, market_data)
-    anchor = run_anchor(load_captured_fold(cell, artifacts), num_threads=config.num_threads)
-    uri = artifacts.results().write(S22A1_ANCHOR, cell, anchor)
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(anchor.content_hash()),
-        metadata={
-            "cell_ref": anchor.cell_ref,
-            "best_iter": dg.MetadataValue.int(anchor.best_iter),
-            "best_score": dg.MetadataValue.float(anchor.best_score),
-            "n_rounds": dg.MetadataValue.int(anchor.n_rounds),
-            "rows": dg.MetadataValue.int(anchor.rows),
-            "elapsed_s": dg.MetadataValue.float(anchor.elapsed_s),
-            "trial": dg.MetadataValue.int(anchor.trial),
-            "capture_content_hash": anchor.capture_content_hash,
-            "curve": dg.MetadataValue.json({"validation_logloss": anchor.curve}),
-            "result_uri": dg.MetadataValue.path(uri),
-        },
+    skip_s22a1: bool | None = Field(
+        default=None,
+        description="Override: skip (true) or keep (false) the s22a1 anchor in this run. "
+        "Unset: the tag diag/skip_s22a1, then the audit kind's default in the skip policy.",
     )
-
-
-class ProbeRunConfig(dg.Config):
-    """The s40 probe's budget (defaults are the reference settings)."""
-
+    audit_kind: str | None = Field(
+        default=None,
+        description="Audit kind for the skip policy (e.g. s22..s28, light_s40); "
+        "default: the run tag diag/audit_kind.",
+    )
+    num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
     num_rounds: int = Field(default=50, ge=1, le=1_000, description="Rounds per probe fit.")
     n_permutations: int = Field(
-        default=19, ge=1, le=999, description="Label permutations behind the p-value."
+        default=19, ge=1, le=999, description="Label permutations behind the s40 p-value."
     )
     alpha: float = Field(default=0.05, gt=0, lt=1, description="SIGNAL when p-value <= alpha.")
     seed: int = Field(default=0, ge=0, description="Seed of permutations and fits.")
-    num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads.")
+    probe_max_train_rows: int = Field(
+        default=50_000, ge=100, description="s40 probe: most recent training rows it fits on."
+    )
+    calibration_bins: int = Field(default=10, ge=2, le=100, description="s27 reliability bins.")
 
-    def to_core(self) -> ProbeSettings:
-        """The core probe settings."""
-        return ProbeSettings(**self.model_dump())
+    def probe(self) -> ProbeSettings:
+        """The s40 probe's settings."""
+        return ProbeSettings(
+            num_rounds=self.num_rounds,
+            n_permutations=self.n_permutations,
+            alpha=self.alpha,
+            seed=self.seed,
+            num_threads=self.num_threads,
+            max_train_rows=self.probe_max_train_rows,
+        )
+
+
+def resolve_skip(context: dg.AssetExecutionContext, config: AuditRunConfig) -> SkipDecision:
+    """Lever #2's decision for this run (see ``diag_assets.core.skip_policy``)."""
+    tags = context.op_execution_context
+    return resolve_skip_s22a1(
+        config_override=config.skip_s22a1,
+        tag_override=tags.get_tag(SKIP_TAG),
+        audit_kind=config.audit_kind or tags.get_tag(AUDIT_KIND_TAG),
+        policy=load_policy(),
+    )
 
 
 def verdict_metadata(verdict: S40Verdict, uri: str) -> dict[str, Any]:
@@ -122,55 +140,297 @@ def verdict_metadata(verdict: S40Verdict, uri: str) -> dict[str, Any]:
     }
 
 
-@dg.asset(
+def _skip_metadata(decision: SkipDecision) -> dict[str, Any]:
+    return {
+        "skip_s22a1": dg.MetadataValue.bool(decision.skip),
+        "skip_decided_by": decision.source,
+        "audit_kind": decision.audit_kind or "",
+    }
+
+
+def _verify_parquet_for_skip(
+    cell: CellRef, artifacts: ArtifactStoreResource
+) -> tuple[CaptureManifest | None, str | None, dict[str, Any]]:
+    """The skip path's precondition: the captured Parquet exists; its hash, recomputed."""
+    manifest = artifacts.results().read(CAPTURED_FOLD, cell, CaptureManifest)
+    if manifest is None:
+        return None, f"{cell} has no captured fold: the skip path needs its Parquet.", {}
+    captures = artifacts.captures()
+    key = captures.key_of(manifest.capture_key, "X.parquet")
+    store = captures.store
+    if not store.exists(key):
+        return manifest, f"the captured Parquet {store.uri(key)} does not exist.", {}
+    size, digest = store.digest(key)
+    recorded = manifest.files.get("X.parquet")
+    return (
+        manifest,
+        None,
+        {
+            "parquet_uri": dg.MetadataValue.path(store.uri(key)),
+            "parquet_digest_recomputed": digest,
+            "parquet_digest_matches_manifest": dg.MetadataValue.bool(
+                recorded is not None and recorded.digest == digest and recorded.bytes == size
+            ),
+        },
+    )
+
+
+@dg.multi_asset(
+    name="anchor_and_consumers",
+    specs=[
+        dg.AssetSpec(
+            S22A1_ANCHOR,
+            deps=[captured_fold],
+            skippable=True,
+            group_name="audit",
+            kinds={"lightgbm"},
+            code_version=DIAGNOSTICS_CODE_VERSION,
+            description="The best trial re-fitted on the captured fold (300 rounds, early "
+            "stopping): best_iter, curve, elapsed_s and rows. trial_dynamics.",
+        ),
+        dg.AssetSpec(
+            S40_VERDICT,
+            deps=[captured_fold, S22A1_ANCHOR],
+            skippable=True,
+            group_name="audit",
+            kinds={"lightgbm"},
+            code_version=DIAGNOSTICS_CODE_VERSION,
+            description="Does X carry signal about y? A permutation probe (xy_only), "
+            "cross-referenced with the anchor; DOWNGRADED when the anchor was skipped.",
+        ),
+        dg.AssetSpec(
+            S27_CALIBRATION,
+            deps=[captured_fold, S22A1_ANCHOR],
+            skippable=True,
+            group_name="audit",
+            kinds={"lightgbm"},
+            code_version=DIAGNOSTICS_CODE_VERSION,
+            description="Calibration of the anchor's model on validation (trial_dynamics); "
+            "DOWNGRADED when the anchor was skipped.",
+        ),
+    ],
     partitions_def=cells_partitions,
-    deps=[captured_fold, s22a1_anchor],
-    code_version=DIAGNOSTICS_CODE_VERSION,
-    group_name="audit",
-    kinds={"lightgbm"},
+    can_subset=True,
 )
-def s40_verdict(
+def anchor_and_consumers(
     context: dg.AssetExecutionContext,
-    config: ProbeRunConfig,
+    config: AuditRunConfig,
     market_data: MarketDataResource,
     artifacts: ArtifactStoreResource,
-) -> dg.MaterializeResult:
-    """Does the fold's X carry signal about y? A permutation probe, checked against the anchor.
+):
+    """The s22a1 anchor and the verdicts that cross-reference it, under one skip decision."""
+    cell = cell_of(context, market_data)
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    decision = resolve_skip(context, config)
+    results = artifacts.results()
+    context.log.info(decision.reason)
 
-    SIGNAL when the validation AUC on the real labels beats the permuted-label AUCs at the
-    configured alpha; CONSISTENT when the anchor learning (best_iter > 1) agrees with it.
-    """
-    cell = _cell(context, market_data)
+    if decision.skip:
+        yield from _skipped_anchor_path(context, cell, decision, selected, artifacts, config)
+        return
+
     try:
         captured = load_captured_fold(cell, artifacts)
     except CaptureVerificationError as error:
-        context.log.error(f"{cell}: captured fold failed verification: {error}")
-        manifest = artifacts.results().read(CAPTURED_FOLD, cell, CaptureManifest)
-        verdict = inconclusive_s40(
-            str(cell), f"captured fold failed verification: {error}", manifest
+        yield from _inconclusive(
+            context,
+            cell,
+            f"captured fold failed verification: {error}",
+            selected,
+            artifacts,
+            decision,
+        )
+        return
+    if S22A1_ANCHOR in selected:
+        anchor = run_anchor(captured, num_threads=config.num_threads)
+        uri = results.write(S22A1_ANCHOR, cell, anchor)
+        yield dg.MaterializeResult(
+            asset_key=S22A1_ANCHOR,
+            data_version=dg.DataVersion(anchor.content_hash()),
+            metadata=_anchor_metadata(anchor, uri) | _skip_metadata(decision),
         )
     else:
-        anchor = artifacts.results().read(S22A1_ANCHOR, cell, AnchorResult)
+        anchor = results.read(S22A1_ANCHOR, cell, AnchorResult)
         if anchor is None:
             raise dg.Failure(
-                f"{cell} has no s22a1 anchor. Materialize s22a1_anchor for this cell first.",
+                f"{cell} has no s22a1 anchor and this run keeps the anchor "
+                f"({decision.source}). Materialize s22a1_anchor for the cell, or skip it "
+                f"(run config skip_s22a1: true, or the tag {SKIP_TAG}=true).",
             )
-        verdict = judge_s40(captured, anchor, config.to_core())
+    if S40_VERDICT in selected:
+        verdict = judge_s40(captured, anchor, config.probe())
+        yield _s40_result(context, cell, verdict, artifacts, _skip_metadata(decision))
+    if S27_CALIBRATION in selected:
+        calibration = run_s27(
+            captured, CalibrationSettings(n_bins=config.calibration_bins), anchor=anchor
+        )
+        yield _s27_result(cell, calibration, artifacts, _skip_metadata(decision))
+
+
+def _skipped_anchor_path(context, cell, decision, selected, artifacts, config):
+    """Plan T1.1: Parquet must exist, hash recomputed, loaded directly, never the anchor."""
+    manifest, missing, parquet_metadata = _verify_parquet_for_skip(cell, artifacts)
+    event = CaptureEvent(
+        name=S40_S22A1_SKIPPED,
+        capture_key=manifest.capture_key if manifest else "",
+        cell_ref=str(cell),
+        fields={
+            "decided_by": decision.source,
+            "audit_kind": decision.audit_kind,
+            "s22a1_selected_in_run": S22A1_ANCHOR in selected,
+            **{k: getattr(v, "value", v) for k, v in parquet_metadata.items()},
+        },
+    )
+    context.log.info(event.to_json())
+    if S22A1_ANCHOR in selected:
+        context.log.warning(
+            f"s22a1_anchor is selected in this run but skipped ({decision.source}): it is not "
+            "materialized."
+        )
+    if missing is not None:
+        yield from _inconclusive(context, cell, missing, selected, artifacts, decision)
+        return
+    try:
+        captured = load_captured_fold(cell, artifacts)
+    except CaptureVerificationError as error:
+        yield from _inconclusive(
+            context,
+            cell,
+            f"captured fold failed verification: {error}",
+            selected,
+            artifacts,
+            decision,
+        )
+        return
+    extra = (
+        _skip_metadata(decision)
+        | parquet_metadata
+        | {S40_S22A1_SKIPPED: dg.MetadataValue.json(json.loads(event.to_json()))}
+    )
+    if S40_VERDICT in selected:
+        verdict = judge_s40(captured, None, config.probe())
+        yield _s40_result(context, cell, verdict, artifacts, extra)
+    if S27_CALIBRATION in selected:
+        yield _s27_result(cell, s27_without_anchor(captured, decision.reason), artifacts, extra)
+
+
+def _inconclusive(context, cell, reason, selected, artifacts, decision):
+    context.log.error(f"{cell}: {reason}")
+    manifest = artifacts.results().read(CAPTURED_FOLD, cell, CaptureManifest)
+    if S40_VERDICT in selected:
+        verdict = inconclusive_s40(str(cell), reason, manifest)
+        yield _s40_result(context, cell, verdict, artifacts, _skip_metadata(decision))
+    if S27_CALIBRATION in selected:
+        # s27 cannot be computed without a verified fold either; it inherits the reason.
+        raise dg.Failure(f"s27_calibration for {cell} is INCONCLUSIVE_TOOLING: {reason}")
+
+
+def _anchor_metadata(anchor: AnchorResult, uri: str) -> dict[str, Any]:
+    return {
+        "cell_ref": anchor.cell_ref,
+        "best_iter": dg.MetadataValue.int(anchor.best_iter),
+        "best_score": dg.MetadataValue.float(anchor.best_score),
+        "n_rounds": dg.MetadataValue.int(anchor.n_rounds),
+        "rows": dg.MetadataValue.int(anchor.rows),
+        "elapsed_s": dg.MetadataValue.float(anchor.elapsed_s),
+        "trial": dg.MetadataValue.int(anchor.trial),
+        "capture_content_hash": anchor.capture_content_hash,
+        "curve": dg.MetadataValue.json({"validation_logloss": anchor.curve}),
+        "result_uri": dg.MetadataValue.path(uri),
+    }
+
+
+def _s40_result(context, cell, verdict: S40Verdict, artifacts, extra) -> dg.MaterializeResult:
     uri = artifacts.results().write(S40_VERDICT, cell, verdict)
     context.log.info(
         f"{cell}: {verdict.signal.value if verdict.signal else 'NOT_RUN'}, "
         f"{verdict.s22a1_crossref_status.value}, {verdict.certification.value}"
     )
     return dg.MaterializeResult(
+        asset_key=S40_VERDICT,
         data_version=dg.DataVersion(verdict.content_hash()),
-        metadata=verdict_metadata(verdict, uri),
+        metadata=verdict_metadata(verdict, uri) | extra,
     )
 
 
-audit_job = dg.define_asset_job(
-    "audit",
-    selection=[captured_fold, s22a1_anchor, s40_verdict],
-    description="Audit one cell: replay its fold, fit the s22a1 anchor, run the s40 probe.",
-)
+def _s27_result(cell, verdict, artifacts, extra) -> dg.MaterializeResult:
+    uri = artifacts.results().write(S27_CALIBRATION, cell, verdict)
+    return dg.MaterializeResult(
+        asset_key=S27_CALIBRATION,
+        data_version=dg.DataVersion(verdict.content_hash()),
+        metadata={
+            "certification": verdict.certification.value,
+            "certification_reason": verdict.certification_reason,
+            "calibration": verdict.calibration.value if verdict.calibration else "NOT_RUN",
+            "anchor_available": dg.MetadataValue.bool(verdict.anchor_available),
+            "verdict_uri": dg.MetadataValue.path(uri),
+            "verdict": dg.MetadataValue.json(verdict.model_dump(mode="json")),
+        }
+        | extra,
+    )
 
-defs = dg.Definitions(assets=[s22a1_anchor, s40_verdict], jobs=[audit_job])
+
+class SuiteRunConfig(dg.Config):
+    """Knobs of the X/y and trial-log diagnostics."""
+
+    seed: int = Field(default=0, ge=0, description="Seed of the fits.")
+    num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
+
+
+@dg.asset(
+    partitions_def=cells_partitions,
+    deps=[captured_fold],
+    code_version=DIAGNOSTICS_CODE_VERSION,
+    group_name="audit",
+)
+def s22a2_spread(
+    context: dg.AssetExecutionContext,
+    market_data: MarketDataResource,
+    artifacts: ArtifactStoreResource,
+) -> dg.MaterializeResult:
+    """Does the best trial stand out from the spread of trials? Reads the trial log only."""
+    cell = cell_of(context, market_data)
+    verdict = run_s22a2(load_captured_fold(cell, artifacts), SpreadSettings())
+    uri = artifacts.results().write(S22A2_SPREAD, cell, verdict)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(verdict.content_hash()),
+        metadata={
+            "certification": verdict.certification.value,
+            "status": verdict.status.value,
+            "verdict_uri": dg.MetadataValue.path(uri),
+            "verdict": dg.MetadataValue.json(verdict.model_dump(mode="json")),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=cells_partitions,
+    deps=[captured_fold],
+    code_version=DIAGNOSTICS_CODE_VERSION,
+    group_name="audit",
+    kinds={"lightgbm"},
+)
+def s23_drift(
+    context: dg.AssetExecutionContext,
+    config: SuiteRunConfig,
+    market_data: MarketDataResource,
+    artifacts: ArtifactStoreResource,
+) -> dg.MaterializeResult:
+    """Do training and validation rows differ? Adversarial validation on X (xy_only)."""
+    cell = cell_of(context, market_data)
+    settings = DriftSettings(seed=config.seed, num_threads=config.num_threads)
+    verdict = run_s23(load_captured_fold(cell, artifacts), settings)
+    uri = artifacts.results().write(S23_DRIFT, cell, verdict)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(verdict.content_hash()),
+        metadata={
+            "certification": verdict.certification.value,
+            "drift": verdict.drift.value,
+            "auc": dg.MetadataValue.float(verdict.figures.auc),
+            "verdict_uri": dg.MetadataValue.path(uri),
+            "verdict": dg.MetadataValue.json(verdict.model_dump(mode="json")),
+        },
+    )
+
+
+defs = dg.Definitions(assets=[anchor_and_consumers, s22a2_spread, s23_drift])

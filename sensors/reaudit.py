@@ -15,8 +15,8 @@ from diag_assets.capture import RECIPE, CaptureRunConfig
 from diag_assets.core.capture import request_key
 from diag_assets.core.recipe import recipe_code_version
 from diag_assets.core.requests import read_requests
-from diag_assets.diagnostics import audit_job
 from diag_assets.partitions import cell_partition_key
+from diag_assets.reports import audit_job
 from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
 from resources.requests import AuditRequestsResource

@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.capture import CapturedFold, CaptureManifest
+from diag_assets.core.registry import CaptureRequirement, CaptureView, diagnostic
 from diag_assets.core.training import fit_booster
 from diag_assets.core.verdicts import (
     AnchorResult,
@@ -38,12 +39,19 @@ class ProbeSettings(BaseModel):
     alpha: float = Field(default=0.05, gt=0, lt=1, description="SIGNAL when p-value <= alpha.")
     seed: int = Field(default=0, ge=0, description="Seed of the permutations and fits.")
     num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads.")
+    max_train_rows: int = Field(
+        default=50_000,
+        ge=100,
+        description="The probe trains on at most this many of the most recent training rows, "
+        "so its cost stays fixed however long the fold's history is.",
+    )
 
 
-def run_anchor(captured: CapturedFold, *, num_threads: int = 2) -> AnchorResult:
+@diagnostic("s22a1", CaptureRequirement.TRIAL_DYNAMICS)
+def run_anchor(view: CaptureView, *, num_threads: int = 2) -> AnchorResult:
     """Re-fit the best trial's params on the captured fold, 300 rounds with early stopping."""
-    best = captured.trial_log.best_trial
-    x_train, y_train, x_val, y_val = captured.data.split()
+    best = view.trial_log.best_trial
+    x_train, y_train, x_val, y_val = view.data.split()
     fit = fit_booster(
         dict(best.params),
         x_train,
@@ -53,20 +61,20 @@ def run_anchor(captured: CapturedFold, *, num_threads: int = 2) -> AnchorResult:
         num_rounds=ANCHOR_ROUNDS,
         early_stopping_rounds=ANCHOR_EARLY_STOPPING,
         num_threads=num_threads,
-        seed=captured.manifest.config.trials.seed * 1_000 + best.trial,
+        seed=view.manifest.config.trials.seed * 1_000 + best.trial,
     )
     return AnchorResult(
-        cell_ref=captured.manifest.cell_ref,
-        capture_key=captured.manifest.capture_key,
-        capture_content_hash=captured.manifest.content_hash,
+        cell_ref=view.manifest.cell_ref,
+        capture_key=view.manifest.capture_key,
+        capture_content_hash=view.manifest.content_hash,
         trial=best.trial,
         params=best.params,
         n_rounds=ANCHOR_ROUNDS,
         best_iter=fit.best_iter,
         best_score=fit.best_score,
         curve=fit.curve,
-        rows=len(captured.data.X),
-        n_train=captured.data.n_train,
+        rows=len(view.data.X),
+        n_train=view.data.n_train,
         elapsed_s=round(fit.elapsed_s, 6),
     )
 
@@ -90,12 +98,16 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def run_probe(captured: CapturedFold, settings: ProbeSettings) -> tuple[Signal, ProbeFigures]:
+@diagnostic("s40", CaptureRequirement.XY_ONLY)
+def run_probe(view: CaptureView, settings: ProbeSettings) -> tuple[Signal, ProbeFigures]:
     """Validation AUC on the real labels vs on ``n_permutations`` shuffled training labels.
 
-    The p-value is ``(1 + #{permuted AUC >= observed}) / (n_permutations + 1)``.
+    The p-value is ``(1 + #{permuted AUC >= observed}) / (n_permutations + 1)``. Registered
+    ``xy_only``: it sees X/y and nothing else, which is what lets it run without the anchor.
     """
-    x_train, y_train, x_val, y_val = captured.data.split()
+    x_train, y_train, x_val, y_val = view.data.split()
+    # Walk-forward: the rows nearest the validation block are the ones the model would use.
+    x_train, y_train = x_train[-settings.max_train_rows :], y_train[-settings.max_train_rows :]
     params = {
         "num_leaves": settings.num_leaves,
         "learning_rate": settings.learning_rate,
@@ -134,6 +146,7 @@ def run_probe(captured: CapturedFold, settings: ProbeSettings) -> tuple[Signal, 
         p_value=round(p_value, 6),
         alpha=settings.alpha,
         num_rounds=settings.num_rounds,
+        train_rows=len(y_train),
     )
     return (Signal.SIGNAL if p_value <= settings.alpha else Signal.NO_SIGNAL), figures
 

@@ -73,6 +73,7 @@ class ProbeFigures(BaseModel):
     p_value: float
     alpha: float
     num_rounds: int
+    train_rows: int
 
 
 class S40Verdict(BaseModel):

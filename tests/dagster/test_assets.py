@@ -10,10 +10,10 @@ from diag_assets.core.verdicts import AnchorResult, Certification, S40Verdict
 from diag_assets.diagnostics import (
     S22A1_ANCHOR,
     S40_VERDICT,
-    AnchorRunConfig,
-    ProbeRunConfig,
-    s22a1_anchor,
-    s40_verdict,
+    AuditRunConfig,
+    SuiteRunConfig,
+    anchor_and_consumers,
+    s23_drift,
 )
 from diag_assets.market import market_bars
 from diag_assets.partitions import cell_from_partition_key, cell_partition_key
@@ -22,7 +22,7 @@ from tests.dagster.conftest import APPROVED
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-3")
 KEY = cell_partition_key(CELL)
 TINY_CAPTURE = CaptureRunConfig(n_trials=2, max_rounds=40)
-TINY_PROBE = ProbeRunConfig(num_rounds=20, n_permutations=4, alpha=0.2)
+TINY_AUDIT = AuditRunConfig(num_rounds=20, n_permutations=4, alpha=0.2)
 
 
 def test_partition_key_and_cell_ref_round_trip():
@@ -46,45 +46,39 @@ def test_market_bars_records_hash_and_gaps(resources, instance):
 
 
 def test_audit_assets_by_direct_call(resources, instance):
+    market_data, artifacts = resources["market_data"], resources["artifacts"]
     with dg.build_asset_context(partition_key=KEY, instance=instance, run_tags=APPROVED) as context:
-        _audit_by_direct_call(context, resources)
-
-
-def _audit_by_direct_call(context, resources):
-    capture = captured_fold(
-        context,
-        TINY_CAPTURE,
-        resources["market_data"],
-        resources["artifacts"],
-        resources["capture_cache"],
-    )
-    manifest = resources["artifacts"].results().read(CAPTURED_FOLD, CELL, CaptureManifest)
+        capture = captured_fold(
+            context, TINY_CAPTURE, market_data, artifacts, resources["capture_cache"]
+        )
+        results = {
+            result.asset_key.to_user_string(): result
+            for result in anchor_and_consumers(context, TINY_AUDIT, market_data, artifacts)
+        }
+        drift = s23_drift(context, SuiteRunConfig(), market_data, artifacts)
+    manifest = artifacts.results().read(CAPTURED_FOLD, CELL, CaptureManifest)
     assert manifest is not None
     assert capture.data_version == dg.DataVersion(manifest.content_hash)
     assert capture.metadata["rows"].value == manifest.rows > 0
     assert capture.metadata["trials"].value == 2
 
-    anchor_result = s22a1_anchor(
-        context, AnchorRunConfig(), resources["market_data"], resources["artifacts"]
-    )
-    anchor = resources["artifacts"].results().read(S22A1_ANCHOR, CELL, AnchorResult)
+    assert set(results) == {"s22a1_anchor", "s40_verdict", "s27_calibration"}
+    anchor = artifacts.results().read(S22A1_ANCHOR, CELL, AnchorResult)
     assert anchor is not None and anchor.capture_content_hash == manifest.content_hash
-    assert anchor_result.metadata["best_iter"].value == anchor.best_iter
+    assert results["s22a1_anchor"].metadata["best_iter"].value == anchor.best_iter
 
-    verdict_result = s40_verdict(
-        context, TINY_PROBE, resources["market_data"], resources["artifacts"]
-    )
-    verdict = resources["artifacts"].results().read(S40_VERDICT, CELL, S40Verdict)
+    verdict = artifacts.results().read(S40_VERDICT, CELL, S40Verdict)
     assert verdict is not None and verdict.certification is Certification.CERTIFIED
-    assert _value(verdict_result.metadata["certification"]) == "CERTIFIED"
-    assert verdict_result.data_version == dg.DataVersion(verdict.content_hash())
+    assert _value(results["s40_verdict"].metadata["certification"]) == "CERTIFIED"
+    assert results["s40_verdict"].data_version == dg.DataVersion(verdict.content_hash())
+    assert _value(results["s27_calibration"].metadata["certification"]) == "CERTIFIED"
+    assert _value(drift.metadata["certification"]) == "CERTIFIED"
 
 
-def test_diagnostics_refuse_to_run_without_their_inputs(resources, instance):
+def test_diagnostics_refuse_to_run_without_a_captured_fold(resources, instance):
     market_data, artifacts = resources["market_data"], resources["artifacts"]
-    with dg.build_asset_context(partition_key=KEY, instance=instance, run_tags=APPROVED) as context:
-        with pytest.raises(dg.Failure, match="no captured fold yet"):
-            s22a1_anchor(context, AnchorRunConfig(), market_data, artifacts)
-        captured_fold(context, TINY_CAPTURE, market_data, artifacts, resources["capture_cache"])
-        with pytest.raises(dg.Failure, match="no s22a1 anchor"):
-            s40_verdict(context, TINY_PROBE, market_data, artifacts)
+    with (
+        dg.build_asset_context(partition_key=KEY, instance=instance) as context,
+        pytest.raises(dg.Failure, match="no captured fold yet"),
+    ):
+        list(anchor_and_consumers(context, TINY_AUDIT, market_data, artifacts))

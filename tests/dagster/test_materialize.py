@@ -6,18 +6,20 @@ import dagster as dg
 
 from diag_assets.capture import captured_fold
 from diag_assets.core.cells import CellRef
-from diag_assets.diagnostics import s22a1_anchor, s40_verdict
+from diag_assets.diagnostics import anchor_and_consumers
 from diag_assets.market import market_bars
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources, real_market_data
 
-AUDIT = [captured_fold, s22a1_anchor, s40_verdict]
+AUDIT = [captured_fold, anchor_and_consumers]
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    events = result.asset_materializations_for_node(asset)
-    assert len(events) == 1
-    return {k: v.value for k, v in events[0].metadata.items()}
+    events = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)
+    ]
+    assert len(events) == 1, f"{asset}: {len(events)} materializations"
+    return {k: v.value for k, v in events[0].materialization.metadata.items()}
 
 
 def _data_version(instance, asset: str) -> str:

@@ -7,7 +7,7 @@ from dagster_aws.s3 import S3Resource
 from diag_assets.capture import captured_fold
 from diag_assets.core.catalog import PostgresCatalog
 from diag_assets.core.cells import CellRef
-from diag_assets.diagnostics import s22a1_anchor, s40_verdict
+from diag_assets.diagnostics import anchor_and_consumers
 from diag_assets.partitions import cell_partition_key
 from resources.capture_cache import (
     CaptureCacheResource,
@@ -21,7 +21,7 @@ from tests.services import s3_client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
 
-AUDIT = [captured_fold, s22a1_anchor, s40_verdict]
+AUDIT = [captured_fold, anchor_and_consumers]
 KEY = cell_partition_key(CellRef.parse("defi_top5/UNIUSDC/fold-2"))
 
 
@@ -59,8 +59,10 @@ def instance():
 
 
 def _metadata(result, asset):
-    (event,) = result.asset_materializations_for_node(asset)
-    return {k: v.value for k, v in event.metadata.items()}
+    (event,) = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def test_cold_then_warm_audit_on_postgres_and_s3(

@@ -1,0 +1,84 @@
+"""Lever #2: a light s40 audit with the s22a1 anchor vs with it skipped.
+
+``python -m benchmarks lever2 --profile small --json`` prints
+``{"with_anchor_s", "skip_s", "ratio", "verdict_parity", ...}``.
+
+The cell is captured once, untimed; both timed runs are Dagster materializations that serve
+``captured_fold`` from the cache. "With anchor" fits s22a1 and cross-references it; "skip"
+materializes s40 alone with ``skip_s22a1: true``. Parity: the same probe verdict and figures.
+"""
+
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from benchmarks.profiles import profile_from_args
+from benchmarks.reaudit import QUIET, capture_run_config, profile_resources
+from diag_assets.capture import captured_fold
+from diag_assets.core.capture_service import ALLOW_COLD_CAPTURE_TAG
+from diag_assets.core.cells import CellRef
+from diag_assets.diagnostics import anchor_and_consumers
+from diag_assets.partitions import cell_partition_key
+
+ASSETS = [captured_fold, anchor_and_consumers]
+
+
+def _s40(result) -> dict:
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("s40_verdict")
+    ]
+    return event.materialization.metadata["verdict"].value
+
+
+def run(argv: list[str]) -> dict:
+    """Time the light audit with and without the anchor, on a warm capture."""
+    profile = profile_from_args(argv)
+    cell = CellRef("defi_top5", "UNIUSDC", profile.fold)
+    key = cell_partition_key(cell)
+    base = capture_run_config(profile)
+    with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test() as instance:
+        resources = profile_resources(profile, Path(tmp))
+        instance.add_dynamic_partitions("symbols", [cell.symbol])
+        dg.materialize(
+            ASSETS,
+            selection=["captured_fold"],
+            resources=resources,
+            instance=instance,
+            partition_key=key,
+            run_config=base,
+            tags={ALLOW_COLD_CAPTURE_TAG: "true"},
+        )
+
+        def timed(selection: list[str], skip: bool):
+            run_config = {
+                **base,
+                "ops": {**base["ops"], "anchor_and_consumers": {"config": {"skip_s22a1": skip}}},
+                "loggers": QUIET,
+            }
+            started = time.perf_counter()
+            result = dg.materialize(
+                ASSETS,
+                selection=selection,
+                resources=resources,
+                instance=instance,
+                partition_key=key,
+                run_config=run_config,
+            )
+            return time.perf_counter() - started, _s40(result)
+
+        with_anchor_s, full = timed(["captured_fold", "s22a1_anchor", "s40_verdict"], False)
+        skip_s, light = timed(["captured_fold", "s40_verdict"], True)
+    return {
+        "profile": profile.name,
+        "cell_ref": str(cell),
+        "with_anchor_s": round(with_anchor_s, 3),
+        "skip_s": round(skip_s, 3),
+        "ratio": round(with_anchor_s / skip_s, 2),
+        "verdict_parity": full["signal"] == light["signal"] and full["probe"] == light["probe"],
+        "with_anchor_certification": full["certification"],
+        "skip_certification": light["certification"],
+    }
