@@ -29,9 +29,9 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _instance() -> dg.DagsterInstance:
-    if not os.environ.get("DAGSTER_HOME"):
-        DEFAULT_DAGSTER_HOME.mkdir(parents=True, exist_ok=True)
-        os.environ["DAGSTER_HOME"] = str(DEFAULT_DAGSTER_HOME.resolve())
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
 
@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo audit and print a table of verdicts."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fold", type=int, default=3, help="Fold to audit (default 3).")
+    parser.add_argument(
+        "--light",
+        action="store_true",
+        help="Run light s40 audits: the s22a1 anchor is skipped and every verdict is DOWNGRADED.",
+    )
     args = parser.parse_args(argv)
 
     from diag_assets.definitions import defs
@@ -55,10 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     known = set(instance.get_dynamic_partitions(symbols_partitions.name or "symbols"))
     instance.add_dynamic_partitions("symbols", [s for s in symbols if s not in known])
 
-    print(f"diag-harness demo: auditing {len(cells)} cells of {source.universe} (fold {args.fold})")
+    job_name = "light_audit" if args.light else "audit"
+    print(
+        f"diag-harness demo: {job_name} of {len(cells)} cells of {source.universe} "
+        f"(fold {args.fold})"
+    )
     print(f"instance: {os.environ['DAGSTER_HOME']}")
     market_job = defs.resolve_job_def("market_data")
-    audit_job = defs.resolve_job_def("audit")
+    audit_job = defs.resolve_job_def(job_name)
     rows = []
     started = time.perf_counter()
     for cell in cells:
@@ -99,8 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"  {cell}: capture {cache}, done in {wall:.1f} s (run {result.run_id[:8]})")
 
+    summary = defs.resolve_job_def("__ASSET_JOB").execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("audit_summary")], run_config=QUIET
+    )
+    (summary_event,) = summary.get_asset_materialization_events()
     print()
     print(render_table(rows))
+    print()
+    print(str(summary_event.materialization.metadata["summary"].value).splitlines()[0])
     print(f"\n{len(cells)} cells audited in {time.perf_counter() - started:.1f} s.")
     print(
         "capture_s is what the cold capture cost; a HIT served it from the cache instead "
@@ -119,16 +134,20 @@ def render_table(rows: list[tuple]) -> str:
     )
     lines = [header, "-" * len(header)]
     for cell, manifest, anchor, verdict, wall, run_id, cache in rows:
-        if verdict is None or manifest is None or anchor is None:
+        if verdict is None or manifest is None:
             lines.append(f"{str(cell):<28} FAILED (run {run_id})")
             continue
         signal = verdict.signal.value if verdict.signal else "NOT_RUN"
         p_value = f"{verdict.probe.p_value:>5.2f}" if verdict.probe else f"{'-':>5}"
+        # A skipped anchor is shown as skipped, never with a stored result of another run.
+        used_anchor = anchor if verdict.s22a1_anchor_available and anchor is not None else None
+        anchor_iter = str(used_anchor.best_iter) if used_anchor else "skipped"
+        anchor_s = f"{used_anchor.elapsed_s:>8.1f}" if used_anchor else f"{'-':>8}"
         lines.append(
             f"{str(cell):<28} {manifest.rows:>6} {signal:<9} "
             f"{p_value} {verdict.s22a1_crossref_status.value:<12} "
-            f"{verdict.certification.value:<20} {anchor.best_iter:>11} {cache:<6} "
-            f"{manifest.elapsed_s:>9.1f} {anchor.elapsed_s:>8.1f} {verdict.elapsed_s:>6.1f} "
+            f"{verdict.certification.value:<20} {anchor_iter:>11} {cache:<6} "
+            f"{manifest.elapsed_s:>9.1f} {anchor_s} {verdict.elapsed_s:>6.1f} "
             f"{wall:>6.1f}"
         )
     return "\n".join(lines)
