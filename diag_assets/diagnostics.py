@@ -84,7 +84,7 @@ class AuditRunConfig(dg.Config):
     alpha: float = Field(default=0.05, gt=0, lt=1, description="SIGNAL when p-value <= alpha.")
     seed: int = Field(default=0, ge=0, description="Seed of permutations and fits.")
     probe_max_train_rows: int = Field(
-        default=50_000, ge=100, description="s40 probe: most recent training rows it fits on."
+        default=20_000, ge=100, description="s40 probe: most recent training rows it fits on."
     )
     calibration_bins: int = Field(default=10, ge=2, le=100, description="s27 reliability bins.")
 

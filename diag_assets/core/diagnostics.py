@@ -40,7 +40,7 @@ class ProbeSettings(BaseModel):
     seed: int = Field(default=0, ge=0, description="Seed of the permutations and fits.")
     num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads.")
     max_train_rows: int = Field(
-        default=50_000,
+        default=20_000,
         ge=100,
         description="The probe trains on at most this many of the most recent training rows, "
         "so its cost stays fixed however long the fold's history is.",

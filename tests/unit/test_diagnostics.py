@@ -88,3 +88,25 @@ def test_anchor_of_another_capture_is_refused(captured):
     anchor = run_anchor(captured).model_copy(update={"capture_content_hash": "0" * 32})
     with pytest.raises(ValueError, match="Re-materialize s22a1_anchor"):
         judge_s40(captured, anchor, TINY_PROBE)
+
+
+def test_probe_budget_is_fixed_by_its_most_recent_training_rows(captured):
+    capped_settings = TINY_PROBE.model_copy(update={"max_train_rows": 300})
+    _, capped = run_probe(captured, capped_settings)
+    assert capped.train_rows == 300
+    _, full = run_probe(captured, TINY_PROBE)
+    assert full.train_rows == captured.data.n_train  # below the cap: every training row
+    # The cap keeps the 300 rows nearest the validation block: a fold holding only those
+    # rows gives exactly the capped figures.
+    data = captured.data
+    start = data.n_train - 300
+    recent_only = captured.__class__(
+        data=data.__class__(
+            X=data.X.iloc[start:].reset_index(drop=True),
+            y=data.y.iloc[start:].reset_index(drop=True),
+            n_train=300,
+        ),
+        trial_log=captured.trial_log,
+        manifest=captured.manifest,
+    )
+    assert run_probe(recent_only, TINY_PROBE)[1] == capped
