@@ -125,6 +125,8 @@ def run_probe(view: CaptureView, settings: ProbeSettings) -> tuple[Signal, Probe
             early_stopping_rounds=None,
             num_threads=settings.num_threads,
             seed=seed,
+            # The probe scores the final model once; a per-round validation curve is waste.
+            track_validation=False,
         )
         return roc_auc(y_val, np.asarray(fit.booster.predict(x_val)))
 
