@@ -21,17 +21,13 @@ from diag_assets.core.capture_service import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.cells import CellRef
 from diag_assets.diagnostics import anchor_and_consumers
 from diag_assets.partitions import cell_partition_key
+from diag_assets.run_results import materialized_metadata
 
 ASSETS = [captured_fold, anchor_and_consumers]
 
 
 def _s40(result) -> dict:
-    (event,) = [
-        e
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey("s40_verdict")
-    ]
-    return event.materialization.metadata["verdict"].value
+    return materialized_metadata(result, "s40_verdict")["verdict"]
 
 
 def run(argv: list[str]) -> dict:

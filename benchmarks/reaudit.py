@@ -23,6 +23,7 @@ from diag_assets.core.catalog import SqliteCatalog
 from diag_assets.core.cells import CellRef
 from diag_assets.diagnostics import anchor_and_consumers
 from diag_assets.partitions import cell_partition_key
+from diag_assets.run_results import materialized_metadata
 from resources.capture_cache import CaptureCacheResource, FileLeaseResource, SqliteCatalogResource
 from resources.market_data import SyntheticMarketDataResource
 from resources.requests import AuditRequestsResource
@@ -91,11 +92,7 @@ def _timed(selection, resources, instance, key, run_config, tags=None):
     return time.perf_counter() - started, result
 
 
-def _metadata(result, asset: str) -> dict:
-    (event,) = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)
-    ]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+_metadata = materialized_metadata
 
 
 def run(argv: list[str]) -> dict:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from diag_assets import capture, diagnostics, maintenance, market, reports
+from diag_assets import capture, diagnostics, gates, maintenance, market, reports
 from resources.environment import resources_for_current_env
 from sensors.reaudit import reaudit_requests
 from sensors.symbols import register_symbols
@@ -13,6 +13,7 @@ defs = dg.Definitions.merge(
     diagnostics.defs,
     maintenance.defs,
     reports.defs,
+    gates.defs,
     dg.Definitions(
         sensors=[register_symbols, reaudit_requests], resources=resources_for_current_env()
     ),

@@ -20,6 +20,7 @@ from diag_assets.core.errors import DiagInputError
 from diag_assets.core.verdicts import AnchorResult, S40Verdict
 from diag_assets.diagnostics import S22A1_ANCHOR, S40_VERDICT
 from diag_assets.partitions import cell_partition_key, symbols_partitions
+from diag_assets.run_results import materialized_metadata
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 
@@ -89,12 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((cell, None, None, None, wall, result.run_id, "-"))
             continue
         results = artifacts.results()
-        (capture_event,) = [
-            e
-            for e in result.get_asset_materialization_events()
-            if e.asset_key == dg.AssetKey(CAPTURED_FOLD)
-        ]
-        cache = str(capture_event.materialization.metadata["cache"].value)
+        cache = str(materialized_metadata(result, CAPTURED_FOLD)["cache"])
         rows.append(
             (
                 cell,
@@ -111,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = defs.resolve_job_def("__ASSET_JOB").execute_in_process(
         instance=instance, asset_selection=[dg.AssetKey("audit_summary")], run_config=QUIET
     )
-    (summary_event,) = summary.get_asset_materialization_events()
+    summary_line = str(materialized_metadata(summary, "audit_summary")["summary"]).splitlines()[0]
     print()
     print(render_table(rows))
     print()
-    print(str(summary_event.materialization.metadata["summary"].value).splitlines()[0])
+    print(summary_line)
     print(f"\n{len(cells)} cells audited in {time.perf_counter() - started:.1f} s.")
     print(
         "capture_s is what the cold capture cost; a HIT served it from the cache instead "

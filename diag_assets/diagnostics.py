@@ -222,25 +222,39 @@ def anchor_and_consumers(
     cell = cell_of(context, market_data)
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     decision = resolve_skip(context, config)
-    results = artifacts.results()
     context.log.info(decision.reason)
-
+    extra = _skip_metadata(decision)
     if decision.skip:
-        yield from _skipped_anchor_path(context, cell, decision, selected, artifacts, config)
-        return
-
+        missing, skip_metadata = _skip_preconditions(context, cell, decision, selected, artifacts)
+        extra |= skip_metadata
+        if missing is not None:
+            yield from _inconclusive(context, cell, missing, selected, artifacts, decision)
+            return
     try:
         captured = load_captured_fold(cell, artifacts)
     except CaptureVerificationError as error:
-        yield from _inconclusive(
-            context,
-            cell,
-            f"captured fold failed verification: {error}",
-            selected,
-            artifacts,
-            decision,
-        )
+        reason = f"captured fold failed verification: {error}"
+        yield from _inconclusive(context, cell, reason, selected, artifacts, decision)
         return
+
+    anchor: AnchorResult | None = None
+    if not decision.skip:
+        anchor = yield from _anchor(cell, captured, selected, decision, artifacts, config)
+    if S40_VERDICT in selected:
+        verdict = judge_s40(captured, anchor, config.probe())
+        yield _s40_result(context, cell, verdict, artifacts, extra)
+    if S27_CALIBRATION in selected:
+        calibration = (
+            run_s27(captured, CalibrationSettings(n_bins=config.calibration_bins), anchor=anchor)
+            if anchor is not None
+            else s27_without_anchor(captured, decision.reason)
+        )
+        yield _s27_result(cell, calibration, artifacts, extra)
+
+
+def _anchor(cell, captured, selected, decision, artifacts, config):
+    """Fit the anchor if this run materializes it, else read the stored one (a generator)."""
+    results = artifacts.results()
     if S22A1_ANCHOR in selected:
         anchor = run_anchor(captured, num_threads=config.num_threads)
         uri = results.write(S22A1_ANCHOR, cell, anchor)
@@ -249,26 +263,23 @@ def anchor_and_consumers(
             data_version=dg.DataVersion(anchor.content_hash()),
             metadata=_anchor_metadata(anchor, uri) | _skip_metadata(decision),
         )
-    else:
-        anchor = results.read(S22A1_ANCHOR, cell, AnchorResult)
-        if anchor is None:
-            raise dg.Failure(
-                f"{cell} has no s22a1 anchor and this run keeps the anchor "
-                f"({decision.source}). Materialize s22a1_anchor for the cell, or skip it "
-                f"(run config skip_s22a1: true, or the tag {SKIP_TAG}=true).",
-            )
-    if S40_VERDICT in selected:
-        verdict = judge_s40(captured, anchor, config.probe())
-        yield _s40_result(context, cell, verdict, artifacts, _skip_metadata(decision))
-    if S27_CALIBRATION in selected:
-        calibration = run_s27(
-            captured, CalibrationSettings(n_bins=config.calibration_bins), anchor=anchor
+        return anchor
+    anchor = results.read(S22A1_ANCHOR, cell, AnchorResult)
+    if anchor is None:
+        raise dg.Failure(
+            f"{cell} has no s22a1 anchor and this run keeps the anchor ({decision.source}). "
+            "Materialize s22a1_anchor for the cell, or skip it (run config skip_s22a1: true, "
+            f"or the tag {SKIP_TAG}=true).",
         )
-        yield _s27_result(cell, calibration, artifacts, _skip_metadata(decision))
+    return anchor
 
 
-def _skipped_anchor_path(context, cell, decision, selected, artifacts, config):
-    """Plan T1.1: Parquet must exist, hash recomputed, loaded directly, never the anchor."""
+def _skip_preconditions(context, cell, decision, selected, artifacts):
+    """Plan T1.1: the Parquet must exist and is re-hashed; the event says the anchor is skipped.
+
+    Returns the reason the skip path cannot run (``None`` if it can) and metadata for the
+    verdicts. Nothing here reads the anchor.
+    """
     manifest, missing, parquet_metadata = _verify_parquet_for_skip(cell, artifacts)
     event = CaptureEvent(
         name=S40_S22A1_SKIPPED,
@@ -287,31 +298,10 @@ def _skipped_anchor_path(context, cell, decision, selected, artifacts, config):
             f"s22a1_anchor is selected in this run but skipped ({decision.source}): it is not "
             "materialized."
         )
-    if missing is not None:
-        yield from _inconclusive(context, cell, missing, selected, artifacts, decision)
-        return
-    try:
-        captured = load_captured_fold(cell, artifacts)
-    except CaptureVerificationError as error:
-        yield from _inconclusive(
-            context,
-            cell,
-            f"captured fold failed verification: {error}",
-            selected,
-            artifacts,
-            decision,
-        )
-        return
-    extra = (
-        _skip_metadata(decision)
-        | parquet_metadata
-        | {S40_S22A1_SKIPPED: dg.MetadataValue.json(json.loads(event.to_json()))}
-    )
-    if S40_VERDICT in selected:
-        verdict = judge_s40(captured, None, config.probe())
-        yield _s40_result(context, cell, verdict, artifacts, extra)
-    if S27_CALIBRATION in selected:
-        yield _s27_result(cell, s27_without_anchor(captured, decision.reason), artifacts, extra)
+    metadata = parquet_metadata | {
+        S40_S22A1_SKIPPED: dg.MetadataValue.json(json.loads(event.to_json()))
+    }
+    return missing, metadata
 
 
 def _inconclusive(context, cell, reason, selected, artifacts, decision):

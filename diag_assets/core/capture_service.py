@@ -314,14 +314,7 @@ class CaptureService:
         self, prepared: PreparedCell, recipe: Recipe, wanted: str, run_id: str | None, emit
     ) -> CatalogEntry:
         key = prepared.key
-        self.catalog.begin_capture(
-            key,
-            request_key=wanted,
-            cell_ref=str(prepared.cell),
-            mode=prepared.config.mode,
-            source_version=prepared.source_version,
-            run_id=run_id,
-        )
+        self._begin(prepared, wanted, run_id)
         emit(ev.CAPTURE_STARTED, key, run_id=run_id)
         try:
             captured = replay_cell(prepared, recipe)
@@ -331,6 +324,16 @@ class CaptureService:
             emit(ev.CAPTURE_FAILED, key, error=f"{type(error).__name__}: {error}")
             raise
         return self._commit(prepared, wanted, run_id, manifest, emit, adopted=False)
+
+    def _begin(self, prepared: PreparedCell, wanted: str, run_id: str | None) -> None:
+        self.catalog.begin_capture(
+            prepared.key,
+            request_key=wanted,
+            cell_ref=str(prepared.cell),
+            mode=prepared.config.mode,
+            source_version=prepared.source_version,
+            run_id=run_id,
+        )
 
     def _adoptable(self, manifest: CaptureManifest) -> bool:
         try:
@@ -351,14 +354,7 @@ class CaptureService:
     ) -> CatalogEntry:
         key = prepared.key
         if adopted:
-            self.catalog.begin_capture(
-                key,
-                request_key=wanted,
-                cell_ref=str(prepared.cell),
-                mode=prepared.config.mode,
-                source_version=prepared.source_version,
-                run_id=run_id,
-            )
+            self._begin(prepared, wanted, run_id)
         entry = self.catalog.complete_capture(
             key,
             artifact_uri=self.artifacts.uri(key),

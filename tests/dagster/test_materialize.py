@@ -9,17 +9,13 @@ from diag_assets.core.cells import CellRef
 from diag_assets.diagnostics import anchor_and_consumers
 from diag_assets.market import market_bars
 from diag_assets.partitions import cell_partition_key
+from diag_assets.run_results import materialized_metadata
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources, real_market_data
 
 AUDIT = [captured_fold, anchor_and_consumers]
 
 
-def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    events = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)
-    ]
-    assert len(events) == 1, f"{asset}: {len(events)} materializations"
-    return {k: v.value for k, v in events[0].materialization.metadata.items()}
+_metadata = materialized_metadata
 
 
 def _data_version(instance, asset: str) -> str:

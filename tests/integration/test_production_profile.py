@@ -9,6 +9,7 @@ from diag_assets.core.catalog import PostgresCatalog
 from diag_assets.core.cells import CellRef
 from diag_assets.diagnostics import anchor_and_consumers
 from diag_assets.partitions import cell_partition_key
+from diag_assets.run_results import materialized_metadata
 from resources.capture_cache import (
     CaptureCacheResource,
     PostgresCatalogResource,
@@ -58,11 +59,7 @@ def instance():
         yield instance
 
 
-def _metadata(result, asset):
-    (event,) = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)
-    ]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+_metadata = materialized_metadata
 
 
 def test_cold_then_warm_audit_on_postgres_and_s3(

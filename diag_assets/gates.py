@@ -1,0 +1,379 @@
+"""Phase-0 gates as assets: each ends in recorded figures, a decision and its reasons.
+
+The history-based gates (G-B7, G-A1, Lever #1's Gate 2 and Gate 3) read the instance's event
+log or an imported JSONL export; G-C0 reads the consumer registry; G-C4 and G-C4b replay
+cells under instrumentation, so they obey the no-autonomous-cold-launch rule.
+``phase0_exit`` orders the levers from the stored reports.
+"""
+
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import dagster as dg
+from pydantic import BaseModel, Field, ValidationError
+
+from diag_assets.capture import RECIPE
+from diag_assets.core import gates
+from diag_assets.core.capture import CaptureConfig, prepare_cell
+from diag_assets.core.capture_service import (
+    ALLOW_COLD_CAPTURE_TAG,
+    COLD_CAPTURE_REQUIRES_OPERATOR,
+)
+from diag_assets.core.cells import CellRef
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.history import ANCHOR_EVENT, AUDIT_EVENT
+from diag_assets.core.invariance import (
+    C4Decision,
+    SeamDecision,
+    gate_c4b,
+    instrumented_replay,
+    run_gate_c4,
+)
+from diag_assets.core.plots import text_bars, text_histogram
+from diag_assets.core.recipe import TrialSettings
+from diag_assets.core.registry import DIAGNOSTIC_CAPTURE_REQUIREMENTS
+from diag_assets.gate_history import HistoryConfig, load_history
+from resources.capture_cache import CaptureCacheResource
+from resources.market_data import MarketDataResource
+from resources.storage import ArtifactStoreResource
+
+GROUP = "phase0"
+REFERENCE_SUITE = ("s22a1", "s22a2", "s40", "s23", "s27")
+
+
+class GateConfig(HistoryConfig):
+    """History to read and the gate's thresholds."""
+
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Overrides of the gate's thresholds by name (see the gate's settings in "
+        "diag_assets/core/gates.py); unknown names are refused.",
+    )
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _settings(model: type[ModelT], thresholds: dict[str, float]) -> ModelT:
+    try:
+        return model(**thresholds)
+    except ValidationError as error:
+        raise DiagInputError(
+            f"Gate thresholds {thresholds} do not fit {model.__name__}: {error}",
+            f"use the fields of {model.__name__}: {', '.join(model.model_fields)}.",
+        ) from error
+
+
+def _store_report(artifacts: ArtifactStoreResource, name: str, report: BaseModel) -> str:
+    store = artifacts.blob_store()
+    key = f"gates/{name}.json"
+    store.write_bytes(key, report.model_dump_json(indent=2).encode())
+    return store.uri(key)
+
+
+def _read_report(artifacts: ArtifactStoreResource, name: str, model: type[ModelT]) -> ModelT | None:
+    try:
+        raw = artifacts.blob_store().read_bytes(f"gates/{name}.json")
+    except FileNotFoundError:
+        return None
+    return model.model_validate_json(raw)
+
+
+def _gate_result(report: Any, uri: str, **extra: Any) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata={
+            "decision": str(report.decision),
+            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
+            "report": dg.MetadataValue.md(report.markdown()),
+            "figures": dg.MetadataValue.json(report.figures.model_dump(mode="json")),
+            "report_uri": dg.MetadataValue.path(uri),
+            **extra,
+        }
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"python"})
+def g_b7_cost(
+    context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """G-B7: is Lever #2 (skipping the s22a1 anchor) worth wiring?
+
+    The anchor's cost (p50, p95, variance and how much data size explains it) decides GO,
+    GO_LIMITED, DEFER or INSUFFICIENT_DATA.
+    """
+    now = datetime.now(UTC)
+    history = load_history(config, context.instance, now)
+    report = gates.gate_b7(history, _settings(gates.B7Settings, config.thresholds), now=now)
+    elapsed = [e.elapsed_s for e in history if e.event == ANCHOR_EVENT and e.elapsed_s is not None]
+    uri = _store_report(artifacts, "g_b7_cost", report)
+    return _gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
+
+
+@dg.asset(group_name=GROUP, kinds={"python"})
+def g_a1_reuse(
+    context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """G-A1 (Lever #1's Gate 1): how often are the same cells re-audited?
+
+    HIGH or LOW reuse, with the induced-demand note when low reuse may be caused by the cost
+    of a re-audit itself.
+    """
+    now = datetime.now(UTC)
+    history = load_history(config, context.instance, now)
+    report = gates.gate_a1(history, _settings(gates.A1Settings, config.thresholds), now=now)
+    per_cell: dict[str, float] = {}
+    for event in history:
+        if event.event == AUDIT_EVENT:
+            per_cell[event.cell_ref] = per_cell.get(event.cell_ref, 0) + 1
+    uri = _store_report(artifacts, "g_a1_reuse", report)
+    return _gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
+
+
+@dg.asset(group_name=GROUP, kinds={"python"})
+def lever1_gate2_drift(
+    context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """Lever #1's Gate 2: the share of drift checks that found drift.
+
+    It argues for the default check_drift policy (the plan's decision D11).
+    """
+    now = datetime.now(UTC)
+    history = load_history(config, context.instance, now)
+    report = gates.gate_drift(
+        history, _settings(gates.DriftRateSettings, config.thresholds), now=now
+    )
+    return _gate_result(report, _store_report(artifacts, "lever1_gate2_drift", report))
+
+
+class SizeGateConfig(dg.Config):
+    """Gate 3's budget."""
+
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Overrides of SizeSettings (e.g. max_capture_bytes)."
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"python"})
+def lever1_gate3_size(
+    config: SizeGateConfig, capture_cache: CaptureCacheResource, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """Lever #1's Gate 3: artifact bytes per capture, from the capture catalog."""
+    catalog = capture_cache.catalog.catalog()
+    try:
+        sizes = gates.capture_bytes(catalog.entries())
+    finally:
+        catalog.close()
+    report = gates.gate_size(sizes, _settings(gates.SizeSettings, config.thresholds))
+    return _gate_result(report, _store_report(artifacts, "lever1_gate3_size", report))
+
+
+@dg.asset(group_name=GROUP, kinds={"python"})
+def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """G-C0: every diagnostic consumer and what it needs of a capture; unknown = full_replay."""
+    # The registry fills as the diagnostics' modules are imported (they are, by definitions).
+    report = gates.gate_c0(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
+    return _gate_result(report, _store_report(artifacts, "g_c0_consumers", report))
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[g_b7_cost, g_a1_reuse, g_c0_consumers, lever1_gate2_drift, lever1_gate3_size],
+    kinds={"python"},
+)
+def phase0_exit(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """The consolidated Phase-0 report: every gate's decision and the lever order.
+
+    The order follows the plan's round-12 selection logic; its Markdown carries every gate's
+    numbers and reasons, and the report is also stored as JSON.
+    """
+    b7 = _read_report(artifacts, "g_b7_cost", gates.B7Report)
+    a1 = _read_report(artifacts, "g_a1_reuse", gates.A1Report)
+    c0 = _read_report(artifacts, "g_c0_consumers", gates.C0Report)
+    missing = [
+        name
+        for name, r in (("g_b7_cost", b7), ("g_a1_reuse", a1), ("g_c0_consumers", c0))
+        if r is None
+    ]
+    if b7 is None or a1 is None or c0 is None:
+        raise dg.Failure(f"phase0_exit needs {', '.join(missing)}: materialize them first.")
+    c4 = _read_report(artifacts, "g_c4_invariance", GateVerdict)
+    c4b = _read_report(artifacts, "g_c4b_seam", GateVerdict)
+    report = gates.phase0_exit(
+        b7,
+        a1,
+        c0,
+        c4.passed if c4 else None,
+        c4b.passed if c4b else None,
+        drift=_read_report(artifacts, "lever1_gate2_drift", gates.DriftRateReport),
+        size=_read_report(artifacts, "lever1_gate3_size", gates.SizeReport),
+    )
+    store = artifacts.blob_store()
+    store.write_bytes("gates/phase0_exit.json", report.to_json().encode())
+    return dg.MaterializeResult(
+        metadata={
+            "lever_order": " -> ".join(report.order) or "none",
+            "blocked": dg.MetadataValue.json(report.blocked),
+            "deferred": dg.MetadataValue.json(report.deferred),
+            "report": dg.MetadataValue.md(report.markdown()),
+            "report_uri": dg.MetadataValue.path(store.uri("gates/phase0_exit.json")),
+        }
+    )
+
+
+class GateVerdict(BaseModel):
+    """What a replay gate stores for phase0_exit: its decision and whether it passed."""
+
+    decision: str
+    passed: bool
+    markdown: str
+
+
+class ReplayGateConfig(dg.Config):
+    """Which cells a replay gate replays, and how big the controlled replay is."""
+
+    cell_refs: list[str] = Field(
+        default_factory=list,
+        description="Cells to replay (K folds); default: folds 1 and 3 of the first symbol.",
+    )
+    n_trials: int = Field(default=4, ge=2, le=100, description="Trials per controlled replay.")
+    max_rounds: int = Field(default=60, ge=1, le=5_000, description="Rounds per trial.")
+
+
+def _replay_cells(config: ReplayGateConfig, market_data: MarketDataResource) -> list[CellRef]:
+    source = market_data.source()
+    if config.cell_refs:
+        return [CellRef.parse(ref) for ref in config.cell_refs]
+    first = source.symbols()[0]
+    return [CellRef(source.universe, first, fold) for fold in (1, 3)]
+
+
+def _require_approval(context: dg.AssetExecutionContext, gate: str) -> None:
+    """A replay gate replays cells cold: like any cold capture, only with approval."""
+    tag = context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG)
+    if (tag or "").lower() != "true":
+        raise dg.Failure(
+            description=f"{COLD_CAPTURE_REQUIRES_OPERATOR}: {gate} replays its cells under "
+            "instrumentation, which is a cold replay and needs an operator's approval. Launch "
+            f"it with the run tag {ALLOW_COLD_CAPTURE_TAG}=true.",
+            metadata={"code": COLD_CAPTURE_REQUIRES_OPERATOR},
+        )
+
+
+def _replay_config(config: ReplayGateConfig) -> CaptureConfig:
+    return CaptureConfig(
+        trials=TrialSettings(n_trials=config.n_trials, max_rounds=config.max_rounds)
+    )
+
+
+TRIAL_INVARIANCE_CHECK = "trial_invariance_holds"
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"lightgbm"},
+    check_specs=[dg.AssetCheckSpec(TRIAL_INVARIANCE_CHECK, asset="g_c4_invariance", blocking=True)],
+)
+def g_c4_invariance(
+    context: dg.AssetExecutionContext,
+    config: ReplayGateConfig,
+    market_data: MarketDataResource,
+    artifacts: ArtifactStoreResource,
+) -> dg.MaterializeResult:
+    """G-C4: is X/y the same for every trial, on each of K folds?
+
+    Structural (prep once, before the trials, every trial the same frozen X/y) and empirical
+    (per-trial canonical hashes). Any divergence is STOP, naming the fold, trial and column.
+    Needs operator approval.
+    """
+    _require_approval(context, "G-C4")
+    report = run_gate_c4(
+        _replay_cells(config, market_data),
+        market_data.source(),
+        market_data.fold_spec(),
+        RECIPE,
+        _replay_config(config),
+    )
+    passed = report.decision is C4Decision.PASS
+    verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
+    uri = _store_report(artifacts, "g_c4_invariance", verdict)
+    return dg.MaterializeResult(
+        metadata={
+            "decision": report.decision.value,
+            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
+            "report": dg.MetadataValue.md(report.markdown()),
+            "report_uri": dg.MetadataValue.path(uri),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=TRIAL_INVARIANCE_CHECK,
+                passed=passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"decision": report.decision.value, "reasons": "; ".join(report.reasons)},
+            )
+        ],
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"lightgbm"})
+def g_c4b_seam(
+    context: dg.AssetExecutionContext,
+    config: ReplayGateConfig,
+    market_data: MarketDataResource,
+    artifacts: ArtifactStoreResource,
+) -> dg.MaterializeResult:
+    """G-C4b: are X/y fully materialized before the first LightGBM fit (a prep/train seam)?
+
+    SEAM makes dataset_only reachable; otherwise DESIGN_REVIEW_REQUIRED, never an automatic
+    single_fit. Needs operator approval (it replays a cell).
+    """
+    _require_approval(context, "G-C4b")
+    cell = _replay_cells(config, market_data)[0]
+    prepared = prepare_cell(
+        cell, market_data.source(), market_data.fold_spec(), RECIPE, _replay_config(config)
+    )
+    report = gate_c4b(instrumented_replay(prepared, RECIPE))
+    passed = report.decision is SeamDecision.SEAM
+    verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
+    uri = _store_report(artifacts, "g_c4b_seam", verdict)
+    return dg.MaterializeResult(
+        metadata={
+            "decision": report.decision.value,
+            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
+            "report": dg.MetadataValue.md(report.markdown()),
+            "report_uri": dg.MetadataValue.path(uri),
+        }
+    )
+
+
+phase0_gates_job = dg.define_asset_job(
+    "phase0_gates",
+    selection=[
+        g_b7_cost,
+        g_a1_reuse,
+        lever1_gate2_drift,
+        lever1_gate3_size,
+        g_c0_consumers,
+        phase0_exit,
+    ],
+    description="Recompute the history-based Phase-0 gates and the exit report.",
+)
+
+gates_refresh = dg.ScheduleDefinition(
+    name="phase0_gates_refresh",
+    job=phase0_gates_job,
+    cron_schedule="0 6 * * *",
+    description="Every morning: the gates read the latest history and re-decide.",
+)
+
+defs = dg.Definitions(
+    assets=[
+        g_b7_cost,
+        g_a1_reuse,
+        lever1_gate2_drift,
+        lever1_gate3_size,
+        g_c0_consumers,
+        phase0_exit,
+    ],
+    jobs=[phase0_gates_job],
+    schedules=[gates_refresh],
+)

@@ -1,0 +1,119 @@
+"""Phase-0 gates as assets: history from the instance or a JSONL export, to the exit order."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from diag_assets.capture import captured_fold
+from diag_assets.core.cells import CellRef
+from diag_assets.core.history import HistoryEvent, write_jsonl
+from diag_assets.diagnostics import anchor_and_consumers
+from diag_assets.gate_history import history_from_instance
+from diag_assets.gates import (
+    g_a1_reuse,
+    g_b7_cost,
+    g_c0_consumers,
+    lever1_gate2_drift,
+    lever1_gate3_size,
+    phase0_exit,
+)
+from diag_assets.partitions import cell_partition_key
+from diag_assets.run_results import materialized_metadata
+from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+
+GATES = [g_b7_cost, g_a1_reuse, lever1_gate2_drift, lever1_gate3_size, g_c0_consumers, phase0_exit]
+
+
+def _plan_history(now: datetime) -> list[HistoryEvent]:
+    """The plan's measured Phase 0: anchors p50 ~234 s, p95 ~860 s; 5 cells audited twice."""
+    cells = [
+        f"defi_top5/{s}/fold-3" for s in ("UNIUSDC", "OPUSDC", "LDOUSDC", "AAVEUSDC", "ARBUSDC")
+    ]
+    anchor_seconds = [5, 120, 234, 234, 300, 420, 860, 865]
+    events = [
+        HistoryEvent(
+            "s22a1_anchor", cells[i % 5], now - timedelta(days=1, hours=i), s, {"rows": 13_000}
+        )
+        for i, s in enumerate(anchor_seconds)
+    ]
+    for hours in (20, 8):
+        events += [
+            HistoryEvent("s40_verdict", cell, now - timedelta(hours=hours), 240.0, {})
+            for cell in cells
+        ]
+    events += [
+        HistoryEvent("capture", cell, now - timedelta(hours=20), 9_000.0, {}) for cell in cells
+    ]
+    return events
+
+
+def test_gates_from_a_jsonl_export_order_the_levers_as_the_plan_did(resources, instance, tmp_path):
+    now = datetime.now(UTC)
+    history = tmp_path / "history.jsonl"
+    write_jsonl(_plan_history(now), history)
+    config = {"source": "jsonl", "jsonl_path": str(history)}
+    run_config = {
+        "ops": {
+            name: {"config": config} for name in ("g_b7_cost", "g_a1_reuse", "lever1_gate2_drift")
+        }
+    }
+    result = dg.materialize(GATES, resources=resources, instance=instance, run_config=run_config)
+    assert materialized_metadata(result, "g_b7_cost")["decision"] == "GO"
+    assert materialized_metadata(result, "g_a1_reuse")["decision"] == "HIGH"
+    exit_report = materialized_metadata(result, "phase0_exit")
+    assert exit_report["lever_order"].startswith("lever2 -> lever1")
+    assert "lever3" in exit_report["blocked"]  # G-C4/G-C4b not run: Lever #3 waits for them
+    assert "Lever order" in exit_report["report"]
+
+
+def test_history_is_read_from_the_instance_event_log(resources, instance):
+    key = cell_partition_key(CellRef.parse("defi_top5/UNIUSDC/fold-1"))
+    for tags in (APPROVED, {}):
+        dg.materialize(
+            [captured_fold, anchor_and_consumers],
+            selection=["captured_fold", "s22a1_anchor", "s40_verdict"],
+            resources=resources,
+            instance=instance,
+            partition_key=key,
+            run_config={"ops": {k: v for k, v in TINY_RUN_CONFIG["ops"].items()}},
+            tags=tags,
+        )
+    events = history_from_instance(instance, datetime.now(UTC) - timedelta(days=1))
+    names = [e.event for e in events]
+    assert names.count("s22a1_anchor") == 2 and names.count("s40_verdict") == 2
+    assert names.count("capture") == 1  # the second run was a cache HIT, not a capture
+    assert {e.cell_ref for e in events} == {"defi_top5/UNIUSDC/fold-1"}
+
+    result = dg.materialize(GATES, resources=resources, instance=instance)
+    b7 = materialized_metadata(result, "g_b7_cost")
+    assert b7["decision"] == "INSUFFICIENT_DATA"  # two anchors: too few to decide, never a guess
+    assert materialized_metadata(result, "lever1_gate3_size")["decision"] == "WITHIN_BUDGET"
+    assert materialized_metadata(result, "g_c0_consumers")["decision"] == "MAPPED"
+
+
+def test_replay_gates_need_approval_then_pass_on_the_reference_recipe(resources, instance):
+    from diag_assets.gates import g_c4_invariance, g_c4b_seam
+
+    small = {"config": {"n_trials": 3, "max_rounds": 20}}
+    run_config = {"ops": {"g_c4_invariance": small, "g_c4b_seam": small}}
+    refused = dg.materialize(
+        [g_c4_invariance],
+        resources=resources,
+        instance=instance,
+        run_config={"ops": {"g_c4_invariance": small}},
+        raise_on_error=False,
+    )
+    failure = refused.failure_data_for_node("g_c4_invariance").user_failure_data
+    assert "COLD_CAPTURE_REQUIRES_OPERATOR" in failure.description
+
+    result = dg.materialize(
+        [g_c4_invariance, g_c4b_seam],
+        resources=resources,
+        instance=instance,
+        run_config=run_config,
+        tags=APPROVED,
+    )
+    assert materialized_metadata(result, "g_c4_invariance")["decision"] == "PASS"
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "trial_invariance_holds" and check.passed
+    assert materialized_metadata(result, "g_c4b_seam")["decision"] == "SEAM"

@@ -1,0 +1,732 @@
+"""Phase-0 gates on synthetic histories whose answers are known by construction."""
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from diag_assets.core.capture_service import DriftPolicy
+from diag_assets.core.catalog import CaptureStatus, CatalogEntry
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.gates import (
+    GIB,
+    A1Decision,
+    A1Settings,
+    B7Decision,
+    B7Report,
+    B7Settings,
+    C0Decision,
+    DriftDecision,
+    DriftRateSettings,
+    ExitReport,
+    SizeDecision,
+    SizeSettings,
+    capture_bytes,
+    gate_a1,
+    gate_b7,
+    gate_c0,
+    gate_drift,
+    gate_size,
+    percentile,
+    phase0_exit,
+)
+from diag_assets.core.history import (
+    ANCHOR_EVENT,
+    AUDIT_EVENT,
+    CAPTURE_EVENT,
+    DRIFT_EVENT,
+    HistoryEvent,
+    read_jsonl,
+    write_jsonl,
+)
+from diag_assets.core.registry import CaptureRequirement
+
+NOW = datetime(2026, 5, 26, 12, 0, tzinfo=UTC)
+RECENT = NOW - timedelta(days=1)
+CELL = "defi_top5/UNIUSDC/fold-3"
+DEFI_TOP5 = [
+    f"defi_top5/{s}/fold-3" for s in ("UNIUSDC", "OPUSDC", "LDOUSDC", "AAVEUSDC", "ARBUSDC")
+]
+
+B7 = B7Settings()
+A1 = A1Settings()
+DRIFT = DriftRateSettings()
+SIZE = SizeSettings()
+
+
+# --- synthetic histories ------------------------------------------------------------------
+
+
+def event(name, *, cell=CELL, at=RECENT, elapsed=None, **fields):
+    return HistoryEvent(event=name, cell_ref=cell, timestamp=at, elapsed_s=elapsed, fields=fields)
+
+
+def anchors(elapsed, rows=None, *, at=RECENT):
+    """One s22a1_anchor per elapsed value, a minute apart, with rows when given."""
+    rows = rows or [None] * len(elapsed)
+    return [
+        event(
+            ANCHOR_EVENT,
+            cell=DEFI_TOP5[i % 5],
+            at=at - timedelta(minutes=i),
+            elapsed=seconds,
+            **({} if size is None else {"rows": size}),
+        )
+        for i, (seconds, size) in enumerate(zip(elapsed, rows, strict=True))
+    ]
+
+
+def s40s(elapsed, *, at=RECENT):
+    return [
+        event(AUDIT_EVENT, cell=DEFI_TOP5[i % 5], at=at - timedelta(minutes=i), elapsed=seconds)
+        for i, seconds in enumerate(elapsed)
+    ]
+
+
+def audits(schedule):
+    """s40_verdict events from {cell_ref: [timestamps]}."""
+    return [
+        event(AUDIT_EVENT, cell=cell, at=at) for cell, times in schedule.items() for at in times
+    ]
+
+
+def captures(elapsed, *, at=RECENT):
+    return [event(CAPTURE_EVENT, at=at, elapsed=seconds, bytes=10**9) for seconds in elapsed]
+
+
+def drift_checks(n, drifted, *, at=RECENT):
+    return [event(DRIFT_EVENT, at=at - timedelta(minutes=i), drifted=i < drifted) for i in range(n)]
+
+
+def plan_b7_history():
+    """The plan's G-B7 measurement: n=8, p50 234 s, range 5-865 s."""
+    return anchors([5, 100, 200, 230, 238, 400, 855, 865])
+
+
+def plan_a1_history():
+    """The plan's G-A1 case: the 5 defi_top5 fold-3 cells audited three times on 2026-05-25."""
+    day = datetime(2026, 5, 25, tzinfo=UTC)
+    hours = (8, 12, 18)
+    history = audits({cell: [day + timedelta(hours=h) for h in hours] for cell in DEFI_TOP5})
+    return history + captures([7920, 9000, 9900])
+
+
+def low_reuse_audits(n_cells=10):
+    """n_cells cells audited once, one of them twice: reuse 1 / (n_cells + 1)."""
+    schedule = {f"defi_top5/SYM{i}USDC/fold-3": [RECENT] for i in range(n_cells)}
+    schedule["defi_top5/SYM0USDC/fold-3"].append(RECENT - timedelta(days=3))
+    return audits(schedule)
+
+
+def reasons_text(report):
+    return "\n".join(report.reasons)
+
+
+# --- percentile -------------------------------------------------------------------------------
+
+
+def test_percentile_interpolates_between_closest_ranks():
+    assert percentile([], 50) is None
+    assert percentile([7.0], 95) == 7.0
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
+    assert percentile([1.0, 2.0, 4.0, 10.0], 75) == pytest.approx(5.5)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+# --- G-B7 -------------------------------------------------------------------------------------
+
+
+def test_b7_insufficient_data_names_the_count_and_the_minimum():
+    report = gate_b7(anchors([500, 600, 700, 800]), B7, now=NOW)
+    assert report.decision is B7Decision.INSUFFICIENT_DATA
+    assert "Only 4 timed" in report.reasons[0] and "min_events 5" in report.reasons[0]
+    assert report.figures.n == 4 and report.figures.p50_s == 650
+
+
+def test_b7_untimed_events_are_ignored_and_counted():
+    history = anchors([500, 600, 700, 800]) + anchors([None, None, None])
+    report = gate_b7(history, B7, now=NOW)
+    assert report.decision is B7Decision.INSUFFICIENT_DATA
+    assert report.figures.untimed == 3 and report.figures.n == 4
+
+
+def test_b7_plan_measurement_is_go_with_the_plan_figures():
+    report = gate_b7(plan_b7_history(), B7, now=NOW)
+    f = report.figures
+    assert report.decision is B7Decision.GO
+    assert (f.n, f.p50_s, f.min_s, f.max_s) == (8, 234.0, 5.0, 865.0)
+    assert f.p95_s == pytest.approx(861.5)
+    assert f.variance_ratio == pytest.approx(173.0)
+    text = reasons_text(report)
+    assert "rule: material p50 -> GO" in text and "rule: material p95 -> GO" in text
+    assert "absolute thresholds only" in text
+
+
+def test_b7_go_by_p50_absolute_alone():
+    report = gate_b7(anchors([70] * 5), B7, now=NOW)
+    assert report.decision is B7Decision.GO
+    assert "70.0 s >= material_p50_s 60.0 s (rule: material p50 -> GO)" in report.reasons[0]
+    assert "material p95" not in reasons_text(report)
+
+
+def test_b7_go_by_share_of_the_s40_wall_time():
+    # 40 s is below every absolute threshold, but it is 0.29 of a 40 + 100 s audit.
+    report = gate_b7(anchors([40] * 5) + s40s([100] * 5), B7, now=NOW)
+    assert report.decision is B7Decision.GO
+    assert report.figures.anchor_share_p50 == pytest.approx(40 / 140)
+    assert "rule: material p50 share -> GO" in reasons_text(report)
+    # Against a slow s40 the same anchor is negligible.
+    slow = gate_b7(anchors([40] * 5) + s40s([200] * 5), B7, now=NOW)
+    assert slow.decision is B7Decision.DEFER
+
+
+def test_b7_go_by_material_p95_with_a_low_p50():
+    history = anchors([10] * 9 + [2000]) + s40s([100_000] * 5)
+    report = gate_b7(history, B7, now=NOW)
+    assert report.figures.p50_s == 10 and report.figures.p95_s == pytest.approx(1104.5)
+    assert report.decision is B7Decision.GO
+    text = reasons_text(report)
+    assert "rule: material p95 -> GO" in text and "material p50" not in text
+
+
+def test_b7_go_limited_by_tail_p95():
+    history = anchors([20] * 9 + [200]) + s40s([10_000] * 5)
+    report = gate_b7(history, B7, now=NOW)
+    assert report.figures.p95_s == pytest.approx(119.0)
+    assert report.decision is B7Decision.GO_LIMITED
+    text = reasons_text(report)
+    assert "p95 119.0 s > tail_p95_s 90.0 s" in text and "rule: tail p95 -> GO_LIMITED" in text
+    assert "unexplained variance ->" not in text
+
+
+def test_b7_go_limited_by_size_normalized_unexplained_variance():
+    # Rows barely vary, elapsed varies 500x: size explains none of it.
+    history = anchors([0.1, 20, 30, 40, 50], rows=[1000, 2000, 1000, 2000, 1000])
+    report = gate_b7(history, B7, now=NOW)
+    assert report.figures.size_normalized_ratio == pytest.approx(500.0)
+    assert report.decision is B7Decision.GO_LIMITED
+    text = reasons_text(report)
+    assert "size-normalized variance ratio" in text and "500.0x >= unexplained_ratio 100x" in text
+    assert "tail p95" not in text
+
+
+def test_b7_go_limited_by_raw_variance_when_rows_are_missing():
+    report = gate_b7(anchors([0.1, 20, 30, 40, 50]), B7, now=NOW)
+    assert report.figures.size_normalized_ratio is None
+    assert report.decision is B7Decision.GO_LIMITED
+    assert "raw max/min variance ratio (rows on 0 of 5 events" in reasons_text(report)
+    # Rows on only some events: size cannot be factored out, the raw ratio decides.
+    partial = anchors([0.1, 20, 30, 40, 50], rows=[100, None, None, 1000, None])
+    report = gate_b7(partial, B7, now=NOW)
+    assert report.decision is B7Decision.GO_LIMITED
+    assert "rows on 2 of 5 events" in reasons_text(report)
+
+
+def test_b7_variance_explained_by_size_defers_with_r2_of_one():
+    rows = [100, 1000, 10_000, 20_000, 50_000]
+    history = anchors([r * 0.001 for r in rows], rows=rows)
+    report = gate_b7(history, B7, now=NOW)
+    f = report.figures
+    assert f.variance_ratio == pytest.approx(500.0)
+    assert f.size_normalized_ratio == pytest.approx(1.0)
+    assert f.fit_r2 == pytest.approx(1.0) and f.fit_r == pytest.approx(1.0)
+    assert f.fit_slope_s_per_row == pytest.approx(0.001)
+    assert f.fit_intercept_s == pytest.approx(0.0, abs=1e-9)
+    assert report.decision is B7Decision.DEFER
+    assert "r^2 = 1.00" in reasons_text(report)
+
+
+def test_b7_defer_when_p50_and_p95_are_negligible():
+    report = gate_b7(anchors([10, 12, 15, 20, 30]), B7, now=NOW)
+    assert report.decision is B7Decision.DEFER
+    assert "are negligible" in report.reasons[0] and "DEFER" in report.reasons[0]
+    assert "3.0x < 100x" in report.reasons[0]
+
+
+def test_b7_reads_only_its_window():
+    old = anchors([5000] * 10, at=NOW - timedelta(days=31))
+    future = anchors([5000] * 10, at=NOW + timedelta(days=1))
+    old_s40 = s40s([1] * 5, at=NOW - timedelta(days=40))
+    report = gate_b7(old + future + old_s40 + anchors([10, 12, 15, 20, 30]), B7, now=NOW)
+    assert report.figures.n == 5 and report.figures.max_s == 30
+    assert report.figures.s40_n == 0
+    assert report.decision is B7Decision.DEFER
+    assert report.window_end == NOW and report.window_start == NOW - timedelta(days=30)
+    # A wider window sees the old, expensive anchors.
+    wide = gate_b7(old + anchors([10, 12, 15, 20, 30]), B7Settings(window_days=60), now=NOW)
+    assert wide.decision is B7Decision.GO and wide.figures.n == 15
+
+
+def test_b7_naive_now_is_utc():
+    report = gate_b7(anchors([70] * 5), B7, now=NOW.replace(tzinfo=None))
+    assert report.window_end == NOW and report.decision is B7Decision.GO
+
+
+def test_b7_negative_elapsed_is_bad_input():
+    with pytest.raises(DiagInputError, match="elapsed_s=-1"):
+        gate_b7(anchors([10, 20, 30, 40, -1]), B7, now=NOW)
+
+
+def test_b7_settings_are_frozen_and_bounded():
+    with pytest.raises(ValidationError):
+        B7Settings(tail_p95_s=200)
+    with pytest.raises(ValidationError):
+        B7Settings(material_share=1.5)
+    with pytest.raises(ValidationError):
+        B7.min_events = 1  # type: ignore[misc]
+    assert B7Settings.model_fields["tail_p95_s"].description
+
+
+def test_b7_markdown_has_title_decision_figures_and_reasons():
+    report = gate_b7(plan_b7_history(), B7, now=NOW)
+    text = report.markdown()
+    assert text.startswith("### G-B7")
+    assert "**Decision: GO**" in text
+    assert "| p50_s | 234 |" in text and "| n | 8 |" in text
+    assert f"- {report.reasons[0]}" in text
+    assert B7Report.model_validate_json(report.model_dump_json()) == report
+
+
+# --- G-A1 -------------------------------------------------------------------------------------
+
+
+def test_a1_insufficient_data_names_the_count_and_the_minimum():
+    report = gate_a1(audits({CELL: [RECENT - timedelta(hours=h) for h in range(4)]}), A1, now=NOW)
+    assert report.decision is A1Decision.INSUFFICIENT_DATA
+    assert "Only 4 s40_verdict audits" in report.reasons[0]
+    assert "min_audits 5" in report.reasons[0]
+
+
+def test_a1_plan_case_is_high_reuse():
+    report = gate_a1(plan_a1_history(), A1, now=NOW)
+    f = report.figures
+    assert report.decision is A1Decision.HIGH
+    assert (f.audits, f.distinct_cells, f.reaudited_cells) == (15, 5, 5)
+    assert f.reuse_pct == pytest.approx(200 / 3)
+    assert (f.reruns_per_cell_mean, f.reruns_per_cell_max) == (2.0, 2)
+    assert f.gap_hours_median == 5.0  # gaps of 4 h and 6 h in every cell
+    assert f.cold_cost_p50_s == 9000
+    assert "HIGH" in report.reasons[0] and "66.7%" in report.reasons[0]
+    assert report.induced_demand_note is False
+
+
+def test_a1_reuse_of_exactly_the_threshold_is_high():
+    schedule = {f"defi_top5/SYM{i}USDC/fold-3": [RECENT] for i in range(7)}
+    for i in range(3):
+        schedule[f"defi_top5/SYM{i}USDC/fold-3"].append(RECENT - timedelta(hours=5))
+    report = gate_a1(audits(schedule), A1, now=NOW)
+    assert report.figures.reuse_pct == pytest.approx(30.0)
+    assert report.decision is A1Decision.HIGH
+
+
+def test_a1_low_reuse_without_capture_events_says_the_cross_check_is_impossible():
+    report = gate_a1(low_reuse_audits(), A1, now=NOW)
+    assert report.decision is A1Decision.LOW
+    assert report.figures.reuse_pct == pytest.approx(100 / 11)
+    assert "< high_reuse_pct 30%" in report.reasons[0]
+    assert "cannot be made" in reasons_text(report)
+    assert report.induced_demand_note is False
+
+
+def test_a1_low_reuse_with_cheap_cold_captures_has_no_note():
+    report = gate_a1(low_reuse_audits() + captures([600, 700, 800]), A1, now=NOW)
+    assert report.decision is A1Decision.LOW
+    assert report.induced_demand_note is False
+    assert "Induced-demand" not in reasons_text(report)
+
+
+def test_a1_low_reuse_with_expensive_cold_captures_adds_the_induced_demand_note():
+    report = gate_a1(low_reuse_audits() + captures([7920, 9000, 9900]), A1, now=NOW)
+    assert report.decision is A1Decision.LOW
+    assert report.induced_demand_note is True
+    text = reasons_text(report)
+    assert "Induced-demand note" in text and "9000.0 s (2.50 h)" in text
+    assert "not an automatic no-go" in text
+
+
+def test_a1_gap_percentiles_on_a_hand_example():
+    t0 = NOW - timedelta(days=2)
+    schedule = {
+        "defi_top5/AAVEUSDC/fold-1": [t0 + timedelta(hours=h) for h in (7, 0, 3, 1)],
+        "defi_top5/ARBUSDC/fold-2": [t0 + timedelta(hours=10), t0],
+        "defi_top5/OPUSDC/fold-0": [t0],
+    }
+    history = audits(schedule)
+    random.Random(3).shuffle(history)
+    f = gate_a1(history, A1, now=NOW).figures
+    # Gaps: 1, 2, 4 h (AAVE) and 10 h (ARB).
+    assert f.gap_hours_median == pytest.approx(3.0)
+    assert f.gap_hours_p75 == pytest.approx(5.5)
+    assert f.gap_hours_p90 == pytest.approx(8.2)
+    assert f.reuse_pct == pytest.approx(4 / 7 * 100)
+    assert f.reruns_per_cell_mean == pytest.approx(4 / 3) and f.reruns_per_cell_max == 3
+
+
+def test_a1_without_re_audits_has_no_gaps():
+    schedule = {f"defi_top5/SYM{i}USDC/fold-3": [RECENT] for i in range(6)}
+    report = gate_a1(audits(schedule), A1, now=NOW)
+    assert report.decision is A1Decision.LOW and report.figures.reuse_pct == 0
+    assert report.figures.gap_hours_median is None and report.figures.gap_hours_p90 is None
+    assert "No cell was audited twice" in reasons_text(report)
+
+
+def test_a1_reads_only_its_window():
+    old = audits({CELL: [NOW - timedelta(days=50, hours=h) for h in range(20)]})
+    report = gate_a1(old + low_reuse_audits(), A1, now=NOW)
+    assert report.figures.audits == 11 and report.decision is A1Decision.LOW
+    wide = gate_a1(old + low_reuse_audits(), A1Settings(window_days=60), now=NOW)
+    assert wide.figures.audits == 31 and wide.decision is A1Decision.HIGH
+
+
+def test_a1_window_stays_in_the_plans_range():
+    with pytest.raises(ValidationError):
+        A1Settings(window_days=7)
+    with pytest.raises(ValidationError):
+        A1Settings(window_days=90)
+
+
+# --- G-C0 -------------------------------------------------------------------------------------
+
+
+def test_c0_mapped_when_every_diagnostic_declares():
+    registry = {
+        "s40": CaptureRequirement.XY_ONLY,
+        "s23": CaptureRequirement.XY_ONLY,
+        "s22a1": CaptureRequirement.TRIAL_DYNAMICS,
+    }
+    report = gate_c0(registry, ["s40", "s22a1"])
+    assert report.decision is C0Decision.MAPPED
+    assert [row.diagnostic for row in report.rows] == ["s22a1", "s23", "s40"]
+    assert report.figures.xy_only_diagnostics == ["s23", "s40"]
+    assert (report.figures.xy_only, report.figures.trial_dynamics, report.figures.unknown) == (
+        2,
+        1,
+        0,
+    )
+    allowed = {row.diagnostic: row.allowed for row in report.rows}
+    assert allowed["s40"] == "anchor skip allowed; dataset_only allowed"
+    assert allowed["s22a1"] == "full_replay; needs the anchor/trial log"
+
+
+def test_c0_unknown_present_names_the_undeclared_as_full_replay():
+    registry = {"s40": CaptureRequirement.XY_ONLY, "s99": CaptureRequirement.UNKNOWN}
+    report = gate_c0(registry, ["s40", "s24", "s26"])
+    assert report.decision is C0Decision.UNKNOWN_PRESENT
+    assert "undeclared: s24, s26" in report.reasons[0]
+    assert "registered as unknown: s99" in report.reasons[0]
+    assert "full_replay" in report.reasons[0]
+    rows = {row.diagnostic: row for row in report.rows}
+    assert rows["s24"].requirement is CaptureRequirement.UNKNOWN and not rows["s24"].declared
+    assert rows["s24"].allowed == "full_replay (undeclared)"
+    assert report.figures.unknown == 3
+    text = report.markdown()
+    assert "**Decision: UNKNOWN_PRESENT**" in text and "| s24 | unknown |" in text
+
+
+# --- Lever #1 Gate 2: drift rate ----------------------------------------------------------
+
+
+def test_drift_insufficient_data_below_min_checks():
+    report = gate_drift(drift_checks(19, 0), DRIFT, now=NOW)
+    assert report.decision is DriftDecision.INSUFFICIENT_DATA
+    assert "Only 19 drift checks" in report.reasons[0] and "min_checks 20" in report.reasons[0]
+    assert report.recommended_policy is None
+
+
+def test_drift_keep_off_at_or_below_the_low_rate():
+    report = gate_drift(drift_checks(100, 1), DRIFT, now=NOW)
+    assert report.figures.rate == pytest.approx(0.01)
+    assert report.decision is DriftDecision.KEEP_OFF
+    assert report.recommended_policy == "off" and "D11" in report.reasons[0]
+
+
+def test_drift_sampled_between_the_rates_recommends_a_parsable_policy():
+    report = gate_drift(drift_checks(100, 5), DRIFT, now=NOW)
+    assert report.decision is DriftDecision.SAMPLED
+    assert report.recommended_policy == "sampled:0.1" and "D11" in report.reasons[0]
+    assert DriftPolicy.parse(report.recommended_policy).rate == 0.1
+    custom = gate_drift(drift_checks(100, 5), DriftRateSettings(sample_p=0.025), now=NOW)
+    assert custom.recommended_policy == "sampled:0.025"
+    assert DriftPolicy.parse(custom.recommended_policy).rate == 0.025
+
+
+def test_drift_on_read_above_the_high_rate():
+    report = gate_drift(drift_checks(20, 3), DRIFT, now=NOW)
+    assert report.decision is DriftDecision.ON_READ
+    assert report.recommended_policy == "on_read" and "D11" in report.reasons[0]
+    assert str(DriftPolicy.parse(report.recommended_policy)) == "on_read"
+
+
+def test_drift_ignores_unreadable_and_old_checks():
+    unreadable = [event(DRIFT_EVENT, drifted="yes"), event(DRIFT_EVENT)]
+    old = drift_checks(50, 50, at=NOW - timedelta(days=100))
+    report = gate_drift(drift_checks(20, 0) + unreadable + old, DRIFT, now=NOW)
+    assert report.figures.checks == 20 and report.figures.unreadable == 2
+    assert report.decision is DriftDecision.KEEP_OFF
+    assert "2 capture_drift_checked events had no boolean" in reasons_text(report)
+
+
+def test_drift_rates_must_be_ordered():
+    with pytest.raises(ValidationError):
+        DriftRateSettings(low_rate=0.2, high_rate=0.1)
+
+
+# --- Lever #1 Gate 3: size --------------------------------------------------------------------
+
+
+def test_size_insufficient_without_captures():
+    report = gate_size([], SIZE)
+    assert report.decision is SizeDecision.INSUFFICIENT_DATA
+    assert "0 captures" in report.reasons[0] and "minimum 1" in report.reasons[0]
+
+
+def test_size_within_budget_up_to_the_limit():
+    report = gate_size([GIB // 2] * 9 + [2 * GIB], SIZE)
+    assert report.figures.p95_bytes is not None and report.figures.p95_bytes < 2 * GIB
+    assert report.decision is SizeDecision.WITHIN_BUDGET
+    assert gate_size([2 * GIB] * 3, SIZE).decision is SizeDecision.WITHIN_BUDGET
+    assert report.figures.total_bytes == 9 * (GIB // 2) + 2 * GIB
+    assert report.figures.max_bytes == 2 * GIB and report.figures.n == 10
+
+
+def test_size_over_budget():
+    report = gate_size([GIB, 3 * GIB], SIZE)
+    assert report.decision is SizeDecision.OVER_BUDGET
+    assert "> max_capture_bytes 2.000 GiB" in report.reasons[0]
+    assert gate_size([GIB], SizeSettings(max_capture_bytes=GIB // 2)).decision is (
+        SizeDecision.OVER_BUDGET
+    )
+
+
+def test_size_rejects_negative_bytes():
+    with pytest.raises(DiagInputError, match="not byte counts"):
+        gate_size([1, -5], SIZE)
+
+
+def test_capture_bytes_reads_complete_catalog_entries_only():
+    def entry(key, status, size):
+        return CatalogEntry(
+            key=key,
+            request_key="r",
+            cell_ref=CELL,
+            status=status,
+            mode="full_replay",
+            source_version="v",
+            artifact_uri=None,
+            x_hash=None,
+            y_hash=None,
+            trial_log_hash=None,
+            content_hash=None,
+            bytes=size,
+            created_at=NOW,
+            updated_at=NOW,
+            last_used_at=None,
+            use_count=0,
+            producing_run_id=None,
+            status_reason=None,
+        )
+
+    entries = [
+        entry("a", CaptureStatus.COMPLETE, 100),
+        entry("b", CaptureStatus.FAILED, 200),
+        entry("c", CaptureStatus.COMPLETE, None),
+        entry("d", CaptureStatus.COMPLETE, 300),
+    ]
+    assert capture_bytes(entries) == [100, 300]
+
+
+# --- Phase-0 exit -----------------------------------------------------------------------------
+
+REGISTRY = {
+    "s40": CaptureRequirement.XY_ONLY,
+    "s23": CaptureRequirement.XY_ONLY,
+    "s22a1": CaptureRequirement.TRIAL_DYNAMICS,
+}
+
+
+def b7_go():
+    return gate_b7(plan_b7_history(), B7, now=NOW)
+
+
+def a1_high():
+    return gate_a1(plan_a1_history(), A1, now=NOW)
+
+
+def a1_low(induced=False):
+    cold = captures([9000] * 3 if induced else [600] * 3)
+    return gate_a1(low_reuse_audits() + cold, A1, now=NOW)
+
+
+def c0_mapped():
+    return gate_c0(REGISTRY, REGISTRY)
+
+
+def test_exit_plan_measured_outcome_is_lever2_then_lever1():
+    report = phase0_exit(b7_go(), a1_high(), c0_mapped(), None, None)
+    assert report.order == ["lever2", "lever1"]
+    assert "G-C4 (trial invariance) has not run" in report.blocked["lever3"]
+    assert "G-C4b (prep/train seam) has not run" in report.blocked["lever3"]
+    assert report.deferred == {}
+
+
+def test_exit_high_reuse_and_c_gates_pass_puts_lever3_after_lever1():
+    report = phase0_exit(b7_go(), a1_high(), c0_mapped(), True, True)
+    assert report.order == ["lever2", "lever1", "lever3"]
+    assert report.blocked == {}
+    assert "measured order" in reasons_text(report)
+
+
+def test_exit_low_reuse_and_c_gates_pass_is_lever2_then_lever3():
+    report = phase0_exit(b7_go(), a1_low(), c0_mapped(), True, True)
+    assert report.order == ["lever2", "lever3"]
+    assert "LOW" in report.deferred["lever1"]
+    assert "Induced-demand" not in report.deferred["lever1"]
+    assert "Lever #3 leads" in reasons_text(report)
+
+
+def test_exit_low_reuse_carries_the_induced_demand_note():
+    report = phase0_exit(b7_go(), a1_low(induced=True), c0_mapped(), True, True)
+    assert "Induced-demand note" in report.deferred["lever1"]
+
+
+@pytest.mark.parametrize(
+    ("c4", "c4b", "why"),
+    [
+        (None, True, "G-C4 (trial invariance) has not run"),
+        (True, None, "G-C4b (prep/train seam) has not run"),
+        (False, True, "G-C4 failed"),
+        (True, False, "no clean prep/train seam"),
+    ],
+)
+def test_exit_lever3_is_blocked_by_a_missing_or_failed_c4_or_c4b(c4, c4b, why):
+    report = phase0_exit(b7_go(), a1_low(), c0_mapped(), c4, c4b)
+    assert report.order == ["lever2"]
+    assert why in report.blocked["lever3"]
+
+
+def test_exit_lever3_is_blocked_without_an_xy_only_consumer():
+    c0 = gate_c0({"s22a1": CaptureRequirement.TRIAL_DYNAMICS}, ["s22a1", "s27"])
+    report = phase0_exit(b7_go(), a1_low(), c0, True, True)
+    assert report.order == ["lever2"]
+    assert "no xy_only consumer" in report.blocked["lever3"]
+
+
+def test_exit_unknown_consumers_do_not_block_lever3_but_are_named():
+    c0 = gate_c0(REGISTRY, [*REGISTRY, "s26"])
+    report = phase0_exit(b7_go(), a1_low(), c0, True, True)
+    assert report.order == ["lever2", "lever3"]
+    assert "1 unknown consumers stay on full_replay" in reasons_text(report)
+
+
+def test_exit_b7_defer_drops_lever2():
+    deferring = gate_b7(anchors([10, 12, 15, 20, 30]), B7, now=NOW)
+    report = phase0_exit(deferring, a1_high(), c0_mapped(), True, True)
+    assert report.order == ["lever1", "lever3"]
+    assert "lever2" in report.deferred and "lever2" not in report.blocked
+
+
+def test_exit_b7_go_limited_keeps_lever2_first():
+    limited = gate_b7(anchors([20] * 9 + [200]), B7, now=NOW)
+    report = phase0_exit(limited, a1_high(), c0_mapped(), None, None)
+    assert report.order[0] == "lever2" and "limited rollout" in report.reasons[0]
+
+
+def test_exit_insufficient_data_blocks_never_orders():
+    b7 = gate_b7(anchors([500] * 2), B7, now=NOW)
+    a1 = gate_a1(audits({CELL: [RECENT]}), A1, now=NOW)
+    report = phase0_exit(b7, a1, c0_mapped(), None, None)
+    assert report.order == []
+    assert (
+        "too little data" in report.blocked["lever2"] and "min_events 5" in report.blocked["lever2"]
+    )
+    assert "too little data" in report.blocked["lever1"]
+    assert "lever3" in report.blocked
+    # G-A1 only sets priority: with the C-gates passing, Lever #3 still proceeds.
+    passing = phase0_exit(b7, a1, c0_mapped(), True, True)
+    assert passing.order == ["lever3"] and set(passing.blocked) == {"lever1", "lever2"}
+
+
+def test_exit_markdown_and_json_carry_every_gate_decision():
+    drift = gate_drift(drift_checks(100, 5), DRIFT, now=NOW)
+    size = gate_size([GIB], SIZE)
+    report = phase0_exit(b7_go(), a1_high(), c0_mapped(), None, False, drift=drift, size=size)
+    text = report.markdown()
+    for row in (
+        "| G-B7 | GO |",
+        "| G-A1 | HIGH |",
+        "| G-C0 | MAPPED |",
+        "| G-C4 | NOT_RUN |",
+        "| G-C4b | NO_SEAM |",
+        "| L1-G2 | SAMPLED |",
+        "| L1-G3 | WITHIN_BUDGET |",
+    ):
+        assert row in text
+    assert "**Lever order: Lever #2 (optional s22a1 anchor) -> Lever #1" in text
+    for section in ("### G-B7", "### G-A1", "### G-C0", "### L1-G2", "### L1-G3"):
+        assert section in text
+    data = json.loads(report.to_json())
+    assert data["order"] == ["lever2", "lever1"]
+    assert data["decisions"]["G-C4b"] == "NO_SEAM"
+    assert ExitReport.model_validate_json(report.to_json()) == report
+
+
+# --- the JSONL history ------------------------------------------------------------------------
+
+
+def test_jsonl_round_trip_gives_equal_events_and_equal_gates(tmp_path):
+    history = [
+        *plan_b7_history(),
+        *anchors([12.5, None], rows=[13061, 200]),
+        *plan_a1_history(),
+        *drift_checks(3, 1),
+        event(ANCHOR_EVENT, at=datetime(2026, 5, 25, 10, tzinfo=UTC), best_iter=1, rows=13061),
+    ]
+    path = tmp_path / "history.jsonl"
+    write_jsonl(history, path)
+    assert read_jsonl(path) == history
+    assert gate_b7(read_jsonl(path), B7, now=NOW) == gate_b7(history, B7, now=NOW)
+    assert gate_a1(read_jsonl(path), A1, now=NOW) == gate_a1(history, A1, now=NOW)
+    write_jsonl([], path)
+    assert read_jsonl(path) == []
+
+
+def test_jsonl_reads_naive_and_offset_timestamps_as_utc(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text(
+        '{"event": "s40_verdict", "cell_ref": "a", "timestamp": "2026-05-25T10:00:00"}\n'
+        "\n"
+        '{"event": "s40_verdict", "cell_ref": "a", "timestamp": "2026-05-25T12:00:00+02:00"}\n'
+    )
+    first, second = read_jsonl(path)
+    assert first.timestamp == second.timestamp == datetime(2026, 5, 25, 10, tzinfo=UTC)
+    assert first.timestamp.tzinfo is UTC and first.elapsed_s is None and first.fields == {}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "is not JSON"),
+        ("[1, 2]", "is not a JSON object"),
+        ('{"event": "capture", "timestamp": "2026-05-25T10:00:00Z"}', "lacks cell_ref"),
+        ('{"event": "capture", "cell_ref": "a", "timestamp": "yesterday"}', "is not ISO 8601"),
+        (
+            '{"event": "capture", "cell_ref": "a", "timestamp": "2026-05-25", "elapsed_s": "9"}',
+            "is not a number",
+        ),
+    ],
+)
+def test_jsonl_errors_name_the_file_and_line(tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    good = '{"event": "capture", "cell_ref": "a", "timestamp": "2026-05-25T10:00:00Z"}'
+    path.write_text(f"{good}\n{line}\n")
+    with pytest.raises(DiagInputError, match=message) as caught:
+        read_jsonl(path)
+    assert f"{path}:2" in str(caught.value)
+
+
+def test_jsonl_missing_file_is_bad_input(tmp_path):
+    with pytest.raises(DiagInputError, match="does not exist"):
+        read_jsonl(tmp_path / "absent.jsonl")
