@@ -112,6 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     print(render_table(rows))
     print()
     print(summary_line)
+    gates = defs.resolve_job_def("phase0_gates").execute_in_process(
+        instance=instance, run_config=QUIET, raise_on_error=False
+    )
+    if gates.success:
+        exit_report = materialized_metadata(gates, "phase0_exit")
+        print(
+            f"Phase-0 gates on this instance's history: lever order "
+            f"{exit_report['lever_order']}; blocked: {', '.join(exit_report['blocked']) or '-'} "
+            "(Assets > phase0_exit for the reasons)."
+        )
+    else:
+        print(f"Phase-0 gates failed (run {gates.run_id}); open it in the UI for the error.")
     print(f"\n{len(cells)} cells audited in {time.perf_counter() - started:.1f} s.")
     print(
         "capture_s is what the cold capture cost; a HIT served it from the cache instead "
