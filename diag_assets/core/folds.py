@@ -58,11 +58,6 @@ class Fold:
     window_end: int
     label_horizon: int
 
-    @property
-    def train_label_limit(self) -> int:
-        """Training rows must be strictly below this position (t + horizon < val_start)."""
-        return self.val_start - self.label_horizon
-
 
 def make_fold(spec: FoldSpec, fold: int, n_bars: int, *, what: str = "the history") -> Fold:
     """Cut fold ``fold`` out of ``n_bars`` bars, or say why the history cannot hold it."""
