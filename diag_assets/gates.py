@@ -21,7 +21,7 @@ from diag_assets.core.capture_service import (
 )
 from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.history import ANCHOR_EVENT, AUDIT_EVENT
+from diag_assets.core.history import ANCHOR_EVENT, AUDIT_EVENT, HistoryEvent
 from diag_assets.core.invariance import (
     C4Decision,
     SeamDecision,
@@ -92,6 +92,16 @@ def _gate_result(report: Any, uri: str, **extra: Any) -> dg.MaterializeResult:
     )
 
 
+def _plot_series(history: list[HistoryEvent]) -> tuple[list[float], dict[str, float]]:
+    """Anchor elapsed times and audits per cell: what the gates' plots show."""
+    elapsed = [e.elapsed_s for e in history if e.event == ANCHOR_EVENT and e.elapsed_s is not None]
+    per_cell: dict[str, float] = {}
+    for event in history:
+        if event.event == AUDIT_EVENT:
+            per_cell[event.cell_ref] = per_cell.get(event.cell_ref, 0) + 1
+    return elapsed, per_cell
+
+
 @dg.asset(group_name=GROUP, kinds={"python"})
 def g_b7_cost(
     context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
@@ -104,7 +114,7 @@ def g_b7_cost(
     now = datetime.now(UTC)
     history = load_history(config, context.instance, now)
     report = gates.gate_b7(history, _settings(gates.B7Settings, config.thresholds), now=now)
-    elapsed = [e.elapsed_s for e in history if e.event == ANCHOR_EVENT and e.elapsed_s is not None]
+    elapsed, _ = _plot_series(history)
     uri = _store_report(artifacts, "g_b7_cost", report)
     return _gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
 
@@ -121,10 +131,7 @@ def g_a1_reuse(
     now = datetime.now(UTC)
     history = load_history(config, context.instance, now)
     report = gates.gate_a1(history, _settings(gates.A1Settings, config.thresholds), now=now)
-    per_cell: dict[str, float] = {}
-    for event in history:
-        if event.event == AUDIT_EVENT:
-            per_cell[event.cell_ref] = per_cell.get(event.cell_ref, 0) + 1
+    _, per_cell = _plot_series(history)
     uri = _store_report(artifacts, "g_a1_reuse", report)
     return _gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
 
@@ -180,7 +187,9 @@ def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     deps=[g_b7_cost, g_a1_reuse, g_c0_consumers, lever1_gate2_drift, lever1_gate3_size],
     kinds={"python"},
 )
-def phase0_exit(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+def phase0_exit(
+    context: dg.AssetExecutionContext, config: HistoryConfig, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
     """The consolidated Phase-0 report: every gate's decision and the lever order.
 
     The order follows the plan's round-12 selection logic; its Markdown carries every gate's
@@ -209,12 +218,19 @@ def phase0_exit(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     )
     store = artifacts.blob_store()
     store.write_bytes("gates/phase0_exit.json", report.to_json().encode())
+    elapsed, per_cell = _plot_series(load_history(config, context.instance, datetime.now(UTC)))
+    plots = (
+        "\n\n### s22a1 elapsed (s)\n\n"
+        + text_histogram(elapsed)
+        + "\n\n### audits per cell\n\n"
+        + text_bars(per_cell)
+    )
     return dg.MaterializeResult(
         metadata={
             "lever_order": " -> ".join(report.order) or "none",
             "blocked": dg.MetadataValue.json(report.blocked),
             "deferred": dg.MetadataValue.json(report.deferred),
-            "report": dg.MetadataValue.md(report.markdown()),
+            "report": dg.MetadataValue.md(report.markdown() + plots),
             "report_uri": dg.MetadataValue.path(store.uri("gates/phase0_exit.json")),
         }
     )

@@ -54,7 +54,8 @@ def test_gates_from_a_jsonl_export_order_the_levers_as_the_plan_did(resources, i
     config = {"source": "jsonl", "jsonl_path": str(history)}
     run_config = {
         "ops": {
-            name: {"config": config} for name in ("g_b7_cost", "g_a1_reuse", "lever1_gate2_drift")
+            name: {"config": config}
+            for name in ("g_b7_cost", "g_a1_reuse", "lever1_gate2_drift", "phase0_exit")
         }
     }
     result = dg.materialize(GATES, resources=resources, instance=instance, run_config=run_config)
@@ -64,6 +65,7 @@ def test_gates_from_a_jsonl_export_order_the_levers_as_the_plan_did(resources, i
     assert exit_report["lever_order"].startswith("lever2 -> lever1")
     assert "lever3" in exit_report["blocked"]  # G-C4/G-C4b not run: Lever #3 waits for them
     assert "Lever order" in exit_report["report"]
+    assert "### s22a1 elapsed (s)" in exit_report["report"] and "█" in exit_report["report"]
 
 
 def test_history_is_read_from_the_instance_event_log(resources, instance):
