@@ -6,6 +6,7 @@ cells under instrumentation, so they obey the no-autonomous-cold-launch rule.
 ``phase0_exit`` orders the levers from the stored reports.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -52,6 +53,7 @@ class GateConfig(HistoryConfig):
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+ReportT = TypeVar("ReportT")
 
 
 def _settings(model: type[ModelT], thresholds: dict[str, float]) -> ModelT:
@@ -102,6 +104,18 @@ def _plot_series(history: list[HistoryEvent]) -> tuple[list[float], dict[str, fl
     return elapsed, per_cell
 
 
+def _history_gate(
+    context: dg.AssetExecutionContext,
+    config: GateConfig,
+    gate: Callable[..., ReportT],
+    settings_model: type[BaseModel],
+) -> tuple[list[HistoryEvent], ReportT]:
+    """Read the configured history and run ``gate`` on it with the configured thresholds."""
+    now = datetime.now(UTC)
+    history = load_history(config, context.instance, now)
+    return history, gate(history, _settings(settings_model, config.thresholds), now=now)
+
+
 @dg.asset(group_name=GROUP, kinds={"python"})
 def g_b7_cost(
     context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
@@ -111,9 +125,7 @@ def g_b7_cost(
     The anchor's cost (p50, p95, variance and how much data size explains it) decides GO,
     GO_LIMITED, DEFER or INSUFFICIENT_DATA.
     """
-    now = datetime.now(UTC)
-    history = load_history(config, context.instance, now)
-    report = gates.gate_b7(history, _settings(gates.B7Settings, config.thresholds), now=now)
+    history, report = _history_gate(context, config, gates.gate_b7, gates.B7Settings)
     elapsed, _ = _plot_series(history)
     uri = _store_report(artifacts, "g_b7_cost", report)
     return _gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
@@ -128,9 +140,7 @@ def g_a1_reuse(
     HIGH or LOW reuse, with the induced-demand note when low reuse may be caused by the cost
     of a re-audit itself.
     """
-    now = datetime.now(UTC)
-    history = load_history(config, context.instance, now)
-    report = gates.gate_a1(history, _settings(gates.A1Settings, config.thresholds), now=now)
+    history, report = _history_gate(context, config, gates.gate_a1, gates.A1Settings)
     _, per_cell = _plot_series(history)
     uri = _store_report(artifacts, "g_a1_reuse", report)
     return _gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
@@ -144,11 +154,7 @@ def lever1_gate2_drift(
 
     It argues for the default check_drift policy (the plan's decision D11).
     """
-    now = datetime.now(UTC)
-    history = load_history(config, context.instance, now)
-    report = gates.gate_drift(
-        history, _settings(gates.DriftRateSettings, config.thresholds), now=now
-    )
+    _, report = _history_gate(context, config, gates.gate_drift, gates.DriftRateSettings)
     return _gate_result(report, _store_report(artifacts, "lever1_gate2_drift", report))
 
 

@@ -9,6 +9,7 @@ canonical hash of the X/y it trained on so that this can be proven after the fac
 
 import inspect
 import math
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -138,40 +139,44 @@ class ReferenceRecipe:
         self, data: FoldData, settings: TrialSettings, observer: TrialObserver | None = None
     ) -> TrialLog:
         """Run ``settings.n_trials`` trials; each trial's params come from its own seeded RNG."""
-        x_train, y_train, x_val, y_val = data.split()
         records = []
         for trial in range(settings.n_trials):
             if observer is not None:
                 observer(trial, data)
-            # Hashed per trial, from what this trial receives, so the log can prove (or
-            # disprove) that every trial trained on the same X/y.
-            trial_xy_hash = xy_hash(data)
-            rng = np.random.default_rng([settings.seed, trial])
-            params = draw_params(rng)
-            started = time.perf_counter()
-            fit = fit_booster(
-                params,
-                x_train,
-                y_train,
-                x_val,
-                y_val,
-                num_rounds=settings.max_rounds,
-                early_stopping_rounds=settings.early_stopping_rounds,
-                num_threads=settings.num_threads,
-                seed=settings.seed * 1_000 + trial,
-            )
-            records.append(
-                TrialRecord(
-                    trial=trial,
-                    params=params,
-                    best_iter=fit.best_iter,
-                    best_score=fit.best_score,
-                    curve=fit.curve,
-                    elapsed_s=round(time.perf_counter() - started, 6),
-                    xy_hash=trial_xy_hash,
-                )
-            )
+            records.append(fit_trial(trial, data, settings))
         return TrialLog(metric=VALIDATION_METRIC, trials=records)
+
+
+def fit_trial(trial: int, data: FoldData, settings: TrialSettings) -> TrialRecord:
+    """One trial of the reference search: its own seeded params, fitted on ``data``.
+
+    The X/y hash is taken from what this trial receives, so the log can prove (or disprove)
+    that every trial trained on the same X/y.
+    """
+    x_train, y_train, x_val, y_val = data.split()
+    trial_xy_hash = xy_hash(data)
+    params = draw_params(np.random.default_rng([settings.seed, trial]))
+    started = time.perf_counter()
+    fit = fit_booster(
+        params,
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        num_rounds=settings.max_rounds,
+        early_stopping_rounds=settings.early_stopping_rounds,
+        num_threads=settings.num_threads,
+        seed=settings.seed * 1_000 + trial,
+    )
+    return TrialRecord(
+        trial=trial,
+        params=params,
+        best_iter=fit.best_iter,
+        best_score=fit.best_score,
+        curve=fit.curve,
+        elapsed_s=round(time.perf_counter() - started, 6),
+        xy_hash=trial_xy_hash,
+    )
 
 
 def recipe_code_version(recipe: Any) -> str:
@@ -180,6 +185,12 @@ def recipe_code_version(recipe: Any) -> str:
     A change to the recipe's code, or to the prep and training modules it runs, changes this
     value even when nobody bumped ``version``.
     """
-    sources = [inspect.getsource(module) for module in (prep_module, training_module)]
+    # The recipe's whole module, not just its class: the trial body and the search space
+    # live beside it (fit_trial, draw_params), and a change there changes the replay.
+    modules = [prep_module, training_module, sys.modules[__name__]]
+    recipe_module = inspect.getmodule(type(recipe))
+    if recipe_module is not None and recipe_module not in modules:
+        modules.append(recipe_module)
+    sources = [inspect.getsource(module) for module in modules]
     sources.append(inspect.getsource(type(recipe)))
     return f"{recipe.name}-v{recipe.version}-{hash_json(sources)[:16]}"
