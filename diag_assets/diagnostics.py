@@ -14,7 +14,12 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.capture import CAPTURED_FOLD, captured_fold
-from diag_assets.core.capture import CapturedFold, CaptureManifest, CaptureVerificationError
+from diag_assets.core.capture import (
+    X_FILE,
+    CapturedFold,
+    CaptureManifest,
+    CaptureVerificationError,
+)
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics import ProbeSettings, inconclusive_s40, judge_s40, run_anchor
 from diag_assets.core.events import CaptureEvent
@@ -52,10 +57,13 @@ def load_captured_fold(cell: CellRef, artifacts: ArtifactStoreResource) -> Captu
     """The cell's latest captured fold, with its bytes and hashes verified."""
     manifest = artifacts.results().read(CAPTURED_FOLD, cell, CaptureManifest)
     if manifest is None:
-        raise dg.Failure(
-            f"{cell} has no captured fold yet. Materialize captured_fold for this cell first.",
-        )
+        raise dg.Failure(no_capture_message(cell))
     return artifacts.captures().load(manifest)
+
+
+def no_capture_message(cell: CellRef) -> str:
+    """What a diagnostic says when its cell was never captured."""
+    return f"{cell} has no captured fold yet. Materialize captured_fold for this cell first."
 
 
 def cell_of(context: dg.AssetExecutionContext, market_data: MarketDataResource) -> CellRef:
@@ -148,33 +156,6 @@ def _skip_metadata(decision: SkipDecision) -> dict[str, Any]:
     }
 
 
-def _verify_parquet_for_skip(
-    cell: CellRef, artifacts: ArtifactStoreResource
-) -> tuple[CaptureManifest | None, str | None, dict[str, Any]]:
-    """The skip path's precondition: the captured Parquet exists; its hash, recomputed."""
-    manifest = artifacts.results().read(CAPTURED_FOLD, cell, CaptureManifest)
-    if manifest is None:
-        return None, f"{cell} has no captured fold: the skip path needs its Parquet.", {}
-    captures = artifacts.captures()
-    key = captures.key_of(manifest.capture_key, "X.parquet")
-    store = captures.store
-    if not store.exists(key):
-        return manifest, f"the captured Parquet {store.uri(key)} does not exist.", {}
-    size, digest = store.digest(key)
-    recorded = manifest.files.get("X.parquet")
-    return (
-        manifest,
-        None,
-        {
-            "parquet_uri": dg.MetadataValue.path(store.uri(key)),
-            "parquet_digest_recomputed": digest,
-            "parquet_digest_matches_manifest": dg.MetadataValue.bool(
-                recorded is not None and recorded.digest == digest and recorded.bytes == size
-            ),
-        },
-    )
-
-
 @dg.multi_asset(
     name="anchor_and_consumers",
     specs=[
@@ -224,17 +205,22 @@ def anchor_and_consumers(
     decision = resolve_skip(context, config)
     context.log.info(decision.reason)
     extra = _skip_metadata(decision)
+    manifest = artifacts.results().read(CAPTURED_FOLD, cell, CaptureManifest)
+    if manifest is None and not decision.skip:
+        raise dg.Failure(no_capture_message(cell))
+    problem = _skip_precondition(cell, manifest, artifacts) if decision.skip else None
+    captured: CapturedFold | None = None
+    if problem is None and manifest is not None:
+        try:
+            captured = artifacts.captures().load(manifest)
+        except CaptureVerificationError as error:
+            problem = f"captured fold failed verification: {error}"
     if decision.skip:
-        missing, skip_metadata = _skip_preconditions(context, cell, decision, selected, artifacts)
-        extra |= skip_metadata
-        if missing is not None:
-            yield from _inconclusive(context, cell, missing, selected, artifacts, decision)
-            return
-    try:
-        captured = load_captured_fold(cell, artifacts)
-    except CaptureVerificationError as error:
-        reason = f"captured fold failed verification: {error}"
-        yield from _inconclusive(context, cell, reason, selected, artifacts, decision)
+        extra |= _announce_skip(context, cell, decision, selected, manifest, problem, artifacts)
+    if captured is None:
+        yield from _inconclusive(
+            context, cell, problem or "", selected, artifacts, decision, manifest
+        )
         return
 
     anchor: AnchorResult | None = None
@@ -274,13 +260,36 @@ def _anchor(cell, captured, selected, decision, artifacts, config):
     return anchor
 
 
-def _skip_preconditions(context, cell, decision, selected, artifacts):
-    """Plan T1.1: the Parquet must exist and is re-hashed; the event says the anchor is skipped.
+def _skip_precondition(
+    cell: CellRef, manifest: CaptureManifest | None, artifacts: ArtifactStoreResource
+) -> str | None:
+    """Plan T1.1: the skip path needs the captured Parquet; why it cannot run, or ``None``."""
+    if manifest is None:
+        return f"{cell} has no captured fold: the skip path needs its Parquet."
+    captures = artifacts.captures()
+    key = captures.key_of(manifest.capture_key, X_FILE)
+    if not captures.store.exists(key):
+        return f"the captured Parquet {captures.store.uri(key)} does not exist."
+    return None
 
-    Returns the reason the skip path cannot run (``None`` if it can) and metadata for the
-    verdicts. Nothing here reads the anchor.
+
+def _announce_skip(
+    context, cell, decision, selected, manifest, problem, artifacts
+) -> dict[str, Any]:
+    """Emit ``s40_s22a1_skipped``; returns the metadata the skipped run's verdicts carry.
+
+    The Parquet's hash is the one the verified load just recomputed and compared with the
+    manifest (a mismatch never gets this far), so it is recorded rather than hashed again.
+    Nothing here reads the anchor.
     """
-    manifest, missing, parquet_metadata = _verify_parquet_for_skip(cell, artifacts)
+    parquet: dict[str, Any] = {}
+    if manifest is not None and problem is None:
+        captures = artifacts.captures()
+        parquet = {
+            "parquet_uri": captures.store.uri(captures.key_of(manifest.capture_key, X_FILE)),
+            "parquet_digest_recomputed": manifest.files[X_FILE].digest,
+            "parquet_digest_matches_manifest": True,
+        }
     event = CaptureEvent(
         name=S40_S22A1_SKIPPED,
         capture_key=manifest.capture_key if manifest else "",
@@ -289,7 +298,8 @@ def _skip_preconditions(context, cell, decision, selected, artifacts):
             "decided_by": decision.source,
             "audit_kind": decision.audit_kind,
             "s22a1_selected_in_run": S22A1_ANCHOR in selected,
-            **{k: getattr(v, "value", v) for k, v in parquet_metadata.items()},
+            "problem": problem,
+            **parquet,
         },
     )
     context.log.info(event.to_json())
@@ -298,15 +308,11 @@ def _skip_preconditions(context, cell, decision, selected, artifacts):
             f"s22a1_anchor is selected in this run but skipped ({decision.source}): it is not "
             "materialized."
         )
-    metadata = parquet_metadata | {
-        S40_S22A1_SKIPPED: dg.MetadataValue.json(json.loads(event.to_json()))
-    }
-    return missing, metadata
+    return parquet | {S40_S22A1_SKIPPED: dg.MetadataValue.json(json.loads(event.to_json()))}
 
 
-def _inconclusive(context, cell, reason, selected, artifacts, decision):
+def _inconclusive(context, cell, reason, selected, artifacts, decision, manifest):
     context.log.error(f"{cell}: {reason}")
-    manifest = artifacts.results().read(CAPTURED_FOLD, cell, CaptureManifest)
     if S40_VERDICT in selected:
         verdict = inconclusive_s40(str(cell), reason, manifest)
         yield _s40_result(context, cell, verdict, artifacts, _skip_metadata(decision))
