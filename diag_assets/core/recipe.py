@@ -7,6 +7,7 @@ the trial loop, and every trial receives the same frozen X/y; each trial records
 canonical hash of the X/y it trained on so that this can be proven after the fact.
 """
 
+import dataclasses
 import inspect
 import math
 import sys
@@ -180,17 +181,24 @@ def fit_trial(trial: int, data: FoldData, settings: TrialSettings) -> TrialRecor
 
 
 def recipe_code_version(recipe: Any) -> str:
-    """The recipe's declared version plus a hash of the source of its class and modules.
+    """The recipe's declared version plus a hash of its code and its prep settings.
 
-    A change to the recipe's code, or to the prep and training modules it runs, changes this
-    value even when nobody bumped ``version``.
+    The code is the source of the recipe's module and of the prep and training modules it
+    runs, so a change there changes this value even when nobody bumped ``version``; the prep
+    settings (e.g. the dead zone) change X/y, so they count too.
     """
-    # The recipe's whole module, not just its class: the trial body and the search space
-    # live beside it (fit_trial, draw_params), and a change there changes the replay.
+    # Whole modules, not just the recipe class: the trial body and the search space live
+    # beside it (fit_trial, draw_params). Module source comes from linecache; a class's
+    # source would need an AST parse, which CPython 3.11 does not make thread-safe.
     modules = [prep_module, training_module, sys.modules[__name__]]
     recipe_module = inspect.getmodule(type(recipe))
     if recipe_module is not None and recipe_module not in modules:
         modules.append(recipe_module)
-    sources = [inspect.getsource(module) for module in modules]
-    sources.append(inspect.getsource(type(recipe)))
-    return f"{recipe.name}-v{recipe.version}-{hash_json(sources)[:16]}"
+    settings = getattr(recipe, "prep_settings", None)
+    payload = {
+        "sources": [inspect.getsource(module) for module in modules],
+        "prep_settings": dataclasses.asdict(settings)
+        if dataclasses.is_dataclass(settings) and not isinstance(settings, type)
+        else None,
+    }
+    return f"{recipe.name}-v{recipe.version}-{hash_json(payload)[:16]}"

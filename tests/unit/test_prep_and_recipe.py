@@ -4,7 +4,7 @@ import pytest
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import FoldSpec, make_fold
 from diag_assets.core.hashing import canonical_hash
-from diag_assets.core.prep import build_features, prepare_fold
+from diag_assets.core.prep import PrepSettings, build_features, prepare_fold
 from diag_assets.core.recipe import ReferenceRecipe, TrialSettings, recipe_code_version
 from tests.conftest import TINY_FOLDS
 
@@ -94,7 +94,19 @@ def test_recipe_code_version_tracks_its_source():
             return super().prep(bars, fold)
 
     assert recipe_code_version(Patched()) != version
+    wider_dead_zone = ReferenceRecipe(PrepSettings(dead_zone_sigma=0.3))
+    assert recipe_code_version(wider_dead_zone) != version
+    assert recipe_code_version(ReferenceRecipe(PrepSettings())) == version
 
 
-def test_fold_spec_layout_is_hashable_config():
-    assert vars(FoldSpec()) == vars(FoldSpec())
+def test_fold_layout_is_part_of_the_capture_key(tiny_source):
+    from diag_assets.core.capture import CaptureConfig, prepare_cell
+    from diag_assets.core.cells import CellRef
+
+    cell = CellRef.parse("defi_top5/UNIUSDC/fold-1")
+    wider_purge = FoldSpec(n_folds=5, min_train_bars=1_500, validation_bars=300, purge_bars=48)
+    keys = {
+        prepare_cell(cell, tiny_source, spec, ReferenceRecipe(), CaptureConfig()).key
+        for spec in (TINY_FOLDS, wider_purge)
+    }
+    assert len(keys) == 2
