@@ -58,19 +58,8 @@ def profile_resources(profile: Profile, root: Path) -> dict:
 
 def capture_run_config(profile: Profile) -> dict:
     """Run config that makes captured_fold replay with the profile's trial settings."""
-    trials = profile.trials
     return {
-        "ops": {
-            "captured_fold": {
-                "config": {
-                    "n_trials": trials.n_trials,
-                    "seed": trials.seed,
-                    "max_rounds": trials.max_rounds,
-                    "early_stopping_rounds": trials.early_stopping_rounds,
-                    "num_threads": trials.num_threads,
-                }
-            }
-        },
+        "ops": {"captured_fold": {"config": profile.trials.model_dump()}},
         "loggers": QUIET,
     }
 

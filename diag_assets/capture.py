@@ -35,15 +35,7 @@ class CaptureRunConfig(dg.Config):
 
     def to_core(self) -> CaptureConfig:
         """The core capture config."""
-        return CaptureConfig(
-            trials=TrialSettings(
-                n_trials=self.n_trials,
-                seed=self.seed,
-                max_rounds=self.max_rounds,
-                early_stopping_rounds=self.early_stopping_rounds,
-                num_threads=self.num_threads,
-            )
-        )
+        return CaptureConfig(trials=TrialSettings(**self.model_dump()))
 
 
 def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:

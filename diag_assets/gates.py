@@ -81,8 +81,14 @@ def _read_report(artifacts: ArtifactStoreResource, name: str, model: type[ModelT
     return model.model_validate_json(raw)
 
 
-def _gate_result(report: Any, uri: str, **extra: Any) -> dg.MaterializeResult:
+def _gate_result(
+    report: Any,
+    uri: str,
+    check_results: list[dg.AssetCheckResult] | None = None,
+    **extra: Any,
+) -> dg.MaterializeResult:
     return dg.MaterializeResult(
+        check_results=check_results,
         metadata={
             "decision": str(report.decision),
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
@@ -90,7 +96,7 @@ def _gate_result(report: Any, uri: str, **extra: Any) -> dg.MaterializeResult:
             "figures": dg.MetadataValue.json(report.figures.model_dump(mode="json")),
             "report_uri": dg.MetadataValue.path(uri),
             **extra,
-        }
+        },
     )
 
 
@@ -318,13 +324,9 @@ def g_c4_invariance(
     passed = report.decision is C4Decision.PASS
     verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
     uri = _store_report(artifacts, "g_c4_invariance", verdict)
-    return dg.MaterializeResult(
-        metadata={
-            "decision": report.decision.value,
-            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
-            "report": dg.MetadataValue.md(report.markdown()),
-            "report_uri": dg.MetadataValue.path(uri),
-        },
+    return _gate_result(
+        report,
+        uri,
         check_results=[
             dg.AssetCheckResult(
                 check_name=TRIAL_INVARIANCE_CHECK,
@@ -356,15 +358,7 @@ def g_c4b_seam(
     report = gate_c4b(instrumented_replay(prepared, RECIPE))
     passed = report.decision is SeamDecision.SEAM
     verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
-    uri = _store_report(artifacts, "g_c4b_seam", verdict)
-    return dg.MaterializeResult(
-        metadata={
-            "decision": report.decision.value,
-            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
-            "report": dg.MetadataValue.md(report.markdown()),
-            "report_uri": dg.MetadataValue.path(uri),
-        }
-    )
+    return _gate_result(report, _store_report(artifacts, "g_c4b_seam", verdict))
 
 
 phase0_gates_job = dg.define_asset_job(
