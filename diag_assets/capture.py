@@ -7,7 +7,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from diag_assets.core.capture import CaptureConfig, CaptureManifest
+from diag_assets.capture_modes import decide_mode, run_consumers
+from diag_assets.core.capture import CaptureConfig, CaptureManifest, CaptureMode
+from diag_assets.core.capture_mode import MODE_ENV, CaptureModeRefused, load_policy
 from diag_assets.core.capture_service import ALLOW_COLD_CAPTURE_TAG, ColdCaptureRequiresOperator
 from diag_assets.core.events import CaptureEvent, EventRecorder
 from diag_assets.core.recipe import ReferenceRecipe, TrialSettings, recipe_code_version
@@ -32,10 +34,17 @@ class CaptureRunConfig(dg.Config):
         default=30, ge=1, description="Rounds without improvement before a trial stops."
     )
     num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
+    capture_mode: str | None = Field(
+        default=None,
+        description="Lever #3 override: full_replay, dataset_only or single_fit. Unset: "
+        f"{MODE_ENV}, then the policy file diag_assets/policy/capture_mode.json.",
+    )
 
-    def to_core(self) -> CaptureConfig:
-        """The core capture config."""
-        return CaptureConfig(trials=TrialSettings(**self.model_dump()))
+    def to_core(self, mode: CaptureMode = CaptureMode.FULL_REPLAY) -> CaptureConfig:
+        """The core capture config in ``mode``."""
+        return CaptureConfig(
+            mode=mode, trials=TrialSettings(**self.model_dump(exclude={"capture_mode"}))
+        )
 
 
 def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
@@ -51,9 +60,11 @@ def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
         "label_balance_train": dg.MetadataValue.float(manifest.label_balance_train),
         "label_balance_validation": dg.MetadataValue.float(manifest.label_balance_validation),
         "trials": dg.MetadataValue.int(manifest.n_trials),
-        "best_trial": dg.MetadataValue.int(manifest.best_trial),
-        "best_iter": dg.MetadataValue.int(manifest.best_iter),
-        "best_score": dg.MetadataValue.float(manifest.best_score),
+        "best_trial": _int_or_null(manifest.best_trial),
+        "best_iter": _int_or_null(manifest.best_iter),
+        "best_score": dg.MetadataValue.null()
+        if manifest.best_score is None
+        else dg.MetadataValue.float(manifest.best_score),
         "capture_elapsed_s": dg.MetadataValue.float(manifest.elapsed_s),
         "bytes": dg.MetadataValue.int(manifest.total_bytes),
         "x_hash": manifest.x_hash,
@@ -62,8 +73,15 @@ def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
         "content_hash": manifest.content_hash,
         "source_version": manifest.source_version,
         "recipe_version": manifest.recipe_version,
-        "mode": manifest.mode,
+        "mode": str(manifest.mode),
+        "parity_check": dg.MetadataValue.null()
+        if manifest.parity is None
+        else dg.MetadataValue.json(manifest.parity.model_dump()),
     }
+
+
+def _int_or_null(value: int | None) -> dg.MetadataValue:
+    return dg.MetadataValue.null() if value is None else dg.MetadataValue.int(value)
 
 
 with warnings.catch_warnings():
@@ -96,9 +114,33 @@ def captured_fold(
     data version, so downstream verdicts stay in sync). A cold capture replays the whole
     fine-tune and needs the run tag ``diag/allow_cold_capture=true``. Concurrent runs of one
     cell capture it once. Inputs are checked before any training; bad input writes nothing.
+
+    Lever #3: the capture mode (``capture_mode``, then ``DIAG_CAPTURE_MODE``, then the
+    policy) is checked against the diagnostics this run materializes from the capture; a
+    dataset_only capture serves xy_only diagnostics only.
     """
     source = market_data.source()
     cell = cell_from_partition_key(context.partition_key, source.universe)
+    consumers = run_consumers(context)
+    policy = load_policy()
+    try:
+        decision = decide_mode(
+            config_mode=config.capture_mode,
+            consumers=consumers,
+            artifacts=artifacts,
+            recipe_version=recipe_code_version(RECIPE),
+            policy=policy,
+        )
+    except CaptureModeRefused as refused:
+        raise dg.Failure(
+            description=str(refused),
+            metadata={
+                "code": refused.code,
+                "fix": refused.fix,
+                "consumers": dg.MetadataValue.json({k: str(v) for k, v in consumers.items()}),
+            },
+        ) from refused
+    context.log.info(decision.reason)
     allow_cold = (
         context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG) or ""
     ).lower() == "true"
@@ -107,14 +149,14 @@ def captured_fold(
         context.log.info(event.to_json())
 
     recorder = EventRecorder(log_event)
-    service = capture_cache.service()
+    service = capture_cache.service(default_parity_check_rate=policy.parity_check_rate)
     try:
         result = service.get(
             cell,
             source,
             market_data.fold_spec(),
             RECIPE,
-            config.to_core(),
+            config.to_core(decision.mode),
             allow_cold=allow_cold,
             run_id=context.op_execution_context.run_id,
             events=recorder,
@@ -146,6 +188,10 @@ def captured_fold(
             "drift_checked": dg.MetadataValue.bool(result.drift_checked),
             "served_in_s": dg.MetadataValue.float(round(result.elapsed_s, 3)),
             **capture_metadata(result.manifest, result.uri),
+            "mode_requested": str(decision.requested),
+            "mode_decided_by": decision.source,
+            "mode_reason": decision.reason,
+            "consumers": dg.MetadataValue.json({k: str(v) for k, v in consumers.items()}),
             "capture_events": _events_json(result.events),
         },
     )

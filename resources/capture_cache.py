@@ -93,13 +93,25 @@ class CaptureCacheResource(dg.ConfigurableResource):
         default="off",
         description="Re-hash the source on warm reads: 'off', 'on_read' or 'sampled:P'.",
     )
+    parity_check_rate: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Share of dataset_only captures that also replay one trial in full and "
+        "assert X/y parity. Unset: the capture mode policy's rate.",
+    )
 
-    def service(self) -> CaptureService:
-        """A capture service over this resource's parts. Close its catalog when done."""
+    def service(self, default_parity_check_rate: float = 0.0) -> CaptureService:
+        """A capture service over this resource's parts. Close its catalog when done.
+
+        ``default_parity_check_rate`` applies when the resource does not set its own.
+        """
+        rate = self.parity_check_rate
         return CaptureService(
             self.artifacts.captures(),
             self.catalog.catalog(),
             self.lease.lease(),
             lease_wait_s=self.lease_wait_s,
             drift=DriftPolicy.parse(self.check_drift),
+            parity_check_rate=default_parity_check_rate if rate is None else rate,
         )

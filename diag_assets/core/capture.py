@@ -2,8 +2,9 @@
 
 Where things are decided:
 
-- :func:`capture_key` — the hash of everything a capture depends on;
-- :func:`replay_cell` — validates the inputs, then runs prep and the trial loop;
+- :func:`capture_key` — the hash of everything a capture depends on, the mode included;
+- :func:`replay_cell` — runs the capture mode: prep and the trial loop (``full_replay``),
+  prep alone (``dataset_only``) or prep and one trial (``single_fit``);
 - :class:`CaptureArtifacts` — writes a capture (data files first, ``manifest.json`` last, so
   a capture without a manifest is never visible) and reads one back, verifying the bytes of
   every file and the canonical hashes of X and y before handing them out.
@@ -15,7 +16,7 @@ import io
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from enum import StrEnum
 
 import lightgbm
 import pandas as pd
@@ -30,15 +31,40 @@ from diag_assets.core.hashing import bytes_digest, canonical_hash, combine_diges
 from diag_assets.core.market_data import MarketDataSource
 from diag_assets.core.prep import FoldData
 from diag_assets.core.recipe import Recipe, TrialLog, TrialSettings, recipe_code_version
+from diag_assets.core.replay_trace import ReplayTrace, tracing
 from diag_assets.core.store import BlobStore
 
-MANIFEST_SCHEMA_VERSION = 1
-X_FILE, Y_FILE, TRIAL_LOG_FILE, MANIFEST_FILE = (
+# Version 2 added the capture modes and the replay trace; it is part of the capture key, so
+# a capture written under another schema is never served.
+MANIFEST_SCHEMA_VERSION = 2
+X_FILE, Y_FILE, TRIAL_LOG_FILE, TRACE_FILE, MANIFEST_FILE = (
     "X.parquet",
     "y.parquet",
     "trial_log.json",
+    "replay_trace.json",
     "manifest.json",
 )
+
+
+class CaptureMode(StrEnum):
+    """How much of the fine-tune a capture replays (Lever #3).
+
+    - ``full_replay``: prep and every trial; any diagnostic may read it;
+    - ``dataset_only``: prep until X/y exist, no training; ``xy_only`` readers only;
+    - ``single_fit``: prep and one trial; explicit opt-in only, ``xy_only`` readers only.
+    """
+
+    FULL_REPLAY = "full_replay"
+    DATASET_ONLY = "dataset_only"
+    SINGLE_FIT = "single_fit"
+
+
+# What each mode stores; a capture listing other files is not one of ours.
+MODE_FILES: dict[CaptureMode, frozenset[str]] = {
+    CaptureMode.FULL_REPLAY: frozenset({X_FILE, Y_FILE, TRIAL_LOG_FILE, TRACE_FILE}),
+    CaptureMode.DATASET_ONLY: frozenset({X_FILE, Y_FILE}),
+    CaptureMode.SINGLE_FIT: frozenset({X_FILE, Y_FILE, TRIAL_LOG_FILE}),
+}
 
 
 class CaptureConfig(BaseModel):
@@ -46,8 +72,12 @@ class CaptureConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    mode: Literal["full_replay"] = "full_replay"
+    mode: CaptureMode = CaptureMode.FULL_REPLAY
     trials: TrialSettings = Field(default_factory=TrialSettings)
+
+    def with_mode(self, mode: CaptureMode) -> "CaptureConfig":
+        """The same request in another mode."""
+        return self.model_copy(update={"mode": CaptureMode(mode)})
 
 
 class CaptureVerificationError(RuntimeError):
@@ -71,6 +101,7 @@ def _request_payload(
     cell: CellRef, recipe_version: str, fold_spec: FoldSpec, config: CaptureConfig
 ) -> dict[str, object]:
     return {
+        "capture_schema": MANIFEST_SCHEMA_VERSION,
         "cell_ref": str(cell),
         "recipe_version": recipe_version,
         "fold_spec": vars(fold_spec),
@@ -99,10 +130,10 @@ def capture_key(
 ) -> str:
     """One hash over everything a capture depends on; any change gives a new key.
 
-    Inputs: the cell, the canonical hash of the bar window the fold uses, the recipe's code
-    version, the fold layout, the capture config (mode, trials, seeds) and the major.minor
-    versions of lightgbm, pandas and pyarrow. Dagster does not fold run config into data
-    versions on its own, so the key carries it.
+    Inputs: the manifest schema, the cell, the canonical hash of the bar window the fold uses,
+    the recipe's code version, the fold layout, the capture config (mode, trials, seeds) and
+    the major.minor versions of lightgbm, pandas and pyarrow. Dagster does not fold run config
+    into data versions on its own, so the key carries it.
     """
     payload = _request_payload(cell, recipe_version, fold_spec, config)
     return "ck-" + hash_json({**payload, "source_version": source_version})
@@ -115,15 +146,52 @@ class FileEntry(BaseModel):
     digest: str
 
 
+class ParityCheck(BaseModel):
+    """A dataset_only capture's invariance assertion (the plan's C8.7).
+
+    An independent full replay of one trial (its own prep, then trial 0): the X/y that trial
+    trained on must have the canonical hashes of the captured X/y.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    trial: int
+    x_hash: str
+    y_hash: str
+    n_train: int
+    matches: bool
+    elapsed_s: float
+
+
+class CaptureParityFailed(RuntimeError):
+    """A dataset_only capture's X/y differ from what a full replay trains on."""
+
+    code = "CAPTURE_PARITY_FAILED"
+
+    def __init__(self, cell_ref: str, check: ParityCheck, x_hash: str, y_hash: str) -> None:
+        self.check = check
+        super().__init__(
+            f"{self.code}: {cell_ref}: the dataset_only X/y (X {x_hash[:16]}, y {y_hash[:16]}) "
+            f"differ from what full_replay trial {check.trial} trained on (X "
+            f"{check.x_hash[:16]}, y {check.y_hash[:16]}, n_train {check.n_train}). The capture "
+            "is not stored. dataset_only is unsound for this recipe until this is explained: "
+            "audit with capture_mode full_replay and re-run the release parity gate."
+        )
+
+
 class CaptureManifest(BaseModel):
-    """Everything known about one stored capture; written last, read first."""
+    """Everything known about one stored capture; written last, read first.
+
+    The trial fields are empty for ``dataset_only`` (nothing was trained); ``single_fit``
+    has one trial.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     schema_version: int = MANIFEST_SCHEMA_VERSION
     capture_key: str
     cell_ref: str
-    mode: str
+    mode: CaptureMode
     recipe: str
     recipe_version: str
     config: CaptureConfig
@@ -141,12 +209,13 @@ class CaptureManifest(BaseModel):
     label_balance_validation: float
     x_hash: str
     y_hash: str
-    trial_log_hash: str
+    trial_log_hash: str | None
     content_hash: str
     n_trials: int
-    best_trial: int
-    best_iter: int
-    best_score: float
+    best_trial: int | None
+    best_iter: int | None
+    best_score: float | None
+    parity: ParityCheck | None = None
     prep_s: float
     trials_s: float
     elapsed_s: float
@@ -177,11 +246,20 @@ class PreparedCell:
 
 @dataclass(frozen=True)
 class CapturedFold:
-    """A replayed fold in memory: its X/y, trial log and manifest."""
+    """A replayed fold in memory: its X/y, trial log (none for dataset_only) and manifest.
+
+    ``trace`` is the replay's trace when one was recorded (full_replay captures).
+    """
 
     data: FoldData
-    trial_log: TrialLog
+    trial_log: TrialLog | None
     manifest: CaptureManifest
+    trace: ReplayTrace | None = None
+
+    @property
+    def mode(self) -> CaptureMode:
+        """The capture's mode."""
+        return self.manifest.mode
 
 
 def prepare_cell(
@@ -222,23 +300,58 @@ def prepare_cell(
     )
 
 
-def replay_cell(prepared: PreparedCell, recipe: Recipe) -> CapturedFold:
-    """Run the recipe for a prepared cell: prep to X/y, then the trial loop."""
+def replay_cell(
+    prepared: PreparedCell, recipe: Recipe, *, check_parity: bool = False
+) -> CapturedFold:
+    """Run the prepared cell's capture mode.
+
+    ``full_replay`` runs prep, then the trial loop, under a replay tracer: the capture keeps
+    the trace, from which G-C4 and G-C4b can be judged later. ``single_fit`` runs prep, then
+    trial 0 alone; ``dataset_only`` runs prep and trains nothing. With ``check_parity`` a
+    ``dataset_only`` capture also runs :func:`full_replay_parity` and raises
+    :class:`CaptureParityFailed` when its X/y is not what a full replay trains on.
+
+    Args:
+        prepared: The cell, from :func:`prepare_cell`.
+        recipe: The recipe to replay.
+        check_parity: Run the invariance assertion (``dataset_only`` only).
+    """
+    mode = prepared.config.mode
     started = time.perf_counter()
-    data = recipe.prep(prepared.window, prepared.fold)
-    prep_s = time.perf_counter() - started
-    trial_log = recipe.run_trials(data, prepared.config.trials)
+    trial_log: TrialLog | None = None
+    trace: ReplayTrace | None = None
+    if mode is CaptureMode.FULL_REPLAY:
+        with tracing(recipe) as tracer:
+            data = recipe.prep(prepared.window, prepared.fold)
+            prep_s = time.perf_counter() - started
+            trial_log = recipe.run_trials(data, prepared.config.trials, tracer.trial_started)
+        trace = tracer.trace(
+            cell_ref=str(prepared.cell),
+            recipe_version=prepared.recipe_version,
+            trials_requested=prepared.config.trials.n_trials,
+            trial_log=trial_log,
+        )
+    else:
+        data = recipe.prep(prepared.window, prepared.fold)
+        prep_s = time.perf_counter() - started
+        if mode is CaptureMode.SINGLE_FIT:
+            trial_log = recipe.run_trials(data, _one_trial(prepared.config.trials))
     trials_s = time.perf_counter() - started - prep_s
     x_hash = canonical_hash(data.X).digest
     y_hash = canonical_hash(data.y).digest
-    trial_log_hash = trial_log.content_hash()
-    best = trial_log.best_trial
+    parity = None
+    if check_parity and mode is CaptureMode.DATASET_ONLY:
+        parity = full_replay_parity(prepared, recipe, x_hash, y_hash, data.n_train)
+        if not parity.matches:
+            raise CaptureParityFailed(str(prepared.cell), parity, x_hash, y_hash)
+    trial_log_hash = None if trial_log is None else trial_log.content_hash()
+    best = None if trial_log is None else trial_log.best_trial
     labels = data.y["label"]
     fold = prepared.fold
     manifest = CaptureManifest(
         capture_key=prepared.key,
         cell_ref=str(prepared.cell),
-        mode=prepared.config.mode,
+        mode=mode,
         recipe=recipe.name,
         recipe_version=prepared.recipe_version,
         config=prepared.config,
@@ -263,11 +376,12 @@ def replay_cell(prepared: PreparedCell, recipe: Recipe) -> CapturedFold:
         x_hash=x_hash,
         y_hash=y_hash,
         trial_log_hash=trial_log_hash,
-        content_hash=content_hash(x_hash, y_hash, trial_log_hash, data.n_train),
-        n_trials=len(trial_log.trials),
-        best_trial=best.trial,
-        best_iter=best.best_iter,
-        best_score=best.best_score,
+        content_hash=content_hash(x_hash, y_hash, trial_log_hash, data.n_train, mode),
+        n_trials=0 if trial_log is None else len(trial_log.trials),
+        best_trial=None if best is None else best.trial,
+        best_iter=None if best is None else best.best_iter,
+        best_score=None if best is None else best.best_score,
+        parity=parity,
         prep_s=round(prep_s, 6),
         trials_s=round(trials_s, 6),
         elapsed_s=round(time.perf_counter() - started, 6),
@@ -275,12 +389,60 @@ def replay_cell(prepared: PreparedCell, recipe: Recipe) -> CapturedFold:
         libraries=library_versions(),
         created_at=datetime.now(UTC).isoformat(),
     )
-    return CapturedFold(data=data, trial_log=trial_log, manifest=manifest)
+    return CapturedFold(data=data, trial_log=trial_log, manifest=manifest, trace=trace)
 
 
-def content_hash(x_hash: str, y_hash: str, trial_log_hash: str, n_train: int) -> str:
-    """The captured fold's data version: its X, y, trial log and split, nothing else."""
-    return combine_digests("captured-fold", x_hash, y_hash, trial_log_hash, str(n_train))
+def _one_trial(settings: TrialSettings) -> TrialSettings:
+    return settings.model_copy(update={"n_trials": 1})
+
+
+def full_replay_parity(
+    prepared: PreparedCell, recipe: Recipe, x_hash: str, y_hash: str, n_train: int
+) -> ParityCheck:
+    """Replay one trial in full, from a prep of its own, and compare the X/y it trains on.
+
+    The prep runs again on purpose: a prep that is not deterministic, or a trial loop that
+    hands its first trial something other than the prep output, both show up as a mismatch.
+    A recipe whose trial observer never fires proves nothing and fails the check.
+    """
+    started = time.perf_counter()
+    received: dict[int, tuple[str, str, int]] = {}
+
+    def observe(trial: int, data: FoldData) -> None:
+        received.setdefault(
+            trial, (canonical_hash(data.X).digest, canonical_hash(data.y).digest, data.n_train)
+        )
+
+    fresh = recipe.prep(prepared.window, prepared.fold)
+    recipe.run_trials(fresh, _one_trial(prepared.config.trials), observe)
+    seen_x, seen_y, seen_n_train = received.get(0, ("trial 0 never observed", "-", -1))
+    return ParityCheck(
+        trial=0,
+        x_hash=seen_x,
+        y_hash=seen_y,
+        n_train=seen_n_train,
+        matches=(seen_x, seen_y, seen_n_train) == (x_hash, y_hash, n_train),
+        elapsed_s=round(time.perf_counter() - started, 6),
+    )
+
+
+def content_hash(
+    x_hash: str,
+    y_hash: str,
+    trial_log_hash: str | None,
+    n_train: int,
+    mode: CaptureMode = CaptureMode.FULL_REPLAY,
+) -> str:
+    """The captured fold's data version: its X, y, trial log, split and mode, nothing else.
+
+    Two modes never share a data version: a diagnostic computed on a dataset_only capture
+    is a different materialization from one computed on a full replay, even with equal X/y.
+    """
+    if mode is CaptureMode.FULL_REPLAY and trial_log_hash is not None:
+        return combine_digests("captured-fold", x_hash, y_hash, trial_log_hash, str(n_train))
+    return combine_digests(
+        "captured-fold", x_hash, y_hash, trial_log_hash or "-", str(n_train), str(mode)
+    )
 
 
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -311,8 +473,16 @@ class CaptureArtifacts:
         payloads = {
             X_FILE: _parquet_bytes(captured.data.X),
             Y_FILE: _parquet_bytes(captured.data.y),
-            TRIAL_LOG_FILE: captured.trial_log.model_dump_json().encode(),
         }
+        if captured.trial_log is not None:
+            payloads[TRIAL_LOG_FILE] = captured.trial_log.model_dump_json().encode()
+        if captured.trace is not None:
+            payloads[TRACE_FILE] = captured.trace.model_dump_json().encode()
+        expected = MODE_FILES[captured.mode]
+        if set(payloads) != expected:
+            raise ValueError(
+                f"A {captured.mode} capture stores {sorted(expected)}, not {sorted(payloads)}."
+            )
         files = {}
         for name, payload in payloads.items():
             self.store.write_bytes(self.key_of(key, name), payload)
@@ -373,10 +543,10 @@ class CaptureArtifacts:
                     f"({size} bytes, digest {digest}; expected {entry.bytes} bytes, "
                     f"digest {entry.digest}). Its bytes are not used."
                 )
-        if set(manifest.files) != {X_FILE, Y_FILE, TRIAL_LOG_FILE}:
+        if set(manifest.files) != MODE_FILES[manifest.mode]:
             raise CaptureVerificationError(
                 f"Capture {manifest.capture_key} lists {sorted(manifest.files)}, not the files "
-                "of a capture."
+                f"of a {manifest.mode} capture."
             )
 
     def delete(self, capture_key: str) -> int:
@@ -395,7 +565,10 @@ class CaptureArtifacts:
         """
         x = pd.read_parquet(io.BytesIO(self._verified_bytes(manifest, X_FILE)))
         y = pd.read_parquet(io.BytesIO(self._verified_bytes(manifest, Y_FILE)))
-        trial_log = TrialLog.model_validate_json(self._verified_bytes(manifest, TRIAL_LOG_FILE))
+        trial_log = None
+        if TRIAL_LOG_FILE in manifest.files:
+            raw_log = self._verified_bytes(manifest, TRIAL_LOG_FILE)
+            trial_log = TrialLog.model_validate_json(raw_log)
         for what, frame, expected in (("X", x, manifest.x_hash), ("y", y, manifest.y_hash)):
             actual = canonical_hash(frame).digest
             if actual != expected:
@@ -403,9 +576,26 @@ class CaptureArtifacts:
                     f"Capture {manifest.capture_key}: canonical hash of {what} is {actual}, "
                     f"the manifest says {expected}. Its contents are not used."
                 )
-        if trial_log.content_hash() != manifest.trial_log_hash:
+        log_hash = None if trial_log is None else trial_log.content_hash()
+        if log_hash != manifest.trial_log_hash:
             raise CaptureVerificationError(
                 f"Capture {manifest.capture_key}: the trial log does not match its hash."
             )
         data = FoldData(X=x, y=y, n_train=manifest.n_train, feature_names=tuple(x.columns))
         return CapturedFold(data=data, trial_log=trial_log, manifest=manifest)
+
+    def load_trace(self, manifest: CaptureManifest) -> ReplayTrace | None:
+        """The verified replay trace of a capture, or ``None`` if it has none.
+
+        Raises:
+            CaptureVerificationError: the trace differs from the manifest, or was recorded
+                by a replay other than the one whose trial log the capture holds.
+        """
+        if TRACE_FILE not in manifest.files:
+            return None
+        trace = ReplayTrace.model_validate_json(self._verified_bytes(manifest, TRACE_FILE))
+        if trace.trial_log_hash != manifest.trial_log_hash:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key}: its replay trace belongs to another replay."
+            )
+        return trace

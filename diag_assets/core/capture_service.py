@@ -22,6 +22,8 @@ from diag_assets.core.capture import (
     CaptureArtifacts,
     CaptureConfig,
     CaptureManifest,
+    CaptureMode,
+    CaptureParityFailed,
     CaptureVerificationError,
     PreparedCell,
     prepare_cell,
@@ -123,13 +125,20 @@ class CaptureService:
         *,
         lease_wait_s: float = 600.0,
         drift: DriftPolicy | None = None,
+        parity_check_rate: float = 0.0,
         rng: random.Random | None = None,
     ) -> None:
+        if not 0.0 <= parity_check_rate <= 1.0:
+            raise DiagInputError(
+                f"parity_check_rate={parity_check_rate} is not a share.",
+                "set it between 0 (never) and 1 (every dataset_only capture).",
+            )
         self.artifacts = artifacts
         self.catalog = catalog
         self.lease = lease
         self.lease_wait_s = lease_wait_s
         self.drift = drift or DriftPolicy()
+        self.parity_check_rate = parity_check_rate
         self.rng = rng or random.Random()
 
     def get(
@@ -146,9 +155,13 @@ class CaptureService:
     ) -> CaptureResult:
         """``get_diagnostic_capture``: HIT, WAITED or MISS, with provenance and events.
 
+        A cold ``dataset_only`` capture trains nothing (at most the one trial of its parity
+        check), so it does not need ``allow_cold``; ``full_replay`` and ``single_fit`` do.
+
         Raises:
             DiagInputError: the request is invalid (checked before anything is read or written).
             ColdCaptureRequiresOperator: a cold capture is needed and ``allow_cold`` is false.
+            CaptureParityFailed: a dataset_only capture's parity check failed; nothing stored.
             LeaseTimeout: another run held the cell's lease longer than ``lease_wait_s``.
         """
         started = time.perf_counter()
@@ -218,7 +231,7 @@ class CaptureService:
 
         if prepared is None:
             prepared = prepare_cell(cell, source, fold_spec, recipe, config)
-        if not allow_cold:
+        if not allow_cold and config.mode is not CaptureMode.DATASET_ONLY:
             emit(ev.CAPTURE_COLD_REFUSED, prepared.key, reason=reason)
             raise ColdCaptureRequiresOperator(cell, reason)
         emit(ev.CAPTURE_MISS, prepared.key, reason=reason, request_key=wanted)
@@ -315,10 +328,21 @@ class CaptureService:
     ) -> CatalogEntry:
         key = prepared.key
         self._begin(prepared, wanted, run_id)
-        emit(ev.CAPTURE_STARTED, key, run_id=run_id)
+        check_parity = (
+            prepared.config.mode is CaptureMode.DATASET_ONLY
+            and self.rng.random() < self.parity_check_rate
+        )
+        emit(ev.CAPTURE_STARTED, key, run_id=run_id, mode=str(prepared.config.mode))
         try:
-            captured = replay_cell(prepared, recipe)
+            captured = replay_cell(prepared, recipe, check_parity=check_parity)
+            if captured.manifest.parity is not None:
+                emit(ev.CAPTURE_PARITY_CHECKED, key, **captured.manifest.parity.model_dump())
             manifest = self.artifacts.write(captured)
+        except CaptureParityFailed as failed:
+            emit(ev.CAPTURE_PARITY_FAILED, key, **failed.check.model_dump(), error=str(failed))
+            self.catalog.fail_capture(key, str(failed))
+            emit(ev.CAPTURE_FAILED, key, error=f"{type(failed).__name__}: {failed}")
+            raise
         except BaseException as error:
             self.catalog.fail_capture(key, f"{type(error).__name__}: {error}")
             emit(ev.CAPTURE_FAILED, key, error=f"{type(error).__name__}: {error}")

@@ -466,7 +466,7 @@ class CaptureCatalog(ABC):
         artifact_uri: str,
         x_hash: str,
         y_hash: str,
-        trial_log_hash: str,
+        trial_log_hash: str | None,
         content_hash: str,
         bytes: int,
         run_id: str | None,
@@ -478,7 +478,7 @@ class CaptureCatalog(ABC):
             artifact_uri: Where the capture's files are.
             x_hash: Canonical hash of X.
             y_hash: Canonical hash of y.
-            trial_log_hash: Hash of the trial log.
+            trial_log_hash: Hash of the trial log (``None``: dataset_only, no trials).
             content_hash: The capture's content hash (its data version).
             bytes: Total size of the stored files.
             run_id: The run that produced it; None keeps the run recorded by

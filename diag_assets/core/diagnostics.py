@@ -9,7 +9,7 @@ import time
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from diag_assets.core.capture import CapturedFold, CaptureManifest
+from diag_assets.core.capture import CapturedFold, CaptureManifest, CaptureMode
 from diag_assets.core.registry import CaptureRequirement, CaptureView, diagnostic
 from diag_assets.core.training import fit_booster
 from diag_assets.core.verdicts import (
@@ -187,6 +187,11 @@ def judge_s40(
             f"({'learns' if anchor_learned else 'does not learn'}), probe {signal.value}: "
             f"{crossref.value.lower()}."
         )
+    if manifest.mode is CaptureMode.SINGLE_FIT:
+        # X/y of a single fit come from the same prep, but its parity with full_replay is
+        # not what the release gate proves; the label travels with the verdict.
+        certification = Certification.DOWNGRADED
+        reason += " Capture is single_fit (explicit opt-in), not release-gated."
     return S40Verdict(
         cell_ref=manifest.cell_ref,
         signal=signal,
@@ -202,6 +207,7 @@ def judge_s40(
         y_hash=manifest.y_hash,
         anchor_hash=None if anchor is None else anchor.content_hash(),
         elapsed_s=round(time.perf_counter() - started, 6),
+        capture_mode=str(manifest.mode),
     )
 
 
@@ -224,4 +230,5 @@ def inconclusive_s40(
         y_hash=manifest.y_hash if manifest else "",
         anchor_hash=None,
         elapsed_s=0.0,
+        capture_mode=str(manifest.mode) if manifest else "",
     )

@@ -27,6 +27,8 @@ CAPTURE_LEASE_WAITING = "capture_lease_waiting"
 CAPTURE_LEASE_RELEASED = "capture_lease_released"
 CAPTURE_LEASE_TAKEN_OVER = "capture_lease_taken_over"
 CAPTURE_GC_DELETED = "capture_gc_deleted"
+CAPTURE_PARITY_CHECKED = "capture_parity_checked"
+CAPTURE_PARITY_FAILED = "capture_parity_failed"
 
 
 @dataclass(frozen=True)

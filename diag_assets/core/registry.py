@@ -10,7 +10,9 @@
 A diagnostic declares its requirement where it is defined, with :func:`diagnostic`. The
 decorator hands the function a :class:`CaptureView` cut to that requirement: an ``xy_only``
 diagnostic that touches the trial log or the anchor raises
-:class:`ConsumerContractViolation`, in production as in tests.
+:class:`ConsumerContractViolation`, in production as in tests. A reduced capture
+(``dataset_only`` or ``single_fit``, Lever #3) is refused to every diagnostic that is not
+``xy_only`` before it runs, whichever way the capture got there.
 """
 
 import functools
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from diag_assets.core.capture import CapturedFold, CaptureManifest
+from diag_assets.core.capture import CapturedFold, CaptureManifest, CaptureMode
 from diag_assets.core.prep import FoldData
 from diag_assets.core.recipe import TrialLog
 from diag_assets.core.verdicts import AnchorResult
@@ -68,7 +70,13 @@ class CaptureView:
     def trial_log(self) -> TrialLog:
         """The trial log; refused to an ``xy_only`` diagnostic."""
         self._refuse_if_xy_only("the trial log")
-        return self._captured.trial_log
+        log = self._captured.trial_log
+        if log is None:
+            raise ConsumerContractViolation(
+                f"{self.diagnostic}: capture {self.manifest.capture_key} is "
+                f"{self.manifest.mode} and has no trial log."
+            )
+        return log
 
     @property
     def anchor(self) -> AnchorResult:
@@ -92,6 +100,25 @@ class CaptureView:
             )
 
 
+def refuse_reduced_capture(
+    diagnostic_name: str, requirement: CaptureRequirement, manifest: CaptureManifest
+) -> None:
+    """Raise unless ``diagnostic_name`` may read a capture of ``manifest``'s mode.
+
+    Raises:
+        ConsumerContractViolation: the capture is dataset_only or single_fit and the
+            diagnostic is not registered xy_only.
+    """
+    if manifest.mode is CaptureMode.FULL_REPLAY or requirement is CaptureRequirement.XY_ONLY:
+        return
+    raise ConsumerContractViolation(
+        f"{diagnostic_name} is registered {requirement} but the capture of "
+        f"{manifest.cell_ref} ({manifest.capture_key}) is {manifest.mode}, which serves "
+        "xy_only diagnostics only. Re-materialize captured_fold for the cell with "
+        "capture_mode full_replay."
+    )
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -113,6 +140,7 @@ def diagnostic(
         def run(
             captured: CapturedFold, *args: Any, anchor: AnchorResult | None = None, **kwargs: Any
         ) -> R:
+            refuse_reduced_capture(name, requirement, captured.manifest)
             view = CaptureView(name, requirement, captured, anchor)
             return function(view, *args, **kwargs)
 

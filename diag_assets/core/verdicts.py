@@ -99,6 +99,7 @@ class S40Verdict(BaseModel):
     y_hash: str
     anchor_hash: str | None
     elapsed_s: float
+    capture_mode: str = "full_replay"
 
     def content_hash(self) -> str:
         """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
