@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from diag_assets import capture, diagnostics, gates, maintenance, market, reports
+from diag_assets import capture, diagnostics, gates, maintenance, market, replay_gates, reports
 from resources.environment import resources_for_current_env
 from sensors.reaudit import reaudit_requests
 from sensors.symbols import register_symbols
@@ -14,6 +14,7 @@ defs = dg.Definitions.merge(
     maintenance.defs,
     reports.defs,
     gates.defs,
+    replay_gates.defs,
     dg.Definitions(
         sensors=[register_symbols, reaudit_requests], resources=resources_for_current_env()
     ),

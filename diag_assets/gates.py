@@ -1,8 +1,8 @@
 """Phase-0 gates as assets: each ends in recorded figures, a decision and its reasons.
 
 The history-based gates (G-B7, G-A1, Lever #1's Gate 2 and Gate 3) read the instance's event
-log or an imported JSONL export; G-C0 reads the consumer registry; G-C4 and G-C4b replay
-cells under instrumentation, so they obey the no-autonomous-cold-launch rule.
+log or an imported JSONL export; G-C0 reads the consumer registry. G-C4 and G-C4b are judged
+on the shared fixture set of captures (:mod:`diag_assets.replay_gates`).
 ``phase0_exit`` orders the levers from the stored reports.
 """
 
@@ -13,29 +13,13 @@ from typing import Any, TypeVar
 import dagster as dg
 from pydantic import BaseModel, Field, ValidationError
 
-from diag_assets.capture import RECIPE
 from diag_assets.core import gates
-from diag_assets.core.capture import CaptureConfig, prepare_cell
-from diag_assets.core.capture_service import (
-    ALLOW_COLD_CAPTURE_TAG,
-    COLD_CAPTURE_REQUIRES_OPERATOR,
-)
-from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.history import ANCHOR_EVENT, AUDIT_EVENT, HistoryEvent
-from diag_assets.core.invariance import (
-    C4Decision,
-    SeamDecision,
-    gate_c4b,
-    instrumented_replay,
-    run_gate_c4,
-)
 from diag_assets.core.plots import text_bars, text_histogram
-from diag_assets.core.recipe import TrialSettings
 from diag_assets.core.registry import DIAGNOSTIC_CAPTURE_REQUIREMENTS
 from diag_assets.gate_history import HistoryConfig, load_history
 from resources.capture_cache import CaptureCacheResource
-from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 
 GROUP = "phase0"
@@ -66,7 +50,7 @@ def _settings(model: type[ModelT], thresholds: dict[str, float]) -> ModelT:
         ) from error
 
 
-def _store_report(artifacts: ArtifactStoreResource, name: str, report: BaseModel) -> str:
+def store_report(artifacts: ArtifactStoreResource, name: str, report: BaseModel) -> str:
     store = artifacts.blob_store()
     key = f"gates/{name}.json"
     store.write_bytes(key, report.model_dump_json(indent=2).encode())
@@ -81,7 +65,7 @@ def _read_report(artifacts: ArtifactStoreResource, name: str, model: type[ModelT
     return model.model_validate_json(raw)
 
 
-def _gate_result(
+def gate_result(
     report: Any,
     uri: str,
     check_results: list[dg.AssetCheckResult] | None = None,
@@ -133,8 +117,8 @@ def g_b7_cost(
     """
     history, report = _history_gate(context, config, gates.gate_b7, gates.B7Settings)
     elapsed, _ = _plot_series(history)
-    uri = _store_report(artifacts, "g_b7_cost", report)
-    return _gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
+    uri = store_report(artifacts, "g_b7_cost", report)
+    return gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
@@ -148,8 +132,8 @@ def g_a1_reuse(
     """
     history, report = _history_gate(context, config, gates.gate_a1, gates.A1Settings)
     _, per_cell = _plot_series(history)
-    uri = _store_report(artifacts, "g_a1_reuse", report)
-    return _gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
+    uri = store_report(artifacts, "g_a1_reuse", report)
+    return gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
@@ -161,7 +145,7 @@ def lever1_gate2_drift(
     It argues for the default check_drift policy (the plan's decision D11).
     """
     _, report = _history_gate(context, config, gates.gate_drift, gates.DriftRateSettings)
-    return _gate_result(report, _store_report(artifacts, "lever1_gate2_drift", report))
+    return gate_result(report, store_report(artifacts, "lever1_gate2_drift", report))
 
 
 class SizeGateConfig(dg.Config):
@@ -183,7 +167,7 @@ def lever1_gate3_size(
     finally:
         catalog.close()
     report = gates.gate_size(sizes, _settings(gates.SizeSettings, config.thresholds))
-    return _gate_result(report, _store_report(artifacts, "lever1_gate3_size", report))
+    return gate_result(report, store_report(artifacts, "lever1_gate3_size", report))
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
@@ -191,7 +175,7 @@ def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """G-C0: every diagnostic consumer and what it needs of a capture; unknown = full_replay."""
     # The registry fills as the diagnostics' modules are imported (they are, by definitions).
     report = gates.gate_c0(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
-    return _gate_result(report, _store_report(artifacts, "g_c0_consumers", report))
+    return gate_result(report, store_report(artifacts, "g_c0_consumers", report))
 
 
 @dg.asset(
@@ -254,111 +238,6 @@ class GateVerdict(BaseModel):
     decision: str
     passed: bool
     markdown: str
-
-
-class ReplayGateConfig(dg.Config):
-    """Which cells a replay gate replays, and how big the controlled replay is."""
-
-    cell_refs: list[str] = Field(
-        default_factory=list,
-        description="Cells to replay (K folds); default: folds 1 and 3 of the first symbol.",
-    )
-    n_trials: int = Field(default=4, ge=2, le=100, description="Trials per controlled replay.")
-    max_rounds: int = Field(default=60, ge=1, le=5_000, description="Rounds per trial.")
-
-
-def _replay_cells(config: ReplayGateConfig, market_data: MarketDataResource) -> list[CellRef]:
-    source = market_data.source()
-    if config.cell_refs:
-        return [CellRef.parse(ref) for ref in config.cell_refs]
-    first = source.symbols()[0]
-    return [CellRef(source.universe, first, fold) for fold in (1, 3)]
-
-
-def _require_approval(context: dg.AssetExecutionContext, gate: str) -> None:
-    """A replay gate replays cells cold: like any cold capture, only with approval."""
-    tag = context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG)
-    if (tag or "").lower() != "true":
-        raise dg.Failure(
-            description=f"{COLD_CAPTURE_REQUIRES_OPERATOR}: {gate} replays its cells under "
-            "instrumentation, which is a cold replay and needs an operator's approval. Launch "
-            f"it with the run tag {ALLOW_COLD_CAPTURE_TAG}=true.",
-            metadata={"code": COLD_CAPTURE_REQUIRES_OPERATOR},
-        )
-
-
-def _replay_config(config: ReplayGateConfig) -> CaptureConfig:
-    return CaptureConfig(
-        trials=TrialSettings(n_trials=config.n_trials, max_rounds=config.max_rounds)
-    )
-
-
-TRIAL_INVARIANCE_CHECK = "trial_invariance_holds"
-
-
-@dg.asset(
-    group_name=GROUP,
-    kinds={"lightgbm"},
-    check_specs=[dg.AssetCheckSpec(TRIAL_INVARIANCE_CHECK, asset="g_c4_invariance", blocking=True)],
-)
-def g_c4_invariance(
-    context: dg.AssetExecutionContext,
-    config: ReplayGateConfig,
-    market_data: MarketDataResource,
-    artifacts: ArtifactStoreResource,
-) -> dg.MaterializeResult:
-    """G-C4: is X/y the same for every trial, on each of K folds?
-
-    Structural (prep once, before the trials, every trial the same frozen X/y) and empirical
-    (per-trial canonical hashes). Any divergence is STOP, naming the fold, trial and column.
-    Needs operator approval.
-    """
-    _require_approval(context, "G-C4")
-    report = run_gate_c4(
-        _replay_cells(config, market_data),
-        market_data.source(),
-        market_data.fold_spec(),
-        RECIPE,
-        _replay_config(config),
-    )
-    passed = report.decision is C4Decision.PASS
-    verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
-    uri = _store_report(artifacts, "g_c4_invariance", verdict)
-    return _gate_result(
-        report,
-        uri,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=TRIAL_INVARIANCE_CHECK,
-                passed=passed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"decision": report.decision.value, "reasons": "; ".join(report.reasons)},
-            )
-        ],
-    )
-
-
-@dg.asset(group_name=GROUP, kinds={"lightgbm"})
-def g_c4b_seam(
-    context: dg.AssetExecutionContext,
-    config: ReplayGateConfig,
-    market_data: MarketDataResource,
-    artifacts: ArtifactStoreResource,
-) -> dg.MaterializeResult:
-    """G-C4b: are X/y fully materialized before the first LightGBM fit (a prep/train seam)?
-
-    SEAM makes dataset_only reachable; otherwise DESIGN_REVIEW_REQUIRED, never an automatic
-    single_fit. Needs operator approval (it replays a cell).
-    """
-    _require_approval(context, "G-C4b")
-    cell = _replay_cells(config, market_data)[0]
-    prepared = prepare_cell(
-        cell, market_data.source(), market_data.fold_spec(), RECIPE, _replay_config(config)
-    )
-    report = gate_c4b(instrumented_replay(prepared, RECIPE))
-    passed = report.decision is SeamDecision.SEAM
-    verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
-    return _gate_result(report, _store_report(artifacts, "g_c4b_seam", verdict))
 
 
 phase0_gates_job = dg.define_asset_job(

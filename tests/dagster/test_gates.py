@@ -94,7 +94,7 @@ def test_history_is_read_from_the_instance_event_log(resources, instance):
 
 
 def test_replay_gates_need_approval_then_pass_on_the_reference_recipe(resources, instance):
-    from diag_assets.gates import g_c4_invariance, g_c4b_seam
+    from diag_assets.replay_gates import g_c4_invariance, g_c4b_seam
 
     small = {"config": {"n_trials": 3, "max_rounds": 20}}
     run_config = {"ops": {"g_c4_invariance": small, "g_c4b_seam": small}}
