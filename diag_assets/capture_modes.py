@@ -53,14 +53,17 @@ def run_consumers(context: dg.AssetExecutionContext) -> dict[str, CaptureRequire
     reads it later, so every known reader counts.
     """
     try:
-        graph = context.job_def.asset_layer.asset_graph
+        layer = context.job_def.asset_layer
     except DagsterInvalidPropertyError:
         in_run = []
     else:
+        # The job's graph holds every spec of a subsettable multi-asset; only the selected
+        # ones run in this run.
+        children = layer.asset_graph.get(CAPTURED_FOLD_KEY).child_entity_keys
         in_run = sorted(
             key.to_user_string()
-            for key in graph.get(CAPTURED_FOLD_KEY).child_entity_keys
-            if isinstance(key, dg.AssetKey)
+            for key in children
+            if isinstance(key, dg.AssetKey) and key in layer.selected_asset_keys
         )
     return consumers_of(in_run or sorted(CAPTURE_READERS))
 

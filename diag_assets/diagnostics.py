@@ -18,6 +18,7 @@ from diag_assets.core.capture import (
     X_FILE,
     CapturedFold,
     CaptureManifest,
+    CaptureMode,
     CaptureVerificationError,
 )
 from diag_assets.core.cells import CellRef
@@ -224,6 +225,13 @@ def anchor_and_consumers(
         return
 
     anchor: AnchorResult | None = None
+    if not decision.skip and captured.mode is not CaptureMode.FULL_REPLAY:
+        raise dg.Failure(
+            f"The captured fold of {cell} is {captured.mode}, but this run keeps the s22a1 "
+            f"anchor ({decision.source}), which reads the trial log of a full replay. Skip the "
+            f"anchor (run config skip_s22a1: true, or the tag {SKIP_TAG}=true), or "
+            "re-materialize captured_fold with capture_mode full_replay."
+        )
     if not decision.skip:
         anchor = yield from _anchor(cell, captured, selected, decision, artifacts, config)
     if S40_VERDICT in selected:

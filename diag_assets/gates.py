@@ -51,6 +51,7 @@ def _settings(model: type[ModelT], thresholds: dict[str, float]) -> ModelT:
 
 
 def store_report(artifacts: ArtifactStoreResource, name: str, report: BaseModel) -> str:
+    """Store a gate's report as ``gates/<name>.json``; returns its URI."""
     store = artifacts.blob_store()
     key = f"gates/{name}.json"
     store.write_bytes(key, report.model_dump_json(indent=2).encode())
@@ -71,6 +72,7 @@ def gate_result(
     check_results: list[dg.AssetCheckResult] | None = None,
     **extra: Any,
 ) -> dg.MaterializeResult:
+    """A gate's materialization: decision, reasons, report, figures and where it is stored."""
     return dg.MaterializeResult(
         check_results=check_results,
         metadata={

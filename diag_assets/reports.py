@@ -119,7 +119,16 @@ light_audit_job = dg.define_asset_job(
     "verdicts and the report are DOWNGRADED.",
 )
 
+xy_audit_job = dg.define_asset_job(
+    "xy_audit",
+    selection=["captured_fold", "s40_verdict", "s23_drift"],
+    tags={"diag/audit_kind": "light_s40"},
+    description="The xy_only diagnostics of a cell (s40 with the anchor skipped, s23): the "
+    "audit a dataset_only capture can serve once the capture mode policy makes it the "
+    "default (Lever #3). Verdicts are DOWNGRADED, as in a light audit.",
+)
+
 defs = dg.Definitions(
     assets=[audit_report, audit_summary],
-    jobs=[audit_job, light_audit_job],
+    jobs=[audit_job, light_audit_job, xy_audit_job],
 )

@@ -529,6 +529,11 @@ class CaptureArtifacts:
         Raises:
             CaptureVerificationError: a file is missing or differs from the manifest.
         """
+        if set(manifest.files) != MODE_FILES[manifest.mode]:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key} lists {sorted(manifest.files)}, not the files "
+                f"of a {manifest.mode} capture."
+            )
         for name, entry in manifest.files.items():
             key = self.key_of(manifest.capture_key, name)
             try:
@@ -543,11 +548,6 @@ class CaptureArtifacts:
                     f"({size} bytes, digest {digest}; expected {entry.bytes} bytes, "
                     f"digest {entry.digest}). Its bytes are not used."
                 )
-        if set(manifest.files) != MODE_FILES[manifest.mode]:
-            raise CaptureVerificationError(
-                f"Capture {manifest.capture_key} lists {sorted(manifest.files)}, not the files "
-                f"of a {manifest.mode} capture."
-            )
 
     def delete(self, capture_key: str) -> int:
         """Remove a capture, manifest first so it is invisible before its data goes."""

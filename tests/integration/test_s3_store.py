@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from diag_assets.core.capture import (
     MANIFEST_FILE,
+    TRACE_FILE,
     TRIAL_LOG_FILE,
     X_FILE,
     Y_FILE,
@@ -190,7 +191,8 @@ def test_capture_round_trips_and_tampering_is_detected(store, client, s3_bucket,
     manifest = artifacts.write(captured)
     key = manifest.capture_key
     assert store.list_keys(f"captures/{key}") == sorted(
-        f"captures/{key}/{name}" for name in (X_FILE, Y_FILE, TRIAL_LOG_FILE, MANIFEST_FILE)
+        f"captures/{key}/{name}"
+        for name in (X_FILE, Y_FILE, TRIAL_LOG_FILE, TRACE_FILE, MANIFEST_FILE)
     )
     assert artifacts.uri(key) == f"s3://{s3_bucket}/team/diag/captures/{key}/{MANIFEST_FILE}"
     assert artifacts.read_manifest(key) == manifest

@@ -1,0 +1,209 @@
+"""Lever #3 through Dagster: the mode per run, the shared fixture set and the release gate."""
+
+import dagster as dg
+import pytest
+
+import diag_assets.capture as capture_module
+import diag_assets.replay_gates as replay_gates_module
+from diag_assets.capture import captured_fold
+from diag_assets.capture_modes import read_release_gate, read_seam
+from diag_assets.core.capture import CaptureMode
+from diag_assets.core.capture_mode import MODE_ENV, CaptureModePolicy
+from diag_assets.core.catalog import SqliteCatalog
+from diag_assets.core.cells import CellRef
+from diag_assets.definitions import defs
+from diag_assets.diagnostics import anchor_and_consumers, s22a2_spread, s23_drift
+from diag_assets.partitions import cell_partition_key
+from diag_assets.replay_gates import g_c4_invariance, g_c4b_seam, lever3_release_gate
+from diag_assets.run_results import materialized_metadata
+from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+from tests.fixtures.no_seam_recipe import InLoopPrepRecipe
+
+CELL = CellRef.parse("defi_top5/UNIUSDC/fold-2")
+KEY = cell_partition_key(CELL)
+AUDIT = [captured_fold, anchor_and_consumers, s22a2_spread, s23_drift]
+GATES = [g_c4_invariance, g_c4b_seam, lever3_release_gate]
+FIXTURES = {"n_trials": 3, "max_rounds": 20}
+GATE_CONFIG = {
+    "ops": {
+        "g_c4_invariance": {"config": FIXTURES},
+        "g_c4b_seam": {"config": FIXTURES},
+        "lever3_release_gate": {"config": {**FIXTURES, "probe_rounds": 20, "n_permutations": 4}},
+    }
+}
+DATASET_ONLY_DEFAULT = CaptureModePolicy(
+    version=99, default_mode=CaptureMode.DATASET_ONLY, parity_check_rate=1.0
+)
+
+
+def _catalog(resources) -> list:
+    catalog = SqliteCatalog(resources["capture_cache"].catalog.path)
+    try:
+        return catalog.entries()
+    finally:
+        catalog.close()
+
+
+def _audit(resources, instance, selection, *, mode=None, skip=True, tags=None, check=True):
+    capture_config = dict(TINY_RUN_CONFIG["ops"]["captured_fold"]["config"])
+    if mode is not None:
+        capture_config["capture_mode"] = mode
+    probe = TINY_RUN_CONFIG["ops"]["anchor_and_consumers"]["config"]
+    ops = {}
+    if "captured_fold" in selection:
+        ops["captured_fold"] = {"config": capture_config}
+    if {"s22a1_anchor", "s40_verdict", "s27_calibration"} & set(selection):
+        ops["anchor_and_consumers"] = {"config": {**probe, "skip_s22a1": skip}}
+    return dg.materialize(
+        AUDIT,
+        selection=selection,
+        resources=resources,
+        instance=instance,
+        partition_key=KEY,
+        run_config={"ops": ops},
+        tags={**APPROVED, **(tags or {})},
+        raise_on_error=check,
+    )
+
+
+def _gates(resources, instance, selection, *, tags=None, check=True):
+    return dg.materialize(
+        GATES,
+        selection=selection,
+        resources=resources,
+        instance=instance,
+        run_config={"ops": {k: v for k, v in GATE_CONFIG["ops"].items() if k in selection}},
+        tags=tags or {},
+        raise_on_error=check,
+    )
+
+
+def _failure(result, node: str) -> str:
+    return result.failure_data_for_node(node).user_failure_data.description
+
+
+def test_the_code_location_has_the_gates_and_the_jobs():
+    assert defs.resolve_job_def("lever3_release") is not None
+    assert defs.resolve_job_def("xy_audit") is not None
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"g_c4_invariance", "g_c4b_seam", "lever3_release_gate"} <= keys
+
+
+def test_gates_share_one_fixture_set_captured_once(resources, instance):
+    # Without approval and with nothing cached, the fixture set cannot be captured.
+    refused = _gates(resources, instance, ["g_c4_invariance"], check=False)
+    assert "COLD_CAPTURE_REQUIRES_OPERATOR" in _failure(refused, "g_c4_invariance")
+
+    first = _gates(resources, instance, ["g_c4_invariance"], tags=APPROVED)
+    assert materialized_metadata(first, "g_c4_invariance")["decision"] == "PASS"
+    full_replays = [e for e in _catalog(resources) if e.mode == "full_replay"]
+    assert len(full_replays) == 2
+
+    # The second and third gates need no approval: the fixture set is served from the cache.
+    later = _gates(resources, instance, ["g_c4b_seam", "lever3_release_gate"])
+    assert [e.key for e in _catalog(resources) if e.mode == "full_replay"] == [
+        e.key for e in full_replays
+    ]
+    seam = materialized_metadata(later, "g_c4b_seam")
+    assert seam["decision"] == "SEAM"
+    assert {c["cache"] for c in seam["fixture_captures"]} == {"HIT"}
+    gate = materialized_metadata(later, "lever3_release_gate")
+    assert gate["decision"] == "PASS"
+    served = {(c["mode"], c["cache"]) for c in gate["fixture_captures"]}
+    assert served == {("full_replay", "HIT"), ("dataset_only", "MISS")}
+    checks = {c.check_name: c.passed for c in later.get_asset_check_evaluations()}
+    assert checks == {"dataset_only_hash_parity": True, "dataset_only_verdict_parity": True}
+    record = read_release_gate(resources["artifacts"])
+    assert record is not None and record.passed and record.folds == 2
+    assert read_seam(resources["artifacts"]).seam
+
+
+def test_the_release_gate_blocks_when_invariance_fails(resources, instance, monkeypatch):
+    monkeypatch.setattr(replay_gates_module, "RECIPE", InLoopPrepRecipe())
+    result = _gates(
+        resources, instance, [a.key.to_user_string() for a in GATES], tags=APPROVED, check=False
+    )
+    assert not result.success
+    assert materialized_metadata(result, "g_c4_invariance")["decision"] == "STOP"
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "trial_invariance_holds" and not check.passed
+    # Blocked downstream: the release gate never ran, so no record can flip the default.
+    assert read_release_gate(resources["artifacts"]) is None
+
+
+def test_explicit_dataset_only_for_a_trial_dynamics_reader_fails_before_any_work(
+    resources, instance
+):
+    result = _audit(
+        resources, instance, ["captured_fold", "s22a2_spread"], mode="dataset_only", check=False
+    )
+    message = _failure(result, "captured_fold")
+    assert "CONSUMER_NEEDS_FULL_REPLAY" in message and "s22a2 (trial_dynamics)" in message
+    assert _catalog(resources) == []
+
+
+def test_explicit_dataset_only_without_a_seam_is_refused(resources, instance):
+    result = _audit(
+        resources, instance, ["captured_fold", "s40_verdict"], mode="dataset_only", check=False
+    )
+    assert "SEAM_NOT_CHECKED" in _failure(result, "captured_fold")
+    assert _catalog(resources) == []
+
+
+def test_the_policy_default_is_refused_until_the_gate_passed_then_serves_xy_only_runs(
+    resources, instance, monkeypatch
+):
+    monkeypatch.setattr(capture_module, "load_policy", lambda: DATASET_ONLY_DEFAULT)
+    refused = _audit(resources, instance, ["captured_fold", "s40_verdict"])
+    capture = materialized_metadata(refused, "captured_fold")
+    assert capture["mode"] == "full_replay" and capture["mode_requested"] == "dataset_only"
+    assert "refused" in capture["mode_reason"] and "never run" in capture["mode_reason"]
+
+    _gates(resources, instance, [a.key.to_user_string() for a in GATES], tags=APPROVED)
+
+    light = _audit(resources, instance, ["captured_fold", "s40_verdict", "s23_drift"])
+    capture = materialized_metadata(light, "captured_fold")
+    assert capture["mode"] == "dataset_only" and capture["mode_decided_by"] == "policy@v99"
+    assert capture["parity_check"]["matches"]  # the policy's rate is 1.0 here
+    assert materialized_metadata(light, "s40_verdict")["verdict"]["capture_mode"] == "dataset_only"
+
+    # A full audit reads the trial log: the same default is forced to a full replay.
+    full = _audit(resources, instance, ["captured_fold", "s22a1_anchor", "s40_verdict"], skip=False)
+    capture = materialized_metadata(full, "captured_fold")
+    assert capture["mode"] == "full_replay" and "forced" in capture["mode_reason"]
+    assert materialized_metadata(full, "s40_verdict")["certification"] == "CERTIFIED"
+
+
+def test_the_environment_override_and_the_anchor_guard(resources, instance, monkeypatch):
+    _gates(resources, instance, ["g_c4_invariance", "g_c4b_seam"], tags=APPROVED)
+    monkeypatch.setenv(MODE_ENV, "dataset_only")
+    served = _audit(resources, instance, ["captured_fold", "s40_verdict"])
+    capture = materialized_metadata(served, "captured_fold")
+    assert capture["mode"] == "dataset_only" and capture["mode_decided_by"] == f"env:{MODE_ENV}"
+    assert capture["cache"] == "MISS"  # cold, yet no training: no approval was needed
+
+    # The stored capture is dataset_only: a run that keeps the anchor is told what to do.
+    kept = _audit(resources, instance, ["s40_verdict"], skip=False, check=False)
+    message = _failure(kept, "anchor_and_consumers")
+    assert "dataset_only" in message and "skip_s22a1" in message
+
+
+@pytest.mark.parametrize("value", ["fastest", "SINGLE"])
+def test_a_bad_environment_value_fails_with_the_valid_modes(
+    resources, instance, monkeypatch, value
+):
+    monkeypatch.setenv(MODE_ENV, value)
+    with pytest.raises(Exception, match="full_replay, dataset_only, single_fit"):
+        _audit(resources, instance, ["captured_fold"])
+    assert _catalog(resources) == []
+
+
+def test_single_fit_is_explicit_labelled_and_downgrades(resources, instance):
+    result = _audit(resources, instance, ["captured_fold", "s40_verdict"], mode="single_fit")
+    capture = materialized_metadata(result, "captured_fold")
+    assert capture["mode"] == "single_fit" and capture["trials"] == 1
+    verdict = materialized_metadata(result, "s40_verdict")
+    assert (
+        verdict["certification"] == "DOWNGRADED"
+        and "single_fit" in (verdict["certification_reason"])
+    )
