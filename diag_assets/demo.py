@@ -137,7 +137,7 @@ def render_table(rows: list[tuple]) -> str:
     """A fixed-width table of verdicts with timings."""
     header = (
         f"{'cell':<28} {'rows':>6} {'signal':<9} {'p':>5} {'crossref':<12} "
-        f"{'certification':<20} {'anchor_iter':>11} {'cache':<6} {'capture_s':>9} "
+        f"{'certification':<20} {'anchor_iter':>11} {'mode':<12} {'cache':<6} {'capture_s':>9} "
         f"{'anchor_s':>8} {'s40_s':>6} {'run_s':>6}"
     )
     lines = [header, "-" * len(header)]
@@ -154,7 +154,7 @@ def render_table(rows: list[tuple]) -> str:
         lines.append(
             f"{str(cell):<28} {manifest.rows:>6} {signal:<9} "
             f"{p_value} {verdict.s22a1_crossref_status.value:<12} "
-            f"{verdict.certification.value:<20} {anchor_iter:>11} {cache:<6} "
+            f"{verdict.certification.value:<20} {anchor_iter:>11} {manifest.mode:<12} {cache:<6} "
             f"{manifest.elapsed_s:>9.1f} {anchor_s} {verdict.elapsed_s:>6.1f} "
             f"{wall:>6.1f}"
         )

@@ -1,10 +1,11 @@
-"""The gates judged on the shared fixture set: G-C4, G-C4b and Lever #3's release gate (C7).
+"""The gates judged on the shared fixture set: G-C4, G-C4b, C7 and Lever #1's Gate 4.
 
-All three need full_replay captures of the same K folds. They get them through the capture
-cache, so the fixture set is captured once and reused: the first gate to run captures it
-(a cold capture, with the operator's approval tag), every later gate is served from the
-cache and needs no approval. A full_replay capture keeps the trace of the replay that made
-it, which is what G-C4 and G-C4b judge.
+G-C4 and G-C4b judge invariance and the prep/train seam, C7 is Lever #3's release gate, and
+Gate 4 is Lever #1's cold-to-warm check. All of them need full_replay captures of the same
+K folds. They get them through the capture cache, so the fixture set is captured once and
+reused: the first gate to run captures it (a cold capture, with the operator's approval
+tag), every later gate is served from the cache and needs no approval. A full_replay
+capture keeps the trace of the replay that made it, which is what G-C4 and G-C4b judge.
 """
 
 from datetime import UTC, datetime
@@ -20,7 +21,12 @@ from diag_assets.capture_modes import (
     read_seam,
     write_record,
 )
-from diag_assets.core.capture import CaptureConfig, CapturedFold, CaptureMode
+from diag_assets.core.capture import (
+    CaptureConfig,
+    CapturedFold,
+    CaptureMode,
+    CaptureVerificationError,
+)
 from diag_assets.core.capture_mode import SeamRecord, load_policy
 from diag_assets.core.capture_service import (
     ALLOW_COLD_CAPTURE_TAG,
@@ -38,6 +44,7 @@ from diag_assets.core.release_gate import (
     release_parity_gate,
 )
 from diag_assets.core.replay_trace import ReplayTrace
+from diag_assets.core.warm_gate import WarmDecision, WarmRead, gate4_warm_reads
 from diag_assets.gates import GateVerdict, gate_result, store_report
 from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
@@ -319,6 +326,65 @@ def lever3_release_gate(
     )
 
 
+class WarmGateConfig(FixtureSetConfig):
+    """The fixture set and the warm leg's time budget."""
+
+    warm_budget_s: float = Field(
+        default=120.0, gt=0, description="Longest a warm read of a fixture fold may take."
+    )
+
+
+def _verified(result: CaptureResult, artifacts: ArtifactStoreResource) -> bool:
+    try:
+        artifacts.captures().load(result.manifest)
+    except CaptureVerificationError:
+        return False
+    return True
+
+
+@dg.asset(group_name="phase0", kinds={"python"})
+def lever1_gate4_warm(
+    context: dg.AssetExecutionContext,
+    config: WarmGateConfig,
+    market_data: MarketDataResource,
+    artifacts: ArtifactStoreResource,
+    capture_cache: CaptureCacheResource,
+) -> dg.MaterializeResult:
+    """Lever #1's Gate 4: each fixture fold, requested cold then warm, comes back intact.
+
+    The first request captures the fold (with approval) or finds it already cached by
+    another gate; the second must be a HIT within the budget, with the same content and X/y
+    that pass their canonical hashes on load.
+    """
+    first = fixture_captures(
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "Gate 4"
+    )
+    warm = fixture_captures(
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "Gate 4"
+    )
+    reads = [
+        WarmRead(
+            cell_ref=cold.manifest.cell_ref,
+            first_outcome=cold.outcome.value,
+            first_s=round(cold.elapsed_s, 3),
+            warm_outcome=hot.outcome.value,
+            warm_s=round(hot.elapsed_s, 3),
+            first_content_hash=cold.manifest.content_hash,
+            warm_content_hash=hot.manifest.content_hash,
+            verified_on_load=_verified(hot, artifacts),
+        )
+        for cold, hot in zip(first, warm, strict=True)
+    ]
+    report = gate4_warm_reads(reads, budget_s=config.warm_budget_s)
+    verdict = GateVerdict(
+        decision=report.decision.value,
+        passed=report.decision is WarmDecision.PASS,
+        markdown=report.markdown(),
+    )
+    uri = store_report(artifacts, "lever1_gate4_warm", verdict)
+    return gate_result(report, uri, **_fixture_metadata(first))
+
+
 lever3_release_job = dg.define_asset_job(
     "lever3_release",
     selection=[g_c4_invariance, g_c4b_seam, lever3_release_gate],
@@ -327,7 +393,15 @@ lever3_release_job = dg.define_asset_job(
     f"{ALLOW_COLD_CAPTURE_TAG}=true.",
 )
 
+fixture_gates_job = dg.define_asset_job(
+    "fixture_gates",
+    selection=[g_c4_invariance, g_c4b_seam, lever1_gate4_warm],
+    description="The gates that replay the shared fixture set: G-C4, G-C4b and Lever #1's "
+    "Gate 4. The first run needs the tag "
+    f"{ALLOW_COLD_CAPTURE_TAG}=true; later runs read the fixture set from the cache.",
+)
+
 defs = dg.Definitions(
-    assets=[g_c4_invariance, g_c4b_seam, lever3_release_gate],
-    jobs=[lever3_release_job],
+    assets=[g_c4_invariance, g_c4b_seam, lever3_release_gate, lever1_gate4_warm],
+    jobs=[lever3_release_job, fixture_gates_job],
 )

@@ -354,7 +354,7 @@ class CaptureService:
             prepared.key,
             request_key=wanted,
             cell_ref=str(prepared.cell),
-            mode=prepared.config.mode,
+            mode=str(prepared.config.mode),
             source_version=prepared.source_version,
             run_id=run_id,
         )

@@ -160,7 +160,7 @@ def _markdown(
         for line in lines
     )
     capture = (
-        f"captured fold `{manifest.content_hash}` ({manifest.rows} rows, "
+        f"captured fold `{manifest.content_hash}` ({manifest.mode}, {manifest.rows} rows, "
         f"{manifest.n_trials} trials)"
         if manifest is not None
         else "no captured fold"

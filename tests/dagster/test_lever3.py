@@ -14,7 +14,12 @@ from diag_assets.core.cells import CellRef
 from diag_assets.definitions import defs
 from diag_assets.diagnostics import anchor_and_consumers, s22a2_spread, s23_drift
 from diag_assets.partitions import cell_partition_key
-from diag_assets.replay_gates import g_c4_invariance, g_c4b_seam, lever3_release_gate
+from diag_assets.replay_gates import (
+    g_c4_invariance,
+    g_c4b_seam,
+    lever1_gate4_warm,
+    lever3_release_gate,
+)
 from diag_assets.run_results import materialized_metadata
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
 from tests.fixtures.no_seam_recipe import InLoopPrepRecipe
@@ -22,13 +27,14 @@ from tests.fixtures.no_seam_recipe import InLoopPrepRecipe
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-2")
 KEY = cell_partition_key(CELL)
 AUDIT = [captured_fold, anchor_and_consumers, s22a2_spread, s23_drift]
-GATES = [g_c4_invariance, g_c4b_seam, lever3_release_gate]
+GATES = [g_c4_invariance, g_c4b_seam, lever3_release_gate, lever1_gate4_warm]
 FIXTURES = {"n_trials": 3, "max_rounds": 20}
 GATE_CONFIG = {
     "ops": {
         "g_c4_invariance": {"config": FIXTURES},
         "g_c4b_seam": {"config": FIXTURES},
         "lever3_release_gate": {"config": {**FIXTURES, "probe_rounds": 20, "n_permutations": 4}},
+        "lever1_gate4_warm": {"config": FIXTURES},
     }
 }
 DATASET_ONLY_DEFAULT = CaptureModePolicy(
@@ -83,10 +89,10 @@ def _failure(result, node: str) -> str:
 
 
 def test_the_code_location_has_the_gates_and_the_jobs():
-    assert defs.resolve_job_def("lever3_release") is not None
-    assert defs.resolve_job_def("xy_audit") is not None
+    for job in ("lever3_release", "fixture_gates", "xy_audit"):
+        assert defs.resolve_job_def(job) is not None
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {"g_c4_invariance", "g_c4b_seam", "lever3_release_gate"} <= keys
+    assert {a.key.to_user_string() for a in GATES} <= keys
 
 
 def test_gates_share_one_fixture_set_captured_once(resources, instance):
@@ -99,8 +105,8 @@ def test_gates_share_one_fixture_set_captured_once(resources, instance):
     full_replays = [e for e in _catalog(resources) if e.mode == "full_replay"]
     assert len(full_replays) == 2
 
-    # The second and third gates need no approval: the fixture set is served from the cache.
-    later = _gates(resources, instance, ["g_c4b_seam", "lever3_release_gate"])
+    # The later gates need no approval: the fixture set is served from the cache.
+    later = _gates(resources, instance, ["g_c4b_seam", "lever3_release_gate", "lever1_gate4_warm"])
     assert [e.key for e in _catalog(resources) if e.mode == "full_replay"] == [
         e.key for e in full_replays
     ]
@@ -116,6 +122,8 @@ def test_gates_share_one_fixture_set_captured_once(resources, instance):
     record = read_release_gate(resources["artifacts"])
     assert record is not None and record.passed and record.folds == 2
     assert read_seam(resources["artifacts"]).seam
+    warm = materialized_metadata(later, "lever1_gate4_warm")
+    assert warm["decision"] == "PASS" and warm["figures"]["cold_legs"] == 0
 
 
 def test_the_release_gate_blocks_when_invariance_fails(resources, instance, monkeypatch):
@@ -159,7 +167,9 @@ def test_the_policy_default_is_refused_until_the_gate_passed_then_serves_xy_only
     assert capture["mode"] == "full_replay" and capture["mode_requested"] == "dataset_only"
     assert "refused" in capture["mode_reason"] and "never run" in capture["mode_reason"]
 
-    _gates(resources, instance, [a.key.to_user_string() for a in GATES], tags=APPROVED)
+    _gates(
+        resources, instance, ["g_c4_invariance", "g_c4b_seam", "lever3_release_gate"], tags=APPROVED
+    )
 
     light = _audit(resources, instance, ["captured_fold", "s40_verdict", "s23_drift"])
     capture = materialized_metadata(light, "captured_fold")

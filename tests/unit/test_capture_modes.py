@@ -47,6 +47,7 @@ from diag_assets.core.release_gate import ReleaseDecision, compare_fold, release
 from diag_assets.core.store import LocalBlobStore
 from diag_assets.core.suite import run_s22a2, run_s23
 from diag_assets.core.verdicts import Certification
+from diag_assets.core.warm_gate import WarmDecision, WarmRead, gate4_warm_reads
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS, TINY_PROBE
 from tests.fixtures.recipes import DriftingPrepRecipe
 
@@ -422,3 +423,35 @@ def test_compare_fold_refuses_captures_of_the_wrong_modes(full, reduced):
     verdict = judge_s40(full, None, TINY_PROBE)
     with pytest.raises(ValueError, match="full_replay and a dataset_only"):
         compare_fold(reduced, full, verdict, verdict)
+
+
+# --- Lever #1's Gate 4 on the fixture set ---------------------------------------------------
+
+
+def _read(**changes) -> WarmRead:
+    base = {
+        "cell_ref": str(CELL),
+        "first_outcome": "MISS",
+        "first_s": 12.0,
+        "warm_outcome": "HIT",
+        "warm_s": 0.05,
+        "first_content_hash": "abc",
+        "warm_content_hash": "abc",
+        "verified_on_load": True,
+    }
+    return WarmRead(**(base | changes))
+
+
+def test_gate4_passes_on_intact_warm_reads_and_names_each_failure():
+    passed = gate4_warm_reads([_read(), _read(first_outcome="HIT")], budget_s=120)
+    assert passed.decision is WarmDecision.PASS and passed.figures.cold_legs == 1
+    for changes, why in (
+        ({"warm_outcome": "MISS"}, "not HIT"),
+        ({"warm_s": 130.0}, "over 120"),
+        ({"warm_content_hash": "def"}, "other content"),
+        ({"verified_on_load": False}, "canonical hashes"),
+    ):
+        report = gate4_warm_reads([_read(), _read(**changes)], budget_s=120)
+        assert report.decision is WarmDecision.FAIL
+        assert any(why in reason for reason in report.reasons)
+    assert gate4_warm_reads([], budget_s=120).decision is WarmDecision.FAIL
