@@ -50,7 +50,7 @@ def _catalog(resources) -> list:
         catalog.close()
 
 
-def _audit(resources, instance, selection, *, mode=None, skip=True, tags=None, check=True):
+def _audit(resources, instance, selection, *, mode=None, skip=True, approved=True, check=True):
     capture_config = dict(TINY_RUN_CONFIG["ops"]["captured_fold"]["config"])
     if mode is not None:
         capture_config["capture_mode"] = mode
@@ -67,7 +67,7 @@ def _audit(resources, instance, selection, *, mode=None, skip=True, tags=None, c
         instance=instance,
         partition_key=KEY,
         run_config={"ops": ops},
-        tags={**APPROVED, **(tags or {})},
+        tags=APPROVED if approved else {},
         raise_on_error=check,
     )
 
@@ -129,7 +129,11 @@ def test_gates_share_one_fixture_set_captured_once(resources, instance):
 def test_the_release_gate_blocks_when_invariance_fails(resources, instance, monkeypatch):
     monkeypatch.setattr(replay_gates_module, "RECIPE", InLoopPrepRecipe())
     result = _gates(
-        resources, instance, [a.key.to_user_string() for a in GATES], tags=APPROVED, check=False
+        resources,
+        instance,
+        ["g_c4_invariance", "g_c4b_seam", "lever3_release_gate"],
+        tags=APPROVED,
+        check=False,
     )
     assert not result.success
     assert materialized_metadata(result, "g_c4_invariance")["decision"] == "STOP"
@@ -187,7 +191,7 @@ def test_the_policy_default_is_refused_until_the_gate_passed_then_serves_xy_only
 def test_the_environment_override_and_the_anchor_guard(resources, instance, monkeypatch):
     _gates(resources, instance, ["g_c4_invariance", "g_c4b_seam"], tags=APPROVED)
     monkeypatch.setenv(MODE_ENV, "dataset_only")
-    served = _audit(resources, instance, ["captured_fold", "s40_verdict"])
+    served = _audit(resources, instance, ["captured_fold", "s40_verdict"], approved=False)
     capture = materialized_metadata(served, "captured_fold")
     assert capture["mode"] == "dataset_only" and capture["mode_decided_by"] == f"env:{MODE_ENV}"
     assert capture["cache"] == "MISS"  # cold, yet no training: no approval was needed
@@ -217,3 +221,30 @@ def test_single_fit_is_explicit_labelled_and_downgrades(resources, instance):
         verdict["certification"] == "DOWNGRADED"
         and "single_fit" in (verdict["certification_reason"])
     )
+
+
+def test_a_failing_release_gate_fails_its_blocking_checks_and_records_the_failure(
+    resources, instance
+):
+    one_fold = {**FIXTURES, "cell_refs": ["defi_top5/UNIUSDC/fold-1"]}
+    config = {
+        "g_c4b_seam": {"config": one_fold},
+        "lever3_release_gate": {"config": {**one_fold, "probe_rounds": 20, "n_permutations": 4}},
+    }
+    result = dg.materialize(
+        GATES,
+        selection=["g_c4b_seam", "lever3_release_gate"],
+        resources=resources,
+        instance=instance,
+        run_config={"ops": config},
+        tags=APPROVED,
+        raise_on_error=False,
+    )
+    assert not result.success  # a blocking check that fails fails the run
+    gate = materialized_metadata(result, "lever3_release_gate")
+    assert gate["decision"] == "FAIL" and "requires 2" in gate["reasons"]
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["dataset_only_hash_parity"].passed
+    assert checks["dataset_only_hash_parity"].metadata["parity"].value is True  # parity held
+    record = read_release_gate(resources["artifacts"])
+    assert record is not None and not record.passed and record.hash_parity
