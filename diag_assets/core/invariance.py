@@ -12,10 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from diag_assets.core.capture import CaptureConfig, PreparedCell, prepare_cell
-from diag_assets.core.cells import CellRef
-from diag_assets.core.folds import FoldSpec
-from diag_assets.core.market_data import MarketDataSource
+from diag_assets.core.capture import PreparedCell
 from diag_assets.core.recipe import Recipe
 from diag_assets.core.replay_trace import (
     OPAQUE_PREFIX,
@@ -400,32 +397,6 @@ def gate_c4(traces: Sequence[tuple[str, ReplayTrace]]) -> C4Report:
     return C4Report(
         decision=C4Decision.STOP, reasons=reasons, figures=figures, folds=folds, stop=stop
     )
-
-
-def run_gate_c4(
-    cells: Sequence[CellRef],
-    source: MarketDataSource,
-    fold_spec: FoldSpec,
-    recipe: Recipe,
-    config: CaptureConfig,
-) -> C4Report:
-    """Replay each cell under instrumentation and run G-C4 on the traces.
-
-    Args:
-        cells: The K folds (cells) to check.
-        source: Their market data.
-        fold_spec: The fold layout.
-        recipe: The recipe to check.
-        config: The trial settings of the replays.
-
-    Returns:
-        The G-C4 report.
-    """
-    traces = []
-    for cell in cells:
-        prepared = prepare_cell(cell, source, fold_spec, recipe, config)
-        traces.append((str(cell), instrumented_replay(prepared, recipe)))
-    return gate_c4(traces)
 
 
 # --- G-C4b ----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from diag_assets.core import training
-from diag_assets.core.capture import prepare_cell
+from diag_assets.core.capture import prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
 from diag_assets.core.invariance import (
     NO_SEAM,
@@ -19,7 +19,6 @@ from diag_assets.core.invariance import (
     gate_c4,
     gate_c4b,
     instrumented_replay,
-    run_gate_c4,
 )
 from diag_assets.core.prep import FoldData
 from diag_assets.core.recipe import ReferenceRecipe, TrialLog, TrialObserver, TrialSettings
@@ -284,7 +283,11 @@ def test_no_folds_is_not_a_pass():
     assert report.decision is C4Decision.STOP and report.figures.folds == 0
 
 
-def test_run_gate_c4_replays_each_cell(tiny_source):
-    report = run_gate_c4([FOLD_1], tiny_source, TINY_FOLDS, ReferenceRecipe(), CONFIG)
+def test_a_full_replay_capture_stores_the_trace_an_instrumented_replay_records(tiny_source):
+    recipe = ReferenceRecipe()
+    prepared = prepare_cell(FOLD_1, tiny_source, TINY_FOLDS, recipe, CONFIG)
+    stored = replay_cell(prepared, recipe).trace
+    assert stored is not None and stored == instrumented_replay(prepared, recipe)
+    report = gate_c4([(str(FOLD_1), stored)])
     assert report.decision is C4Decision.PASS
     assert report.figures.trials_per_fold == {str(FOLD_1): N_TRIALS}
