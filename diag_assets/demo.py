@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render_table(rows))
     print()
     print(summary_line)
+    print(_release_gate_line(defs.resolve_job_def("lever3_release"), instance))
     gates = defs.resolve_job_def("phase0_gates").execute_in_process(
         instance=instance, run_config=QUIET, raise_on_error=False
     )
@@ -131,6 +132,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("Open the UI with `make ui`, then http://127.0.0.1:3000 (Runs, or Assets > s40_verdict).")
     return 0 if all(r[3] is not None for r in rows) else 1
+
+
+def _release_gate_line(job: dg.JobDefinition, instance: dg.DagsterInstance) -> str:
+    """Run Lever #3's release gate on the shared fixture set and say what it decided."""
+    result = job.execute_in_process(
+        instance=instance,
+        run_config=QUIET,
+        tags={ALLOW_COLD_CAPTURE_TAG: "true"},
+        raise_on_error=False,
+    )
+    if not result.success:
+        return (
+            f"Lever #3 release gate did not pass (run {result.run_id}); the capture mode "
+            "policy keeps full_replay. Open the run in the UI for the reasons."
+        )
+    gate = materialized_metadata(result, "lever3_release_gate")
+    served = {c["cache"] for c in gate["fixture_captures"] if c["mode"] == "full_replay"}
+    return (
+        f"Lever #3 release gate: G-C4 "
+        f"{materialized_metadata(result, 'g_c4_invariance')['decision']}, G-C4b "
+        f"{materialized_metadata(result, 'g_c4b_seam')['decision']}, C7 {gate['decision']} "
+        f"on {gate['figures']['folds']} fixture folds (C7 read G-C4's full_replays: "
+        f"{'/'.join(sorted(served))}); dataset_only may now be made the default in "
+        "diag_assets/policy/capture_mode.json."
+    )
 
 
 def render_table(rows: list[tuple]) -> str:
