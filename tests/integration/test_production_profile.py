@@ -93,6 +93,42 @@ def test_cold_then_warm_audit_on_postgres_and_s3(
         assert entry.use_count == 1 and entry.producing_run_id == cold.run_id
 
 
+def test_the_shared_fixture_set_and_the_release_gate_on_postgres_and_s3(
+    s3_endpoint, s3_bucket, postgres_dsn, instance, tmp_path
+):
+    from diag_assets.replay_gates import g_c4_invariance, g_c4b_seam, lever3_release_gate
+
+    resources = production_resources(s3_endpoint, s3_bucket, postgres_dsn, tmp_path)
+    fixtures = {"n_trials": 3, "max_rounds": 20}
+    result = dg.materialize(
+        [g_c4_invariance, g_c4b_seam, lever3_release_gate],
+        resources=resources,
+        instance=instance,
+        run_config={
+            "ops": {
+                "g_c4_invariance": {"config": fixtures},
+                "g_c4b_seam": {"config": fixtures},
+                "lever3_release_gate": {
+                    "config": {**fixtures, "probe_rounds": 20, "n_permutations": 4}
+                },
+            }
+        },
+        tags=APPROVED,
+    )
+    assert _metadata(result, "lever3_release_gate")["decision"] == "PASS"
+    assert all(check.passed for check in result.get_asset_check_evaluations())
+    with PostgresCatalog(postgres_dsn) as catalog:
+        modes = sorted(entry.mode for entry in catalog.entries())
+    # Two fixture folds, captured once in each mode: G-C4b and C7 reused G-C4's full replays.
+    assert modes == ["dataset_only", "dataset_only", "full_replay", "full_replay"]
+    traces = [
+        key
+        for key in resources["artifacts"].blob_store().list_keys("captures")
+        if key.endswith("replay_trace.json")
+    ]
+    assert len(traces) == 2
+
+
 def test_unreachable_s3_is_a_clear_error_and_leaves_the_catalog_unchanged(
     s3_bucket, postgres_dsn, instance, tmp_path
 ):
