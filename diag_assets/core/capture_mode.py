@@ -20,17 +20,16 @@ Then the consumers and the recipe are checked:
 - ``single_fit`` is never chosen by the system: the policy file cannot name it.
 """
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from diag_assets.core.capture import CaptureMode
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.policy_files import load_policy_file
 from diag_assets.core.registry import CaptureRequirement
 
 MODE_ENV = "DIAG_CAPTURE_MODE"
@@ -131,19 +130,16 @@ class ModeDecision:
 
 def load_policy(path: str | Path | None = None) -> CaptureModePolicy:
     """The packaged policy file, or the one at ``path``; a malformed file names the fix."""
-    if path is None:
-        raw = resources.files("diag_assets.policy").joinpath(POLICY_FILE).read_text()
-        where = f"diag_assets/policy/{POLICY_FILE}"
-    else:
-        raw, where = Path(path).read_text(), str(path)
-    try:
-        return CaptureModePolicy.model_validate(json.loads(raw))
-    except (json.JSONDecodeError, ValidationError) as error:
-        raise DiagInputError(
-            f"The capture mode policy file {where} is malformed: {error}",
-            '{"version": N, "default_mode": "full_replay"|"dataset_only", '
-            '"parity_check_rate": 0..1}.',
-        ) from error
+    return load_policy_file(
+        POLICY_FILE,
+        CaptureModePolicy,
+        what="capture mode policy",
+        shape=(
+            'write {"version": N, "default_mode": "full_replay"|"dataset_only", '
+            '"parity_check_rate": 0..1}.'
+        ),
+        path=path,
+    )
 
 
 def parse_mode(value: str, *, what: str) -> CaptureMode:

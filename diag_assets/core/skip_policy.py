@@ -13,14 +13,13 @@ A skipped anchor downgrades every verdict that would have cross-referenced it; t
 and where it came from travel with the verdict.
 """
 
-import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.policy_files import load_policy_file
 
 SKIP_TAG = "diag/skip_s22a1"
 AUDIT_KIND_TAG = "diag/audit_kind"
@@ -54,18 +53,13 @@ class SkipDecision:
 
 def load_policy(path: str | Path | None = None) -> SkipPolicy:
     """The packaged policy file, or the one at ``path``; a malformed file names the fix."""
-    if path is None:
-        raw = resources.files("diag_assets.policy").joinpath(POLICY_FILE).read_text()
-        where = f"diag_assets/policy/{POLICY_FILE}"
-    else:
-        raw, where = Path(path).read_text(), str(path)
-    try:
-        return SkipPolicy.model_validate(json.loads(raw))
-    except (json.JSONDecodeError, ValidationError) as error:
-        raise DiagInputError(
-            f"The skip policy file {where} is malformed: {error}",
-            'write {"version": N, "audit_kinds": {"<kind>": true|false, ...}}.',
-        ) from error
+    return load_policy_file(
+        POLICY_FILE,
+        SkipPolicy,
+        what="skip policy",
+        shape='write {"version": N, "audit_kinds": {"<kind>": true|false, ...}}.',
+        path=path,
+    )
 
 
 def parse_flag(value: str, *, what: str) -> bool:
