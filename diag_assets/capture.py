@@ -90,6 +90,11 @@ with warnings.catch_warnings():
     CELL_TO_SYMBOL = dg.MultiToSingleDimensionPartitionMapping(SYMBOL_DIMENSION)
 
 
+def cold_capture_approved(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run carries the operator's approval of cold captures."""
+    return (context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG) or "").lower() == "true"
+
+
 def _events_json(events: list[CaptureEvent]) -> dg.JsonMetadataValue:
     return dg.MetadataValue.json([json.loads(event.to_json()) for event in events])
 
@@ -141,9 +146,7 @@ def captured_fold(
             },
         ) from refused
     context.log.info(decision.reason)
-    allow_cold = (
-        context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG) or ""
-    ).lower() == "true"
+    allow_cold = cold_capture_approved(context)
 
     def log_event(event: CaptureEvent) -> None:
         context.log.info(event.to_json())

@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from diag_assets.capture import RECIPE
+from diag_assets.capture import RECIPE, cold_capture_approved
 from diag_assets.capture_modes import (
     RELEASE_GATE_RECORD,
     SEAM_RECORD,
@@ -93,9 +93,7 @@ def fixture_captures(
     Raises:
         dg.Failure: a full_replay fixture is not cached and the run has no approval tag.
     """
-    allow_cold = (
-        context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG) or ""
-    ).lower() == "true"
+    allow_cold = cold_capture_approved(context)
 
     def log_event(event: CaptureEvent) -> None:
         context.log.info(event.to_json())
