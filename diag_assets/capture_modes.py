@@ -40,10 +40,8 @@ RELEASE_GATE_RECORD = "gates/lever3_release_gate.record.json"
 
 def consumers_of(asset_names: list[str]) -> dict[str, CaptureRequirement]:
     """The registered requirement of each reading asset (``unknown`` when not registered)."""
-    return {
-        CAPTURE_READERS.get(name, name): requirement_of(CAPTURE_READERS.get(name, name))
-        for name in asset_names
-    }
+    diagnostics = [CAPTURE_READERS.get(name, name) for name in asset_names]
+    return {name: requirement_of(name) for name in diagnostics}
 
 
 def run_consumers(context: dg.AssetExecutionContext) -> dict[str, CaptureRequirement]:

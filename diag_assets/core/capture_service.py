@@ -338,12 +338,9 @@ class CaptureService:
             if captured.manifest.parity is not None:
                 emit(ev.CAPTURE_PARITY_CHECKED, key, **captured.manifest.parity.model_dump())
             manifest = self.artifacts.write(captured)
-        except CaptureParityFailed as failed:
-            emit(ev.CAPTURE_PARITY_FAILED, key, **failed.check.model_dump(), error=str(failed))
-            self.catalog.fail_capture(key, str(failed))
-            emit(ev.CAPTURE_FAILED, key, error=f"{type(failed).__name__}: {failed}")
-            raise
         except BaseException as error:
+            if isinstance(error, CaptureParityFailed):
+                emit(ev.CAPTURE_PARITY_FAILED, key, **error.check.model_dump(), error=str(error))
             self.catalog.fail_capture(key, f"{type(error).__name__}: {error}")
             emit(ev.CAPTURE_FAILED, key, error=f"{type(error).__name__}: {error}")
             raise

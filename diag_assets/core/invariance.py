@@ -88,9 +88,10 @@ def _positions(positions: Sequence[int]) -> str:
     return ", ".join(str(position) for position in positions)
 
 
-def _markdown(
+def gate_markdown(
     title: str, decision: str, reasons: Sequence[str], figures: Sequence[tuple[str, str]]
 ) -> list[str]:
+    """A gate's Markdown head: title and decision, one bullet per reason, a figures table."""
     lines = [f"## {title}: **{decision}**", ""]
     lines.extend(f"- {reason}" for reason in reasons)
     lines.extend(["", "| figure | value |", "|---|---|"])
@@ -207,7 +208,7 @@ class C4Report(BaseModel):
                 for cell, trials in self.figures.trials_per_fold.items()
             ),
         ]
-        lines = _markdown(f"{self.gate} trial invariance", self.decision, self.reasons, figures)
+        lines = gate_markdown(f"{self.gate} trial invariance", self.decision, self.reasons, figures)
         lines.extend(
             [
                 "",
@@ -464,7 +465,7 @@ class C4bReport(BaseModel):
             for name, value in self.figures.model_dump().items()
         ]
         title = f"{self.gate} prep/train seam, {self.cell_ref} ({self.recipe})"
-        return "\n".join(_markdown(title, self.decision, self.reasons, figures)) + "\n"
+        return "\n".join(gate_markdown(title, self.decision, self.reasons, figures)) + "\n"
 
 
 def _untraceable_dataset(trace: ReplayTrace, forms: set[str]) -> tuple[int, TraceEvent, str] | None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from diag_assets.core.capture import CapturedFold, CaptureMode
 from diag_assets.core.capture_mode import ReleaseGateRecord, SeamRecord
+from diag_assets.core.invariance import gate_markdown
 from diag_assets.core.verdicts import S40Verdict
 
 GATE_C7 = "C7"
@@ -150,9 +151,10 @@ class ReleaseGateReport(BaseModel):
         )
 
     def markdown(self) -> str:
-        """Decision, reasons and one row per fold."""
-        lines = [f"## {self.gate} release parity gate: {self.decision}", ""]
-        lines += [f"- {reason}" for reason in self.reasons]
+        """Decision, reasons, figures and one row per fold."""
+        figures = [(name, str(value)) for name, value in self.figures.model_dump().items()]
+        title = f"{self.gate} release parity gate, {self.recipe_version}"
+        lines = gate_markdown(title, self.decision, self.reasons, figures)
         lines += [
             "",
             "| fold | X/y hash | s40 (full / dataset_only) | p-value | capture s (full / ds) |",

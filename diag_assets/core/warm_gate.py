@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from diag_assets.core.invariance import gate_markdown
+
 GATE_4 = "Lever #1 Gate 4"
 
 
@@ -60,9 +62,9 @@ class WarmGateReport(BaseModel):
     reads: list[WarmRead] = Field(default_factory=list)
 
     def markdown(self) -> str:
-        """Decision, reasons and one row per fold."""
-        lines = [f"## {self.gate}: {self.decision}", ""]
-        lines += [f"- {reason}" for reason in self.reasons]
+        """Decision, reasons, figures and one row per fold."""
+        figures = [(name, str(value)) for name, value in self.figures.model_dump().items()]
+        lines = gate_markdown(self.gate, self.decision, self.reasons, figures)
         lines += ["", "| fold | first leg | warm leg | same content |", "|---|---|---|---|"]
         for read in self.reads:
             same = read.first_content_hash == read.warm_content_hash
