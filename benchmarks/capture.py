@@ -8,10 +8,11 @@ import tempfile
 import time
 
 from benchmarks.profiles import profile_from_args
-from diag_assets.core.capture import CaptureArtifacts, prepare_cell, replay_cell
+from diag_assets.core.capture.artifacts import CaptureArtifacts
+from diag_assets.core.capture.replay import prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
-from diag_assets.core.recipe import ReferenceRecipe
-from diag_assets.core.store import LocalBlobStore
+from diag_assets.core.recipe.reference import ReferenceRecipe
+from diag_assets.core.storage.blob import LocalBlobStore
 
 
 def run(argv: list[str]) -> dict:

@@ -23,11 +23,11 @@ DEFAULT_SERVER = "host=127.0.0.1 port=5432 user=postgres"
 
 
 def _service(backend: str, dsn: str, root: Path):
-    from diag_assets.core.capture import CaptureArtifacts
-    from diag_assets.core.capture_service import CaptureService
-    from diag_assets.core.catalog import PostgresCatalog, SqliteCatalog
-    from diag_assets.core.lease import FileLease, PostgresLease
-    from diag_assets.core.store import LocalBlobStore
+    from diag_assets.core.capture.artifacts import CaptureArtifacts
+    from diag_assets.core.capture.cache import CaptureService
+    from diag_assets.core.storage.blob import LocalBlobStore
+    from diag_assets.core.storage.catalog import PostgresCatalog, SqliteCatalog
+    from diag_assets.core.storage.lease import FileLease, PostgresLease
 
     artifacts = CaptureArtifacts(LocalBlobStore(root / "artifacts"))
     if backend == "postgres":
@@ -43,7 +43,7 @@ def _service(backend: str, dsn: str, root: Path):
 def _request(args: tuple) -> dict:
     backend, dsn, root, profile_name, start_at, number = args
     from diag_assets.core.cells import CellRef
-    from diag_assets.core.recipe import ReferenceRecipe
+    from diag_assets.core.recipe.reference import ReferenceRecipe
 
     profile = PROFILES[profile_name]
     source = profile.source()

@@ -16,12 +16,12 @@ import dagster as dg
 
 from benchmarks.profiles import profile_from_args
 from benchmarks.reaudit import QUIET, capture_run_config, profile_resources
-from diag_assets.capture import captured_fold
-from diag_assets.core.capture_service import ALLOW_COLD_CAPTURE_TAG
+from diag_assets.audit.diagnostics import anchor_and_consumers
+from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.capture.assets import captured_fold
+from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.cells import CellRef
-from diag_assets.diagnostics import anchor_and_consumers
 from diag_assets.partitions import cell_partition_key
-from diag_assets.run_results import materialized_metadata
 
 ASSETS = [captured_fold, anchor_and_consumers]
 

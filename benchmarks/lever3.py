@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 
 from benchmarks.profiles import Profile, profile_from_args
-from diag_assets.core.capture import CaptureArtifacts, CaptureMode
-from diag_assets.core.capture_service import CaptureOutcome, CaptureResult, CaptureService
-from diag_assets.core.catalog import SqliteCatalog
+from diag_assets.core.capture.artifacts import CaptureArtifacts
+from diag_assets.core.capture.cache import CaptureOutcome, CaptureResult, CaptureService
+from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.cells import CellRef
-from diag_assets.core.lease import FileLease
-from diag_assets.core.recipe import ReferenceRecipe
-from diag_assets.core.store import LocalBlobStore
+from diag_assets.core.recipe.reference import ReferenceRecipe
+from diag_assets.core.storage.blob import LocalBlobStore
+from diag_assets.core.storage.catalog import SqliteCatalog
+from diag_assets.core.storage.lease import FileLease
 
 RUN_ID = "benchmark-lever3"
 

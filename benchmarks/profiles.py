@@ -6,10 +6,10 @@
 
 from dataclasses import dataclass
 
-from diag_assets.core.capture import CaptureConfig
+from diag_assets.core.capture.modes import CaptureConfig
 from diag_assets.core.folds import FoldSpec
-from diag_assets.core.market_data import SyntheticMarketData
-from diag_assets.core.recipe import TrialSettings
+from diag_assets.core.market_data.sources import SyntheticMarketData
+from diag_assets.core.recipe.protocol import TrialSettings
 
 
 @dataclass(frozen=True)

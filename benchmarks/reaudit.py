@@ -17,13 +17,13 @@ from pathlib import Path
 import dagster as dg
 
 from benchmarks.profiles import Profile, profile_from_args
-from diag_assets.capture import captured_fold
-from diag_assets.core.capture_service import ALLOW_COLD_CAPTURE_TAG
-from diag_assets.core.catalog import SqliteCatalog
+from diag_assets.audit.diagnostics import anchor_and_consumers
+from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.capture.assets import captured_fold
+from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.cells import CellRef
-from diag_assets.diagnostics import anchor_and_consumers
+from diag_assets.core.storage.catalog import SqliteCatalog
 from diag_assets.partitions import cell_partition_key
-from diag_assets.run_results import materialized_metadata
 from resources.capture_cache import CaptureCacheResource, FileLeaseResource, SqliteCatalogResource
 from resources.market_data import SyntheticMarketDataResource
 from resources.requests import AuditRequestsResource

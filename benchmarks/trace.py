@@ -13,9 +13,9 @@ import argparse
 import time
 
 from benchmarks.profiles import profile_from_args
-from diag_assets.core.capture import prepare_cell, replay_cell
+from diag_assets.core.capture.replay import prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
-from diag_assets.core.recipe import ReferenceRecipe
+from diag_assets.core.recipe.reference import ReferenceRecipe
 
 
 def run(argv: list[str]) -> dict:

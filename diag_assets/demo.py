@@ -12,15 +12,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from diag_assets.capture import CAPTURED_FOLD
-from diag_assets.core.capture import CaptureManifest
-from diag_assets.core.capture_service import ALLOW_COLD_CAPTURE_TAG
+from diag_assets.audit.diagnostics import S22A1_ANCHOR, S40_VERDICT
+from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.capture.assets import CAPTURED_FOLD
+from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
+from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
+from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.verdicts import AnchorResult, S40Verdict
-from diag_assets.diagnostics import S22A1_ANCHOR, S40_VERDICT
 from diag_assets.partitions import cell_partition_key, symbols_partitions
-from diag_assets.run_results import materialized_metadata
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 

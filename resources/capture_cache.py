@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from diag_assets.core.capture_service import CaptureService, DriftPolicy
-from diag_assets.core.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
-from diag_assets.core.lease import FileLease, Lease, PostgresLease
+from diag_assets.core.capture.cache import CaptureService, DriftPolicy
+from diag_assets.core.storage.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
+from diag_assets.core.storage.lease import FileLease, Lease, PostgresLease
 from resources.storage import ArtifactStoreResource
 
 

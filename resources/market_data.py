@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.core.folds import FoldSpec
-from diag_assets.core.market_data import (
+from diag_assets.core.market_data.sources import (
     DEFI_TOP5,
     DirectoryMarketData,
     MarketDataSource,

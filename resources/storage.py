@@ -10,10 +10,10 @@ from botocore.handlers import disable_signing
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from diag_assets.core.capture import CaptureArtifacts
-from diag_assets.core.results import ResultStore
-from diag_assets.core.s3_store import S3BlobStore, ensure_bucket_lifecycle
-from diag_assets.core.store import BlobStore, LocalBlobStore
+from diag_assets.core.capture.artifacts import CaptureArtifacts
+from diag_assets.core.storage.blob import BlobStore, LocalBlobStore
+from diag_assets.core.storage.results import ResultStore
+from diag_assets.core.storage.s3 import S3BlobStore, ensure_bucket_lifecycle
 
 
 class ArtifactStoreResource(dg.ConfigurableResource, ABC):

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from diag_assets.capture import RECIPE, CaptureRunConfig
-from diag_assets.core.capture import request_key
-from diag_assets.core.recipe import recipe_code_version
-from diag_assets.core.requests import read_requests
+from diag_assets.audit.reports import audit_job
+from diag_assets.capture.assets import RECIPE, CaptureRunConfig
+from diag_assets.core.audit.requests import read_requests
+from diag_assets.core.capture.keys import request_key
+from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.partitions import cell_partition_key
-from diag_assets.reports import audit_job
 from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
 from resources.requests import AuditRequestsResource

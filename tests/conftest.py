@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-from diag_assets.core.capture import CaptureConfig
-from diag_assets.core.diagnostics import ProbeSettings
+from diag_assets.core.capture.modes import CaptureConfig
+from diag_assets.core.diagnostics.probe import ProbeSettings
 from diag_assets.core.folds import FoldSpec
-from diag_assets.core.market_data import SyntheticMarketData
-from diag_assets.core.recipe import TrialSettings
+from diag_assets.core.market_data.sources import SyntheticMarketData
+from diag_assets.core.recipe.protocol import TrialSettings
 
 pytest_plugins = ["tests.services"]
 

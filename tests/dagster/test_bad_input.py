@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diag_assets.capture import CaptureRunConfig, captured_fold
-from diag_assets.core.catalog import SqliteCatalog
+from diag_assets.capture.assets import CaptureRunConfig, captured_fold
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.storage.catalog import SqliteCatalog
 from diag_assets.partitions import cell_from_partition_key
 from tests.dagster.conftest import (
     KLINES,

@@ -4,12 +4,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from diag_assets.capture import captured_fold
+from diag_assets.audit.diagnostics import anchor_and_consumers
+from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
-from diag_assets.core.history import HistoryEvent, write_jsonl
-from diag_assets.diagnostics import anchor_and_consumers
-from diag_assets.gate_history import history_from_instance
-from diag_assets.gates import (
+from diag_assets.core.gates.history import HistoryEvent, write_jsonl
+from diag_assets.gates.history import history_from_instance
+from diag_assets.gates.phase0 import (
     g_a1_reuse,
     g_b7_cost,
     g_c0_consumers,
@@ -18,7 +19,6 @@ from diag_assets.gates import (
     phase0_exit,
 )
 from diag_assets.partitions import cell_partition_key
-from diag_assets.run_results import materialized_metadata
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
 
 GATES = [g_b7_cost, g_a1_reuse, lever1_gate2_drift, lever1_gate3_size, g_c0_consumers, phase0_exit]
@@ -94,7 +94,7 @@ def test_history_is_read_from_the_instance_event_log(resources, instance):
 
 
 def test_replay_gates_need_approval_then_pass_on_the_reference_recipe(resources, instance):
-    from diag_assets.replay_gates import g_c4_invariance, g_c4b_seam
+    from diag_assets.gates.fixture_set import g_c4_invariance, g_c4b_seam
 
     small = {"config": {"n_trials": 3, "max_rounds": 20}}
     run_config = {"ops": {"g_c4_invariance": small, "g_c4b_seam": small}}

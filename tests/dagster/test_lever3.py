@@ -3,24 +3,24 @@
 import dagster as dg
 import pytest
 
-import diag_assets.capture as capture_module
-import diag_assets.replay_gates as replay_gates_module
-from diag_assets.capture import captured_fold
-from diag_assets.capture_modes import read_release_gate, read_seam
-from diag_assets.core.capture import CaptureMode
-from diag_assets.core.capture_mode import MODE_ENV, CaptureModePolicy
-from diag_assets.core.catalog import SqliteCatalog
+import diag_assets.capture.assets as capture_module
+import diag_assets.gates.fixture_set as replay_gates_module
+from diag_assets.audit.diagnostics import anchor_and_consumers, s22a2_spread, s23_drift
+from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.capture.assets import captured_fold
+from diag_assets.capture.modes import read_release_gate, read_seam
+from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModePolicy
+from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.cells import CellRef
+from diag_assets.core.storage.catalog import SqliteCatalog
 from diag_assets.definitions import defs
-from diag_assets.diagnostics import anchor_and_consumers, s22a2_spread, s23_drift
-from diag_assets.partitions import cell_partition_key
-from diag_assets.replay_gates import (
+from diag_assets.gates.fixture_set import (
     g_c4_invariance,
     g_c4b_seam,
     lever1_gate4_warm,
     lever3_release_gate,
 )
-from diag_assets.run_results import materialized_metadata
+from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
 from tests.fixtures.no_seam_recipe import InLoopPrepRecipe
 

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from diag_assets.capture import captured_fold
+from diag_assets.audit.diagnostics import anchor_and_consumers
+from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
-from diag_assets.diagnostics import anchor_and_consumers
-from diag_assets.market import market_bars
+from diag_assets.market.assets import market_bars
 from diag_assets.partitions import cell_partition_key
-from diag_assets.run_results import materialized_metadata
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources, real_market_data
 
 AUDIT = [captured_fold, anchor_and_consumers]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from diag_assets.core.catalog import CatalogUnavailable, PostgresCatalog
+from diag_assets.core.storage.catalog import CatalogUnavailable, PostgresCatalog
 from tests.unit.test_catalog import CatalogContract, begin, ck
 
 pytestmark = pytest.mark.postgres

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from diag_assets.core.lease import (
+from diag_assets.core.storage.lease import (
     Lease,
     LeaseUnavailable,
     PostgresLease,
@@ -158,7 +158,7 @@ def test_lost_connection_is_logged_not_raised(postgres_dsn: str, admin, caplog):
     key = f"ck-{uuid.uuid4().hex}"
     lease = PostgresLease(postgres_dsn)
     with (
-        caplog.at_level(logging.WARNING, logger="diag_assets.core.lease"),
+        caplog.at_level(logging.WARNING, logger="diag_assets.core.storage.lease"),
         lease.hold(key, wait_s=0),
     ):
         [(pid, _)] = query(admin, HOLDERS_SQL, {"id": advisory_lock_id(key)})

@@ -4,12 +4,12 @@ import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from diag_assets.capture import captured_fold
-from diag_assets.core.catalog import PostgresCatalog
+from diag_assets.audit.diagnostics import anchor_and_consumers
+from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
-from diag_assets.diagnostics import anchor_and_consumers
+from diag_assets.core.storage.catalog import PostgresCatalog
 from diag_assets.partitions import cell_partition_key
-from diag_assets.run_results import materialized_metadata
 from resources.capture_cache import (
     CaptureCacheResource,
     PostgresCatalogResource,
@@ -96,7 +96,7 @@ def test_cold_then_warm_audit_on_postgres_and_s3(
 def test_the_shared_fixture_set_and_the_release_gate_on_postgres_and_s3(
     s3_endpoint, s3_bucket, postgres_dsn, instance, tmp_path
 ):
-    from diag_assets.replay_gates import g_c4_invariance, g_c4b_seam, lever3_release_gate
+    from diag_assets.gates.fixture_set import g_c4_invariance, g_c4b_seam, lever3_release_gate
 
     resources = production_resources(s3_endpoint, s3_bucket, postgres_dsn, tmp_path)
     fixtures = {"n_trials": 3, "max_rounds": 20}

@@ -12,20 +12,18 @@ from botocore.config import Config
 from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel
 
-from diag_assets.core.capture import (
+from diag_assets.core.capture.artifacts import CaptureArtifacts, CaptureVerificationError
+from diag_assets.core.capture.manifest import (
     MANIFEST_FILE,
     TRACE_FILE,
     TRIAL_LOG_FILE,
     X_FILE,
     Y_FILE,
-    CaptureArtifacts,
-    CaptureVerificationError,
-    prepare_cell,
-    replay_cell,
 )
+from diag_assets.core.capture.replay import prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
-from diag_assets.core.recipe import ReferenceRecipe
-from diag_assets.core.s3_store import (
+from diag_assets.core.recipe.reference import ReferenceRecipe
+from diag_assets.core.storage.s3 import (
     LIFECYCLE_RULE_ID,
     MiB,
     S3BlobStore,
@@ -370,7 +368,7 @@ def test_resource_runs_in_dagster_with_env_var_secrets(s3_endpoint, s3_bucket, m
 
 def test_streaming_digest_matches_the_bytes_digest(s3_endpoint, s3_bucket):
     from diag_assets.core.hashing import bytes_digest
-    from diag_assets.core.s3_store import S3BlobStore
+    from diag_assets.core.storage.s3 import S3BlobStore
     from tests.services import s3_client
 
     store = S3BlobStore(s3_client(s3_endpoint), s3_bucket, "p")

@@ -7,19 +7,16 @@ from pathlib import Path
 import lightgbm
 import pytest
 
-from diag_assets.core import events as ev
-from diag_assets.core.capture import (
-    MODE_FILES,
-    TRACE_FILE,
-    TRIAL_LOG_FILE,
-    CaptureArtifacts,
-    CaptureMode,
-    CaptureParityFailed,
-    CaptureVerificationError,
-    prepare_cell,
-    replay_cell,
+from diag_assets.core.capture import events as ev
+from diag_assets.core.capture.artifacts import CaptureArtifacts, CaptureVerificationError
+from diag_assets.core.capture.cache import (
+    CaptureOutcome,
+    CaptureService,
+    ColdCaptureRequiresOperator,
 )
-from diag_assets.core.capture_mode import (
+from diag_assets.core.capture.events import EventRecorder
+from diag_assets.core.capture.manifest import MODE_FILES, TRACE_FILE, TRIAL_LOG_FILE
+from diag_assets.core.capture.mode_policy import (
     CONSUMER_NEEDS_FULL_REPLAY,
     DESIGN_REVIEW_REQUIRED,
     SEAM_NOT_CHECKED,
@@ -30,24 +27,21 @@ from diag_assets.core.capture_mode import (
     load_policy,
     resolve_capture_mode,
 )
-from diag_assets.core.capture_service import (
-    CaptureOutcome,
-    CaptureService,
-    ColdCaptureRequiresOperator,
-)
-from diag_assets.core.catalog import CaptureStatus, SqliteCatalog
+from diag_assets.core.capture.modes import CaptureMode
+from diag_assets.core.capture.replay import CaptureParityFailed, prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
-from diag_assets.core.diagnostics import judge_s40, run_anchor
+from diag_assets.core.diagnostics.consumers import CaptureRequirement, ConsumerContractViolation
+from diag_assets.core.diagnostics.probe import judge_s40, run_anchor
+from diag_assets.core.diagnostics.suite import run_s22a2, run_s23
+from diag_assets.core.diagnostics.verdicts import Certification
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.events import EventRecorder
-from diag_assets.core.lease import FileLease
-from diag_assets.core.recipe import ReferenceRecipe, recipe_code_version
-from diag_assets.core.registry import CaptureRequirement, ConsumerContractViolation
-from diag_assets.core.release_gate import ReleaseDecision, compare_fold, release_parity_gate
-from diag_assets.core.store import LocalBlobStore
-from diag_assets.core.suite import run_s22a2, run_s23
-from diag_assets.core.verdicts import Certification
-from diag_assets.core.warm_gate import WarmDecision, WarmRead, gate4_warm_reads
+from diag_assets.core.gates.release_parity import ReleaseDecision, compare_fold, release_parity_gate
+from diag_assets.core.gates.warm_reads import WarmDecision, WarmRead, gate4_warm_reads
+from diag_assets.core.recipe.code_version import recipe_code_version
+from diag_assets.core.recipe.reference import ReferenceRecipe
+from diag_assets.core.storage.blob import LocalBlobStore
+from diag_assets.core.storage.catalog import CaptureStatus, SqliteCatalog
+from diag_assets.core.storage.lease import FileLease
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS, TINY_PROBE
 from tests.fixtures.recipes import DriftingPrepRecipe
 
@@ -144,7 +138,7 @@ def test_a_trace_from_another_replay_is_refused(tmp_path, full):
     other = full.trace.model_copy(update={"trial_log_hash": "someone-else"})
     payload = other.model_dump_json().encode()
     artifacts.store.write_bytes(artifacts.key_of(manifest.capture_key, TRACE_FILE), payload)
-    from diag_assets.core.capture import FileEntry
+    from diag_assets.core.capture.manifest import FileEntry
     from diag_assets.core.hashing import bytes_digest
 
     entry = FileEntry(bytes=len(payload), digest=bytes_digest(payload))

@@ -11,22 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from diag_assets.core import events as ev
-from diag_assets.core.capture import X_FILE, CaptureArtifacts, prepare_cell
-from diag_assets.core.capture_service import (
+from diag_assets.core.capture import events as ev
+from diag_assets.core.capture.artifacts import CaptureArtifacts
+from diag_assets.core.capture.cache import (
     CaptureOutcome,
     CaptureService,
     ColdCaptureRequiresOperator,
     DriftPolicy,
 )
-from diag_assets.core.catalog import CaptureStatus, SqliteCatalog
+from diag_assets.core.capture.events import EventRecorder
+from diag_assets.core.capture.manifest import X_FILE
+from diag_assets.core.capture.replay import prepare_cell
 from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.events import EventRecorder
-from diag_assets.core.lease import FileLease
-from diag_assets.core.market_data import SyntheticMarketData
-from diag_assets.core.recipe import ReferenceRecipe
-from diag_assets.core.store import LocalBlobStore
+from diag_assets.core.market_data.sources import SyntheticMarketData
+from diag_assets.core.recipe.reference import ReferenceRecipe
+from diag_assets.core.storage.blob import LocalBlobStore
+from diag_assets.core.storage.catalog import CaptureStatus, SqliteCatalog
+from diag_assets.core.storage.lease import FileLease
 from tests.conftest import TINY_BARS, TINY_CAPTURE, TINY_FOLDS
 from tests.fixtures.recipes import PausingRecipe
 
@@ -230,7 +232,7 @@ def test_sigkilled_capture_leaves_nothing_visible_and_the_next_request_captures(
         from tests.unit.test_capture_service import CELL, make_service
         from tests.fixtures.recipes import PausingRecipe
         from tests.conftest import TINY_BARS, TINY_CAPTURE, TINY_FOLDS
-        from diag_assets.core.market_data import SyntheticMarketData
+        from diag_assets.core.market_data.sources import SyntheticMarketData
         service = make_service(Path({str(tmp_path)!r}))
         service.get(CELL, SyntheticMarketData(n_bars=TINY_BARS), TINY_FOLDS, PausingRecipe(),
                     TINY_CAPTURE, allow_cold=True, run_id="doomed")

@@ -4,19 +4,15 @@ import os
 
 import pytest
 
-from diag_assets.core.capture import (
-    MANIFEST_FILE,
-    X_FILE,
-    CaptureArtifacts,
-    CaptureConfig,
-    CaptureVerificationError,
-    prepare_cell,
-    replay_cell,
-)
+from diag_assets.core.capture.artifacts import CaptureArtifacts, CaptureVerificationError
+from diag_assets.core.capture.manifest import MANIFEST_FILE, X_FILE
+from diag_assets.core.capture.modes import CaptureConfig
+from diag_assets.core.capture.replay import prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.recipe import ReferenceRecipe, TrialSettings
-from diag_assets.core.store import LocalBlobStore, check_key
+from diag_assets.core.recipe.protocol import TrialSettings
+from diag_assets.core.recipe.reference import ReferenceRecipe
+from diag_assets.core.storage.blob import LocalBlobStore, check_key
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS
 
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-3")

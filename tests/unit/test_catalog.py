@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from diag_assets.core import catalog as catalog_module
-from diag_assets.core.catalog import (
+from diag_assets.core.storage import catalog as catalog_module
+from diag_assets.core.storage.catalog import (
     MIGRATIONS,
     CaptureCatalog,
     CaptureStatus,

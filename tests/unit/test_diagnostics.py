@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from diag_assets.core.capture import prepare_cell, replay_cell
+from diag_assets.core.capture.replay import prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
-from diag_assets.core.diagnostics import judge_s40, roc_auc, run_anchor, run_probe
-from diag_assets.core.recipe import ReferenceRecipe
-from diag_assets.core.verdicts import Certification, CrossrefStatus, Signal
+from diag_assets.core.diagnostics.probe import judge_s40, roc_auc, run_anchor, run_probe
+from diag_assets.core.diagnostics.verdicts import Certification, CrossrefStatus, Signal
+from diag_assets.core.recipe.reference import ReferenceRecipe
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS, TINY_PROBE
 
 RECIPE = ReferenceRecipe()

@@ -7,10 +7,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from diag_assets.core.capture_service import DriftPolicy
-from diag_assets.core.catalog import CaptureStatus, CatalogEntry
+from diag_assets.core.capture.cache import DriftPolicy
+from diag_assets.core.diagnostics.consumers import CaptureRequirement
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.gates import (
+from diag_assets.core.gates.history import (
+    ANCHOR_EVENT,
+    AUDIT_EVENT,
+    CAPTURE_EVENT,
+    DRIFT_EVENT,
+    HistoryEvent,
+    read_jsonl,
+    write_jsonl,
+)
+from diag_assets.core.gates.phase0 import (
     GIB,
     A1Decision,
     A1Settings,
@@ -32,16 +41,7 @@ from diag_assets.core.gates import (
     percentile,
     phase0_exit,
 )
-from diag_assets.core.history import (
-    ANCHOR_EVENT,
-    AUDIT_EVENT,
-    CAPTURE_EVENT,
-    DRIFT_EVENT,
-    HistoryEvent,
-    read_jsonl,
-    write_jsonl,
-)
-from diag_assets.core.registry import CaptureRequirement
+from diag_assets.core.storage.catalog import CaptureStatus, CatalogEntry
 
 NOW = datetime(2026, 5, 26, 12, 0, tzinfo=UTC)
 RECENT = NOW - timedelta(days=1)

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.history import (
+from diag_assets.core.gates.history import (
     HistoryEvent,
     events_from_materialization,
     read_jsonl,

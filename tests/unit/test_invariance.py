@@ -5,10 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diag_assets.core import training
-from diag_assets.core.capture import prepare_cell, replay_cell
+from diag_assets.core.capture.replay import prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
-from diag_assets.core.invariance import (
+from diag_assets.core.gates.invariance import (
     NO_SEAM,
     C4Decision,
     EventKind,
@@ -20,8 +19,10 @@ from diag_assets.core.invariance import (
     gate_c4b,
     instrumented_replay,
 )
-from diag_assets.core.prep import FoldData
-from diag_assets.core.recipe import ReferenceRecipe, TrialLog, TrialObserver, TrialSettings
+from diag_assets.core.recipe import training
+from diag_assets.core.recipe.prep import FoldData
+from diag_assets.core.recipe.protocol import TrialLog, TrialObserver, TrialSettings
+from diag_assets.core.recipe.reference import ReferenceRecipe
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS
 from tests.fixtures.no_seam_recipe import InLoopPrepRecipe
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from diag_assets.core.lease import (
+from diag_assets.core.storage.lease import (
     FileLease,
     Lease,
     LeaseGrant,
@@ -39,7 +39,7 @@ INSIDE_S = 0.1
 CHILD_SCRIPT = r"""
 import contextlib, os, sys, time
 from pathlib import Path
-from diag_assets.core.lease import FileLease, PostgresLease
+from diag_assets.core.storage.lease import FileLease, PostgresLease
 
 backend, target, key, mode, *rest = sys.argv[1:]
 if backend == "file":

@@ -1,4 +1,4 @@
-"""Tests for diag_assets.core.market_data: synthetic bars, validation, loaders, sources."""
+"""Tests for diag_assets.core.market_data.sources: synthetic bars, validation, loaders, sources."""
 
 import hashlib
 import os
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.market_data import (
+from diag_assets.core.market_data.sources import (
     BAR_COLUMNS,
     DEFI_TOP5,
     SYMBOL_PATTERN,
@@ -71,7 +71,7 @@ def test_synthetic_is_deterministic_per_symbol_and_seed() -> None:
 def test_synthetic_is_identical_across_processes() -> None:
     code = (
         "import hashlib, numpy as np\n"
-        "from diag_assets.core.market_data import generate_synthetic_bars, BAR_COLUMNS\n"
+        "from diag_assets.core.market_data.sources import generate_synthetic_bars, BAR_COLUMNS\n"
         "f = generate_synthetic_bars('AAVEUSDC', n_bars=3000, seed=11).frame\n"
         "h = hashlib.sha256()\n"
         "h.update(f['date'].dt.tz_localize(None).to_numpy(dtype='datetime64[ns]').tobytes())\n"

@@ -4,8 +4,10 @@ import pytest
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import FoldSpec, make_fold
 from diag_assets.core.hashing import canonical_hash
-from diag_assets.core.prep import PrepSettings, build_features, prepare_fold
-from diag_assets.core.recipe import ReferenceRecipe, TrialSettings, recipe_code_version
+from diag_assets.core.recipe.code_version import recipe_code_version
+from diag_assets.core.recipe.prep import PrepSettings, build_features, prepare_fold
+from diag_assets.core.recipe.protocol import TrialSettings
+from diag_assets.core.recipe.reference import ReferenceRecipe
 from tests.conftest import TINY_FOLDS
 
 
@@ -100,7 +102,8 @@ def test_recipe_code_version_tracks_its_source():
 
 
 def test_fold_layout_is_part_of_the_capture_key(tiny_source):
-    from diag_assets.core.capture import CaptureConfig, prepare_cell
+    from diag_assets.core.capture.modes import CaptureConfig
+    from diag_assets.core.capture.replay import prepare_cell
     from diag_assets.core.cells import CellRef
 
     cell = CellRef.parse("defi_top5/UNIUSDC/fold-1")

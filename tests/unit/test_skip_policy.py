@@ -2,13 +2,13 @@ import json
 
 import pytest
 
-from diag_assets.core.errors import DiagInputError
-from diag_assets.core.registry import (
+from diag_assets.core.audit.anchor_skip import load_policy, resolve_skip_s22a1
+from diag_assets.core.diagnostics.consumers import (
     DIAGNOSTIC_CAPTURE_REQUIREMENTS,
     CaptureRequirement,
     requirement_of,
 )
-from diag_assets.core.skip_policy import load_policy, resolve_skip_s22a1
+from diag_assets.core.errors import DiagInputError
 
 POLICY = load_policy()
 
@@ -72,8 +72,8 @@ def test_policy_file_is_versioned_and_a_malformed_one_names_the_fix(tmp_path):
 
 
 def test_reference_suite_is_registered_with_its_requirements():
-    import diag_assets.core.diagnostics  # noqa: F401 - registers s22a1 and s40
-    import diag_assets.core.suite  # noqa: F401 - registers s22a2, s23, s27
+    import diag_assets.core.diagnostics.probe  # noqa: F401 - registers s22a1 and s40
+    import diag_assets.core.diagnostics.suite  # noqa: F401 - registers s22a2, s23, s27
 
     expected = {
         "s22a1": CaptureRequirement.TRIAL_DYNAMICS,

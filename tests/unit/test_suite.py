@@ -5,19 +5,17 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from diag_assets.core.capture import CapturedFold, prepare_cell, replay_cell
+from diag_assets.core.capture.replay import CapturedFold, prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
-from diag_assets.core.diagnostics import run_anchor
-from diag_assets.core.prep import FoldData
-from diag_assets.core.recipe import ReferenceRecipe, TrialLog, TrialRecord, TrialSettings
-from diag_assets.core.registry import (
+from diag_assets.core.diagnostics.consumers import (
     DIAGNOSTIC_CAPTURE_REQUIREMENTS,
     CaptureRequirement,
     CaptureView,
     ConsumerContractViolation,
     diagnostic,
 )
-from diag_assets.core.suite import (
+from diag_assets.core.diagnostics.probe import run_anchor
+from diag_assets.core.diagnostics.suite import (
     CalibrationSettings,
     CalibrationStatus,
     DriftLevel,
@@ -34,7 +32,10 @@ from diag_assets.core.suite import (
     s27_without_anchor,
     stratified_folds,
 )
-from diag_assets.core.verdicts import AnchorResult, Certification
+from diag_assets.core.diagnostics.verdicts import AnchorResult, Certification
+from diag_assets.core.recipe.prep import FoldData
+from diag_assets.core.recipe.protocol import TrialLog, TrialRecord, TrialSettings
+from diag_assets.core.recipe.reference import ReferenceRecipe
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS
 
 RECIPE = ReferenceRecipe()

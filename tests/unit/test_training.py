@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from diag_assets.core.training import fit_booster
+from diag_assets.core.recipe.training import fit_booster
 
 RNG = np.random.default_rng(1)
 X_TRAIN = RNG.normal(size=(3000, 8)).astype(np.float32)

@@ -1,0 +1,206 @@
+"""``captured_fold``: a cell's replayed X/y and trial log, stored as Parquet and JSON."""
+
+import json
+import warnings
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from diag_assets.capture.modes import decide_mode, run_consumers
+from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG, ColdCaptureRequiresOperator
+from diag_assets.core.capture.events import CaptureEvent, EventRecorder
+from diag_assets.core.capture.manifest import CaptureManifest
+from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModeRefused, load_policy
+from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+from diag_assets.core.diagnostics.verdicts import Certification
+from diag_assets.core.recipe.code_version import recipe_code_version
+from diag_assets.core.recipe.protocol import TrialSettings
+from diag_assets.core.recipe.reference import ReferenceRecipe
+from diag_assets.market.assets import market_bars
+from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key, cells_partitions
+from resources.capture_cache import CaptureCacheResource
+from resources.market_data import MarketDataResource
+from resources.storage import ArtifactStoreResource
+
+RECIPE = ReferenceRecipe()
+CAPTURED_FOLD = "captured_fold"
+
+
+class CaptureRunConfig(dg.Config):
+    """How to replay the cell's fine-tune; every field is part of the capture key."""
+
+    n_trials: int = Field(default=8, ge=1, le=500, description="Hyper-parameter trials.")
+    seed: int = Field(default=0, ge=0, description="Seed of the parameter draws and fits.")
+    max_rounds: int = Field(default=300, ge=1, le=5_000, description="Rounds per trial.")
+    early_stopping_rounds: int = Field(
+        default=30, ge=1, description="Rounds without improvement before a trial stops."
+    )
+    num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
+    capture_mode: str | None = Field(
+        default=None,
+        description="Lever #3 override: full_replay, dataset_only or single_fit. Unset: "
+        f"{MODE_ENV}, then the policy file diag_assets/policy/capture_mode.json.",
+    )
+
+    def to_core(self, mode: CaptureMode = CaptureMode.FULL_REPLAY) -> CaptureConfig:
+        """The core capture config in ``mode``."""
+        return CaptureConfig(
+            mode=mode, trials=TrialSettings(**self.model_dump(exclude={"capture_mode"}))
+        )
+
+
+def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
+    """What an operator reads about a capture in the UI."""
+    return {
+        "cell_ref": manifest.cell_ref,
+        "capture_key": manifest.capture_key,
+        "artifact_uri": dg.MetadataValue.path(uri),
+        "rows": dg.MetadataValue.int(manifest.rows),
+        "train_rows": dg.MetadataValue.int(manifest.n_train),
+        "validation_rows": dg.MetadataValue.int(manifest.rows - manifest.n_train),
+        "columns": dg.MetadataValue.int(len(manifest.feature_names)),
+        "label_balance_train": dg.MetadataValue.float(manifest.label_balance_train),
+        "label_balance_validation": dg.MetadataValue.float(manifest.label_balance_validation),
+        "trials": dg.MetadataValue.int(manifest.n_trials),
+        "best_trial": _int_or_null(manifest.best_trial),
+        "best_iter": _int_or_null(manifest.best_iter),
+        "best_score": dg.MetadataValue.null()
+        if manifest.best_score is None
+        else dg.MetadataValue.float(manifest.best_score),
+        "capture_elapsed_s": dg.MetadataValue.float(manifest.elapsed_s),
+        "bytes": dg.MetadataValue.int(manifest.total_bytes),
+        "x_hash": manifest.x_hash,
+        "y_hash": manifest.y_hash,
+        "trial_log_hash": manifest.trial_log_hash,
+        "content_hash": manifest.content_hash,
+        "source_version": manifest.source_version,
+        "recipe_version": manifest.recipe_version,
+        "mode": str(manifest.mode),
+        "parity_check": dg.MetadataValue.null()
+        if manifest.parity is None
+        else dg.MetadataValue.json(manifest.parity.model_dump()),
+    }
+
+
+def _int_or_null(value: int | None) -> dg.MetadataValue:
+    return dg.MetadataValue.null() if value is None else dg.MetadataValue.int(value)
+
+
+with warnings.catch_warnings():
+    # The mapping is marked beta upstream; it is the documented way to map a cell to its symbol.
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    CELL_TO_SYMBOL = dg.MultiToSingleDimensionPartitionMapping(SYMBOL_DIMENSION)
+
+
+def cold_capture_approved(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run carries the operator's approval of cold captures."""
+    return (context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG) or "").lower() == "true"
+
+
+def _events_json(events: list[CaptureEvent]) -> dg.JsonMetadataValue:
+    return dg.MetadataValue.json([json.loads(event.to_json()) for event in events])
+
+
+@dg.asset(
+    partitions_def=cells_partitions,
+    deps=[dg.AssetDep(market_bars, partition_mapping=CELL_TO_SYMBOL)],
+    code_version=recipe_code_version(RECIPE),
+    group_name="audit",
+    kinds={"lightgbm", "parquet"},
+)
+def captured_fold(
+    context: dg.AssetExecutionContext,
+    config: CaptureRunConfig,
+    market_data: MarketDataResource,
+    artifacts: ArtifactStoreResource,
+    capture_cache: CaptureCacheResource,
+) -> dg.MaterializeResult:
+    """The cell's exact training data (X/y) and trial log, recovered by replaying its recipe.
+
+    Served from the capture cache when an identical capture exists (cache=HIT, seconds, same
+    data version, so downstream verdicts stay in sync). A cold capture replays the whole
+    fine-tune and needs the run tag ``diag/allow_cold_capture=true``. Concurrent runs of one
+    cell capture it once. Inputs are checked before any training; bad input writes nothing.
+
+    Lever #3: the capture mode (``capture_mode``, then ``DIAG_CAPTURE_MODE``, then the
+    policy) is checked against the diagnostics this run materializes from the capture; a
+    dataset_only capture serves xy_only diagnostics only.
+    """
+    source = market_data.source()
+    cell = cell_from_partition_key(context.partition_key, source.universe)
+    consumers = run_consumers(context)
+    policy = load_policy()
+    try:
+        decision = decide_mode(
+            config_mode=config.capture_mode,
+            consumers=consumers,
+            artifacts=artifacts,
+            recipe_version=recipe_code_version(RECIPE),
+            policy=policy,
+        )
+    except CaptureModeRefused as refused:
+        raise dg.Failure(
+            description=str(refused),
+            metadata={
+                "code": refused.code,
+                "fix": refused.fix,
+                "consumers": dg.MetadataValue.json({k: str(v) for k, v in consumers.items()}),
+            },
+        ) from refused
+    context.log.info(decision.reason)
+    allow_cold = cold_capture_approved(context)
+
+    def log_event(event: CaptureEvent) -> None:
+        context.log.info(event.to_json())
+
+    recorder = EventRecorder(log_event)
+    service = capture_cache.service(default_parity_check_rate=policy.parity_check_rate)
+    try:
+        result = service.get(
+            cell,
+            source,
+            market_data.fold_spec(),
+            RECIPE,
+            config.to_core(decision.mode),
+            allow_cold=allow_cold,
+            run_id=context.op_execution_context.run_id,
+            events=recorder,
+        )
+    except ColdCaptureRequiresOperator as refused:
+        # No capture can be trusted for this cell in this run: nothing downstream may claim
+        # a verdict, so the audit is inconclusive until an operator approves a capture.
+        raise dg.Failure(
+            description=str(refused),
+            metadata={
+                "code": refused.code,
+                "certification": Certification.INCONCLUSIVE_TOOLING.value,
+                "reason": refused.reason,
+                "how_to_approve": f"run tag {ALLOW_COLD_CAPTURE_TAG}=true",
+                "capture_events": _events_json(recorder.events),
+            },
+        ) from refused
+    finally:
+        service.catalog.close()
+    artifacts.results().write(CAPTURED_FOLD, cell, result.manifest)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(result.manifest.content_hash),
+        metadata={
+            "cache": result.outcome.value,
+            "producing_run_id": result.entry.producing_run_id or "",
+            "capture_created_at": result.entry.created_at.isoformat(),
+            "use_count": dg.MetadataValue.int(result.entry.use_count),
+            "waited_s": dg.MetadataValue.float(round(result.waited_s, 3)),
+            "drift_checked": dg.MetadataValue.bool(result.drift_checked),
+            "served_in_s": dg.MetadataValue.float(round(result.elapsed_s, 3)),
+            **capture_metadata(result.manifest, result.uri),
+            "mode_requested": str(decision.requested),
+            "mode_decided_by": decision.source,
+            "mode_reason": decision.reason,
+            "consumers": dg.MetadataValue.json({k: str(v) for k, v in consumers.items()}),
+            "capture_events": _events_json(result.events),
+        },
+    )
+
+
+defs = dg.Definitions(assets=[captured_fold])

@@ -1,0 +1,198 @@
+"""Stored captures: write a captured fold and read it back verified.
+
+Where things are decided:
+
+- :func:`capture_key` — the hash of everything a capture depends on, the mode included;
+- :func:`replay_cell` — runs the capture mode: prep and the trial loop (``full_replay``),
+  prep alone (``dataset_only``) or prep and one trial (``single_fit``);
+- :class:`CaptureArtifacts` — writes a capture (data files first, ``manifest.json`` last, so
+  a capture without a manifest is never visible) and reads one back, verifying the bytes of
+  every file and the canonical hashes of X and y before handing them out.
+
+Artifacts are Parquet and JSON, never pickle: a shared cache must not run code on load.
+"""
+
+import io
+
+import pandas as pd
+import pyarrow
+import pyarrow.parquet as pq
+
+from diag_assets.core.capture.manifest import (
+    MANIFEST_FILE,
+    MODE_FILES,
+    TRACE_FILE,
+    TRIAL_LOG_FILE,
+    X_FILE,
+    Y_FILE,
+    CaptureManifest,
+    FileEntry,
+)
+from diag_assets.core.capture.replay import (
+    CapturedFold,
+)
+from diag_assets.core.capture.trace import ReplayTrace
+from diag_assets.core.hashing import bytes_digest, canonical_hash
+from diag_assets.core.recipe.prep import FoldData
+from diag_assets.core.recipe.protocol import TrialLog
+from diag_assets.core.storage.blob import BlobStore
+
+
+class CaptureVerificationError(RuntimeError):
+    """A stored capture does not match its manifest: its bytes must not be used."""
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table = pyarrow.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+class CaptureArtifacts:
+    """Captures in a blob store under ``captures/<capture_key>/``."""
+
+    def __init__(self, store: BlobStore, prefix: str = "captures") -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def key_of(self, capture_key: str, name: str) -> str:
+        """Store key of one file of a capture."""
+        return f"{self.prefix}/{capture_key}/{name}"
+
+    def uri(self, capture_key: str) -> str:
+        """URI of a capture's folder (its manifest)."""
+        return self.store.uri(self.key_of(capture_key, MANIFEST_FILE))
+
+    def write(self, captured: CapturedFold) -> CaptureManifest:
+        """Store a capture: data files, then the manifest that makes it visible."""
+        key = captured.manifest.capture_key
+        payloads = {
+            X_FILE: _parquet_bytes(captured.data.X),
+            Y_FILE: _parquet_bytes(captured.data.y),
+        }
+        if captured.trial_log is not None:
+            payloads[TRIAL_LOG_FILE] = captured.trial_log.model_dump_json().encode()
+        if captured.trace is not None:
+            payloads[TRACE_FILE] = captured.trace.model_dump_json().encode()
+        expected = MODE_FILES[captured.mode]
+        if set(payloads) != expected:
+            raise ValueError(
+                f"A {captured.mode} capture stores {sorted(expected)}, not {sorted(payloads)}."
+            )
+        files = {}
+        for name, payload in payloads.items():
+            self.store.write_bytes(self.key_of(key, name), payload)
+            files[name] = FileEntry(bytes=len(payload), digest=bytes_digest(payload))
+        manifest = captured.manifest.model_copy(update={"files": files})
+        self.store.write_bytes(self.key_of(key, MANIFEST_FILE), manifest.model_dump_json().encode())
+        return manifest
+
+    def read_manifest(self, capture_key: str) -> CaptureManifest | None:
+        """The manifest of a capture, or ``None`` if no complete capture has that key."""
+        try:
+            raw = self.store.read_bytes(self.key_of(capture_key, MANIFEST_FILE))
+        except FileNotFoundError:
+            return None
+        return CaptureManifest.model_validate_json(raw)
+
+    def _verified_bytes(self, manifest: CaptureManifest, name: str) -> bytes:
+        entry = manifest.files.get(name)
+        if entry is None:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key} has no entry for {name} in its manifest."
+            )
+        try:
+            payload = self.store.read_bytes(self.key_of(manifest.capture_key, name))
+        except FileNotFoundError as missing:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key} lists {name} but the file is missing."
+            ) from missing
+        digest = bytes_digest(payload)
+        if len(payload) != entry.bytes or digest != entry.digest:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key}: {name} does not match its manifest "
+                f"({len(payload)} bytes, digest {digest}; expected {entry.bytes} bytes, "
+                f"digest {entry.digest}). Its bytes are not used."
+            )
+        return payload
+
+    def verify(self, manifest: CaptureManifest) -> None:
+        """Stream every file of a capture through the hash and compare with the manifest.
+
+        Cheaper than :meth:`load` (nothing is parsed): the warm path's proof that the stored
+        bytes are the ones the manifest vouches for.
+
+        Raises:
+            CaptureVerificationError: a file is missing or differs from the manifest.
+        """
+        if set(manifest.files) != MODE_FILES[manifest.mode]:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key} lists {sorted(manifest.files)}, not the files "
+                f"of a {manifest.mode} capture."
+            )
+        for name, entry in manifest.files.items():
+            key = self.key_of(manifest.capture_key, name)
+            try:
+                size, digest = self.store.digest(key)
+            except FileNotFoundError as missing:
+                raise CaptureVerificationError(
+                    f"Capture {manifest.capture_key} lists {name} but the file is missing."
+                ) from missing
+            if size != entry.bytes or digest != entry.digest:
+                raise CaptureVerificationError(
+                    f"Capture {manifest.capture_key}: {name} does not match its manifest "
+                    f"({size} bytes, digest {digest}; expected {entry.bytes} bytes, "
+                    f"digest {entry.digest}). Its bytes are not used."
+                )
+
+    def delete(self, capture_key: str) -> int:
+        """Remove a capture, manifest first so it is invisible before its data goes."""
+        self.store.delete(self.key_of(capture_key, MANIFEST_FILE))
+        keys = self.store.list_keys(f"{self.prefix}/{capture_key}")
+        for key in keys:
+            self.store.delete(key)
+        return len(keys)
+
+    def load(self, manifest: CaptureManifest) -> CapturedFold:
+        """Read a capture back, verifying file bytes and the canonical hashes of X and y.
+
+        Raises:
+            CaptureVerificationError: a file is missing or differs from the manifest.
+        """
+        x = pd.read_parquet(io.BytesIO(self._verified_bytes(manifest, X_FILE)))
+        y = pd.read_parquet(io.BytesIO(self._verified_bytes(manifest, Y_FILE)))
+        trial_log = None
+        if TRIAL_LOG_FILE in manifest.files:
+            raw_log = self._verified_bytes(manifest, TRIAL_LOG_FILE)
+            trial_log = TrialLog.model_validate_json(raw_log)
+        for what, frame, expected in (("X", x, manifest.x_hash), ("y", y, manifest.y_hash)):
+            actual = canonical_hash(frame).digest
+            if actual != expected:
+                raise CaptureVerificationError(
+                    f"Capture {manifest.capture_key}: canonical hash of {what} is {actual}, "
+                    f"the manifest says {expected}. Its contents are not used."
+                )
+        log_hash = None if trial_log is None else trial_log.content_hash()
+        if log_hash != manifest.trial_log_hash:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key}: the trial log does not match its hash."
+            )
+        data = FoldData(X=x, y=y, n_train=manifest.n_train, feature_names=tuple(x.columns))
+        return CapturedFold(data=data, trial_log=trial_log, manifest=manifest)
+
+    def load_trace(self, manifest: CaptureManifest) -> ReplayTrace | None:
+        """The verified replay trace of a capture, or ``None`` if it has none.
+
+        Raises:
+            CaptureVerificationError: the trace differs from the manifest, or was recorded
+                by a replay other than the one whose trial log the capture holds.
+        """
+        if TRACE_FILE not in manifest.files:
+            return None
+        trace = ReplayTrace.model_validate_json(self._verified_bytes(manifest, TRACE_FILE))
+        if trace.trial_log_hash != manifest.trial_log_hash:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key}: its replay trace belongs to another replay."
+            )
+        return trace

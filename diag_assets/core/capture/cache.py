@@ -1,0 +1,396 @@
+"""``get_diagnostic_capture``: a cell's captured fold from the cache, or captured exactly once.
+
+The warm path (HIT) never replays and, with the drift check off, never reads market data:
+it finds the newest complete capture for the request in the catalog, streams its files
+through the hash, and returns it. The cold path (MISS) needs an operator's approval, takes
+the cell's single-flight lease, checks the catalog again (another run may have finished
+while we waited: WAITED), and only then replays, writes the artifact (data files, then the
+manifest) and commits the catalog entry. Every step emits a :class:`CaptureEvent`.
+"""
+
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from diag_assets.core.capture import events as ev
+from diag_assets.core.capture.artifacts import CaptureArtifacts, CaptureVerificationError
+from diag_assets.core.capture.events import CaptureEvent, EventSink
+from diag_assets.core.capture.keys import request_key
+from diag_assets.core.capture.manifest import CaptureManifest
+from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+from diag_assets.core.capture.replay import (
+    CaptureParityFailed,
+    PreparedCell,
+    prepare_cell,
+    replay_cell,
+)
+from diag_assets.core.cells import CellRef
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.folds import FoldSpec
+from diag_assets.core.market_data.sources import MarketDataSource
+from diag_assets.core.recipe.code_version import recipe_code_version
+from diag_assets.core.recipe.protocol import Recipe
+from diag_assets.core.storage.catalog import CaptureCatalog, CaptureStatus, CatalogEntry
+from diag_assets.core.storage.lease import Lease
+
+COLD_CAPTURE_REQUIRES_OPERATOR = "COLD_CAPTURE_REQUIRES_OPERATOR"
+ALLOW_COLD_CAPTURE_TAG = "diag/allow_cold_capture"
+
+
+class CaptureOutcome(StrEnum):
+    """How a request was served."""
+
+    HIT = "HIT"
+    MISS = "MISS"
+    WAITED = "WAITED"
+
+
+class ColdCaptureRequiresOperator(RuntimeError):
+    """A cold capture was needed and nobody approved it."""
+
+    code = COLD_CAPTURE_REQUIRES_OPERATOR
+
+    def __init__(self, cell: CellRef, reason: str) -> None:
+        self.cell = cell
+        self.reason = reason
+        super().__init__(
+            f"{COLD_CAPTURE_REQUIRES_OPERATOR}: {cell} has no usable capture ({reason}); a cold "
+            "capture replays the whole fine-tune and needs an operator's approval. To approve, "
+            f"launch the run with the tag {ALLOW_COLD_CAPTURE_TAG}=true (UI Launchpad: "
+            "'Edit tags'; `make demo` sets it)."
+        )
+
+
+class DriftPolicy(BaseModel):
+    """When a warm read re-hashes the source window: ``off``, ``on_read`` or ``sampled:p``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Literal["off", "on_read", "sampled"] = "off"
+    rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @classmethod
+    def parse(cls, text: str) -> "DriftPolicy":
+        """``off`` | ``on_read`` | ``sampled:P`` with 0 <= P <= 1."""
+        if text == "off":
+            return cls(mode="off", rate=0.0)
+        if text == "on_read":
+            return cls(mode="on_read", rate=1.0)
+        match = re.fullmatch(r"sampled:(0(\.\d+)?|1(\.0+)?)", text)
+        if match is None:
+            raise DiagInputError(
+                f"check_drift={text!r} is not a drift policy.",
+                "use 'off', 'on_read' or 'sampled:P' with P between 0 and 1, e.g. 'sampled:0.1'.",
+            )
+        return cls(mode="sampled", rate=float(match[1]))
+
+    def __str__(self) -> str:
+        return self.mode if self.mode != "sampled" else f"sampled:{self.rate:g}"
+
+    def should_check(self, rng: random.Random) -> bool:
+        """Whether this read checks for drift."""
+        if self.mode == "off":
+            return False
+        return self.mode == "on_read" or rng.random() < self.rate
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """A verified capture and how it was obtained."""
+
+    outcome: CaptureOutcome
+    manifest: CaptureManifest
+    entry: CatalogEntry
+    uri: str
+    waited_s: float = 0.0
+    drift_checked: bool = False
+    elapsed_s: float = 0.0
+    events: list[CaptureEvent] = field(default_factory=list)
+
+
+class CaptureService:
+    """The capture cache: artifacts + catalog + single-flight lease + drift policy."""
+
+    def __init__(
+        self,
+        artifacts: CaptureArtifacts,
+        catalog: CaptureCatalog,
+        lease: Lease,
+        *,
+        lease_wait_s: float = 600.0,
+        drift: DriftPolicy | None = None,
+        parity_check_rate: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not 0.0 <= parity_check_rate <= 1.0:
+            raise DiagInputError(
+                f"parity_check_rate={parity_check_rate} is not a share.",
+                "set it between 0 (never) and 1 (every dataset_only capture).",
+            )
+        self.artifacts = artifacts
+        self.catalog = catalog
+        self.lease = lease
+        self.lease_wait_s = lease_wait_s
+        self.drift = drift or DriftPolicy()
+        self.parity_check_rate = parity_check_rate
+        self.rng = rng or random.Random()
+
+    def get(
+        self,
+        cell: CellRef,
+        source: MarketDataSource,
+        fold_spec: FoldSpec,
+        recipe: Recipe,
+        config: CaptureConfig,
+        *,
+        allow_cold: bool,
+        run_id: str | None = None,
+        events: EventSink | None = None,
+    ) -> CaptureResult:
+        """``get_diagnostic_capture``: HIT, WAITED or MISS, with provenance and events.
+
+        A cold ``dataset_only`` capture trains nothing (at most the one trial of its parity
+        check), so it does not need ``allow_cold``; ``full_replay`` and ``single_fit`` do.
+
+        Raises:
+            DiagInputError: the request is invalid (checked before anything is read or written).
+            ColdCaptureRequiresOperator: a cold capture is needed and ``allow_cold`` is false.
+            CaptureParityFailed: a dataset_only capture's parity check failed; nothing stored.
+            LeaseTimeout: another run held the cell's lease longer than ``lease_wait_s``.
+        """
+        started = time.perf_counter()
+        seen: list[CaptureEvent] = []
+
+        def emit(name: str, key: str, **fields: object) -> None:
+            event = CaptureEvent(name=name, capture_key=key, cell_ref=str(cell), fields=fields)
+            seen.append(event)
+            if events is not None:
+                events(event)
+
+        if cell.universe != source.universe:
+            raise DiagInputError(
+                f"Cell {cell} belongs to universe {cell.universe!r}, but the market data source "
+                f"serves {source.universe!r}.",
+                f"audit a cell of {source.universe!r} or point the market data at that universe.",
+            )
+        wanted = request_key(cell, recipe_code_version(recipe), fold_spec, config)
+        prepared: PreparedCell | None = None
+        reason = "no capture of this cell with this recipe and config yet"
+
+        entry = self.catalog.latest_complete(wanted)
+        if entry is not None:
+            drift_checked = self.drift.should_check(self.rng)
+            if drift_checked:
+                prepared = prepare_cell(cell, source, fold_spec, recipe, config)
+                drifted = prepared.source_version != entry.source_version
+                self.catalog.record_drift_check(entry.key, drifted=drifted, cell_ref=str(cell))
+                emit(
+                    ev.CAPTURE_DRIFT_CHECKED,
+                    entry.key,
+                    drifted=drifted,
+                    policy=str(self.drift),
+                    source_version=prepared.source_version,
+                )
+                if drifted:
+                    reason = "its market data changed since it was captured"
+                    self.catalog.mark_stale(entry.key, f"source drift: {prepared.source_version}")
+                    emit(
+                        ev.CAPTURE_DRIFT_DETECTED,
+                        entry.key,
+                        captured_source_version=entry.source_version,
+                        current_source_version=prepared.source_version,
+                    )
+                    entry = None
+            if entry is not None:
+                manifest = self._verified_manifest(entry, emit)
+                if manifest is not None:
+                    self.catalog.record_use(entry.key)
+                    emit(
+                        ev.CAPTURE_HIT,
+                        entry.key,
+                        producing_run_id=entry.producing_run_id,
+                        created_at=entry.created_at.isoformat(),
+                        use_count=entry.use_count + 1,
+                    )
+                    return CaptureResult(
+                        outcome=CaptureOutcome.HIT,
+                        manifest=manifest,
+                        entry=self.catalog.get(entry.key) or entry,
+                        uri=self.artifacts.uri(entry.key),
+                        drift_checked=drift_checked,
+                        elapsed_s=time.perf_counter() - started,
+                        events=seen,
+                    )
+                reason = "its stored capture failed verification"
+
+        if prepared is None:
+            prepared = prepare_cell(cell, source, fold_spec, recipe, config)
+        if not allow_cold and config.mode is not CaptureMode.DATASET_ONLY:
+            emit(ev.CAPTURE_COLD_REFUSED, prepared.key, reason=reason)
+            raise ColdCaptureRequiresOperator(cell, reason)
+        emit(ev.CAPTURE_MISS, prepared.key, reason=reason, request_key=wanted)
+        return self._capture_single_flight(prepared, recipe, wanted, run_id, emit, started, seen)
+
+    def _verified_manifest(self, entry: CatalogEntry, emit) -> CaptureManifest | None:
+        manifest = self.artifacts.read_manifest(entry.key)
+        try:
+            if manifest is None:
+                raise CaptureVerificationError(f"Capture {entry.key} has no manifest in the store.")
+            if manifest.content_hash != entry.content_hash:
+                raise CaptureVerificationError(
+                    f"Capture {entry.key}: the manifest's content hash {manifest.content_hash} "
+                    f"differs from the catalog's {entry.content_hash}."
+                )
+            self.artifacts.verify(manifest)
+        except CaptureVerificationError as error:
+            self.catalog.mark_stale(entry.key, f"verification failed: {error}")
+            emit(ev.CAPTURE_VERIFY_FAILED, entry.key, error=str(error))
+            return None
+        return manifest
+
+    def _capture_single_flight(
+        self,
+        prepared: PreparedCell,
+        recipe: Recipe,
+        wanted: str,
+        run_id: str | None,
+        emit,
+        started: float,
+        seen: list[CaptureEvent],
+    ) -> CaptureResult:
+        key = prepared.key
+
+        def on_wait(elapsed_s: float) -> None:
+            emit(ev.CAPTURE_LEASE_WAITING, key, waited_s=round(elapsed_s, 3))
+
+        with self.lease.hold(key, wait_s=self.lease_wait_s, on_wait=on_wait) as grant:
+            emit(
+                ev.CAPTURE_LEASE_ACQUIRED,
+                key,
+                backend=grant.backend,
+                waited=grant.waited,
+                waited_s=round(grant.waited_s, 3),
+            )
+            try:
+                entry = self.catalog.get(key)
+                if entry is not None and entry.status is CaptureStatus.COMPLETE:
+                    manifest = self._verified_manifest(entry, emit)
+                    if manifest is not None:
+                        self.catalog.record_use(key)
+                        emit(
+                            ev.CAPTURE_WAITED,
+                            key,
+                            producing_run_id=entry.producing_run_id,
+                            waited_s=round(grant.waited_s, 3),
+                        )
+                        return CaptureResult(
+                            outcome=CaptureOutcome.WAITED,
+                            manifest=manifest,
+                            entry=self.catalog.get(key) or entry,
+                            uri=self.artifacts.uri(key),
+                            waited_s=grant.waited_s,
+                            elapsed_s=time.perf_counter() - started,
+                            events=seen,
+                        )
+                if entry is not None and entry.status is CaptureStatus.CAPTURING:
+                    # We hold the lease, so whoever marked it capturing is gone.
+                    emit(ev.CAPTURE_LEASE_TAKEN_OVER, key, previous_run_id=entry.producing_run_id)
+                # Read before the catalog is touched: an unreachable store fails here, leaving
+                # the catalog as it was; a complete artifact whose writer died before its
+                # catalog commit is adopted instead of replayed.
+                stored = self.artifacts.read_manifest(key)
+                if stored is not None and self._adoptable(stored):
+                    entry = self._commit(prepared, wanted, run_id, stored, emit, adopted=True)
+                else:
+                    entry = self._capture(prepared, recipe, wanted, run_id, emit)
+                manifest = self.artifacts.read_manifest(key)
+                assert manifest is not None  # written just above, under our lease
+                return CaptureResult(
+                    outcome=CaptureOutcome.MISS,
+                    manifest=manifest,
+                    entry=entry,
+                    uri=self.artifacts.uri(key),
+                    waited_s=grant.waited_s,
+                    elapsed_s=time.perf_counter() - started,
+                    events=seen,
+                )
+            finally:
+                emit(ev.CAPTURE_LEASE_RELEASED, key)
+
+    def _capture(
+        self, prepared: PreparedCell, recipe: Recipe, wanted: str, run_id: str | None, emit
+    ) -> CatalogEntry:
+        key = prepared.key
+        self._begin(prepared, wanted, run_id)
+        check_parity = (
+            prepared.config.mode is CaptureMode.DATASET_ONLY
+            and self.rng.random() < self.parity_check_rate
+        )
+        emit(ev.CAPTURE_STARTED, key, run_id=run_id, mode=str(prepared.config.mode))
+        try:
+            captured = replay_cell(prepared, recipe, check_parity=check_parity)
+            if captured.manifest.parity is not None:
+                emit(ev.CAPTURE_PARITY_CHECKED, key, **captured.manifest.parity.model_dump())
+            manifest = self.artifacts.write(captured)
+        except BaseException as error:
+            if isinstance(error, CaptureParityFailed):
+                emit(ev.CAPTURE_PARITY_FAILED, key, **error.check.model_dump(), error=str(error))
+            self.catalog.fail_capture(key, f"{type(error).__name__}: {error}")
+            emit(ev.CAPTURE_FAILED, key, error=f"{type(error).__name__}: {error}")
+            raise
+        return self._commit(prepared, wanted, run_id, manifest, emit, adopted=False)
+
+    def _begin(self, prepared: PreparedCell, wanted: str, run_id: str | None) -> None:
+        self.catalog.begin_capture(
+            prepared.key,
+            request_key=wanted,
+            cell_ref=str(prepared.cell),
+            mode=str(prepared.config.mode),
+            source_version=prepared.source_version,
+            run_id=run_id,
+        )
+
+    def _adoptable(self, manifest: CaptureManifest) -> bool:
+        try:
+            self.artifacts.verify(manifest)
+        except CaptureVerificationError:
+            return False
+        return True
+
+    def _commit(
+        self,
+        prepared: PreparedCell,
+        wanted: str,
+        run_id: str | None,
+        manifest: CaptureManifest,
+        emit,
+        *,
+        adopted: bool,
+    ) -> CatalogEntry:
+        key = prepared.key
+        if adopted:
+            self._begin(prepared, wanted, run_id)
+        entry = self.catalog.complete_capture(
+            key,
+            artifact_uri=self.artifacts.uri(key),
+            x_hash=manifest.x_hash,
+            y_hash=manifest.y_hash,
+            trial_log_hash=manifest.trial_log_hash,
+            content_hash=manifest.content_hash,
+            bytes=manifest.total_bytes,
+            run_id=run_id,
+        )
+        emit(
+            ev.CAPTURE_COMPLETED,
+            key,
+            content_hash=manifest.content_hash,
+            bytes=manifest.total_bytes,
+            elapsed_s=manifest.elapsed_s,
+            adopted=adopted,
+        )
+        return entry

@@ -1,0 +1,85 @@
+"""Capture keys: the hash of everything a capture depends on, and its data version."""
+
+import lightgbm
+import pandas as pd
+import pyarrow
+
+from diag_assets.core.capture.manifest import MANIFEST_SCHEMA_VERSION
+from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+from diag_assets.core.cells import CellRef
+from diag_assets.core.folds import FoldSpec
+from diag_assets.core.hashing import combine_digests, hash_json
+
+
+def library_versions() -> dict[str, str]:
+    """major.minor of the libraries whose behaviour shapes a capture."""
+
+    def major_minor(version: str) -> str:
+        return ".".join(version.split(".")[:2])
+
+    return {
+        "lightgbm": major_minor(lightgbm.__version__),
+        "pandas": major_minor(pd.__version__),
+        "pyarrow": major_minor(pyarrow.__version__),
+    }
+
+
+def _request_payload(
+    cell: CellRef, recipe_version: str, fold_spec: FoldSpec, config: CaptureConfig
+) -> dict[str, object]:
+    return {
+        "capture_schema": MANIFEST_SCHEMA_VERSION,
+        "cell_ref": str(cell),
+        "recipe_version": recipe_version,
+        "fold_spec": vars(fold_spec),
+        "config": config.model_dump(mode="json"),
+        "libraries": library_versions(),
+    }
+
+
+def request_key(
+    cell: CellRef, recipe_version: str, fold_spec: FoldSpec, config: CaptureConfig
+) -> str:
+    """What an audit asks for: the capture key's inputs minus the source data version.
+
+    A warm re-audit finds its capture by this key without reading the market data; the drift
+    policy decides when the source is re-hashed to check the capture still matches it.
+    """
+    return "rk-" + hash_json(_request_payload(cell, recipe_version, fold_spec, config))
+
+
+def capture_key(
+    cell: CellRef,
+    source_version: str,
+    recipe_version: str,
+    fold_spec: FoldSpec,
+    config: CaptureConfig,
+) -> str:
+    """One hash over everything a capture depends on; any change gives a new key.
+
+    Inputs: the manifest schema, the cell, the canonical hash of the bar window the fold uses,
+    the recipe's code version, the fold layout, the capture config (mode, trials, seeds) and
+    the major.minor versions of lightgbm, pandas and pyarrow. Dagster does not fold run config
+    into data versions on its own, so the key carries it.
+    """
+    payload = _request_payload(cell, recipe_version, fold_spec, config)
+    return "ck-" + hash_json({**payload, "source_version": source_version})
+
+
+def content_hash(
+    x_hash: str,
+    y_hash: str,
+    trial_log_hash: str | None,
+    n_train: int,
+    mode: CaptureMode = CaptureMode.FULL_REPLAY,
+) -> str:
+    """The captured fold's data version: its X, y, trial log, split and mode, nothing else.
+
+    Two modes never share a data version: a diagnostic computed on a dataset_only capture
+    is a different materialization from one computed on a full replay, even with equal X/y.
+    """
+    if mode is CaptureMode.FULL_REPLAY and trial_log_hash is not None:
+        return combine_digests("captured-fold", x_hash, y_hash, trial_log_hash, str(n_train))
+    return combine_digests(
+        "captured-fold", x_hash, y_hash, trial_log_hash or "-", str(n_train), str(mode)
+    )

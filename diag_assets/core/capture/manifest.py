@@ -1,0 +1,98 @@
+"""The capture manifest: everything known about one stored capture, written last."""
+
+from pydantic import BaseModel, ConfigDict
+
+from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+
+# Version 2 added the capture modes and the replay trace; it is part of the capture key, so
+# a capture written under another schema is never served.
+MANIFEST_SCHEMA_VERSION = 2
+X_FILE, Y_FILE, TRIAL_LOG_FILE, TRACE_FILE, MANIFEST_FILE = (
+    "X.parquet",
+    "y.parquet",
+    "trial_log.json",
+    "replay_trace.json",
+    "manifest.json",
+)
+
+
+# What each mode stores; a capture listing other files is not one of ours.
+MODE_FILES: dict[CaptureMode, frozenset[str]] = {
+    CaptureMode.FULL_REPLAY: frozenset({X_FILE, Y_FILE, TRIAL_LOG_FILE, TRACE_FILE}),
+    CaptureMode.DATASET_ONLY: frozenset({X_FILE, Y_FILE}),
+    CaptureMode.SINGLE_FIT: frozenset({X_FILE, Y_FILE, TRIAL_LOG_FILE}),
+}
+
+
+class FileEntry(BaseModel):
+    """One stored file of a capture."""
+
+    bytes: int
+    digest: str
+
+
+class ParityCheck(BaseModel):
+    """A dataset_only capture's invariance assertion (the plan's C8.7).
+
+    An independent full replay of one trial (its own prep, then trial 0): the X/y that trial
+    trained on must have the canonical hashes of the captured X/y.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    trial: int
+    x_hash: str
+    y_hash: str
+    n_train: int
+    matches: bool
+    elapsed_s: float
+
+
+class CaptureManifest(BaseModel):
+    """Everything known about one stored capture; written last, read first.
+
+    The trial fields are empty for ``dataset_only`` (nothing was trained); ``single_fit``
+    has one trial.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    capture_key: str
+    cell_ref: str
+    mode: CaptureMode
+    recipe: str
+    recipe_version: str
+    config: CaptureConfig
+    fold_spec: dict[str, int]
+    fold: dict[str, int]
+    source: str
+    source_version: str
+    window_first: str
+    window_last: str
+    window_bars: int
+    rows: int
+    n_train: int
+    feature_names: list[str]
+    label_balance_train: float
+    label_balance_validation: float
+    x_hash: str
+    y_hash: str
+    trial_log_hash: str | None
+    content_hash: str
+    n_trials: int
+    best_trial: int | None
+    best_iter: int | None
+    best_score: float | None
+    parity: ParityCheck | None = None
+    prep_s: float
+    trials_s: float
+    elapsed_s: float
+    files: dict[str, FileEntry]
+    libraries: dict[str, str]
+    created_at: str
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of the stored files, manifest excluded."""
+        return sum(entry.bytes for entry in self.files.values())

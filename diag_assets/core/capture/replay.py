@@ -1,0 +1,233 @@
+"""Replay a cell's recipe in the requested capture mode, in memory; nothing is stored."""
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from diag_assets.core.capture.keys import capture_key, content_hash, library_versions
+from diag_assets.core.capture.manifest import CaptureManifest, ParityCheck
+from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+from diag_assets.core.capture.trace import ReplayTrace, tracing
+from diag_assets.core.cells import CellRef
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.folds import Fold, FoldSpec, make_fold
+from diag_assets.core.hashing import canonical_hash
+from diag_assets.core.market_data.sources import MarketDataSource
+from diag_assets.core.recipe.code_version import recipe_code_version
+from diag_assets.core.recipe.prep import FoldData
+from diag_assets.core.recipe.protocol import Recipe, TrialLog, TrialSettings
+
+
+class CaptureParityFailed(RuntimeError):
+    """A dataset_only capture's X/y differ from what a full replay trains on."""
+
+    code = "CAPTURE_PARITY_FAILED"
+
+    def __init__(self, cell_ref: str, check: ParityCheck, x_hash: str, y_hash: str) -> None:
+        self.check = check
+        super().__init__(
+            f"{self.code}: {cell_ref}: the dataset_only X/y (X {x_hash[:16]}, y {y_hash[:16]}) "
+            f"differ from what full_replay trial {check.trial} trained on (X "
+            f"{check.x_hash[:16]}, y {check.y_hash[:16]}, n_train {check.n_train}). The capture "
+            "is not stored. dataset_only is unsound for this recipe until this is explained: "
+            "audit with capture_mode full_replay and re-run the release parity gate."
+        )
+
+
+@dataclass(frozen=True)
+class PreparedCell:
+    """A cell whose inputs passed every check, ready to replay; nothing has been trained."""
+
+    cell: CellRef
+    fold: Fold
+    fold_spec: FoldSpec
+    window: pd.DataFrame
+    source: str
+    source_version: str
+    recipe_version: str
+    config: CaptureConfig
+    key: str
+
+
+@dataclass(frozen=True)
+class CapturedFold:
+    """A replayed fold in memory: its X/y, trial log (none for dataset_only) and manifest.
+
+    ``trace`` is the replay's trace when one was recorded (full_replay captures).
+    """
+
+    data: FoldData
+    trial_log: TrialLog | None
+    manifest: CaptureManifest
+    trace: ReplayTrace | None = None
+
+    @property
+    def mode(self) -> CaptureMode:
+        """The capture's mode."""
+        return self.manifest.mode
+
+
+def prepare_cell(
+    cell: CellRef,
+    source: MarketDataSource,
+    fold_spec: FoldSpec,
+    recipe: Recipe,
+    config: CaptureConfig,
+) -> PreparedCell:
+    """Check the cell against its source and cut its window; cheap, trains nothing.
+
+    Raises:
+        DiagInputError: unknown universe or symbol, history too short for the fold, or bars
+            that fail validation (duplicate timestamps, all-NaN columns, ...).
+    """
+    if cell.universe != source.universe:
+        raise DiagInputError(
+            f"Cell {cell} belongs to universe {cell.universe!r}, but the market data source "
+            f"serves {source.universe!r}.",
+            f"audit a cell of {source.universe!r} or point the market data at that universe.",
+        )
+    bars = source.load(cell.symbol)
+    fold = make_fold(fold_spec, cell.fold, len(bars.frame), what=f"{cell.symbol} ({bars.source})")
+    window = bars.frame.iloc[: fold.window_end].reset_index(drop=True)
+    source_version = canonical_hash(window).digest
+    version = recipe_code_version(recipe)
+    key = capture_key(cell, source_version, version, fold_spec, config)
+    return PreparedCell(
+        cell=cell,
+        fold=fold,
+        fold_spec=fold_spec,
+        window=window,
+        source=bars.source,
+        source_version=source_version,
+        recipe_version=version,
+        config=config,
+        key=key,
+    )
+
+
+def replay_cell(
+    prepared: PreparedCell, recipe: Recipe, *, check_parity: bool = False
+) -> CapturedFold:
+    """Run the prepared cell's capture mode.
+
+    ``full_replay`` runs prep, then the trial loop, under a replay tracer: the capture keeps
+    the trace, from which G-C4 and G-C4b can be judged later. ``single_fit`` runs prep, then
+    trial 0 alone; ``dataset_only`` runs prep and trains nothing. With ``check_parity`` a
+    ``dataset_only`` capture also runs :func:`full_replay_parity` and raises
+    :class:`CaptureParityFailed` when its X/y is not what a full replay trains on.
+
+    Args:
+        prepared: The cell, from :func:`prepare_cell`.
+        recipe: The recipe to replay.
+        check_parity: Run the invariance assertion (``dataset_only`` only).
+    """
+    mode = prepared.config.mode
+    started = time.perf_counter()
+    trial_log: TrialLog | None = None
+    trace: ReplayTrace | None = None
+    if mode is CaptureMode.FULL_REPLAY:
+        with tracing(recipe) as tracer:
+            data = recipe.prep(prepared.window, prepared.fold)
+            prep_s = time.perf_counter() - started
+            trial_log = recipe.run_trials(data, prepared.config.trials, tracer.trial_started)
+        trace = tracer.trace(
+            cell_ref=str(prepared.cell),
+            recipe_version=prepared.recipe_version,
+            trials_requested=prepared.config.trials.n_trials,
+            trial_log=trial_log,
+        )
+    else:
+        data = recipe.prep(prepared.window, prepared.fold)
+        prep_s = time.perf_counter() - started
+        if mode is CaptureMode.SINGLE_FIT:
+            trial_log = recipe.run_trials(data, _one_trial(prepared.config.trials))
+    trials_s = time.perf_counter() - started - prep_s
+    x_hash = canonical_hash(data.X).digest
+    y_hash = canonical_hash(data.y).digest
+    parity = None
+    if check_parity and mode is CaptureMode.DATASET_ONLY:
+        parity = full_replay_parity(prepared, recipe, x_hash, y_hash, data.n_train)
+        if not parity.matches:
+            raise CaptureParityFailed(str(prepared.cell), parity, x_hash, y_hash)
+    trial_log_hash = None if trial_log is None else trial_log.content_hash()
+    best = None if trial_log is None else trial_log.best_trial
+    labels = data.y["label"]
+    fold = prepared.fold
+    manifest = CaptureManifest(
+        capture_key=prepared.key,
+        cell_ref=str(prepared.cell),
+        mode=mode,
+        recipe=recipe.name,
+        recipe_version=prepared.recipe_version,
+        config=prepared.config,
+        fold_spec=vars(prepared.fold_spec),
+        fold={
+            "index": fold.index,
+            "train_end": fold.train_end,
+            "val_start": fold.val_start,
+            "val_end": fold.val_end,
+            "window_end": fold.window_end,
+        },
+        source=prepared.source,
+        source_version=prepared.source_version,
+        window_first=prepared.window["date"].iloc[0].isoformat(),
+        window_last=prepared.window["date"].iloc[-1].isoformat(),
+        window_bars=len(prepared.window),
+        rows=len(data.X),
+        n_train=data.n_train,
+        feature_names=list(data.X.columns),
+        label_balance_train=round(float(labels[: data.n_train].mean()), 6),
+        label_balance_validation=round(float(labels[data.n_train :].mean()), 6),
+        x_hash=x_hash,
+        y_hash=y_hash,
+        trial_log_hash=trial_log_hash,
+        content_hash=content_hash(x_hash, y_hash, trial_log_hash, data.n_train, mode),
+        n_trials=0 if trial_log is None else len(trial_log.trials),
+        best_trial=None if best is None else best.trial,
+        best_iter=None if best is None else best.best_iter,
+        best_score=None if best is None else best.best_score,
+        parity=parity,
+        prep_s=round(prep_s, 6),
+        trials_s=round(trials_s, 6),
+        elapsed_s=round(time.perf_counter() - started, 6),
+        files={},
+        libraries=library_versions(),
+        created_at=datetime.now(UTC).isoformat(),
+    )
+    return CapturedFold(data=data, trial_log=trial_log, manifest=manifest, trace=trace)
+
+
+def _one_trial(settings: TrialSettings) -> TrialSettings:
+    return settings.model_copy(update={"n_trials": 1})
+
+
+def full_replay_parity(
+    prepared: PreparedCell, recipe: Recipe, x_hash: str, y_hash: str, n_train: int
+) -> ParityCheck:
+    """Replay one trial in full, from a prep of its own, and compare the X/y it trains on.
+
+    The prep runs again on purpose: a prep that is not deterministic, or a trial loop that
+    hands its first trial something other than the prep output, both show up as a mismatch.
+    A recipe whose trial observer never fires proves nothing and fails the check.
+    """
+    started = time.perf_counter()
+    received: dict[int, tuple[str, str, int]] = {}
+
+    def observe(trial: int, data: FoldData) -> None:
+        received.setdefault(
+            trial, (canonical_hash(data.X).digest, canonical_hash(data.y).digest, data.n_train)
+        )
+
+    fresh = recipe.prep(prepared.window, prepared.fold)
+    recipe.run_trials(fresh, _one_trial(prepared.config.trials), observe)
+    seen_x, seen_y, seen_n_train = received.get(0, ("trial 0 never observed", "-", -1))
+    return ParityCheck(
+        trial=0,
+        x_hash=seen_x,
+        y_hash=seen_y,
+        n_train=seen_n_train,
+        matches=(seen_x, seen_y, seen_n_train) == (x_hash, y_hash, n_train),
+        elapsed_s=round(time.perf_counter() - started, 6),
+    )

@@ -1,0 +1,236 @@
+"""The diagnostics run on a captured fold: the s22a1 anchor and the s40 probe.
+
+Both read only the captured fold (and, for s40's cross-reference, the anchor's result); they
+never replay the recipe.
+"""
+
+import time
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from diag_assets.core.capture.manifest import CaptureManifest
+from diag_assets.core.capture.modes import CaptureMode
+from diag_assets.core.capture.replay import CapturedFold
+from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView, diagnostic
+from diag_assets.core.diagnostics.verdicts import (
+    AnchorResult,
+    Certification,
+    CrossrefStatus,
+    ProbeFigures,
+    S40Verdict,
+    Signal,
+)
+from diag_assets.core.recipe.training import fit_booster
+
+ANCHOR_ROUNDS = 300
+ANCHOR_EARLY_STOPPING = 30
+
+
+class ProbeSettings(BaseModel):
+    """The s40 probe's small, fixed budget."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_rounds: int = Field(default=50, ge=1, le=1_000, description="Rounds per probe fit.")
+    num_leaves: int = Field(default=15, ge=2, le=255, description="Leaves per probe tree.")
+    learning_rate: float = Field(default=0.1, gt=0, le=1, description="Probe learning rate.")
+    n_permutations: int = Field(
+        default=19, ge=1, le=999, description="Label permutations for the p-value."
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="SIGNAL when p-value <= alpha.")
+    seed: int = Field(default=0, ge=0, description="Seed of the permutations and fits.")
+    num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads.")
+    max_train_rows: int = Field(
+        default=20_000,
+        ge=100,
+        description="The probe trains on at most this many of the most recent training rows, "
+        "so its cost stays fixed however long the fold's history is.",
+    )
+
+
+@diagnostic("s22a1", CaptureRequirement.TRIAL_DYNAMICS)
+def run_anchor(view: CaptureView, *, num_threads: int = 2) -> AnchorResult:
+    """Re-fit the best trial's params on the captured fold, 300 rounds with early stopping."""
+    best = view.trial_log.best_trial
+    x_train, y_train, x_val, y_val = view.data.split()
+    fit = fit_booster(
+        dict(best.params),
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        num_rounds=ANCHOR_ROUNDS,
+        early_stopping_rounds=ANCHOR_EARLY_STOPPING,
+        num_threads=num_threads,
+        seed=view.manifest.config.trials.seed * 1_000 + best.trial,
+    )
+    return AnchorResult(
+        cell_ref=view.manifest.cell_ref,
+        capture_key=view.manifest.capture_key,
+        capture_content_hash=view.manifest.content_hash,
+        trial=best.trial,
+        params=best.params,
+        n_rounds=ANCHOR_ROUNDS,
+        best_iter=fit.best_iter,
+        best_score=fit.best_score,
+        curve=fit.curve,
+        rows=len(view.data.X),
+        n_train=view.data.n_train,
+        elapsed_s=round(fit.elapsed_s, 6),
+    )
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve via the rank-sum (Mann-Whitney U), ties averaged."""
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    # Average the ranks of tied scores so the AUC does not depend on input order.
+    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [len(scores)]))
+    for start, end in zip(starts, ends, strict=True):
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    positives = labels == 1
+    n_pos = int(positives.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+@diagnostic("s40", CaptureRequirement.XY_ONLY)
+def run_probe(view: CaptureView, settings: ProbeSettings) -> tuple[Signal, ProbeFigures]:
+    """Validation AUC on the real labels vs on ``n_permutations`` shuffled training labels.
+
+    The p-value is ``(1 + #{permuted AUC >= observed}) / (n_permutations + 1)``. Registered
+    ``xy_only``: it sees X/y and nothing else, which is what lets it run without the anchor.
+    """
+    x_train, y_train, x_val, y_val = view.data.split()
+    # Walk-forward: the rows nearest the validation block are the ones the model would use.
+    x_train, y_train = x_train[-settings.max_train_rows :], y_train[-settings.max_train_rows :]
+    params = {
+        "num_leaves": settings.num_leaves,
+        "learning_rate": settings.learning_rate,
+        "min_data_in_leaf": 50,
+    }
+
+    def validation_auc(train_labels: np.ndarray, seed: int) -> float:
+        fit = fit_booster(
+            params,
+            x_train,
+            train_labels,
+            x_val,
+            y_val,
+            num_rounds=settings.num_rounds,
+            early_stopping_rounds=None,
+            num_threads=settings.num_threads,
+            seed=seed,
+            # The probe scores the final model once; a per-round validation curve is waste.
+            track_validation=False,
+        )
+        return roc_auc(y_val, np.asarray(fit.booster.predict(x_val)))
+
+    observed = validation_auc(y_train, settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    permuted = np.array(
+        [
+            validation_auc(rng.permutation(y_train), settings.seed + 1 + i)
+            for i in range(settings.n_permutations)
+        ]
+    )
+    p_value = (1 + int(np.count_nonzero(permuted >= observed))) / (settings.n_permutations + 1)
+    figures = ProbeFigures(
+        statistic="validation_auc",
+        observed=round(observed, 6),
+        permutation_mean=round(float(permuted.mean()), 6),
+        permutation_max=round(float(permuted.max()), 6),
+        n_permutations=settings.n_permutations,
+        p_value=round(p_value, 6),
+        alpha=settings.alpha,
+        num_rounds=settings.num_rounds,
+        train_rows=len(y_train),
+    )
+    return (Signal.SIGNAL if p_value <= settings.alpha else Signal.NO_SIGNAL), figures
+
+
+def judge_s40(
+    captured: CapturedFold, anchor: AnchorResult | None, settings: ProbeSettings
+) -> S40Verdict:
+    """Run the probe and cross-reference it with the anchor.
+
+    ``anchor=None`` means the anchor was skipped: the cross-reference is SKIPPED and the
+    verdict DOWNGRADED, never CERTIFIED.
+
+    Raises:
+        ValueError: the anchor was computed on a different capture than ``captured``.
+    """
+    started = time.perf_counter()
+    manifest = captured.manifest
+    if anchor is not None and anchor.capture_content_hash != manifest.content_hash:
+        raise ValueError(
+            f"The s22a1 anchor of {manifest.cell_ref} was fitted on capture "
+            f"{anchor.capture_content_hash}, but the current capture is "
+            f"{manifest.content_hash}. Re-materialize s22a1_anchor for this cell before s40."
+        )
+    signal, figures = run_probe(captured, settings)
+    if anchor is None:
+        crossref = CrossrefStatus.SKIPPED
+        certification = Certification.DOWNGRADED
+        reason = "s22a1 anchor skipped: the probe was not cross-referenced with the anchor."
+    else:
+        anchor_learned = anchor.best_iter > 1
+        consistent = anchor_learned == (signal is Signal.SIGNAL)
+        crossref = CrossrefStatus.CONSISTENT if consistent else CrossrefStatus.INCONSISTENT
+        certification = Certification.CERTIFIED
+        reason = (
+            f"anchor best_iter={anchor.best_iter} "
+            f"({'learns' if anchor_learned else 'does not learn'}), probe {signal.value}: "
+            f"{crossref.value.lower()}."
+        )
+    if manifest.mode is CaptureMode.SINGLE_FIT:
+        # X/y of a single fit come from the same prep, but its parity with full_replay is
+        # not what the release gate proves; the label travels with the verdict.
+        certification = Certification.DOWNGRADED
+        reason += " Capture is single_fit (explicit opt-in), not release-gated."
+    return S40Verdict(
+        cell_ref=manifest.cell_ref,
+        signal=signal,
+        probe=figures,
+        s22a1_crossref_status=crossref,
+        s22a1_anchor_available=anchor is not None,
+        anchor_best_iter=None if anchor is None else anchor.best_iter,
+        certification=certification,
+        certification_reason=reason,
+        capture_key=manifest.capture_key,
+        capture_content_hash=manifest.content_hash,
+        x_hash=manifest.x_hash,
+        y_hash=manifest.y_hash,
+        anchor_hash=None if anchor is None else anchor.content_hash(),
+        elapsed_s=round(time.perf_counter() - started, 6),
+        capture_mode=str(manifest.mode),
+    )
+
+
+def inconclusive_s40(
+    cell_ref: str, reason: str, manifest: CaptureManifest | None = None
+) -> S40Verdict:
+    """The verdict when the probe's input is missing or unverifiable: no figures, no claim."""
+    return S40Verdict(
+        cell_ref=cell_ref,
+        signal=None,
+        probe=None,
+        s22a1_crossref_status=CrossrefStatus.SKIPPED,
+        s22a1_anchor_available=False,
+        anchor_best_iter=None,
+        certification=Certification.INCONCLUSIVE_TOOLING,
+        certification_reason=reason,
+        capture_key=manifest.capture_key if manifest else "",
+        capture_content_hash=manifest.content_hash if manifest else "",
+        x_hash=manifest.x_hash if manifest else "",
+        y_hash=manifest.y_hash if manifest else "",
+        anchor_hash=None,
+        elapsed_s=0.0,
+        capture_mode=str(manifest.mode) if manifest else "",
+    )

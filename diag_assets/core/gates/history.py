@@ -1,0 +1,170 @@
+"""Audit history: the events the Phase-0 gates compute from.
+
+A gate reads a list of :class:`HistoryEvent`, whatever produced it: the Dagster instance's
+event log (see ``diag_assets.gates.phase0``) or an imported JSONL export from another log system.
+
+JSONL format, one JSON object per line::
+
+    {"event": "s22a1_anchor", "cell_ref": "defi_top5/UNIUSDC/fold-3",
+     "timestamp": "2026-05-25T10:00:00Z", "elapsed_s": 234.0, "rows": 13061, "best_iter": 1}
+
+``event``, ``cell_ref`` and ``timestamp`` (ISO 8601; a naive time is UTC) are required;
+``elapsed_s`` may be null; every other key is kept in ``fields``. The events the gates read:
+
+| event | meaning | fields used |
+|---|---|---|
+| ``s22a1_anchor`` | an anchor fit | ``elapsed_s``, ``rows`` |
+| ``s40_verdict`` | an s40 audit of the cell | ``elapsed_s`` |
+| ``capture`` | a cold capture (replay) | ``elapsed_s``, ``bytes`` |
+| ``capture_drift_checked`` | a drift check on a warm read | ``drifted`` (bool) |
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from diag_assets.core.errors import DiagInputError
+
+ANCHOR_EVENT = "s22a1_anchor"
+AUDIT_EVENT = "s40_verdict"
+CAPTURE_EVENT = "capture"
+DRIFT_EVENT = "capture_drift_checked"
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One thing that happened to a cell."""
+
+    event: str
+    cell_ref: str
+    timestamp: datetime
+    elapsed_s: float | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_timestamp(value: str, *, where: str) -> datetime:
+    """ISO 8601 to an aware UTC datetime (a naive time is taken as UTC)."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (TypeError, ValueError) as error:
+        raise DiagInputError(
+            f"{where}: timestamp {value!r} is not ISO 8601.",
+            "write timestamps like 2026-05-25T10:00:00Z.",
+        ) from error
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def read_jsonl(path: str | Path) -> list[HistoryEvent]:
+    """Read a JSONL export; a bad line fails naming the file, the line and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiagInputError(
+            f"History file {path} does not exist.", "point the gate at an existing JSONL export."
+        )
+    events = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DiagInputError(
+                f"{where} is not JSON: {error.msg}.", "write one JSON object per line."
+            ) from error
+        if not isinstance(record, dict):
+            raise DiagInputError(f"{where} is not a JSON object.", "write one object per line.")
+        missing = [key for key in ("event", "cell_ref", "timestamp") if key not in record]
+        if missing:
+            raise DiagInputError(
+                f"{where} lacks {', '.join(missing)}.",
+                "give every line event, cell_ref and timestamp.",
+            )
+        elapsed = record.pop("elapsed_s", None)
+        if elapsed is not None and not isinstance(elapsed, int | float):
+            raise DiagInputError(
+                f"{where}: elapsed_s={elapsed!r} is not a number.",
+                "write elapsed_s in seconds, or null.",
+            )
+        events.append(
+            HistoryEvent(
+                event=str(record.pop("event")),
+                cell_ref=str(record.pop("cell_ref")),
+                timestamp=parse_timestamp(str(record.pop("timestamp")), where=where),
+                elapsed_s=None if elapsed is None else float(elapsed),
+                fields=record,
+            )
+        )
+    return events
+
+
+def write_jsonl(events: list[HistoryEvent], path: str | Path) -> None:
+    """Write events in the JSONL format above (an export, or a test's synthetic history)."""
+    lines = [
+        json.dumps(
+            {
+                "event": e.event,
+                "cell_ref": e.cell_ref,
+                "timestamp": e.timestamp.isoformat(),
+                "elapsed_s": e.elapsed_s,
+                **e.fields,
+            },
+            sort_keys=True,
+        )
+        for e in events
+    ]
+    Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
+
+
+def events_from_materialization(
+    asset: str, timestamp: datetime, metadata: dict[str, Any]
+) -> list[HistoryEvent]:
+    """The history events one materialization of the audit graph stands for.
+
+    ``s22a1_anchor`` and ``s40_verdict`` are one event each; a ``captured_fold`` served cold
+    (``cache=MISS``) is a ``capture``, and every drift check in its capture events is a
+    ``capture_drift_checked``. Other materializations stand for nothing the gates read.
+    """
+    cell_ref = metadata.get("cell_ref") or (metadata.get("verdict") or {}).get("cell_ref")
+    if not cell_ref:
+        return []
+    if asset == ANCHOR_EVENT:
+        return [
+            HistoryEvent(
+                ANCHOR_EVENT,
+                cell_ref,
+                timestamp,
+                metadata.get("elapsed_s"),
+                {"rows": metadata.get("rows"), "best_iter": metadata.get("best_iter")},
+            )
+        ]
+    if asset == AUDIT_EVENT:
+        fields = {"certification": metadata.get("certification")}
+        return [HistoryEvent(AUDIT_EVENT, cell_ref, timestamp, metadata.get("elapsed_s"), fields)]
+    if asset == "captured_fold":
+        events = []
+        if metadata.get("cache") == "MISS":
+            events.append(
+                HistoryEvent(
+                    CAPTURE_EVENT,
+                    cell_ref,
+                    timestamp,
+                    metadata.get("capture_elapsed_s"),
+                    {"bytes": metadata.get("bytes")},
+                )
+            )
+        for event in metadata.get("capture_events") or []:
+            if event.get("event") == DRIFT_EVENT:
+                events.append(
+                    HistoryEvent(
+                        DRIFT_EVENT,
+                        cell_ref,
+                        timestamp,
+                        None,
+                        {"drifted": bool(event.get("drifted"))},
+                    )
+                )
+        return events
+    return []

@@ -1,0 +1,113 @@
+"""Lever #1's Gate 4 on the shared fixture set: is a cold capture served back warm, intact?
+
+For each fixture fold the capture is requested twice in a row: the first request is the cold
+leg (or already a HIT when an earlier gate captured the fold), the second is the warm leg.
+The gate passes when every warm leg is a HIT, served within the budget, with the content
+hash of the first leg and X/y whose canonical hashes were recomputed on load and matched.
+Single-flight under contention is measured by ``python -m benchmarks contention``.
+"""
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from diag_assets.core.gates.invariance import gate_markdown
+
+GATE_4 = "Lever #1 Gate 4"
+
+
+class WarmDecision(StrEnum):
+    """The gate's outcome."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+
+
+class WarmRead(BaseModel):
+    """One fixture fold, requested cold then warm."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cell_ref: str
+    first_outcome: str
+    first_s: float
+    warm_outcome: str
+    warm_s: float
+    first_content_hash: str
+    warm_content_hash: str
+    verified_on_load: bool
+
+
+class WarmFigures(BaseModel):
+    """The numbers behind the decision."""
+
+    model_config = ConfigDict(frozen=True)
+
+    folds: int
+    cold_legs: int
+    max_warm_s: float
+    budget_s: float
+
+
+class WarmGateReport(BaseModel):
+    """Gate 4 over the fixture folds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gate: str = GATE_4
+    decision: WarmDecision
+    reasons: list[str]
+    figures: WarmFigures
+    reads: list[WarmRead] = Field(default_factory=list)
+
+    def markdown(self) -> str:
+        """Decision, reasons, figures and one row per fold."""
+        figures = [(name, str(value)) for name, value in self.figures.model_dump().items()]
+        lines = gate_markdown(self.gate, self.decision, self.reasons, figures)
+        lines += ["", "| fold | first leg | warm leg | same content |", "|---|---|---|---|"]
+        for read in self.reads:
+            same = read.first_content_hash == read.warm_content_hash
+            lines.append(
+                f"| {read.cell_ref} | {read.first_outcome} {read.first_s:.2f} s "
+                f"| {read.warm_outcome} {read.warm_s:.3f} s | {'yes' if same else 'NO'} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def gate4_warm_reads(reads: Sequence[WarmRead], *, budget_s: float) -> WarmGateReport:
+    """Decide Gate 4 (see the module docstring); every failing fold is a reason."""
+    problems = []
+    for read in reads:
+        if read.warm_outcome != "HIT":
+            problems.append(f"{read.cell_ref}: the warm leg was {read.warm_outcome}, not HIT.")
+        if read.warm_s > budget_s:
+            problems.append(
+                f"{read.cell_ref}: the warm leg took {read.warm_s:.1f} s, over {budget_s:g} s."
+            )
+        if read.warm_content_hash != read.first_content_hash:
+            problems.append(f"{read.cell_ref}: the warm leg served other content.")
+        if not read.verified_on_load:
+            problems.append(f"{read.cell_ref}: X/y failed their canonical hashes on load.")
+    if not reads:
+        problems.append("Gate 4 ran on 0 folds; nothing is proven.")
+    figures = WarmFigures(
+        folds=len(reads),
+        cold_legs=sum(read.first_outcome != "HIT" for read in reads),
+        max_warm_s=round(max((read.warm_s for read in reads), default=0.0), 3),
+        budget_s=budget_s,
+    )
+    if problems:
+        return WarmGateReport(
+            decision=WarmDecision.FAIL, reasons=problems, figures=figures, reads=list(reads)
+        )
+    reasons = [
+        f"All {len(reads)} fixture folds were served warm (HIT) with the content of their "
+        f"first request, X/y verified on load; slowest warm leg {figures.max_warm_s:.3f} s "
+        f"(budget {budget_s:g} s).",
+        f"{figures.cold_legs} fold(s) were captured cold in this run; the others were already "
+        "in the cache (the shared fixture set).",
+    ]
+    return WarmGateReport(
+        decision=WarmDecision.PASS, reasons=reasons, figures=figures, reads=list(reads)
+    )

@@ -1,0 +1,91 @@
+"""The recipe: the team's fine-tune as code, replayed to recover a fold's X/y and trial log.
+
+A recipe has two parts (:class:`Recipe`): ``prep`` turns the fold's bars into X/y, and
+``run_trials`` runs a seeded search of LightGBM hyper-parameters on that X/y, with early
+stopping on the fold's validation rows. In the reference recipe prep runs once, upstream of
+the trial loop, and every trial receives the same frozen X/y; each trial records the
+canonical hash of the X/y it trained on so that this can be proven after the fact.
+"""
+
+from collections.abc import Callable
+from typing import Protocol
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from diag_assets.core.folds import Fold
+from diag_assets.core.hashing import hash_json
+from diag_assets.core.recipe.prep import FoldData
+
+
+class TrialSettings(BaseModel):
+    """How the trial loop searches; every field is part of the capture key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_trials: int = Field(default=8, ge=1, le=500, description="Hyper-parameter trials to run.")
+    seed: int = Field(default=0, ge=0, description="Seed of the parameter draws and the fits.")
+    max_rounds: int = Field(default=300, ge=1, le=5_000, description="Boosting rounds per trial.")
+    early_stopping_rounds: int = Field(
+        default=30, ge=1, description="Stop a trial after this many rounds without improvement."
+    )
+    num_threads: int = Field(
+        default=2, ge=1, le=64, description="LightGBM threads; fixed so fits are reproducible."
+    )
+
+
+class TrialRecord(BaseModel):
+    """One trial of the search."""
+
+    model_config = ConfigDict(frozen=True)
+
+    trial: int
+    params: dict[str, float | int]
+    best_iter: int
+    best_score: float
+    curve: list[float]
+    elapsed_s: float
+    xy_hash: str
+
+
+class TrialLog(BaseModel):
+    """The trials of one replay, in order. ``best_trial`` has the lowest validation loss."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metric: str
+    trials: list[TrialRecord]
+
+    @property
+    def best_trial(self) -> TrialRecord:
+        """The trial with the lowest best validation loss (the first one on a tie)."""
+        return min(self.trials, key=lambda t: (t.best_score, t.trial))
+
+    def content_hash(self) -> str:
+        """Hash of everything reproducible in the log; wall-clock timings are left out."""
+        return hash_json(self.model_dump(exclude={"trials": {"__all__": {"elapsed_s"}}}))
+
+    @property
+    def elapsed_s(self) -> float:
+        """Total training time over all trials."""
+        return sum(t.elapsed_s for t in self.trials)
+
+
+TrialObserver = Callable[[int, FoldData], None]
+
+
+class Recipe(Protocol):
+    """What the harness needs of a fine-tune to replay it."""
+
+    name: str
+    version: str
+
+    def prep(self, bars: pd.DataFrame, fold: Fold) -> FoldData:
+        """Bars of the fold's window -> X/y."""
+        ...
+
+    def run_trials(
+        self, data: FoldData, settings: TrialSettings, observer: TrialObserver | None = None
+    ) -> TrialLog:
+        """Run the seeded trial loop on ``data``; ``observer`` sees each trial's X/y first."""
+        ...

@@ -1,0 +1,394 @@
+"""The gates judged on the shared fixture set: G-C4, G-C4b, C7 and Lever #1's Gate 4.
+
+G-C4 and G-C4b judge invariance and the prep/train seam, C7 is Lever #3's release gate, and
+Gate 4 is Lever #1's cold-to-warm check. All of them need full_replay captures of the same
+K folds. They get them through the capture cache, so the fixture set is captured once and
+reused: the first gate to run captures it (a cold capture, with the operator's approval
+tag), every later gate is served from the cache and needs no approval. A full_replay
+capture keeps the trace of the replay that made it, which is what G-C4 and G-C4b judge.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from diag_assets.capture.assets import RECIPE, cold_capture_approved
+from diag_assets.capture.modes import RELEASE_GATE_RECORD, SEAM_RECORD, read_seam, write_record
+from diag_assets.core.capture.artifacts import CaptureVerificationError
+from diag_assets.core.capture.cache import (
+    ALLOW_COLD_CAPTURE_TAG,
+    CaptureResult,
+    ColdCaptureRequiresOperator,
+)
+from diag_assets.core.capture.events import CaptureEvent, EventRecorder
+from diag_assets.core.capture.mode_policy import SeamRecord, load_policy
+from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+from diag_assets.core.capture.replay import CapturedFold
+from diag_assets.core.capture.trace import ReplayTrace
+from diag_assets.core.cells import CellRef
+from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40
+from diag_assets.core.gates.invariance import C4Decision, SeamDecision, gate_c4, gate_c4b
+from diag_assets.core.gates.release_parity import ReleaseDecision, compare_fold, release_parity_gate
+from diag_assets.core.gates.warm_reads import WarmDecision, WarmRead, gate4_warm_reads
+from diag_assets.core.recipe.code_version import recipe_code_version
+from diag_assets.core.recipe.protocol import TrialSettings
+from diag_assets.gates.phase0 import GateVerdict, gate_result, store_report
+from resources.capture_cache import CaptureCacheResource
+from resources.market_data import MarketDataResource
+from resources.storage import ArtifactStoreResource
+
+TRIAL_INVARIANCE_CHECK = "trial_invariance_holds"
+HASH_PARITY_CHECK = "dataset_only_hash_parity"
+VERDICT_PARITY_CHECK = "dataset_only_verdict_parity"
+RELEASE_GATE = "lever3_release_gate"
+
+
+class FixtureSetConfig(dg.Config):
+    """The shared fixture set: K folds, replayed in full with a small trial budget."""
+
+    cell_refs: list[str] = Field(
+        default_factory=list,
+        description="Cells of the fixture set (K folds); default: folds 1 and 3 of the first "
+        "symbol. Every gate of one release must use the same set to share its captures.",
+    )
+    n_trials: int = Field(default=4, ge=2, le=100, description="Trials per fixture replay.")
+    max_rounds: int = Field(default=60, ge=1, le=5_000, description="Rounds per trial.")
+
+    def cells(self, market_data: MarketDataResource) -> list[CellRef]:
+        """The fixture cells."""
+        if self.cell_refs:
+            return [CellRef.parse(ref) for ref in self.cell_refs]
+        source = market_data.source()
+        return [CellRef(source.universe, source.symbols()[0], fold) for fold in (1, 3)]
+
+    def capture_config(self, mode: CaptureMode) -> CaptureConfig:
+        """The capture request of the fixture set in ``mode``."""
+        trials = TrialSettings(n_trials=self.n_trials, max_rounds=self.max_rounds)
+        return CaptureConfig(mode=mode, trials=trials)
+
+
+def fixture_captures(
+    context: dg.AssetExecutionContext,
+    config: FixtureSetConfig,
+    market_data: MarketDataResource,
+    capture_cache: CaptureCacheResource,
+    mode: CaptureMode,
+    gate: str,
+) -> list[CaptureResult]:
+    """The fixture set's captures in ``mode``, from the cache or captured once.
+
+    Raises:
+        dg.Failure: a full_replay fixture is not cached and the run has no approval tag.
+    """
+    allow_cold = cold_capture_approved(context)
+
+    def log_event(event: CaptureEvent) -> None:
+        context.log.info(event.to_json())
+
+    source = market_data.source()
+    service = capture_cache.service()
+    results = []
+    try:
+        for cell in config.cells(market_data):
+            results.append(
+                service.get(
+                    cell,
+                    source,
+                    market_data.fold_spec(),
+                    RECIPE,
+                    config.capture_config(mode),
+                    allow_cold=allow_cold,
+                    run_id=context.op_execution_context.run_id,
+                    events=EventRecorder(log_event),
+                )
+            )
+    except ColdCaptureRequiresOperator as refused:
+        raise dg.Failure(
+            description=f"{gate} needs the fixture set in full_replay. {refused}",
+            metadata={"code": refused.code, "cell_ref": str(refused.cell)},
+        ) from refused
+    finally:
+        service.catalog.close()
+    for result in results:
+        context.log.info(
+            f"{gate}: fixture {result.manifest.cell_ref} ({mode}) served {result.outcome.value}"
+        )
+    return results
+
+
+def _fixture_metadata(results: list[CaptureResult]) -> dict[str, Any]:
+    return {
+        "fixture_captures": dg.MetadataValue.json(
+            [
+                {
+                    "cell_ref": r.manifest.cell_ref,
+                    "mode": str(r.manifest.mode),
+                    "cache": r.outcome.value,
+                    "capture_key": r.manifest.capture_key,
+                }
+                for r in results
+            ]
+        )
+    }
+
+
+def _traces(results: list[CaptureResult], artifacts: ArtifactStoreResource) -> list[ReplayTrace]:
+    traces = []
+    for result in results:
+        trace = artifacts.captures().load_trace(result.manifest)
+        if trace is None:
+            raise dg.Failure(
+                f"Capture {result.manifest.capture_key} of {result.manifest.cell_ref} has no "
+                "replay trace; only full_replay captures carry one."
+            )
+        traces.append(trace)
+    return traces
+
+
+@dg.asset(
+    group_name="phase0",
+    kinds={"lightgbm"},
+    check_specs=[dg.AssetCheckSpec(TRIAL_INVARIANCE_CHECK, asset="g_c4_invariance", blocking=True)],
+)
+def g_c4_invariance(
+    context: dg.AssetExecutionContext,
+    config: FixtureSetConfig,
+    market_data: MarketDataResource,
+    artifacts: ArtifactStoreResource,
+    capture_cache: CaptureCacheResource,
+) -> dg.MaterializeResult:
+    """G-C4: is X/y the same for every trial, on each of K folds?
+
+    Judged on the traces of the fixture set's full_replay captures: structural (prep once,
+    before the trials, every trial the same frozen X/y) and empirical (per-trial canonical
+    hashes). Any divergence is STOP, naming the fold, trial and column. Capturing the fixture
+    set cold needs the approval tag; once cached, no approval is needed.
+    """
+    results = fixture_captures(
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "G-C4"
+    )
+    traces = _traces(results, artifacts)
+    report = gate_c4([(trace.cell_ref, trace) for trace in traces])
+    passed = report.decision is C4Decision.PASS
+    verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
+    uri = store_report(artifacts, "g_c4_invariance", verdict)
+    return gate_result(
+        report,
+        uri,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=TRIAL_INVARIANCE_CHECK,
+                passed=passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"decision": report.decision.value, "reasons": "; ".join(report.reasons)},
+            )
+        ],
+        **_fixture_metadata(results),
+    )
+
+
+@dg.asset(group_name="phase0", kinds={"lightgbm"})
+def g_c4b_seam(
+    context: dg.AssetExecutionContext,
+    config: FixtureSetConfig,
+    market_data: MarketDataResource,
+    artifacts: ArtifactStoreResource,
+    capture_cache: CaptureCacheResource,
+) -> dg.MaterializeResult:
+    """G-C4b: are X/y fully materialized before the first LightGBM fit (a prep/train seam)?
+
+    Judged on the trace of the fixture set's first full_replay capture. SEAM makes
+    dataset_only reachable for this recipe version; otherwise DESIGN_REVIEW_REQUIRED, never
+    an automatic single_fit. The record it stores is what the capture mode resolver reads.
+    """
+    results = fixture_captures(
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "G-C4b"
+    )
+    trace = _traces(results[:1], artifacts)[0]
+    report = gate_c4b(trace)
+    passed = report.decision is SeamDecision.SEAM
+    verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
+    uri = store_report(artifacts, "g_c4b_seam", verdict)
+    write_record(
+        artifacts,
+        SEAM_RECORD,
+        SeamRecord(
+            recipe_version=trace.recipe_version,
+            decision=report.decision.value,
+            reasons=report.reasons,
+            evaluated_at=datetime.now(UTC),
+        ),
+    )
+    return gate_result(report, uri, **_fixture_metadata(results))
+
+
+class ReleaseGateConfig(FixtureSetConfig):
+    """The fixture set and the s40 probe both captures are judged with."""
+
+    probe_rounds: int = Field(default=50, ge=1, le=1_000, description="Rounds per probe fit.")
+    n_permutations: int = Field(
+        default=19, ge=1, le=999, description="Label permutations behind the s40 p-value."
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of the probe.")
+
+
+def _loaded(results: list[CaptureResult], artifacts: ArtifactStoreResource) -> list[CapturedFold]:
+    captures = artifacts.captures()
+    return [captures.load(result.manifest) for result in results]
+
+
+@dg.asset(
+    group_name="release",
+    kinds={"lightgbm"},
+    deps=[g_c4_invariance, g_c4b_seam],
+    check_specs=[
+        dg.AssetCheckSpec(HASH_PARITY_CHECK, asset=RELEASE_GATE, blocking=True),
+        dg.AssetCheckSpec(VERDICT_PARITY_CHECK, asset=RELEASE_GATE, blocking=True),
+    ],
+)
+def lever3_release_gate(
+    context: dg.AssetExecutionContext,
+    config: ReleaseGateConfig,
+    market_data: MarketDataResource,
+    artifacts: ArtifactStoreResource,
+    capture_cache: CaptureCacheResource,
+) -> dg.MaterializeResult:
+    """C7: may dataset_only become the default? Parity with full_replay on K folds.
+
+    Each fixture fold is read in full_replay (from the shared fixture set) and captured in
+    dataset_only; their X/y canonical hashes and their s40 verdicts must agree. Two blocking
+    checks carry the result; the stored record is what the capture mode policy reads before
+    it honours a dataset_only default.
+    """
+    full = fixture_captures(
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "C7"
+    )
+    reduced = fixture_captures(
+        context, config, market_data, capture_cache, CaptureMode.DATASET_ONLY, "C7"
+    )
+    probe = ProbeSettings(
+        num_rounds=config.probe_rounds, n_permutations=config.n_permutations, seed=config.seed
+    )
+    folds = [
+        compare_fold(f, r, judge_s40(f, None, probe), judge_s40(r, None, probe))
+        for f, r in zip(_loaded(full, artifacts), _loaded(reduced, artifacts), strict=True)
+    ]
+    recipe_version = recipe_code_version(RECIPE)
+    report = release_parity_gate(
+        folds,
+        recipe_version=recipe_version,
+        seam=read_seam(artifacts),
+        min_folds=load_policy().release_gate_min_folds,
+    )
+    write_record(artifacts, RELEASE_GATE_RECORD, report.record(datetime.now(UTC)))
+    uri = store_report(artifacts, RELEASE_GATE, report)
+    passed = report.decision is ReleaseDecision.PASS
+
+    def check(name: str, parity: bool) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            check_name=name,
+            # A parity that holds still fails the check when the gate as a whole failed
+            # (too few folds, no seam): the checks are what blocks the release.
+            passed=parity and passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "parity": dg.MetadataValue.bool(parity),
+                "gate_decision": report.decision.value,
+                "recipe_version": recipe_version,
+                "reasons": "; ".join(report.reasons),
+            },
+        )
+
+    return gate_result(
+        report,
+        uri,
+        check_results=[
+            check(HASH_PARITY_CHECK, report.hash_parity),
+            check(VERDICT_PARITY_CHECK, report.verdict_parity),
+        ],
+        recipe_version=recipe_version,
+        **_fixture_metadata(full + reduced),
+    )
+
+
+class WarmGateConfig(FixtureSetConfig):
+    """The fixture set and the warm leg's time budget."""
+
+    warm_budget_s: float = Field(
+        default=120.0, gt=0, description="Longest a warm read of a fixture fold may take."
+    )
+
+
+def _verified(result: CaptureResult, artifacts: ArtifactStoreResource) -> bool:
+    try:
+        artifacts.captures().load(result.manifest)
+    except CaptureVerificationError:
+        return False
+    return True
+
+
+@dg.asset(group_name="phase0", kinds={"python"})
+def lever1_gate4_warm(
+    context: dg.AssetExecutionContext,
+    config: WarmGateConfig,
+    market_data: MarketDataResource,
+    artifacts: ArtifactStoreResource,
+    capture_cache: CaptureCacheResource,
+) -> dg.MaterializeResult:
+    """Lever #1's Gate 4: each fixture fold, requested cold then warm, comes back intact.
+
+    The first request captures the fold (with approval) or finds it already cached by
+    another gate; the second must be a HIT within the budget, with the same content and X/y
+    that pass their canonical hashes on load.
+    """
+    first = fixture_captures(
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "Gate 4"
+    )
+    warm = fixture_captures(
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "Gate 4"
+    )
+    reads = [
+        WarmRead(
+            cell_ref=cold.manifest.cell_ref,
+            first_outcome=cold.outcome.value,
+            first_s=round(cold.elapsed_s, 3),
+            warm_outcome=hot.outcome.value,
+            warm_s=round(hot.elapsed_s, 3),
+            first_content_hash=cold.manifest.content_hash,
+            warm_content_hash=hot.manifest.content_hash,
+            verified_on_load=_verified(hot, artifacts),
+        )
+        for cold, hot in zip(first, warm, strict=True)
+    ]
+    report = gate4_warm_reads(reads, budget_s=config.warm_budget_s)
+    verdict = GateVerdict(
+        decision=report.decision.value,
+        passed=report.decision is WarmDecision.PASS,
+        markdown=report.markdown(),
+    )
+    uri = store_report(artifacts, "lever1_gate4_warm", verdict)
+    return gate_result(report, uri, **_fixture_metadata(first))
+
+
+lever3_release_job = dg.define_asset_job(
+    "lever3_release",
+    selection=[g_c4_invariance, g_c4b_seam, lever3_release_gate],
+    description="Lever #3's release gate: G-C4 and G-C4b on the shared fixture set, then "
+    "dataset_only vs full_replay parity (C7). Capturing the fixture set cold needs the tag "
+    f"{ALLOW_COLD_CAPTURE_TAG}=true.",
+)
+
+fixture_gates_job = dg.define_asset_job(
+    "fixture_gates",
+    selection=[g_c4_invariance, g_c4b_seam, lever1_gate4_warm],
+    description="The gates that replay the shared fixture set: G-C4, G-C4b and Lever #1's "
+    "Gate 4. The first run needs the tag "
+    f"{ALLOW_COLD_CAPTURE_TAG}=true; later runs read the fixture set from the cache.",
+)
+
+defs = dg.Definitions(
+    assets=[g_c4_invariance, g_c4b_seam, lever3_release_gate, lever1_gate4_warm],
+    jobs=[lever3_release_job, fixture_gates_job],
+)

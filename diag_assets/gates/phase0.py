@@ -1,0 +1,276 @@
+"""Phase-0 gates as assets: each ends in recorded figures, a decision and its reasons.
+
+The history-based gates (G-B7, G-A1, Lever #1's Gate 2 and Gate 3) read the instance's event
+log or an imported JSONL export; G-C0 reads the consumer registry. G-C4 and G-C4b are judged
+on the shared fixture set of captures (:mod:`diag_assets.gates.fixture_set`).
+``phase0_exit`` orders the levers from the stored reports.
+"""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import dagster as dg
+from pydantic import BaseModel, Field, ValidationError
+
+from diag_assets.core.diagnostics.consumers import DIAGNOSTIC_CAPTURE_REQUIREMENTS
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.gates import phase0 as gates
+from diag_assets.core.gates.history import ANCHOR_EVENT, AUDIT_EVENT, HistoryEvent
+from diag_assets.core.plots import text_bars, text_histogram
+from diag_assets.gates.history import HistoryConfig, load_history
+from resources.capture_cache import CaptureCacheResource
+from resources.storage import ArtifactStoreResource
+
+GROUP = "phase0"
+REFERENCE_SUITE = ("s22a1", "s22a2", "s40", "s23", "s27")
+
+
+class GateConfig(HistoryConfig):
+    """History to read and the gate's thresholds."""
+
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Overrides of the gate's thresholds by name (see the gate's settings in "
+        "diag_assets/core/gates.py); unknown names are refused.",
+    )
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+ReportT = TypeVar("ReportT")
+
+
+def _settings(model: type[ModelT], thresholds: dict[str, float]) -> ModelT:
+    try:
+        return model(**thresholds)
+    except ValidationError as error:
+        raise DiagInputError(
+            f"Gate thresholds {thresholds} do not fit {model.__name__}: {error}",
+            f"use the fields of {model.__name__}: {', '.join(model.model_fields)}.",
+        ) from error
+
+
+def store_report(artifacts: ArtifactStoreResource, name: str, report: BaseModel) -> str:
+    """Store a gate's report as ``gates/<name>.json``; returns its URI."""
+    store = artifacts.blob_store()
+    key = f"gates/{name}.json"
+    store.write_bytes(key, report.model_dump_json(indent=2).encode())
+    return store.uri(key)
+
+
+def _read_report(artifacts: ArtifactStoreResource, name: str, model: type[ModelT]) -> ModelT | None:
+    try:
+        raw = artifacts.blob_store().read_bytes(f"gates/{name}.json")
+    except FileNotFoundError:
+        return None
+    return model.model_validate_json(raw)
+
+
+def gate_result(
+    report: Any,
+    uri: str,
+    check_results: list[dg.AssetCheckResult] | None = None,
+    **extra: Any,
+) -> dg.MaterializeResult:
+    """A gate's materialization: decision, reasons, report, figures and where it is stored."""
+    return dg.MaterializeResult(
+        check_results=check_results,
+        metadata={
+            "decision": str(report.decision),
+            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
+            "report": dg.MetadataValue.md(report.markdown()),
+            "figures": dg.MetadataValue.json(report.figures.model_dump(mode="json")),
+            "report_uri": dg.MetadataValue.path(uri),
+            **extra,
+        },
+    )
+
+
+def _plot_series(history: list[HistoryEvent]) -> tuple[list[float], dict[str, float]]:
+    """Anchor elapsed times and audits per cell: what the gates' plots show."""
+    elapsed = [e.elapsed_s for e in history if e.event == ANCHOR_EVENT and e.elapsed_s is not None]
+    per_cell: dict[str, float] = {}
+    for event in history:
+        if event.event == AUDIT_EVENT:
+            per_cell[event.cell_ref] = per_cell.get(event.cell_ref, 0) + 1
+    return elapsed, per_cell
+
+
+def _history_gate(
+    context: dg.AssetExecutionContext,
+    config: GateConfig,
+    gate: Callable[..., ReportT],
+    settings_model: type[BaseModel],
+) -> tuple[list[HistoryEvent], ReportT]:
+    """Read the configured history and run ``gate`` on it with the configured thresholds."""
+    now = datetime.now(UTC)
+    history = load_history(config, context.instance, now)
+    return history, gate(history, _settings(settings_model, config.thresholds), now=now)
+
+
+@dg.asset(group_name=GROUP, kinds={"python"})
+def g_b7_cost(
+    context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """G-B7: is Lever #2 (skipping the s22a1 anchor) worth wiring?
+
+    The anchor's cost (p50, p95, variance and how much data size explains it) decides GO,
+    GO_LIMITED, DEFER or INSUFFICIENT_DATA.
+    """
+    history, report = _history_gate(context, config, gates.gate_b7, gates.B7Settings)
+    elapsed, _ = _plot_series(history)
+    uri = store_report(artifacts, "g_b7_cost", report)
+    return gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
+
+
+@dg.asset(group_name=GROUP, kinds={"python"})
+def g_a1_reuse(
+    context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """G-A1 (Lever #1's Gate 1): how often are the same cells re-audited?
+
+    HIGH or LOW reuse, with the induced-demand note when low reuse may be caused by the cost
+    of a re-audit itself.
+    """
+    history, report = _history_gate(context, config, gates.gate_a1, gates.A1Settings)
+    _, per_cell = _plot_series(history)
+    uri = store_report(artifacts, "g_a1_reuse", report)
+    return gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
+
+
+@dg.asset(group_name=GROUP, kinds={"python"})
+def lever1_gate2_drift(
+    context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """Lever #1's Gate 2: the share of drift checks that found drift.
+
+    It argues for the default check_drift policy (the plan's decision D11).
+    """
+    _, report = _history_gate(context, config, gates.gate_drift, gates.DriftRateSettings)
+    return gate_result(report, store_report(artifacts, "lever1_gate2_drift", report))
+
+
+class SizeGateConfig(dg.Config):
+    """Gate 3's budget."""
+
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Overrides of SizeSettings (e.g. max_capture_bytes)."
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"python"})
+def lever1_gate3_size(
+    config: SizeGateConfig, capture_cache: CaptureCacheResource, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """Lever #1's Gate 3: artifact bytes per capture, from the capture catalog."""
+    catalog = capture_cache.catalog.catalog()
+    try:
+        sizes = gates.capture_bytes(catalog.entries())
+    finally:
+        catalog.close()
+    report = gates.gate_size(sizes, _settings(gates.SizeSettings, config.thresholds))
+    return gate_result(report, store_report(artifacts, "lever1_gate3_size", report))
+
+
+@dg.asset(group_name=GROUP, kinds={"python"})
+def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    """G-C0: every diagnostic consumer and what it needs of a capture; unknown = full_replay."""
+    # The registry fills as the diagnostics' modules are imported (they are, by definitions).
+    report = gates.gate_c0(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
+    return gate_result(report, store_report(artifacts, "g_c0_consumers", report))
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[g_b7_cost, g_a1_reuse, g_c0_consumers, lever1_gate2_drift, lever1_gate3_size],
+    kinds={"python"},
+)
+def phase0_exit(
+    context: dg.AssetExecutionContext, config: HistoryConfig, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """The consolidated Phase-0 report: every gate's decision and the lever order.
+
+    The order follows the plan's round-12 selection logic; its Markdown carries every gate's
+    numbers and reasons, and the report is also stored as JSON.
+    """
+    b7 = _read_report(artifacts, "g_b7_cost", gates.B7Report)
+    a1 = _read_report(artifacts, "g_a1_reuse", gates.A1Report)
+    c0 = _read_report(artifacts, "g_c0_consumers", gates.C0Report)
+    missing = [
+        name
+        for name, r in (("g_b7_cost", b7), ("g_a1_reuse", a1), ("g_c0_consumers", c0))
+        if r is None
+    ]
+    if b7 is None or a1 is None or c0 is None:
+        raise dg.Failure(f"phase0_exit needs {', '.join(missing)}: materialize them first.")
+    c4 = _read_report(artifacts, "g_c4_invariance", GateVerdict)
+    c4b = _read_report(artifacts, "g_c4b_seam", GateVerdict)
+    report = gates.phase0_exit(
+        b7,
+        a1,
+        c0,
+        c4.passed if c4 else None,
+        c4b.passed if c4b else None,
+        drift=_read_report(artifacts, "lever1_gate2_drift", gates.DriftRateReport),
+        size=_read_report(artifacts, "lever1_gate3_size", gates.SizeReport),
+    )
+    store = artifacts.blob_store()
+    store.write_bytes("gates/phase0_exit.json", report.to_json().encode())
+    elapsed, per_cell = _plot_series(load_history(config, context.instance, datetime.now(UTC)))
+    plots = (
+        "\n\n### s22a1 elapsed (s)\n\n"
+        + text_histogram(elapsed)
+        + "\n\n### audits per cell\n\n"
+        + text_bars(per_cell)
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "lever_order": " -> ".join(report.order) or "none",
+            "blocked": dg.MetadataValue.json(report.blocked),
+            "deferred": dg.MetadataValue.json(report.deferred),
+            "report": dg.MetadataValue.md(report.markdown() + plots),
+            "report_uri": dg.MetadataValue.path(store.uri("gates/phase0_exit.json")),
+        }
+    )
+
+
+class GateVerdict(BaseModel):
+    """What a replay gate stores for phase0_exit: its decision and whether it passed."""
+
+    decision: str
+    passed: bool
+    markdown: str
+
+
+phase0_gates_job = dg.define_asset_job(
+    "phase0_gates",
+    selection=[
+        g_b7_cost,
+        g_a1_reuse,
+        lever1_gate2_drift,
+        lever1_gate3_size,
+        g_c0_consumers,
+        phase0_exit,
+    ],
+    description="Recompute the history-based Phase-0 gates and the exit report.",
+)
+
+gates_refresh = dg.ScheduleDefinition(
+    name="phase0_gates_refresh",
+    job=phase0_gates_job,
+    cron_schedule="0 6 * * *",
+    description="Every morning: the gates read the latest history and re-decide.",
+)
+
+defs = dg.Definitions(
+    assets=[
+        g_b7_cost,
+        g_a1_reuse,
+        lever1_gate2_drift,
+        lever1_gate3_size,
+        g_c0_consumers,
+        phase0_exit,
+    ],
+    jobs=[phase0_gates_job],
+    schedules=[gates_refresh],
+)

@@ -1,0 +1,96 @@
+"""``capture_gc``: retire old captures and keep the store's lifecycle rules in place."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from pydantic import Field
+
+from diag_assets.capture.assets import CAPTURED_FOLD
+from diag_assets.core.capture import gc as capture_gc
+from diag_assets.core.capture.manifest import CaptureManifest
+from diag_assets.core.storage.s3 import StoreUnavailable
+from resources.capture_cache import CaptureCacheResource
+from resources.storage import ArtifactStoreResource
+
+
+class CaptureGcConfig(dg.Config):
+    """What the GC keeps."""
+
+    ttl_days: float = Field(default=30.0, gt=0, description="Retire captures unused this long.")
+    keep_newest: int = Field(default=2, ge=1, description="Newest complete captures kept per cell.")
+    dry_run: bool = Field(default=False, description="Report what would go; delete nothing.")
+
+
+def captures_in_use(artifacts: ArtifactStoreResource) -> set[str]:
+    """Capture keys the cells' diagnostics currently read (their captured_fold pointers)."""
+    results = artifacts.results()
+    keys = set()
+    for key in results.store.list_keys(f"{results.prefix}/{CAPTURED_FOLD}"):
+        manifest = CaptureManifest.model_validate_json(results.store.read_bytes(key))
+        keys.add(manifest.capture_key)
+    return keys
+
+
+@dg.op
+def collect_capture_garbage(
+    context: dg.OpExecutionContext,
+    config: CaptureGcConfig,
+    capture_cache: CaptureCacheResource,
+    artifacts: ArtifactStoreResource,
+) -> dg.Output[None]:
+    """Retire captures unused for ``ttl_days``; never a leased, capturing or in-use one."""
+    try:
+        lifecycle = str(artifacts.ensure_lifecycle() or "local store: no lifecycle rules")
+    except StoreUnavailable as error:
+        # GC is still worth running when this role may not manage bucket rules.
+        lifecycle = f"not checked: {error}"
+        context.log.warning(f"Could not ensure the store's lifecycle rule: {error}")
+    catalog = capture_cache.catalog.catalog()
+    try:
+        report = capture_gc.run_gc(
+            catalog,
+            artifacts.captures(),
+            lease=capture_cache.lease.lease(),
+            now=datetime.now(UTC),
+            ttl=timedelta(days=config.ttl_days),
+            keep_newest=config.keep_newest,
+            in_use=captures_in_use(artifacts),
+            dry_run=config.dry_run,
+            events=lambda event: context.log.info(event.to_json()),
+        )
+        drift_checks, drift_detected = catalog.drift_counts()
+    finally:
+        catalog.close()
+    rows = "\n".join(
+        f"| {d.entry.cell_ref} | `{d.entry.key}` | {d.entry.status.value} | "
+        f"{'retire' if d.delete else 'keep'} | {d.reason} |"
+        for d in report.decisions
+    )
+    return dg.Output(
+        None,
+        metadata={
+            "dry_run": dg.MetadataValue.bool(report.dry_run),
+            "retired": dg.MetadataValue.int(len(report.deleted)),
+            "freed_bytes": dg.MetadataValue.int(report.freed_bytes),
+            "deleted_files": dg.MetadataValue.int(report.deleted_files),
+            # Gate 2 of Lever #1: the share of drift checks that found drift.
+            "drift_checks": dg.MetadataValue.int(drift_checks),
+            "drift_detected": dg.MetadataValue.int(drift_detected),
+            "drift_rate": dg.MetadataValue.float(drift_detected / drift_checks)
+            if drift_checks
+            else dg.MetadataValue.null(),
+            "lifecycle": lifecycle,
+            "decisions": dg.MetadataValue.md(
+                "| cell | key | status | action | why |\n|---|---|---|---|---|\n" + rows
+            ),
+        },
+    )
+
+
+@dg.job(description="Retire captures unused for a TTL, keeping the newest per cell.")
+def capture_gc_job() -> None:
+    """The capture GC."""
+    collect_capture_garbage()
+
+
+defs = dg.Definitions(jobs=[capture_gc_job])
