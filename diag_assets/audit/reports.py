@@ -125,7 +125,7 @@ xy_audit_job = dg.define_asset_job(
     tags={"diag/audit_kind": "light_s40"},
     description="The xy_only diagnostics of a cell (s40 with the anchor skipped, s23): the "
     "audit a dataset_only capture can serve once the capture mode policy makes it the "
-    "default (Lever #3). Verdicts are DOWNGRADED, as in a light audit.",
+    "default. Verdicts are DOWNGRADED, as in a light audit.",
 )
 
 defs = dg.Definitions(

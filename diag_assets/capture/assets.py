@@ -39,7 +39,7 @@ class CaptureRunConfig(dg.Config):
     num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
     capture_mode: str | None = Field(
         default=None,
-        description="Lever #3 override: full_replay, dataset_only or single_fit. Unset: "
+        description="Capture mode override: full_replay, dataset_only or single_fit. Unset: "
         f"{MODE_ENV}, then the policy file diag_assets/policy/capture_mode.json.",
     )
 
@@ -123,7 +123,7 @@ def captured_fold(
     fine-tune and needs the run tag ``diag/allow_cold_capture=true``. Concurrent runs of one
     cell capture it once. Inputs are checked before any training; bad input writes nothing.
 
-    Lever #3: the capture mode (``capture_mode``, then ``DIAG_CAPTURE_MODE``, then the
+    The capture mode (``capture_mode``, then ``DIAG_CAPTURE_MODE``, then the
     policy) is checked against the diagnostics this run materializes from the capture; a
     dataset_only capture serves xy_only diagnostics only.
     """

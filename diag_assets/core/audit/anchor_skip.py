@@ -1,4 +1,4 @@
-"""Lever #2's switch: does this run skip the s22a1 anchor?
+"""The anchor skip: does this run skip the s22a1 anchor?
 
 Resolved in this order, first answer wins:
 

@@ -32,7 +32,7 @@ class FileEntry(BaseModel):
 
 
 class ParityCheck(BaseModel):
-    """A dataset_only capture's invariance assertion (the plan's C8.7).
+    """A dataset_only capture's parity check.
 
     An independent full replay of one trial (its own prep, then trial 0): the X/y that trial
     trained on must have the canonical hashes of the captured X/y.

@@ -8,7 +8,7 @@ from diag_assets.core.recipe.protocol import TrialSettings
 
 
 class CaptureMode(StrEnum):
-    """How much of the fine-tune a capture replays (Lever #3).
+    """How much of the fine-tune a capture replays.
 
     - ``full_replay``: prep and every trial; any diagnostic may read it;
     - ``dataset_only``: prep until X/y exist, no training; ``xy_only`` readers only;

@@ -2,8 +2,8 @@
 
 A :class:`ReplayTrace` is recorded by :func:`tracing` while a recipe replays one cell (prep,
 then the trial loop). Every full_replay capture stores the trace of the replay that made it,
-so G-C4 and G-C4b (:mod:`diag_assets.core.gates.invariance`) can be judged from the capture cache
-without replaying again. The trace is an ordered list of events and holds hashes only, never
+so trial invariance and the prep/train seam (:mod:`diag_assets.core.gates`) can be judged
+from the capture cache without replaying again. The trace is an ordered list of events and holds hashes only, never
 a frame or an array:
 
 - ``prep_called``: the recipe's ``prep`` returned; the per-column canonical hashes of the
@@ -34,7 +34,7 @@ instance, so a recipe that calls ``self.prep`` inside its loop is seen too. All 
 restored when the replay ends, also when it raises. Replays are serialized by a lock, and a
 fit started by another thread during a replay would be recorded in its trace. Code that
 imported ``train`` by name (``from lightgbm import train``) before the replay bypasses the
-patch; G-C4b then sees no ``train_called`` and refuses to declare a seam.
+patch; the seam gate then sees no ``train_called`` and refuses to declare a seam.
 """
 
 import functools
