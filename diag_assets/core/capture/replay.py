@@ -114,9 +114,10 @@ def replay_cell(
 
     ``full_replay`` runs prep, then the trial loop, under a replay tracer: the capture keeps
     the trace, from which trial invariance and the prep/train seam can be judged later.
-    ``single_fit`` runs prep, then trial 0 alone; ``dataset_only`` runs prep and trains nothing. With ``check_parity`` a
-    ``dataset_only`` capture also runs :func:`full_replay_parity` and raises
-    :class:`CaptureParityFailed` when its X/y is not what a full replay trains on.
+    ``single_fit`` runs prep, then trial 0 alone; ``dataset_only`` runs prep and trains
+    nothing. With ``check_parity`` a ``dataset_only`` capture also runs
+    :func:`full_replay_parity` and raises :class:`CaptureParityFailed` when its X/y is not
+    what a full replay trains on.
 
     Args:
         prepared: The cell, from :func:`prepare_cell`.

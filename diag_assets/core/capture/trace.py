@@ -3,8 +3,8 @@
 A :class:`ReplayTrace` is recorded by :func:`tracing` while a recipe replays one cell (prep,
 then the trial loop). Every full_replay capture stores the trace of the replay that made it,
 so trial invariance and the prep/train seam (:mod:`diag_assets.core.gates`) can be judged
-from the capture cache without replaying again. The trace is an ordered list of events and holds hashes only, never
-a frame or an array:
+from the capture cache without replaying again. The trace is an ordered list of events and
+holds hashes only, never a frame or an array:
 
 - ``prep_called``: the recipe's ``prep`` returned; the per-column canonical hashes of the
   X and y it returned, ``n_train``, and the digests of the forms in which a recipe may hand
