@@ -8,12 +8,9 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.core.folds import FoldSpec
-from diag_assets.core.market_data.sources import (
-    DEFI_TOP5,
-    DirectoryMarketData,
-    MarketDataSource,
-    SyntheticMarketData,
-)
+from diag_assets.core.market_data.files import DirectoryMarketData
+from diag_assets.core.market_data.sources import MarketDataSource
+from diag_assets.core.market_data.synthetic import DEFI_TOP5, SyntheticMarketData
 
 
 class MarketDataResource(dg.ConfigurableResource, ABC):

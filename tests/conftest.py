@@ -7,7 +7,7 @@ import pytest
 from diag_assets.core.capture.modes import CaptureConfig
 from diag_assets.core.diagnostics.probe import ProbeSettings
 from diag_assets.core.folds import FoldSpec
-from diag_assets.core.market_data.sources import SyntheticMarketData
+from diag_assets.core.market_data.synthetic import SyntheticMarketData
 from diag_assets.core.recipe.protocol import TrialSettings
 
 pytest_plugins = ["tests.services"]

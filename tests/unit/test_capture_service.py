@@ -24,7 +24,7 @@ from diag_assets.core.capture.manifest import X_FILE
 from diag_assets.core.capture.replay import prepare_cell
 from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.market_data.sources import SyntheticMarketData
+from diag_assets.core.market_data.synthetic import SyntheticMarketData
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.storage.blob import LocalBlobStore
 from diag_assets.core.storage.catalog import CaptureStatus, SqliteCatalog
@@ -232,7 +232,7 @@ def test_sigkilled_capture_leaves_nothing_visible_and_the_next_request_captures(
         from tests.unit.test_capture_service import CELL, make_service
         from tests.fixtures.recipes import PausingRecipe
         from tests.conftest import TINY_BARS, TINY_CAPTURE, TINY_FOLDS
-        from diag_assets.core.market_data.sources import SyntheticMarketData
+        from diag_assets.core.market_data.synthetic import SyntheticMarketData
         service = make_service(Path({str(tmp_path)!r}))
         service.get(CELL, SyntheticMarketData(n_bars=TINY_BARS), TINY_FOLDS, PausingRecipe(),
                     TINY_CAPTURE, allow_cold=True, run_id="doomed")

@@ -1,4 +1,4 @@
-"""Tests for diag_assets.core.market_data.sources: synthetic bars, validation, loaders, sources."""
+"""Tests for diag_assets.core.market_data: synthetic bars, validation, loaders, sources."""
 
 import hashlib
 import os
@@ -12,24 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diag_assets.core.cells import SYMBOL_PATTERN
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.market_data.sources import (
-    BAR_COLUMNS,
+from diag_assets.core.market_data.bars import BAR_COLUMNS, Bars, GapReport, timeframe_to_timedelta
+from diag_assets.core.market_data.files import DirectoryMarketData, load_bars_file, scan_directory
+from diag_assets.core.market_data.sources import MarketDataSource
+from diag_assets.core.market_data.synthetic import (
     DEFI_TOP5,
-    SYMBOL_PATTERN,
-    Bars,
-    DirectoryMarketData,
-    GapReport,
-    MarketDataSource,
     SyntheticMarketData,
-    detect_gaps,
     generate_synthetic_bars,
-    load_bars_file,
     momentum_coefficient,
-    scan_directory,
-    timeframe_to_timedelta,
-    validate_bars,
 )
+from diag_assets.core.market_data.validation import detect_gaps, validate_bars
 
 REPO = Path(__file__).resolve().parents[2]
 KLINES = REPO / "tests" / "data" / "klines"
@@ -71,7 +65,8 @@ def test_synthetic_is_deterministic_per_symbol_and_seed() -> None:
 def test_synthetic_is_identical_across_processes() -> None:
     code = (
         "import hashlib, numpy as np\n"
-        "from diag_assets.core.market_data.sources import generate_synthetic_bars, BAR_COLUMNS\n"
+        "from diag_assets.core.market_data.bars import BAR_COLUMNS\n"
+        "from diag_assets.core.market_data.synthetic import generate_synthetic_bars\n"
         "f = generate_synthetic_bars('AAVEUSDC', n_bars=3000, seed=11).frame\n"
         "h = hashlib.sha256()\n"
         "h.update(f['date'].dt.tz_localize(None).to_numpy(dtype='datetime64[ns]').tobytes())\n"
