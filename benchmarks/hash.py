@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pandas.util import hash_pandas_object
 
-from diag_assets.core.hashing import canonical_hash
+from diag_assets.core.hashing.table import canonical_hash
 
 
 def build_frame(rows: int, features: int, seed: int = 0) -> pd.DataFrame:

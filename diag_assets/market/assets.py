@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from diag_assets.core.hashing import canonical_hash
+from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.partitions import symbols_partitions
 from resources.market_data import MarketDataResource
 

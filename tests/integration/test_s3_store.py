@@ -367,7 +367,7 @@ def test_resource_runs_in_dagster_with_env_var_secrets(s3_endpoint, s3_bucket, m
 
 
 def test_streaming_digest_matches_the_bytes_digest(s3_endpoint, s3_bucket):
-    from diag_assets.core.hashing import bytes_digest
+    from diag_assets.core.hashing.digests import bytes_digest
     from diag_assets.core.storage.s3 import S3BlobStore
     from tests.services import s3_client
 

@@ -139,7 +139,7 @@ def test_a_trace_from_another_replay_is_refused(tmp_path, full):
     payload = other.model_dump_json().encode()
     artifacts.store.write_bytes(artifacts.key_of(manifest.capture_key, TRACE_FILE), payload)
     from diag_assets.core.capture.manifest import FileEntry
-    from diag_assets.core.hashing import bytes_digest
+    from diag_assets.core.hashing.digests import bytes_digest
 
     entry = FileEntry(bytes=len(payload), digest=bytes_digest(payload))
     patched = manifest.model_copy(update={"files": {**manifest.files, TRACE_FILE: entry}})

@@ -23,14 +23,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from pandas.util import hash_pandas_object
 
-from diag_assets.core.hashing import (
-    TableHash,
-    bytes_digest,
-    canonical_hash,
-    combine_digests,
-    file_digest,
-    hash_json,
-)
+from diag_assets.core.hashing.digests import bytes_digest, combine_digests, file_digest, hash_json
+from diag_assets.core.hashing.table import TableHash, canonical_hash
 
 PROPS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -496,7 +490,7 @@ def test_cross_process_stability():
             sys.executable,
             "-c",
             frame_code
-            + "import json\nfrom diag_assets.core.hashing import canonical_hash\n"
+            + "import json\nfrom diag_assets.core.hashing.table import canonical_hash\n"
             + "h = canonical_hash(frame)\nprint(json.dumps([h.digest, h.columns]))",
         ],
         capture_output=True,

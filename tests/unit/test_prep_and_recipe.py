@@ -3,7 +3,7 @@ import pytest
 
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import FoldSpec, make_fold
-from diag_assets.core.hashing import canonical_hash
+from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.prep import PrepSettings, build_features, prepare_fold
 from diag_assets.core.recipe.protocol import TrialSettings

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.hashing import bytes_digest
+from diag_assets.core.hashing.digests import bytes_digest
 
 
 class AuditRequest(BaseModel):

@@ -32,7 +32,8 @@ from diag_assets.core.capture.replay import (
     CapturedFold,
 )
 from diag_assets.core.capture.trace import ReplayTrace
-from diag_assets.core.hashing import bytes_digest, canonical_hash
+from diag_assets.core.hashing.digests import bytes_digest
+from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.core.recipe.prep import FoldData
 from diag_assets.core.recipe.protocol import TrialLog
 from diag_assets.core.storage.blob import BlobStore

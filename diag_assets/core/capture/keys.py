@@ -8,7 +8,7 @@ from diag_assets.core.capture.manifest import MANIFEST_SCHEMA_VERSION
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.cells import CellRef
 from diag_assets.core.folds import FoldSpec
-from diag_assets.core.hashing import combine_digests, hash_json
+from diag_assets.core.hashing.digests import combine_digests, hash_json
 
 
 def library_versions() -> dict[str, str]:

@@ -13,7 +13,7 @@ from diag_assets.core.capture.trace import ReplayTrace, tracing
 from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import Fold, FoldSpec, make_fold
-from diag_assets.core.hashing import canonical_hash
+from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.core.market_data.sources import MarketDataSource
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.prep import FoldData

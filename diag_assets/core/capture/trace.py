@@ -52,7 +52,8 @@ import xxhash
 from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.hashing import TableHash, canonical_hash, combine_digests
+from diag_assets.core.hashing.digests import combine_digests
+from diag_assets.core.hashing.table import TableHash, canonical_hash
 from diag_assets.core.recipe.prep import FoldData
 from diag_assets.core.recipe.protocol import Recipe, TrialLog
 
@@ -85,7 +86,7 @@ class TableDigest(BaseModel):
 
     @classmethod
     def of(cls, table: pd.DataFrame) -> "TableDigest":
-        """Hash a table with :func:`~diag_assets.core.hashing.canonical_hash`."""
+        """Hash a table with :func:`~diag_assets.core.hashing.table.canonical_hash`."""
         hashed = canonical_hash(table)
         return cls(digest=hashed.digest, columns=dict(hashed.columns), rows=hashed.rows)
 

@@ -27,7 +27,7 @@ from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView, diagnostic
 from diag_assets.core.diagnostics.probe import roc_auc
 from diag_assets.core.diagnostics.verdicts import Certification
-from diag_assets.core.hashing import hash_json
+from diag_assets.core.hashing.digests import hash_json
 from diag_assets.core.recipe.training import VALIDATION_METRIC, fit_booster
 
 # Scales a median absolute deviation to the standard deviation of a normal distribution.

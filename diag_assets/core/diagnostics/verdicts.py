@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from diag_assets.core.hashing import hash_json
+from diag_assets.core.hashing.digests import hash_json
 
 
 class Signal(StrEnum):

@@ -4,7 +4,7 @@ import dataclasses
 import inspect
 from typing import Any
 
-from diag_assets.core.hashing import hash_json
+from diag_assets.core.hashing.digests import hash_json
 from diag_assets.core.recipe import prep as prep_module
 from diag_assets.core.recipe import protocol as protocol_module
 from diag_assets.core.recipe import reference as reference_module

@@ -14,7 +14,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.folds import Fold
-from diag_assets.core.hashing import hash_json
+from diag_assets.core.hashing.digests import hash_json
 from diag_assets.core.recipe.prep import FoldData
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 from diag_assets.core.folds import Fold
-from diag_assets.core.hashing import canonical_hash, combine_digests
+from diag_assets.core.hashing.digests import combine_digests
+from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.core.recipe.prep import FoldData, PrepSettings, prepare_fold
 from diag_assets.core.recipe.protocol import TrialLog, TrialObserver, TrialRecord, TrialSettings
 from diag_assets.core.recipe.training import VALIDATION_METRIC, fit_booster

@@ -13,7 +13,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from diag_assets.core.hashing import bytes_digest, file_digest
+from diag_assets.core.hashing.digests import bytes_digest, file_digest
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
 
