@@ -22,22 +22,14 @@ from benchmarks.profiles import PROFILES
 DEFAULT_SERVER = "host=127.0.0.1 port=5432 user=postgres"
 
 
-def _service(backend: str, dsn: str, root: Path):
-    from diag_assets.core.capture.artifacts import CaptureArtifacts
-    from diag_assets.core.capture.cache import CaptureService
-    from diag_assets.core.storage.blob import LocalBlobStore
-    from diag_assets.core.storage.catalog import PostgresCatalog, SqliteCatalog
-    from diag_assets.core.storage.lease import FileLease, PostgresLease
+def _cache(backend: str, dsn: str, root: Path):
+    from resources.environment import embedded_capture_cache, postgres_capture_cache
+    from resources.storage import LocalArtifactStore
 
-    artifacts = CaptureArtifacts(LocalBlobStore(root / "artifacts"))
+    artifacts = LocalArtifactStore(root=str(root / "artifacts"))
     if backend == "postgres":
-        return CaptureService(artifacts, PostgresCatalog(dsn), PostgresLease(dsn), lease_wait_s=900)
-    return CaptureService(
-        artifacts,
-        SqliteCatalog(root / "catalog.sqlite"),
-        FileLease(root / "leases"),
-        lease_wait_s=900,
-    )
+        return postgres_capture_cache(artifacts, dsn, lease_wait_s=900)
+    return embedded_capture_cache(artifacts, root, lease_wait_s=900)
 
 
 def _request(args: tuple) -> dict:
@@ -47,20 +39,19 @@ def _request(args: tuple) -> dict:
 
     profile = PROFILES[profile_name]
     source = profile.source()
-    service = _service(backend, dsn, Path(root))
     cell = CellRef(source.universe, source.symbols()[0], profile.fold)
-    time.sleep(max(0.0, start_at - time.time()))  # everyone asks at the same moment
-    started = time.perf_counter()
-    result = service.get(
-        cell,
-        source,
-        profile.fold_spec,
-        ReferenceRecipe(),
-        profile.capture_config(),
-        allow_cold=True,
-        run_id=f"bench-{number}",
-    )
-    service.catalog.close()
+    with _cache(backend, dsn, Path(root)).open() as cache:
+        time.sleep(max(0.0, start_at - time.time()))  # everyone asks at the same moment
+        started = time.perf_counter()
+        result = cache.get(
+            cell,
+            source,
+            profile.fold_spec,
+            ReferenceRecipe(),
+            profile.capture_config(),
+            allow_cold=True,
+            run_id=f"bench-{number}",
+        )
     return {
         "outcome": result.outcome.value,
         "waited_s": result.waited_s,

@@ -3,7 +3,7 @@
 ``python -m benchmarks lever3 --profile small --json`` prints
 ``{"full_replay_s", "dataset_only_s", "ratio", "hash_parity", ...}``.
 
-Both timed captures go through :class:`CaptureService` with ``allow_cold=True``, each into a
+Both timed captures go through the capture cache with ``allow_cold=True``, each into a
 fresh cache of its own (local blob store, SQLite catalog, file leases in a temporary folder),
 so both are cold (outcome MISS): source load, prep, the mode's training (every trial of the
 profile for full_replay, none for dataset_only), verified write and catalog commit.
@@ -22,44 +22,39 @@ import time
 from pathlib import Path
 
 from benchmarks.profiles import Profile, profile_from_args
-from diag_assets.core.capture.artifacts import CaptureArtifacts
-from diag_assets.core.capture.cache import CaptureOutcome, CaptureResult, CaptureService
+from diag_assets.core.capture.cache import CaptureOutcome, CaptureResult
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.cells import CellRef
 from diag_assets.core.recipe.reference import ReferenceRecipe
-from diag_assets.core.storage.blob import LocalBlobStore
-from diag_assets.core.storage.catalog import SqliteCatalog
-from diag_assets.core.storage.lease import FileLease
+from resources.capture_cache import CaptureCacheResource
+from resources.environment import embedded_capture_cache
+from resources.storage import LocalArtifactStore
 
 RUN_ID = "benchmark-lever3"
 
 
-def _service(root: Path, parity_check_rate: float = 0.0) -> CaptureService:
-    return CaptureService(
-        CaptureArtifacts(LocalBlobStore(root / "store")),
-        SqliteCatalog(root / "catalog.sqlite"),
-        FileLease(root / "leases"),
-        parity_check_rate=parity_check_rate,
-    )
+def _cache(root: Path, parity_check_rate: float = 0.0) -> CaptureCacheResource:
+    artifacts = LocalArtifactStore(root=str(root / "store"))
+    return embedded_capture_cache(artifacts, root, parity_check_rate=parity_check_rate)
 
 
 def _cold(
     profile: Profile, cell: CellRef, mode: CaptureMode, root: Path, parity_check_rate: float = 0.0
 ) -> tuple[CaptureResult, float]:
     """One cold capture of ``cell`` in ``mode`` into a fresh cache under ``root``, timed."""
-    service = _service(root, parity_check_rate)
     config = profile.capture_config().with_mode(mode)
-    started = time.perf_counter()
-    result = service.get(
-        cell,
-        profile.source(),
-        profile.fold_spec,
-        ReferenceRecipe(),
-        config,
-        allow_cold=True,
-        run_id=RUN_ID,
-    )
-    elapsed = time.perf_counter() - started
+    with _cache(root, parity_check_rate).open() as cache:
+        started = time.perf_counter()
+        result = cache.get(
+            cell,
+            profile.source(),
+            profile.fold_spec,
+            ReferenceRecipe(),
+            config,
+            allow_cold=True,
+            run_id=RUN_ID,
+        )
+        elapsed = time.perf_counter() - started
     if result.outcome is not CaptureOutcome.MISS:
         raise RuntimeError(f"{mode} capture of {cell} was {result.outcome}, not a cold MISS.")
     return result, elapsed

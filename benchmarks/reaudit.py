@@ -22,12 +22,9 @@ from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
 from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.cells import CellRef
-from diag_assets.core.storage.catalog import SqliteCatalog
 from diag_assets.partitions import cell_partition_key
-from resources.capture_cache import CaptureCacheResource, FileLeaseResource, SqliteCatalogResource
+from resources.environment import build_local_resources
 from resources.market_data import SyntheticMarketDataResource
-from resources.requests import AuditRequestsResource
-from resources.storage import LocalArtifactStore
 
 QUIET = {"console": {"config": {"log_level": "WARNING"}}}
 
@@ -35,25 +32,16 @@ QUIET = {"console": {"config": {"log_level": "WARNING"}}}
 def profile_resources(profile: Profile, root: Path) -> dict:
     """The embedded profile's resources for a benchmark profile."""
     spec = profile.fold_spec
-    artifacts = LocalArtifactStore(root=str(root / "artifacts"))
-    return {
-        "market_data": SyntheticMarketDataResource(
-            n_bars=profile.n_bars,
-            timeframe=profile.timeframe,
-            n_folds=spec.n_folds,
-            min_train_bars=spec.min_train_bars,
-            validation_bars=spec.validation_bars,
-            purge_bars=spec.purge_bars,
-            label_horizon=spec.label_horizon,
-        ),
-        "artifacts": artifacts,
-        "capture_cache": CaptureCacheResource(
-            artifacts=artifacts,
-            catalog=SqliteCatalogResource(path=str(root / "catalog.sqlite")),
-            lease=FileLeaseResource(root=str(root / "leases")),
-        ),
-        "audit_requests": AuditRequestsResource(directory=str(root / "requests")),
-    }
+    market_data = SyntheticMarketDataResource(
+        n_bars=profile.n_bars,
+        timeframe=profile.timeframe,
+        n_folds=spec.n_folds,
+        min_train_bars=spec.min_train_bars,
+        validation_bars=spec.validation_bars,
+        purge_bars=spec.purge_bars,
+        label_horizon=spec.label_horizon,
+    )
+    return build_local_resources(root, market_data=market_data)
 
 
 def capture_run_config(profile: Profile) -> dict:
@@ -117,8 +105,8 @@ def run(argv: list[str]) -> dict:
             _metadata(warm, "captured_fold"),
         )
         cold_verdict, warm_verdict = _metadata(cold, "s40_verdict"), _metadata(warm, "s40_verdict")
-        with SqliteCatalog(root / "catalog.sqlite") as catalog:
-            captures = len(catalog.entries())
+        with resources["capture_cache"].open() as cache:
+            captures = len(cache.entries())
     return {
         "profile": profile.name,
         "cell_ref": str(cell),

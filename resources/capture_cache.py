@@ -6,12 +6,15 @@ artifacts in S3.
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from diag_assets.core.capture.cache import CaptureService, DriftPolicy
+from diag_assets.core.capture.cache import CaptureService
+from diag_assets.core.capture.source_drift import DriftPolicy
 from diag_assets.core.storage.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
 from diag_assets.core.storage.lease import FileLease, Lease, PostgresLease
 from resources.storage import ArtifactStoreResource
@@ -101,17 +104,30 @@ class CaptureCacheResource(dg.ConfigurableResource):
         "assert X/y parity. Unset: the capture mode policy's rate.",
     )
 
-    def service(self, default_parity_check_rate: float = 0.0) -> CaptureService:
-        """A capture service over this resource's parts. Close its catalog when done.
+    @contextmanager
+    def open(self, *, default_parity_check_rate: float = 0.0) -> Iterator[CaptureService]:
+        """The capture cache over this resource's parts, closed when the block ends.
 
-        ``default_parity_check_rate`` applies when the resource does not set its own.
+        ``with capture_cache.open() as cache:`` is the one way into the cache: ``cache.get``
+        serves a request, ``cache.is_warm`` tells whether it would be served warm,
+        ``cache.entries`` lists the catalog. ``default_parity_check_rate`` applies when the
+        resource does not set its own.
         """
         rate = self.parity_check_rate
-        return CaptureService(
-            self.artifacts.captures(),
-            self.catalog.catalog(),
-            self.lease.lease(),
+        drift = DriftPolicy.parse(self.check_drift)  # a bad policy fails before anything opens
+        artifacts = self.artifacts.captures()
+        lease = self.lease.lease()
+        try:
+            catalog = self.catalog.catalog()
+        except BaseException:
+            lease.close()
+            raise
+        with CaptureService(
+            artifacts,
+            catalog,
+            lease,
             lease_wait_s=self.lease_wait_s,
-            drift=DriftPolicy.parse(self.check_drift),
+            drift=drift,
             parity_check_rate=default_parity_check_rate if rate is None else rate,
-        )
+        ) as cache:
+            yield cache

@@ -26,9 +26,13 @@ from resources.capture_cache import (
     PostgresLeaseResource,
     SqliteCatalogResource,
 )
-from resources.market_data import DirectoryMarketDataResource, SyntheticMarketDataResource
+from resources.market_data import (
+    DirectoryMarketDataResource,
+    MarketDataResource,
+    SyntheticMarketDataResource,
+)
 from resources.requests import AuditRequestsResource
-from resources.storage import LocalArtifactStore, S3ArtifactStore
+from resources.storage import ArtifactStoreResource, LocalArtifactStore, S3ArtifactStore
 
 DEFAULT_STORAGE_DIR = ".diag/artifacts"
 
@@ -64,23 +68,107 @@ def market_data_resource() -> SyntheticMarketDataResource | DirectoryMarketDataR
     )
 
 
-def local_resources() -> dict[str, Any]:
-    """The embedded profile: artifacts, SQLite catalog and file locks under DIAG_STORAGE_DIR."""
-    root = Path(os.environ.get("DIAG_STORAGE_DIR", DEFAULT_STORAGE_DIR)).resolve()
-    artifacts = LocalArtifactStore(root=str(root))
+DEFAULT_LEASE_WAIT_S = 3_600.0
+
+
+def embedded_capture_cache(
+    artifacts: ArtifactStoreResource,
+    root: Path,
+    *,
+    check_drift: str = "off",
+    lease_wait_s: float = DEFAULT_LEASE_WAIT_S,
+    parity_check_rate: float | None = None,
+) -> CaptureCacheResource:
+    """The embedded profile's capture cache: SQLite catalog and file locks under ``root``."""
+    return CaptureCacheResource(
+        artifacts=artifacts,
+        catalog=SqliteCatalogResource(path=str(root / "catalog.sqlite")),
+        lease=FileLeaseResource(root=str(root / "leases")),
+        lease_wait_s=lease_wait_s,
+        check_drift=check_drift,
+        parity_check_rate=parity_check_rate,
+    )
+
+
+def postgres_capture_cache(
+    artifacts: ArtifactStoreResource,
+    dsn: str | dg.EnvVar,
+    *,
+    check_drift: str = "off",
+    lease_wait_s: float = DEFAULT_LEASE_WAIT_S,
+    parity_check_rate: float | None = None,
+) -> CaptureCacheResource:
+    """The production profile's capture cache: catalog and leases in PostgreSQL."""
+    return CaptureCacheResource(
+        artifacts=artifacts,
+        catalog=PostgresCatalogResource(dsn=dsn),
+        lease=PostgresLeaseResource(dsn=dsn),
+        lease_wait_s=lease_wait_s,
+        check_drift=check_drift,
+        parity_check_rate=parity_check_rate,
+    )
+
+
+def build_local_resources(
+    root: Path,
+    *,
+    market_data: MarketDataResource | None = None,
+    check_drift: str = "off",
+    lease_wait_s: float = DEFAULT_LEASE_WAIT_S,
+    artifacts_dir: Path | None = None,
+    requests_dir: Path | None = None,
+) -> dict[str, Any]:
+    """The embedded profile's resource set: catalog and leases under ``root``.
+
+    Artifacts go to ``artifacts_dir`` (default ``root/artifacts``), request files are read
+    from ``requests_dir`` (default ``root/requests``). Tests and benchmarks build their
+    resources here too, so they run what the code location runs.
+    """
+    artifacts = LocalArtifactStore(root=str(artifacts_dir or root / "artifacts"))
     return {
-        "market_data": market_data_resource(),
+        "market_data": market_data or SyntheticMarketDataResource(),
         "artifacts": artifacts,
-        "capture_cache": CaptureCacheResource(
-            artifacts=artifacts,
-            catalog=SqliteCatalogResource(path=str(root / "catalog.sqlite")),
-            lease=FileLeaseResource(root=str(root / "leases")),
-            check_drift=os.environ.get("DIAG_CHECK_DRIFT", "off"),
+        "capture_cache": embedded_capture_cache(
+            artifacts, root, check_drift=check_drift, lease_wait_s=lease_wait_s
         ),
-        "audit_requests": AuditRequestsResource(
-            directory=os.environ.get("DIAG_REQUESTS_DIR", str(root.parent / "requests"))
-        ),
+        "audit_requests": AuditRequestsResource(directory=str(requests_dir or root / "requests")),
     }
+
+
+def build_production_resources(
+    artifacts: S3ArtifactStore,
+    dsn: str | dg.EnvVar,
+    *,
+    requests_dir: Path,
+    market_data: MarketDataResource | None = None,
+    check_drift: str = "off",
+    lease_wait_s: float = DEFAULT_LEASE_WAIT_S,
+) -> dict[str, Any]:
+    """The production profile's resource set: catalog and leases at ``dsn``, artifacts in S3."""
+    return {
+        "market_data": market_data or SyntheticMarketDataResource(),
+        "artifacts": artifacts,
+        "capture_cache": postgres_capture_cache(
+            artifacts, dsn, check_drift=check_drift, lease_wait_s=lease_wait_s
+        ),
+        "audit_requests": AuditRequestsResource(directory=str(requests_dir)),
+    }
+
+
+def local_resources() -> dict[str, Any]:
+    """The embedded profile: artifacts, SQLite catalog and file locks under DIAG_STORAGE_DIR.
+
+    The artifacts live in the storage folder itself (not in an ``artifacts/`` below it), as
+    they always have, so existing captures stay where they are.
+    """
+    root = Path(os.environ.get("DIAG_STORAGE_DIR", DEFAULT_STORAGE_DIR)).resolve()
+    return build_local_resources(
+        root,
+        market_data=market_data_resource(),
+        check_drift=os.environ.get("DIAG_CHECK_DRIFT", "off"),
+        artifacts_dir=root,
+        requests_dir=Path(os.environ.get("DIAG_REQUESTS_DIR", str(root.parent / "requests"))),
+    )
 
 
 PRODUCTION_REQUIRED = ("DIAG_PG_DSN", "DIAG_S3_BUCKET")
@@ -108,19 +196,13 @@ def production_resources() -> dict[str, Any]:
         bucket=dg.EnvVar("DIAG_S3_BUCKET"),
         prefix=os.environ.get("DIAG_S3_PREFIX", "diag-harness"),
     )
-    return {
-        "market_data": market_data_resource(),
-        "artifacts": artifacts,
-        "capture_cache": CaptureCacheResource(
-            artifacts=artifacts,
-            catalog=PostgresCatalogResource(dsn=dg.EnvVar("DIAG_PG_DSN")),
-            lease=PostgresLeaseResource(dsn=dg.EnvVar("DIAG_PG_DSN")),
-            check_drift=os.environ.get("DIAG_CHECK_DRIFT", "off"),
-        ),
-        "audit_requests": AuditRequestsResource(
-            directory=os.environ.get("DIAG_REQUESTS_DIR", "/var/lib/diag-harness/requests")
-        ),
-    }
+    return build_production_resources(
+        artifacts,
+        dg.EnvVar("DIAG_PG_DSN"),
+        market_data=market_data_resource(),
+        check_drift=os.environ.get("DIAG_CHECK_DRIFT", "off"),
+        requests_dir=Path(os.environ.get("DIAG_REQUESTS_DIR", "/var/lib/diag-harness/requests")),
+    )
 
 
 resources_by_env: dict[Environment, Callable[[], dict[str, Any]]] = {

@@ -14,8 +14,7 @@ import dagster as dg
 from diag_assets.audit.reports import audit_job
 from diag_assets.capture.assets import RECIPE, CaptureRunConfig
 from diag_assets.core.audit.requests import read_requests
-from diag_assets.core.capture.keys import request_key
-from diag_assets.core.recipe.code_version import recipe_code_version
+from diag_assets.core.errors import DiagInputError
 from diag_assets.partitions import cell_partition_key
 from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
@@ -37,25 +36,24 @@ def reaudit_requests(
     if not pending:
         return dg.SkipReason(f"No new requests in {audit_requests.directory}.")
 
-    recipe_version = recipe_code_version(RECIPE)
+    source = market_data.source()
     fold_spec = market_data.fold_spec()
     default_config = CaptureRunConfig().to_core()
-    universe = market_data.source().universe
-    catalog = capture_cache.catalog.catalog()
     run_requests, cold, rejected = [], [], []
-    try:
+    with capture_cache.open() as cache:
         for item in pending:
             if item.request is None:
                 rejected.append(item.error or item.path.name)
                 handled.add(item.request_id)
                 continue
             cell = item.request.cell()
-            if cell.universe != universe:
-                rejected.append(f"{item.path.name}: {cell} is not in universe {universe!r}")
+            try:
+                warm = cache.is_warm(cell, source, fold_spec, RECIPE, default_config)
+            except DiagInputError as refused:
+                rejected.append(f"{item.path.name}: {refused}")
                 handled.add(item.request_id)
                 continue
-            wanted = request_key(cell, recipe_version, fold_spec, default_config)
-            if catalog.latest_complete(wanted) is None:
+            if not warm:
                 cold.append(str(cell))
                 continue
             run_requests.append(
@@ -70,8 +68,6 @@ def reaudit_requests(
                 )
             )
             handled.add(item.request_id)
-    finally:
-        catalog.close()
 
     for problem in rejected:
         context.log.warning(f"Rejected re-audit request: {problem}")

@@ -155,18 +155,18 @@ def captured_fold(
         context.log.info(event.to_json())
 
     recorder = EventRecorder(log_event)
-    service = capture_cache.service(default_parity_check_rate=policy.parity_check_rate)
     try:
-        result = service.get(
-            cell,
-            source,
-            market_data.fold_spec(),
-            RECIPE,
-            config.to_core(decision.mode),
-            allow_cold=allow_cold,
-            run_id=context.op_execution_context.run_id,
-            events=recorder,
-        )
+        with capture_cache.open(default_parity_check_rate=policy.parity_check_rate) as cache:
+            result = cache.get(
+                cell,
+                source,
+                market_data.fold_spec(),
+                RECIPE,
+                config.to_core(decision.mode),
+                allow_cold=allow_cold,
+                run_id=context.op_execution_context.run_id,
+                events=recorder,
+            )
     except ColdCaptureRequiresOperator as refused:
         # No capture can be trusted for this cell in this run: nothing downstream may claim
         # a verdict, so the audit is inconclusive until an operator approves a capture.
@@ -180,8 +180,6 @@ def captured_fold(
                 "capture_events": _events_json(recorder.events),
             },
         ) from refused
-    finally:
-        service.catalog.close()
     artifacts.results().write(CAPTURED_FOLD, cell, result.manifest)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(result.manifest.content_hash),

@@ -88,29 +88,27 @@ def fixture_captures(
         context.log.info(event.to_json())
 
     source = market_data.source()
-    service = capture_cache.service()
     results = []
     try:
-        for cell in config.cells(market_data):
-            results.append(
-                service.get(
-                    cell,
-                    source,
-                    market_data.fold_spec(),
-                    RECIPE,
-                    config.capture_config(mode),
-                    allow_cold=allow_cold,
-                    run_id=context.op_execution_context.run_id,
-                    events=EventRecorder(log_event),
+        with capture_cache.open() as cache:
+            for cell in config.cells(market_data):
+                results.append(
+                    cache.get(
+                        cell,
+                        source,
+                        market_data.fold_spec(),
+                        RECIPE,
+                        config.capture_config(mode),
+                        allow_cold=allow_cold,
+                        run_id=context.op_execution_context.run_id,
+                        events=EventRecorder(log_event),
+                    )
                 )
-            )
     except ColdCaptureRequiresOperator as refused:
         raise dg.Failure(
             description=f"{gate} needs the fixture set in full_replay. {refused}",
             metadata={"code": refused.code, "cell_ref": str(refused.cell)},
         ) from refused
-    finally:
-        service.catalog.close()
     for result in results:
         context.log.info(
             f"{gate}: fixture {result.manifest.cell_ref} ({mode}) served {result.outcome.value}"

@@ -163,11 +163,8 @@ def lever1_gate3_size(
     config: SizeGateConfig, capture_cache: CaptureCacheResource, artifacts: ArtifactStoreResource
 ) -> dg.MaterializeResult:
     """Lever #1's Gate 3: artifact bytes per capture, from the capture catalog."""
-    catalog = capture_cache.catalog.catalog()
-    try:
-        sizes = gates.capture_bytes(catalog.entries())
-    finally:
-        catalog.close()
+    with capture_cache.open() as cache:
+        sizes = gates.capture_bytes(cache.entries())
     report = gates.gate_size(sizes, _settings(gates.SizeSettings, config.thresholds))
     return gate_result(report, store_report(artifacts, "lever1_gate3_size", report))
 

@@ -6,7 +6,6 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.capture.assets import CAPTURED_FOLD
-from diag_assets.core.capture import gc as capture_gc
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.storage.s3 import StoreUnavailable
 from resources.capture_cache import CaptureCacheResource
@@ -45,12 +44,8 @@ def collect_capture_garbage(
         # GC is still worth running when this role may not manage bucket rules.
         lifecycle = f"not checked: {error}"
         context.log.warning(f"Could not ensure the store's lifecycle rule: {error}")
-    catalog = capture_cache.catalog.catalog()
-    try:
-        report = capture_gc.run_gc(
-            catalog,
-            artifacts.captures(),
-            lease=capture_cache.lease.lease(),
+    with capture_cache.open() as cache:
+        report = cache.collect_garbage(
             now=datetime.now(UTC),
             ttl=timedelta(days=config.ttl_days),
             keep_newest=config.keep_newest,
@@ -58,9 +53,7 @@ def collect_capture_garbage(
             dry_run=config.dry_run,
             events=lambda event: context.log.info(event.to_json()),
         )
-        drift_checks, drift_detected = catalog.drift_counts()
-    finally:
-        catalog.close()
+        drift_checks, drift_detected = cache.drift_counts()
     rows = "\n".join(
         f"| {d.entry.cell_ref} | `{d.entry.key}` | {d.entry.status.value} | "
         f"{'retire' if d.delete else 'keep'} | {d.reason} |"

@@ -4,10 +4,8 @@ import dagster as dg
 import pytest
 
 from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
-from resources.capture_cache import CaptureCacheResource, FileLeaseResource, SqliteCatalogResource
+from resources.environment import build_local_resources
 from resources.market_data import DirectoryMarketDataResource, SyntheticMarketDataResource
-from resources.requests import AuditRequestsResource
-from resources.storage import LocalArtifactStore
 from tests.conftest import TINY_BARS, TINY_FOLDS
 
 KLINES = Path(__file__).resolve().parents[1] / "data" / "klines"
@@ -43,19 +41,12 @@ APPROVED = {ALLOW_COLD_CAPTURE_TAG: "true"}
 
 def local_resources(root: Path, market_data=None, check_drift: str = "off") -> dict:
     """The embedded profile's resources under ``root``, with a tiny market by default."""
-    artifacts = LocalArtifactStore(root=str(root / "artifacts"))
-    return {
-        "market_data": market_data or tiny_market_data(),
-        "artifacts": artifacts,
-        "capture_cache": CaptureCacheResource(
-            artifacts=artifacts,
-            catalog=SqliteCatalogResource(path=str(root / "catalog.sqlite")),
-            lease=FileLeaseResource(root=str(root / "leases")),
-            lease_wait_s=60,
-            check_drift=check_drift,
-        ),
-        "audit_requests": AuditRequestsResource(directory=str(root / "requests")),
-    }
+    return build_local_resources(
+        root,
+        market_data=market_data or tiny_market_data(),
+        check_drift=check_drift,
+        lease_wait_s=60,
+    )
 
 
 @pytest.fixture

@@ -70,6 +70,14 @@ def test_reaudit_sensor_launches_warm_cells_once_and_holds_cold_ones(resources, 
     assert run.partition_key == cell_partition_key(COLD)
 
 
+def test_reaudit_sensor_rejects_a_cell_of_another_universe_for_good(resources, instance):
+    _write_request(resources, "elsewhere", cell_ref="binance/BTCUSDT/fold-1", requested_by="eve")
+    result, context = _tick(resources, instance)
+    assert isinstance(result, dg.SkipReason) and "1 request(s) rejected" in result.skip_message
+    (handled,) = json.loads(context.cursor)["handled"]  # not retried on the next tick
+    assert handled.startswith("elsewhere-")
+
+
 def test_reaudit_sensor_run_keys_are_stable_per_request(resources, instance):
     _capture(resources, instance, WARM, run_config={"ops": {"captured_fold": {"config": {}}}})
     _write_request(resources, "warm", cell_ref=str(WARM))
@@ -129,13 +137,17 @@ def test_gc_plan_rules():
     assert "in use" in decisions["pointer"].reason and "being captured" in decisions["busy"].reason
 
 
+def _entries(resources) -> list:
+    with resources["capture_cache"].open() as cache:
+        return cache.entries()
+
+
 def test_gc_job_retires_an_unused_capture_and_keeps_the_one_in_use(resources, instance, tmp_path):
     config_a = {"ops": {"captured_fold": {"config": {"n_trials": 1, "max_rounds": 10}}}}
     config_b = {"ops": {"captured_fold": {"config": {"n_trials": 1, "max_rounds": 10, "seed": 3}}}}
     _capture(resources, instance, WARM, run_config=config_a)
     _capture(resources, instance, WARM, run_config=config_b)  # now the cell's diagnostics read b
-    catalog = resources["capture_cache"].catalog.catalog()
-    keys = [e.key for e in catalog.entries()]
+    keys = [e.key for e in _entries(resources)]
     assert len(keys) == 2
 
     job = defs.resolve_job_def("capture_gc_job")
@@ -153,14 +165,13 @@ def test_gc_job_retires_an_unused_capture_and_keeps_the_one_in_use(resources, in
             }
         },
     )
-    assert dry.success and len(catalog.entries()) == 2
+    assert dry.success and len(_entries(resources)) == 2
     result = job.execute_in_process(instance=instance, resources=resources, run_config=gc_config)
     assert result.success
     (output,) = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = output.event_specific_data.metadata
     assert metadata["retired"].value == 1 and metadata["drift_checks"].value == 0
-    (kept,) = catalog.entries()
+    (kept,) = _entries(resources)
     assert kept.key == keys[1]
     assert not (tmp_path / "artifacts" / "captures" / keys[0]).exists()
     assert (tmp_path / "artifacts" / "captures" / keys[1] / "manifest.json").exists()
-    catalog.close()

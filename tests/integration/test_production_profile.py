@@ -10,12 +10,7 @@ from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
 from diag_assets.core.storage.catalog import PostgresCatalog
 from diag_assets.partitions import cell_partition_key
-from resources.capture_cache import (
-    CaptureCacheResource,
-    PostgresCatalogResource,
-    PostgresLeaseResource,
-)
-from resources.requests import AuditRequestsResource
+from resources.environment import build_production_resources
 from resources.storage import S3ArtifactStore
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, tiny_market_data
 from tests.services import s3_client
@@ -39,17 +34,13 @@ def production_resources(endpoint: str, bucket: str, dsn: str, tmp_path) -> dict
         connect_timeout_s=1,
         read_timeout_s=5,
     )
-    return {
-        "market_data": tiny_market_data(),
-        "artifacts": artifacts,
-        "capture_cache": CaptureCacheResource(
-            artifacts=artifacts,
-            catalog=PostgresCatalogResource(dsn=dsn),
-            lease=PostgresLeaseResource(dsn=dsn),
-            lease_wait_s=60,
-        ),
-        "audit_requests": AuditRequestsResource(directory=str(tmp_path / "requests")),
-    }
+    return build_production_resources(
+        artifacts,
+        dsn,
+        market_data=tiny_market_data(),
+        lease_wait_s=60,
+        requests_dir=tmp_path / "requests",
+    )
 
 
 @pytest.fixture

@@ -17,11 +17,12 @@ from diag_assets.core.capture.cache import (
     CaptureOutcome,
     CaptureService,
     ColdCaptureRequiresOperator,
-    DriftPolicy,
 )
 from diag_assets.core.capture.events import EventRecorder
 from diag_assets.core.capture.manifest import X_FILE
+from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.capture.replay import prepare_cell
+from diag_assets.core.capture.source_drift import DriftPolicy
 from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.market_data.synthetic import SyntheticMarketData
@@ -273,3 +274,35 @@ def test_an_artifact_whose_catalog_commit_was_lost_is_adopted_not_replayed(tmp_p
     assert ev.CAPTURE_STARTED not in events  # no replay
     assert service.catalog.get(cold.entry.key).status is CaptureStatus.COMPLETE
     assert adopted.manifest == cold.manifest
+
+
+def test_is_warm_reads_only_the_catalog_and_follows_the_entry(tmp_path, source):
+    with make_service(tmp_path) as cache:
+        assert not cache.is_warm(CELL, source, TINY_FOLDS, RECIPE, TINY_CAPTURE)
+        result, _ = request(cache, source, allow_cold=True)
+        loads = source.loads
+        assert cache.is_warm(CELL, source, TINY_FOLDS, RECIPE, TINY_CAPTURE)
+        assert source.loads == loads  # no market data read to answer
+        other_mode = TINY_CAPTURE.with_mode(CaptureMode.DATASET_ONLY)
+        assert not cache.is_warm(CELL, source, TINY_FOLDS, RECIPE, other_mode)
+        cache.catalog.mark_stale(result.entry.key, "test")
+        assert not cache.is_warm(CELL, source, TINY_FOLDS, RECIPE, TINY_CAPTURE)
+
+
+def test_the_cache_refuses_a_cell_of_another_universe_before_any_read(tmp_path, source):
+    other = CellRef.parse("binance/UNIUSDC/fold-3")
+    with make_service(tmp_path) as cache:
+        for ask in (cache.is_warm, cache.request_key):
+            with pytest.raises(DiagInputError, match="universe 'binance'.*serves 'defi_top5'"):
+                ask(other, source, TINY_FOLDS, RECIPE, TINY_CAPTURE)
+    assert source.loads == 0
+
+
+def test_leaving_the_block_closes_the_catalog_and_the_lease_even_on_error(tmp_path, source):
+    closed = []
+    cache = make_service(tmp_path)
+    cache.catalog.close = lambda: closed.append("catalog")
+    cache.lease.close = lambda: closed.append("lease")
+    with pytest.raises(ColdCaptureRequiresOperator), cache:
+        request(cache, source, allow_cold=False)
+    assert closed == ["catalog", "lease"]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from diag_assets.core.capture.cache import DriftPolicy
+from diag_assets.core.capture.source_drift import DriftPolicy
 from diag_assets.core.diagnostics.consumers import CaptureRequirement
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.history import (

@@ -1,4 +1,11 @@
-"""``get_diagnostic_capture``: a cell's captured fold from the cache, or captured exactly once.
+"""The capture cache: a cell's captured fold from the cache, or captured exactly once.
+
+Open it once per unit of work and close it after (``with capture_cache.open() as cache:`` in
+the Dagster layer, ``with CaptureService(...) as cache:`` in the core); everything a caller
+asks of the cache goes through it: :meth:`CaptureService.get` serves a request,
+:meth:`~CaptureService.is_warm` tells whether a request would be served without a replay
+(the re-audit sensor's test), :meth:`~CaptureService.entries` lists the catalog and
+:meth:`~CaptureService.collect_garbage` retires old captures.
 
 The warm path (HIT) never replays and, with the drift check off, never reads market data:
 it finds the newest complete capture for the request in the catalog, streams its files
@@ -9,18 +16,18 @@ manifest) and commits the catalog entry. Every step emits a :class:`CaptureEvent
 """
 
 import random
-import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from types import TracebackType
+from typing import Self
 
 from diag_assets.core.capture import events as ev
 from diag_assets.core.capture.artifacts import CaptureArtifacts, CaptureVerificationError
 from diag_assets.core.capture.events import CaptureEvent, EventSink
-from diag_assets.core.capture.keys import request_key
+from diag_assets.core.capture.gc import GcReport, run_gc
+from diag_assets.core.capture.keys import check_cell_universe, request_key
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.capture.replay import (
@@ -29,6 +36,7 @@ from diag_assets.core.capture.replay import (
     prepare_cell,
     replay_cell,
 )
+from diag_assets.core.capture.source_drift import DriftPolicy
 from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import FoldSpec
@@ -64,39 +72,6 @@ class ColdCaptureRequiresOperator(RuntimeError):
             f"launch the run with the tag {ALLOW_COLD_CAPTURE_TAG}=true (UI Launchpad: "
             "'Edit tags'; `make demo` sets it)."
         )
-
-
-class DriftPolicy(BaseModel):
-    """When a warm read re-hashes the source window: ``off``, ``on_read`` or ``sampled:p``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    mode: Literal["off", "on_read", "sampled"] = "off"
-    rate: float = Field(default=0.0, ge=0.0, le=1.0)
-
-    @classmethod
-    def parse(cls, text: str) -> "DriftPolicy":
-        """``off`` | ``on_read`` | ``sampled:P`` with 0 <= P <= 1."""
-        if text == "off":
-            return cls(mode="off", rate=0.0)
-        if text == "on_read":
-            return cls(mode="on_read", rate=1.0)
-        match = re.fullmatch(r"sampled:(0(\.\d+)?|1(\.0+)?)", text)
-        if match is None:
-            raise DiagInputError(
-                f"check_drift={text!r} is not a drift policy.",
-                "use 'off', 'on_read' or 'sampled:P' with P between 0 and 1, e.g. 'sampled:0.1'.",
-            )
-        return cls(mode="sampled", rate=float(match[1]))
-
-    def __str__(self) -> str:
-        return self.mode if self.mode != "sampled" else f"sampled:{self.rate:g}"
-
-    def should_check(self, rng: random.Random) -> bool:
-        """Whether this read checks for drift."""
-        if self.mode == "off":
-            return False
-        return self.mode == "on_read" or rng.random() < self.rate
 
 
 @dataclass(frozen=True)
@@ -140,6 +115,92 @@ class CaptureService:
         self.parity_check_rate = parity_check_rate
         self.rng = rng or random.Random()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the catalog and the lease's connections (the cache is unusable after)."""
+        try:
+            self.catalog.close()
+        finally:
+            self.lease.close()
+
+    def request_key(
+        self,
+        cell: CellRef,
+        source: MarketDataSource,
+        fold_spec: FoldSpec,
+        recipe: Recipe,
+        config: CaptureConfig,
+    ) -> str:
+        """The key a request is looked up by (see :func:`~.keys.request_key`).
+
+        Raises:
+            DiagInputError: the cell is not in the source's universe.
+        """
+        check_cell_universe(cell, source.universe)
+        return request_key(cell, recipe_code_version(recipe), fold_spec, config)
+
+    def is_warm(
+        self,
+        cell: CellRef,
+        source: MarketDataSource,
+        fold_spec: FoldSpec,
+        recipe: Recipe,
+        config: CaptureConfig,
+    ) -> bool:
+        """Whether the catalog holds a complete capture for this request.
+
+        Reads the catalog only: no market data, no files. :meth:`get` still verifies the
+        capture's files before serving it, and replays if they fail.
+
+        Raises:
+            DiagInputError: the cell is not in the source's universe.
+        """
+        wanted = self.request_key(cell, source, fold_spec, recipe, config)
+        return self.catalog.latest_complete(wanted) is not None
+
+    def entries(
+        self, *, cell_ref: str | None = None, status: CaptureStatus | None = None
+    ) -> list[CatalogEntry]:
+        """The catalog's entries matching every filter given, oldest first."""
+        return self.catalog.entries(cell_ref=cell_ref, status=status)
+
+    def drift_counts(self, since: datetime | None = None) -> tuple[int, int]:
+        """``(checks, drifted)``: the drift checks recorded since ``since`` (all if None)."""
+        return self.catalog.drift_counts(since)
+
+    def collect_garbage(
+        self,
+        *,
+        now: datetime,
+        ttl: timedelta,
+        keep_newest: int,
+        in_use: set[str],
+        dry_run: bool = False,
+        events: EventSink | None = None,
+    ) -> GcReport:
+        """Retire captures unused for ``ttl`` (see :mod:`~diag_assets.core.capture.gc`)."""
+        return run_gc(
+            self.catalog,
+            self.artifacts,
+            lease=self.lease,
+            now=now,
+            ttl=ttl,
+            keep_newest=keep_newest,
+            in_use=in_use,
+            dry_run=dry_run,
+            events=events,
+        )
+
     def get(
         self,
         cell: CellRef,
@@ -152,7 +213,7 @@ class CaptureService:
         run_id: str | None = None,
         events: EventSink | None = None,
     ) -> CaptureResult:
-        """``get_diagnostic_capture``: HIT, WAITED or MISS, with provenance and events.
+        """Serve one request: HIT, WAITED or MISS, with provenance and events.
 
         A cold ``dataset_only`` capture trains nothing (at most the one trial of its parity
         check), so it does not need ``allow_cold``; ``full_replay`` and ``single_fit`` do.
@@ -172,13 +233,7 @@ class CaptureService:
             if events is not None:
                 events(event)
 
-        if cell.universe != source.universe:
-            raise DiagInputError(
-                f"Cell {cell} belongs to universe {cell.universe!r}, but the market data source "
-                f"serves {source.universe!r}.",
-                f"audit a cell of {source.universe!r} or point the market data at that universe.",
-            )
-        wanted = request_key(cell, recipe_code_version(recipe), fold_spec, config)
+        wanted = self.request_key(cell, source, fold_spec, recipe, config)
         prepared: PreparedCell | None = None
         reason = "no capture of this cell with this recipe and config yet"
 

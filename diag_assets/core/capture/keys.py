@@ -7,8 +7,23 @@ import pyarrow
 from diag_assets.core.capture.manifest import MANIFEST_SCHEMA_VERSION
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.cells import CellRef
+from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import FoldSpec
 from diag_assets.core.hashing.digests import combine_digests, hash_json
+
+
+def check_cell_universe(cell: CellRef, universe: str) -> None:
+    """Refuse a cell of another universe than the market data serves, before any work.
+
+    Raises:
+        DiagInputError: ``cell.universe`` is not ``universe``.
+    """
+    if cell.universe != universe:
+        raise DiagInputError(
+            f"Cell {cell} belongs to universe {cell.universe!r}, but the market data source "
+            f"serves {universe!r}.",
+            f"audit a cell of {universe!r} or point the market data at that universe.",
+        )
 
 
 def library_versions() -> dict[str, str]:

@@ -6,12 +6,16 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from diag_assets.core.capture.keys import capture_key, content_hash, library_versions
+from diag_assets.core.capture.keys import (
+    capture_key,
+    check_cell_universe,
+    content_hash,
+    library_versions,
+)
 from diag_assets.core.capture.manifest import CaptureManifest, ParityCheck
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.capture.trace import ReplayTrace, tracing
 from diag_assets.core.cells import CellRef
-from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import Fold, FoldSpec, make_fold
 from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.core.market_data.sources import MarketDataSource
@@ -82,12 +86,7 @@ def prepare_cell(
         DiagInputError: unknown universe or symbol, history too short for the fold, or bars
             that fail validation (duplicate timestamps, all-NaN columns, ...).
     """
-    if cell.universe != source.universe:
-        raise DiagInputError(
-            f"Cell {cell} belongs to universe {cell.universe!r}, but the market data source "
-            f"serves {source.universe!r}.",
-            f"audit a cell of {source.universe!r} or point the market data at that universe.",
-        )
+    check_cell_universe(cell, source.universe)
     bars = source.load(cell.symbol)
     fold = make_fold(fold_spec, cell.fold, len(bars.frame), what=f"{cell.symbol} ({bars.source})")
     window = bars.frame.iloc[: fold.window_end].reset_index(drop=True)
