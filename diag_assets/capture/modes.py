@@ -9,7 +9,6 @@ import os
 from typing import TypeVar
 
 import dagster as dg
-from dagster._core.errors import DagsterInvalidPropertyError
 from pydantic import BaseModel
 
 from diag_assets.core.capture.mode_policy import (
@@ -52,7 +51,9 @@ def run_consumers(context: dg.AssetExecutionContext) -> dict[str, CaptureRequire
     """
     try:
         layer = context.job_def.asset_layer
-    except DagsterInvalidPropertyError:
+    except dg.DagsterError:
+        # A direct call (dg.build_asset_context) has no job: Dagster refuses job_def with a
+        # DagsterInvalidPropertyError, which it exports only as this base class.
         in_run = []
     else:
         # The job's graph holds every spec of a subsettable multi-asset; only the selected
