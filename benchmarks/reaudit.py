@@ -20,8 +20,15 @@ from benchmarks.profiles import Profile, profile_from_args
 from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
-from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.cells import CellRef
+from diag_assets.core.names import (
+    ALLOW_COLD_CAPTURE_TAG,
+    CAPTURED_FOLD,
+    S22A1_ANCHOR,
+    S40_VERDICT,
+    SYMBOLS_PARTITIONS,
+    VERDICT_KEY,
+)
 from diag_assets.core.storage.catalog import SqliteCatalog
 from diag_assets.partitions import cell_partition_key
 from resources.capture_cache import CaptureCacheResource, FileLeaseResource, SqliteCatalogResource
@@ -59,7 +66,7 @@ def profile_resources(profile: Profile, root: Path) -> dict:
 def capture_run_config(profile: Profile) -> dict:
     """Run config that makes captured_fold replay with the profile's trial settings."""
     return {
-        "ops": {"captured_fold": {"config": profile.trials.model_dump()}},
+        "ops": {CAPTURED_FOLD: {"config": profile.trials.model_dump()}},
         "loggers": QUIET,
     }
 
@@ -94,12 +101,12 @@ def run(argv: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test() as instance:
         root = Path(tmp)
         resources = profile_resources(profile, root)
-        instance.add_dynamic_partitions("symbols", [cell.symbol])
+        instance.add_dynamic_partitions(SYMBOLS_PARTITIONS, [cell.symbol])
 
         # Untimed: fit the anchor once, then empty the capture cache (keep the anchor result).
         dg.materialize(
             ASSETS,
-            selection=["captured_fold", "s22a1_anchor"],
+            selection=[CAPTURED_FOLD, S22A1_ANCHOR],
             resources=resources,
             instance=instance,
             partition_key=key,
@@ -109,14 +116,15 @@ def run(argv: list[str]) -> dict:
         shutil.rmtree(root / "artifacts" / "captures")
         (root / "catalog.sqlite").unlink()
 
-        audit = ["captured_fold", "s40_verdict"]
+        audit = [CAPTURED_FOLD, S40_VERDICT]
         cold_s, cold = _timed(audit, resources, instance, key, run_config, approved)
         warm_s, warm = _timed(audit, resources, instance, key, run_config)
         cold_capture, warm_capture = (
-            _metadata(cold, "captured_fold"),
-            _metadata(warm, "captured_fold"),
+            _metadata(cold, CAPTURED_FOLD),
+            _metadata(warm, CAPTURED_FOLD),
         )
-        cold_verdict, warm_verdict = _metadata(cold, "s40_verdict"), _metadata(warm, "s40_verdict")
+        cold_verdict = _metadata(cold, S40_VERDICT)[VERDICT_KEY]
+        warm_verdict = _metadata(warm, S40_VERDICT)[VERDICT_KEY]
         with SqliteCatalog(root / "catalog.sqlite") as catalog:
             captures = len(catalog.entries())
     return {
@@ -130,6 +138,6 @@ def run(argv: list[str]) -> dict:
         "warm_cache": warm_capture["cache"],
         "warm_served_in_s": warm_capture["served_in_s"],
         "hash_parity": cold_capture["content_hash"] == warm_capture["content_hash"],
-        "verdict_parity": {k: v for k, v in cold_verdict["verdict"].items() if k != "elapsed_s"}
-        == {k: v for k, v in warm_verdict["verdict"].items() if k != "elapsed_s"},
+        "verdict_parity": {k: v for k, v in cold_verdict.items() if k != "elapsed_s"}
+        == {k: v for k, v in warm_verdict.items() if k != "elapsed_s"},
     }

@@ -15,6 +15,13 @@ from diag_assets.audit.reports import audit_job
 from diag_assets.capture.assets import RECIPE, CaptureRunConfig
 from diag_assets.core.audit.requests import read_requests
 from diag_assets.core.capture.keys import request_key
+from diag_assets.core.names import (
+    ALLOW_COLD_CAPTURE_TAG,
+    REAUDIT_SENSOR,
+    REQUEST_ID_TAG,
+    REQUESTED_BY_TAG,
+    SOURCE_TAG,
+)
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.partitions import cell_partition_key
 from resources.capture_cache import CaptureCacheResource
@@ -22,7 +29,7 @@ from resources.market_data import MarketDataResource
 from resources.requests import AuditRequestsResource
 
 
-@dg.sensor(job=audit_job, minimum_interval_seconds=60)
+@dg.sensor(name=REAUDIT_SENSOR, job=audit_job, minimum_interval_seconds=60)
 def reaudit_requests(
     context: dg.SensorEvaluationContext,
     market_data: MarketDataResource,
@@ -63,9 +70,9 @@ def reaudit_requests(
                     run_key=f"reaudit:{item.request_id}",
                     partition_key=cell_partition_key(cell),
                     tags={
-                        "diag/request_id": item.request_id,
-                        "diag/requested_by": item.request.requested_by,
-                        "diag/source": "reaudit_requests",
+                        REQUEST_ID_TAG: item.request_id,
+                        REQUESTED_BY_TAG: item.request.requested_by,
+                        SOURCE_TAG: REAUDIT_SENSOR,
                     },
                 )
             )
@@ -78,7 +85,7 @@ def reaudit_requests(
     if cold:
         context.log.info(
             f"Cold cells need operator approval: {', '.join(sorted(set(cold)))}. Launch the "
-            "audit job for them with the run tag diag/allow_cold_capture=true; their requests "
+            f"audit job for them with the run tag {ALLOW_COLD_CAPTURE_TAG}=true; their requests "
             "stay pending and launch once the capture exists."
         )
     cursor = json.dumps({"handled": sorted(handled)})
@@ -86,7 +93,7 @@ def reaudit_requests(
         return dg.SensorResult(run_requests=run_requests, cursor=cursor)
     reason = (
         f"{len(set(cold))} cold cell(s) need operator approval before a re-audit: "
-        f"{', '.join(sorted(set(cold)))} (run tag diag/allow_cold_capture=true)."
+        f"{', '.join(sorted(set(cold)))} (run tag {ALLOW_COLD_CAPTURE_TAG}=true)."
         if cold
         else f"{len(rejected)} request(s) rejected; see the tick's logs."
     )

@@ -8,12 +8,13 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.capture.modes import decide_mode, run_consumers
-from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG, ColdCaptureRequiresOperator
+from diag_assets.core.capture.cache import ColdCaptureRequiresOperator
 from diag_assets.core.capture.events import CaptureEvent, EventRecorder
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModeRefused, load_policy
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.diagnostics.verdicts import Certification
+from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, CAPTURED_FOLD
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.core.recipe.reference import ReferenceRecipe
@@ -24,7 +25,6 @@ from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 
 RECIPE = ReferenceRecipe()
-CAPTURED_FOLD = "captured_fold"
 
 
 class CaptureRunConfig(dg.Config):

@@ -25,12 +25,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from diag_assets.core.capture.events import CAPTURE_DRIFT_CHECKED
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.names import (
+    CAPTURED_FOLD,
+    CERTIFICATION_KEY,
+    ELAPSED_S_KEY,
+    S22A1_ANCHOR,
+    S40_VERDICT,
+    VERDICT_KEY,
+)
 
-ANCHOR_EVENT = "s22a1_anchor"
-AUDIT_EVENT = "s40_verdict"
+ANCHOR_EVENT = S22A1_ANCHOR
+AUDIT_EVENT = S40_VERDICT
 CAPTURE_EVENT = "capture"
-DRIFT_EVENT = "capture_drift_checked"
+DRIFT_EVENT = CAPTURE_DRIFT_CHECKED
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,7 @@ def events_from_materialization(
     (``cache=MISS``) is a ``capture``, and every drift check in its capture events is a
     ``capture_drift_checked``. Other materializations stand for nothing the gates read.
     """
-    cell_ref = metadata.get("cell_ref") or (metadata.get("verdict") or {}).get("cell_ref")
+    cell_ref = metadata.get("cell_ref") or (metadata.get(VERDICT_KEY) or {}).get("cell_ref")
     if not cell_ref:
         return []
     if asset == ANCHOR_EVENT:
@@ -136,14 +145,14 @@ def events_from_materialization(
                 ANCHOR_EVENT,
                 cell_ref,
                 timestamp,
-                metadata.get("elapsed_s"),
+                metadata.get(ELAPSED_S_KEY),
                 {"rows": metadata.get("rows"), "best_iter": metadata.get("best_iter")},
             )
         ]
     if asset == AUDIT_EVENT:
-        fields = {"certification": metadata.get("certification")}
-        return [HistoryEvent(AUDIT_EVENT, cell_ref, timestamp, metadata.get("elapsed_s"), fields)]
-    if asset == "captured_fold":
+        fields = {"certification": metadata.get(CERTIFICATION_KEY)}
+        return [HistoryEvent(AUDIT_EVENT, cell_ref, timestamp, metadata.get(ELAPSED_S_KEY), fields)]
+    if asset == CAPTURED_FOLD:
         events = []
         if metadata.get("cache") == "MISS":
             events.append(
