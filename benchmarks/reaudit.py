@@ -21,6 +21,7 @@ from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
+from diag_assets.core.metadata import CaptureMetadata
 from diag_assets.core.names import (
     ALLOW_COLD_CAPTURE_TAG,
     CAPTURED_FOLD,
@@ -91,6 +92,13 @@ def _timed(selection, resources, instance, key, run_config, tags=None):
 _metadata = materialized_metadata
 
 
+def _capture(metadata: dict) -> CaptureMetadata:
+    capture = CaptureMetadata.parse(metadata)
+    if capture is None:
+        raise LookupError("The captured_fold materialization names no cell.")
+    return capture
+
+
 def run(argv: list[str]) -> dict:
     """Cold then warm re-audit of one cell of the profile."""
     profile = profile_from_args(argv)
@@ -120,8 +128,8 @@ def run(argv: list[str]) -> dict:
         cold_s, cold = _timed(audit, resources, instance, key, run_config, approved)
         warm_s, warm = _timed(audit, resources, instance, key, run_config)
         cold_capture, warm_capture = (
-            _metadata(cold, CAPTURED_FOLD),
-            _metadata(warm, CAPTURED_FOLD),
+            _capture(_metadata(cold, CAPTURED_FOLD)),
+            _capture(_metadata(warm, CAPTURED_FOLD)),
         )
         cold_verdict = _metadata(cold, S40_VERDICT)[VERDICT_KEY]
         warm_verdict = _metadata(warm, S40_VERDICT)[VERDICT_KEY]
@@ -134,10 +142,10 @@ def run(argv: list[str]) -> dict:
         "warm_s": round(warm_s, 3),
         "ratio": round(cold_s / warm_s, 1),
         "captures": captures,
-        "cold_cache": cold_capture["cache"],
-        "warm_cache": warm_capture["cache"],
-        "warm_served_in_s": warm_capture["served_in_s"],
-        "hash_parity": cold_capture["content_hash"] == warm_capture["content_hash"],
+        "cold_cache": cold_capture.cache,
+        "warm_cache": warm_capture.cache,
+        "warm_served_in_s": warm_capture.served_in_s,
+        "hash_parity": cold_capture.content_hash == warm_capture.content_hash,
         "verdict_parity": {k: v for k, v in cold_verdict.items() if k != "elapsed_s"}
         == {k: v for k, v in warm_verdict.items() if k != "elapsed_s"},
     }

@@ -17,6 +17,7 @@ from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.metadata import CaptureMetadata
 from diag_assets.core.names import (
     ALLOW_COLD_CAPTURE_TAG,
     AUDIT_JOB,
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((cell, None, None, None, wall, result.run_id, "-"))
             continue
         results = artifacts.results()
-        cache = str(materialized_metadata(result, CAPTURED_FOLD)["cache"])
+        capture = CaptureMetadata.parse(materialized_metadata(result, CAPTURED_FOLD))
+        cache = str(capture.cache) if capture and capture.cache else "-"
         rows.append(
             (
                 cell,

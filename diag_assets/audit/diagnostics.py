@@ -37,6 +37,7 @@ from diag_assets.core.diagnostics.suite import (
     s27_without_anchor,
 )
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
+from diag_assets.core.metadata import AnchorMetadata
 from diag_assets.core.names import (
     ANCHOR_AND_CONSUMERS,
     AUDIT_KIND_TAG,
@@ -51,6 +52,7 @@ from diag_assets.core.names import (
     SKIP_TAG,
     VERDICT_KEY,
 )
+from diag_assets.metadata_values import contract_metadata
 from diag_assets.partitions import cell_from_partition_key, cells_partitions
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
@@ -335,13 +337,15 @@ def _inconclusive(context, cell, reason, selected, artifacts, decision, manifest
 
 
 def _anchor_metadata(anchor: AnchorResult, uri: str) -> dict[str, Any]:
-    return {
-        "cell_ref": anchor.cell_ref,
-        "best_iter": dg.MetadataValue.int(anchor.best_iter),
+    record = AnchorMetadata(
+        cell_ref=anchor.cell_ref,
+        elapsed_s=anchor.elapsed_s,
+        rows=anchor.rows,
+        best_iter=anchor.best_iter,
+    )
+    return contract_metadata(record) | {
         "best_score": dg.MetadataValue.float(anchor.best_score),
         "n_rounds": dg.MetadataValue.int(anchor.n_rounds),
-        "rows": dg.MetadataValue.int(anchor.rows),
-        "elapsed_s": dg.MetadataValue.float(anchor.elapsed_s),
         "trial": dg.MetadataValue.int(anchor.trial),
         "capture_content_hash": anchor.capture_content_hash,
         "curve": dg.MetadataValue.json({"validation_logloss": anchor.curve}),
