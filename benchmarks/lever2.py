@@ -19,15 +19,23 @@ from benchmarks.reaudit import QUIET, capture_run_config, profile_resources
 from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
-from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.cells import CellRef
+from diag_assets.core.names import (
+    ALLOW_COLD_CAPTURE_TAG,
+    ANCHOR_AND_CONSUMERS,
+    CAPTURED_FOLD,
+    S22A1_ANCHOR,
+    S40_VERDICT,
+    SYMBOLS_PARTITIONS,
+    VERDICT_KEY,
+)
 from diag_assets.partitions import cell_partition_key
 
 ASSETS = [captured_fold, anchor_and_consumers]
 
 
 def _s40(result) -> dict:
-    return materialized_metadata(result, "s40_verdict")["verdict"]
+    return materialized_metadata(result, S40_VERDICT)[VERDICT_KEY]
 
 
 def run(argv: list[str]) -> dict:
@@ -38,10 +46,10 @@ def run(argv: list[str]) -> dict:
     base = capture_run_config(profile)
     with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test() as instance:
         resources = profile_resources(profile, Path(tmp))
-        instance.add_dynamic_partitions("symbols", [cell.symbol])
+        instance.add_dynamic_partitions(SYMBOLS_PARTITIONS, [cell.symbol])
         dg.materialize(
             ASSETS,
-            selection=["captured_fold"],
+            selection=[CAPTURED_FOLD],
             resources=resources,
             instance=instance,
             partition_key=key,
@@ -52,7 +60,7 @@ def run(argv: list[str]) -> dict:
         def timed(selection: list[str], skip: bool):
             run_config = {
                 **base,
-                "ops": {**base["ops"], "anchor_and_consumers": {"config": {"skip_s22a1": skip}}},
+                "ops": {**base["ops"], ANCHOR_AND_CONSUMERS: {"config": {"skip_s22a1": skip}}},
                 "loggers": QUIET,
             }
             started = time.perf_counter()
@@ -66,8 +74,8 @@ def run(argv: list[str]) -> dict:
             )
             return time.perf_counter() - started, _s40(result)
 
-        with_anchor_s, full = timed(["captured_fold", "s22a1_anchor", "s40_verdict"], False)
-        skip_s, light = timed(["captured_fold", "s40_verdict"], True)
+        with_anchor_s, full = timed([CAPTURED_FOLD, S22A1_ANCHOR, S40_VERDICT], False)
+        skip_s, light = timed([CAPTURED_FOLD, S40_VERDICT], True)
     return {
         "profile": profile.name,
         "cell_ref": str(cell),

@@ -20,8 +20,16 @@ from benchmarks.profiles import Profile, profile_from_args
 from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
-from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.cells import CellRef
+from diag_assets.core.metadata import CaptureMetadata
+from diag_assets.core.names import (
+    ALLOW_COLD_CAPTURE_TAG,
+    CAPTURED_FOLD,
+    S22A1_ANCHOR,
+    S40_VERDICT,
+    SYMBOLS_PARTITIONS,
+    VERDICT_KEY,
+)
 from diag_assets.partitions import cell_partition_key
 from resources.environment import build_local_resources
 from resources.market_data import SyntheticMarketDataResource
@@ -47,7 +55,7 @@ def profile_resources(profile: Profile, root: Path) -> dict:
 def capture_run_config(profile: Profile) -> dict:
     """Run config that makes captured_fold replay with the profile's trial settings."""
     return {
-        "ops": {"captured_fold": {"config": profile.trials.model_dump()}},
+        "ops": {CAPTURED_FOLD: {"config": profile.trials.model_dump()}},
         "loggers": QUIET,
     }
 
@@ -72,6 +80,13 @@ def _timed(selection, resources, instance, key, run_config, tags=None):
 _metadata = materialized_metadata
 
 
+def _capture(metadata: dict) -> CaptureMetadata:
+    capture = CaptureMetadata.parse(metadata)
+    if capture is None:
+        raise LookupError("The captured_fold materialization names no cell.")
+    return capture
+
+
 def run(argv: list[str]) -> dict:
     """Cold then warm re-audit of one cell of the profile."""
     profile = profile_from_args(argv)
@@ -82,12 +97,12 @@ def run(argv: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test() as instance:
         root = Path(tmp)
         resources = profile_resources(profile, root)
-        instance.add_dynamic_partitions("symbols", [cell.symbol])
+        instance.add_dynamic_partitions(SYMBOLS_PARTITIONS, [cell.symbol])
 
         # Untimed: fit the anchor once, then empty the capture cache (keep the anchor result).
         dg.materialize(
             ASSETS,
-            selection=["captured_fold", "s22a1_anchor"],
+            selection=[CAPTURED_FOLD, S22A1_ANCHOR],
             resources=resources,
             instance=instance,
             partition_key=key,
@@ -97,14 +112,15 @@ def run(argv: list[str]) -> dict:
         shutil.rmtree(root / "artifacts" / "captures")
         (root / "catalog.sqlite").unlink()
 
-        audit = ["captured_fold", "s40_verdict"]
+        audit = [CAPTURED_FOLD, S40_VERDICT]
         cold_s, cold = _timed(audit, resources, instance, key, run_config, approved)
         warm_s, warm = _timed(audit, resources, instance, key, run_config)
         cold_capture, warm_capture = (
-            _metadata(cold, "captured_fold"),
-            _metadata(warm, "captured_fold"),
+            _capture(_metadata(cold, CAPTURED_FOLD)),
+            _capture(_metadata(warm, CAPTURED_FOLD)),
         )
-        cold_verdict, warm_verdict = _metadata(cold, "s40_verdict"), _metadata(warm, "s40_verdict")
+        cold_verdict = _metadata(cold, S40_VERDICT)[VERDICT_KEY]
+        warm_verdict = _metadata(warm, S40_VERDICT)[VERDICT_KEY]
         with resources["capture_cache"].open() as cache:
             captures = len(cache.entries())
     return {
@@ -114,10 +130,10 @@ def run(argv: list[str]) -> dict:
         "warm_s": round(warm_s, 3),
         "ratio": round(cold_s / warm_s, 1),
         "captures": captures,
-        "cold_cache": cold_capture["cache"],
-        "warm_cache": warm_capture["cache"],
-        "warm_served_in_s": warm_capture["served_in_s"],
-        "hash_parity": cold_capture["content_hash"] == warm_capture["content_hash"],
-        "verdict_parity": {k: v for k, v in cold_verdict["verdict"].items() if k != "elapsed_s"}
-        == {k: v for k, v in warm_verdict["verdict"].items() if k != "elapsed_s"},
+        "cold_cache": cold_capture.cache,
+        "warm_cache": warm_capture.cache,
+        "warm_served_in_s": warm_capture.served_in_s,
+        "hash_parity": cold_capture.content_hash == warm_capture.content_hash,
+        "verdict_parity": {k: v for k, v in cold_verdict.items() if k != "elapsed_s"}
+        == {k: v for k, v in warm_verdict.items() if k != "elapsed_s"},
     }

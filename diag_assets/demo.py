@@ -12,15 +12,37 @@ from pathlib import Path
 
 import dagster as dg
 
-from diag_assets.audit.diagnostics import S22A1_ANCHOR, S40_VERDICT
 from diag_assets.audit.run_results import materialized_metadata
-from diag_assets.capture.assets import CAPTURED_FOLD
-from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
 from diag_assets.core.errors import DiagInputError
-from diag_assets.partitions import cell_partition_key, symbols_partitions
+from diag_assets.core.metadata import CaptureMetadata
+from diag_assets.core.names import (
+    ALLOW_COLD_CAPTURE_TAG,
+    AUDIT_JOB,
+    AUDIT_SUMMARY,
+    BLOCKED_KEY,
+    CAPTURED_FOLD,
+    DECISION_KEY,
+    FIGURES_KEY,
+    FIXTURE_CAPTURES_KEY,
+    INVARIANCE_GATE,
+    LEVER_ORDER_KEY,
+    LIGHT_AUDIT_JOB,
+    MARKET_DATA_JOB,
+    PHASE0_EXIT,
+    PHASE0_GATES_JOB,
+    RELEASE_PARITY_GATE,
+    RELEASE_PARITY_JOB,
+    S22A1_ANCHOR,
+    S40_VERDICT,
+    SEAM_GATE,
+    SOURCE_TAG,
+    SUMMARY_KEY,
+    SYMBOLS_PARTITIONS,
+)
+from diag_assets.partitions import cell_partition_key
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 
@@ -58,16 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     cells = [CellRef(source.universe, symbol, args.fold) for symbol in symbols]
     market_data.fold_spec()  # a bad fold layout stops the demo before anything runs
 
-    known = set(instance.get_dynamic_partitions(symbols_partitions.name or "symbols"))
-    instance.add_dynamic_partitions("symbols", [s for s in symbols if s not in known])
+    known = set(instance.get_dynamic_partitions(SYMBOLS_PARTITIONS))
+    instance.add_dynamic_partitions(SYMBOLS_PARTITIONS, [s for s in symbols if s not in known])
 
-    job_name = "light_audit" if args.light else "audit"
+    job_name = LIGHT_AUDIT_JOB if args.light else AUDIT_JOB
     print(
         f"diag-harness demo: {job_name} of {len(cells)} cells of {source.universe} "
         f"(fold {args.fold})"
     )
     print(f"instance: {os.environ['DAGSTER_HOME']}")
-    market_job = defs.resolve_job_def("market_data")
+    market_job = defs.resolve_job_def(MARKET_DATA_JOB)
     audit_job = defs.resolve_job_def(job_name)
     rows = []
     started = time.perf_counter()
@@ -81,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             partition_key=cell_partition_key(cell),
             run_config=QUIET,
             # The demo is the operator here: it approves the cold captures it needs.
-            tags={"diag/source": "make-demo", ALLOW_COLD_CAPTURE_TAG: "true"},
+            tags={SOURCE_TAG: "make-demo", ALLOW_COLD_CAPTURE_TAG: "true"},
             raise_on_error=False,
         )
         wall = time.perf_counter() - cell_started
@@ -90,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((cell, None, None, None, wall, result.run_id, "-"))
             continue
         results = artifacts.results()
-        cache = str(materialized_metadata(result, CAPTURED_FOLD)["cache"])
+        capture = CaptureMetadata.parse(materialized_metadata(result, CAPTURED_FOLD))
+        cache = str(capture.cache) if capture and capture.cache else "-"
         rows.append(
             (
                 cell,
@@ -104,24 +127,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"  {cell}: capture {cache}, done in {wall:.1f} s (run {result.run_id[:8]})")
 
-    summary = defs.resolve_job_def("__ASSET_JOB").execute_in_process(
-        instance=instance, asset_selection=[dg.AssetKey("audit_summary")], run_config=QUIET
+    summary = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey(AUDIT_SUMMARY)], run_config=QUIET
     )
-    summary_line = str(materialized_metadata(summary, "audit_summary")["summary"]).splitlines()[0]
+    summary_metadata = materialized_metadata(summary, AUDIT_SUMMARY)
+    summary_line = str(summary_metadata[SUMMARY_KEY]).splitlines()[0]
     print()
     print(render_table(rows))
     print()
     print(summary_line)
-    print(_release_gate_line(defs.resolve_job_def("lever3_release"), instance))
-    gates = defs.resolve_job_def("phase0_gates").execute_in_process(
+    print(_release_gate_line(defs.resolve_job_def(RELEASE_PARITY_JOB), instance))
+    gates = defs.resolve_job_def(PHASE0_GATES_JOB).execute_in_process(
         instance=instance, run_config=QUIET, raise_on_error=False
     )
     if gates.success:
-        exit_report = materialized_metadata(gates, "phase0_exit")
+        exit_report = materialized_metadata(gates, PHASE0_EXIT)
+        blocked = ", ".join(exit_report[BLOCKED_KEY]) or "-"
         print(
             f"Phase-0 gates on this instance's history: lever order "
-            f"{exit_report['lever_order']}; blocked: {', '.join(exit_report['blocked']) or '-'} "
-            "(Assets > phase0_exit for the reasons)."
+            f"{exit_report[LEVER_ORDER_KEY]}; blocked: {blocked} "
+            f"(Assets > {PHASE0_EXIT} for the reasons)."
         )
     else:
         print(f"Phase-0 gates failed (run {gates.run_id}); open it in the UI for the error.")
@@ -147,13 +172,13 @@ def _release_gate_line(job: dg.JobDefinition, instance: dg.DagsterInstance) -> s
             f"Lever #3 release gate did not pass (run {result.run_id}); the capture mode "
             "policy keeps full_replay. Open the run in the UI for the reasons."
         )
-    gate = materialized_metadata(result, "lever3_release_gate")
-    served = {c["cache"] for c in gate["fixture_captures"] if c["mode"] == "full_replay"}
+    gate = materialized_metadata(result, RELEASE_PARITY_GATE)
+    served = {c["cache"] for c in gate[FIXTURE_CAPTURES_KEY] if c["mode"] == "full_replay"}
+    invariance = materialized_metadata(result, INVARIANCE_GATE)[DECISION_KEY]
+    seam = materialized_metadata(result, SEAM_GATE)[DECISION_KEY]
     return (
-        f"Lever #3 release gate: G-C4 "
-        f"{materialized_metadata(result, 'g_c4_invariance')['decision']}, G-C4b "
-        f"{materialized_metadata(result, 'g_c4b_seam')['decision']}, C7 {gate['decision']} "
-        f"on {gate['figures']['folds']} fixture folds (C7 read G-C4's full_replays: "
+        f"Lever #3 release gate: G-C4 {invariance}, G-C4b {seam}, C7 {gate[DECISION_KEY]} "
+        f"on {gate[FIGURES_KEY]['folds']} fixture folds (C7 read G-C4's full_replays: "
         f"{'/'.join(sorted(served))}); dataset_only may now be made the default in "
         "diag_assets/policy/capture_mode.json."
     )

@@ -10,12 +10,13 @@ partition ``fold-3|UNIUSDC`` of universe ``defi_top5`` is ``defi_top5/UNIUSDC/fo
 import dagster as dg
 
 from diag_assets.core.cells import CellRef, fold_partition_key, parse_fold_partition_key
+from diag_assets.core.names import SYMBOLS_PARTITIONS
 
 MAX_FOLDS = 5
 SYMBOL_DIMENSION = "symbol"
 FOLD_DIMENSION = "fold"
 
-symbols_partitions = dg.DynamicPartitionsDefinition(name="symbols")
+symbols_partitions = dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITIONS)
 folds_partitions = dg.StaticPartitionsDefinition([fold_partition_key(k) for k in range(MAX_FOLDS)])
 cells_partitions = dg.MultiPartitionsDefinition(
     {SYMBOL_DIMENSION: symbols_partitions, FOLD_DIMENSION: folds_partitions}

@@ -15,13 +15,20 @@ from diag_assets.audit.reports import audit_job
 from diag_assets.capture.assets import RECIPE, CaptureRunConfig
 from diag_assets.core.audit.requests import read_requests
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.names import (
+    ALLOW_COLD_CAPTURE_TAG,
+    REAUDIT_SENSOR,
+    REQUEST_ID_TAG,
+    REQUESTED_BY_TAG,
+    SOURCE_TAG,
+)
 from diag_assets.partitions import cell_partition_key
 from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
 from resources.requests import AuditRequestsResource
 
 
-@dg.sensor(job=audit_job, minimum_interval_seconds=60)
+@dg.sensor(name=REAUDIT_SENSOR, job=audit_job, minimum_interval_seconds=60)
 def reaudit_requests(
     context: dg.SensorEvaluationContext,
     market_data: MarketDataResource,
@@ -61,9 +68,9 @@ def reaudit_requests(
                     run_key=f"reaudit:{item.request_id}",
                     partition_key=cell_partition_key(cell),
                     tags={
-                        "diag/request_id": item.request_id,
-                        "diag/requested_by": item.request.requested_by,
-                        "diag/source": "reaudit_requests",
+                        REQUEST_ID_TAG: item.request_id,
+                        REQUESTED_BY_TAG: item.request.requested_by,
+                        SOURCE_TAG: REAUDIT_SENSOR,
                     },
                 )
             )
@@ -74,7 +81,7 @@ def reaudit_requests(
     if cold:
         context.log.info(
             f"Cold cells need operator approval: {', '.join(sorted(set(cold)))}. Launch the "
-            "audit job for them with the run tag diag/allow_cold_capture=true; their requests "
+            f"audit job for them with the run tag {ALLOW_COLD_CAPTURE_TAG}=true; their requests "
             "stay pending and launch once the capture exists."
         )
     cursor = json.dumps({"handled": sorted(handled)})
@@ -82,7 +89,7 @@ def reaudit_requests(
         return dg.SensorResult(run_requests=run_requests, cursor=cursor)
     reason = (
         f"{len(set(cold))} cold cell(s) need operator approval before a re-audit: "
-        f"{', '.join(sorted(set(cold)))} (run tag diag/allow_cold_capture=true)."
+        f"{', '.join(sorted(set(cold)))} (run tag {ALLOW_COLD_CAPTURE_TAG}=true)."
         if cold
         else f"{len(rejected)} request(s) rejected; see the tick's logs."
     )

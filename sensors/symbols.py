@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from diag_assets.core.names import SYMBOLS_PARTITIONS
 from diag_assets.partitions import symbols_partitions
 from resources.market_data import MarketDataResource
 
@@ -11,7 +12,7 @@ def register_symbols(
     context: dg.SensorEvaluationContext, market_data: MarketDataResource
 ) -> dg.SensorResult | dg.SkipReason:
     """Add every symbol the market data source serves as a partition; never removes one."""
-    known = set(context.instance.get_dynamic_partitions(symbols_partitions.name or "symbols"))
+    known = set(context.instance.get_dynamic_partitions(SYMBOLS_PARTITIONS))
     new = [s for s in market_data.source().symbols() if s not in known]
     if not new:
         return dg.SkipReason(f"All {len(known)} symbols are registered.")

@@ -13,14 +13,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from diag_assets.capture.assets import CAPTURED_FOLD, captured_fold
-from diag_assets.core.audit.anchor_skip import (
-    AUDIT_KIND_TAG,
-    SKIP_TAG,
-    SkipDecision,
-    load_policy,
-    resolve_skip_s22a1,
-)
+from diag_assets.capture.assets import captured_fold
+from diag_assets.core.audit.anchor_skip import SkipDecision, load_policy, resolve_skip_s22a1
 from diag_assets.core.capture.artifacts import CaptureVerificationError
 from diag_assets.core.capture.events import CaptureEvent
 from diag_assets.core.capture.manifest import X_FILE, CaptureManifest
@@ -43,15 +37,26 @@ from diag_assets.core.diagnostics.suite import (
     s27_without_anchor,
 )
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
+from diag_assets.core.metadata import AnchorMetadata
+from diag_assets.core.names import (
+    ANCHOR_AND_CONSUMERS,
+    AUDIT_KIND_TAG,
+    CAPTURED_FOLD,
+    CERTIFICATION_KEY,
+    ELAPSED_S_KEY,
+    S22A1_ANCHOR,
+    S22A2_SPREAD,
+    S23_DRIFT,
+    S27_CALIBRATION,
+    S40_VERDICT,
+    SKIP_TAG,
+    VERDICT_KEY,
+)
+from diag_assets.metadata_values import contract_metadata
 from diag_assets.partitions import cell_from_partition_key, cells_partitions
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 
-S22A1_ANCHOR = "s22a1_anchor"
-S40_VERDICT = "s40_verdict"
-S27_CALIBRATION = "s27_calibration"
-S22A2_SPREAD = "s22a2_spread"
-S23_DRIFT = "s23_drift"
 S40_S22A1_SKIPPED = "s40_s22a1_skipped"
 DIAGNOSTICS_CODE_VERSION = "2"
 
@@ -80,12 +85,12 @@ class AuditRunConfig(dg.Config):
     skip_s22a1: bool | None = Field(
         default=None,
         description="Override: skip (true) or keep (false) the s22a1 anchor in this run. "
-        "Unset: the tag diag/skip_s22a1, then the audit kind's default in the skip policy.",
+        f"Unset: the tag {SKIP_TAG}, then the audit kind's default in the skip policy.",
     )
     audit_kind: str | None = Field(
         default=None,
         description="Audit kind for the skip policy (e.g. s22..s28, light_s40); "
-        "default: the run tag diag/audit_kind.",
+        f"default: the run tag {AUDIT_KIND_TAG}.",
     )
     num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
     num_rounds: int = Field(default=50, ge=1, le=1_000, description="Rounds per probe fit.")
@@ -125,7 +130,7 @@ def resolve_skip(context: dg.AssetExecutionContext, config: AuditRunConfig) -> S
 def verdict_metadata(verdict: S40Verdict, uri: str) -> dict[str, Any]:
     """What a reader of the verdict sees in the UI; certification first."""
     metadata: dict[str, Any] = {
-        "certification": verdict.certification.value,
+        CERTIFICATION_KEY: verdict.certification.value,
         "certification_reason": verdict.certification_reason,
         "signal": verdict.signal.value if verdict.signal else "NOT_RUN",
         "s22a1_crossref_status": verdict.s22a1_crossref_status.value,
@@ -144,10 +149,10 @@ def verdict_metadata(verdict: S40Verdict, uri: str) -> dict[str, Any]:
             "n_permutations": dg.MetadataValue.int(probe.n_permutations),
         }
     return metadata | {
-        "elapsed_s": dg.MetadataValue.float(verdict.elapsed_s),
+        ELAPSED_S_KEY: dg.MetadataValue.float(verdict.elapsed_s),
         "capture_content_hash": verdict.capture_content_hash,
         "verdict_uri": dg.MetadataValue.path(uri),
-        "verdict": dg.MetadataValue.json(verdict.model_dump(mode="json")),
+        VERDICT_KEY: dg.MetadataValue.json(verdict.model_dump(mode="json")),
     }
 
 
@@ -160,7 +165,7 @@ def _skip_metadata(decision: SkipDecision) -> dict[str, Any]:
 
 
 @dg.multi_asset(
-    name="anchor_and_consumers",
+    name=ANCHOR_AND_CONSUMERS,
     specs=[
         dg.AssetSpec(
             S22A1_ANCHOR,
@@ -332,13 +337,15 @@ def _inconclusive(context, cell, reason, selected, artifacts, decision, manifest
 
 
 def _anchor_metadata(anchor: AnchorResult, uri: str) -> dict[str, Any]:
-    return {
-        "cell_ref": anchor.cell_ref,
-        "best_iter": dg.MetadataValue.int(anchor.best_iter),
+    record = AnchorMetadata(
+        cell_ref=anchor.cell_ref,
+        elapsed_s=anchor.elapsed_s,
+        rows=anchor.rows,
+        best_iter=anchor.best_iter,
+    )
+    return contract_metadata(record) | {
         "best_score": dg.MetadataValue.float(anchor.best_score),
         "n_rounds": dg.MetadataValue.int(anchor.n_rounds),
-        "rows": dg.MetadataValue.int(anchor.rows),
-        "elapsed_s": dg.MetadataValue.float(anchor.elapsed_s),
         "trial": dg.MetadataValue.int(anchor.trial),
         "capture_content_hash": anchor.capture_content_hash,
         "curve": dg.MetadataValue.json({"validation_logloss": anchor.curve}),

@@ -4,25 +4,29 @@ from typing import Any
 
 import dagster as dg
 
-from diag_assets.audit.diagnostics import (
-    S22A2_SPREAD,
-    S23_DRIFT,
-    S27_CALIBRATION,
-    S40_VERDICT,
-    cell_of,
-    s22a2_spread,
-    s23_drift,
-)
-from diag_assets.capture.assets import CAPTURED_FOLD
+from diag_assets.audit.diagnostics import cell_of, s22a2_spread, s23_drift
 from diag_assets.core.audit.report import AuditReport, build_audit_report, summarize
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.diagnostics.suite import S22a2Verdict, S23Verdict, S27Verdict
 from diag_assets.core.diagnostics.verdicts import S40Verdict
+from diag_assets.core.names import (
+    AUDIT_JOB,
+    AUDIT_KIND_TAG,
+    AUDIT_REPORT,
+    CAPTURED_FOLD,
+    LIGHT_AUDIT_JOB,
+    LIGHT_S40_AUDIT_KIND,
+    S22A1_ANCHOR,
+    S22A2_SPREAD,
+    S23_DRIFT,
+    S27_CALIBRATION,
+    S40_VERDICT,
+    SUMMARY_KEY,
+    XY_AUDIT_JOB,
+)
 from diag_assets.partitions import cells_partitions
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
-
-AUDIT_REPORT = "audit_report"
 
 # Report name -> (asset the verdict is stored under, its model).
 REPORTED = {
@@ -89,40 +93,40 @@ def audit_summary(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
             "certified": dg.MetadataValue.int(summary.certified),
             "downgraded": dg.MetadataValue.int(summary.downgraded),
             "inconclusive": dg.MetadataValue.int(summary.inconclusive),
-            "summary": dg.MetadataValue.md(summary.markdown),
+            SUMMARY_KEY: dg.MetadataValue.md(summary.markdown),
         }
     )
 
 
 AUDIT_SELECTION = [
-    "captured_fold",
-    "s22a1_anchor",
-    "s40_verdict",
-    "s27_calibration",
-    "s22a2_spread",
-    "s23_drift",
-    "audit_report",
+    CAPTURED_FOLD,
+    S22A1_ANCHOR,
+    S40_VERDICT,
+    S27_CALIBRATION,
+    S22A2_SPREAD,
+    S23_DRIFT,
+    AUDIT_REPORT,
 ]
 
 audit_job = dg.define_asset_job(
-    "audit",
+    AUDIT_JOB,
     selection=AUDIT_SELECTION,
     description="Audit one cell: replay (or reuse) its fold, fit the s22a1 anchor, run the "
     "diagnostic suite and write the report.",
 )
 
 light_audit_job = dg.define_asset_job(
-    "light_audit",
-    selection=[key for key in AUDIT_SELECTION if key != "s22a1_anchor"],
-    tags={"diag/audit_kind": "light_s40"},
+    LIGHT_AUDIT_JOB,
+    selection=[key for key in AUDIT_SELECTION if key != S22A1_ANCHOR],
+    tags={AUDIT_KIND_TAG: LIGHT_S40_AUDIT_KIND},
     description="A light s40 audit: the s22a1 anchor is skipped (policy: light_s40), so the "
     "verdicts and the report are DOWNGRADED.",
 )
 
 xy_audit_job = dg.define_asset_job(
-    "xy_audit",
-    selection=["captured_fold", "s40_verdict", "s23_drift"],
-    tags={"diag/audit_kind": "light_s40"},
+    XY_AUDIT_JOB,
+    selection=[CAPTURED_FOLD, S40_VERDICT, S23_DRIFT],
+    tags={AUDIT_KIND_TAG: LIGHT_S40_AUDIT_KIND},
     description="The xy_only diagnostics of a cell (s40 with the anchor skipped, s23): the "
     "audit a dataset_only capture can serve once the capture mode policy makes it the "
     "default. Verdicts are DOWNGRADED, as in a light audit.",

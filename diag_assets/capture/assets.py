@@ -8,23 +8,25 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.capture.modes import decide_mode, run_consumers
-from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG, ColdCaptureRequiresOperator
+from diag_assets.core.capture.cache import CaptureResult, ColdCaptureRequiresOperator
 from diag_assets.core.capture.events import CaptureEvent, EventRecorder
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModeRefused, load_policy
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.diagnostics.verdicts import Certification
+from diag_assets.core.metadata import CaptureMetadata
+from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, CAPTURED_FOLD
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.market.assets import market_bars
+from diag_assets.metadata_values import contract_metadata
 from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key, cells_partitions
 from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 
 RECIPE = ReferenceRecipe()
-CAPTURED_FOLD = "captured_fold"
 
 
 class CaptureRunConfig(dg.Config):
@@ -50,10 +52,23 @@ class CaptureRunConfig(dg.Config):
         )
 
 
+def capture_record(result: CaptureResult) -> CaptureMetadata:
+    """What the gates' history, the demo and the benchmarks read back of a served capture."""
+    manifest = result.manifest
+    return CaptureMetadata(
+        cell_ref=manifest.cell_ref,
+        cache=result.outcome,
+        served_in_s=round(result.elapsed_s, 3),
+        capture_elapsed_s=manifest.elapsed_s,
+        bytes=manifest.total_bytes,
+        content_hash=manifest.content_hash,
+        capture_events=_event_dicts(result.events),
+    )
+
+
 def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
-    """What an operator reads about a capture in the UI."""
+    """What else an operator reads about a capture in the UI."""
     return {
-        "cell_ref": manifest.cell_ref,
         "capture_key": manifest.capture_key,
         "artifact_uri": dg.MetadataValue.path(uri),
         "rows": dg.MetadataValue.int(manifest.rows),
@@ -68,12 +83,9 @@ def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
         "best_score": dg.MetadataValue.null()
         if manifest.best_score is None
         else dg.MetadataValue.float(manifest.best_score),
-        "capture_elapsed_s": dg.MetadataValue.float(manifest.elapsed_s),
-        "bytes": dg.MetadataValue.int(manifest.total_bytes),
         "x_hash": manifest.x_hash,
         "y_hash": manifest.y_hash,
         "trial_log_hash": manifest.trial_log_hash,
-        "content_hash": manifest.content_hash,
         "source_version": manifest.source_version,
         "recipe_version": manifest.recipe_version,
         "mode": str(manifest.mode),
@@ -98,8 +110,8 @@ def cold_capture_approved(context: dg.AssetExecutionContext) -> bool:
     return (context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG) or "").lower() == "true"
 
 
-def _events_json(events: list[CaptureEvent]) -> dg.JsonMetadataValue:
-    return dg.MetadataValue.json([json.loads(event.to_json()) for event in events])
+def _event_dicts(events: list[CaptureEvent]) -> list[dict[str, Any]]:
+    return [json.loads(event.to_json()) for event in events]
 
 
 @dg.asset(
@@ -177,26 +189,24 @@ def captured_fold(
                 "certification": Certification.INCONCLUSIVE_TOOLING.value,
                 "reason": refused.reason,
                 "how_to_approve": f"run tag {ALLOW_COLD_CAPTURE_TAG}=true",
-                "capture_events": _events_json(recorder.events),
+                "capture_events": dg.MetadataValue.json(_event_dicts(recorder.events)),
             },
         ) from refused
     artifacts.results().write(CAPTURED_FOLD, cell, result.manifest)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(result.manifest.content_hash),
         metadata={
-            "cache": result.outcome.value,
+            **contract_metadata(capture_record(result)),
             "producing_run_id": result.entry.producing_run_id or "",
             "capture_created_at": result.entry.created_at.isoformat(),
             "use_count": dg.MetadataValue.int(result.entry.use_count),
             "waited_s": dg.MetadataValue.float(round(result.waited_s, 3)),
             "drift_checked": dg.MetadataValue.bool(result.drift_checked),
-            "served_in_s": dg.MetadataValue.float(round(result.elapsed_s, 3)),
             **capture_metadata(result.manifest, result.uri),
             "mode_requested": str(decision.requested),
             "mode_decided_by": decision.source,
             "mode_reason": decision.reason,
             "consumers": dg.MetadataValue.json({k: str(v) for k, v in consumers.items()}),
-            "capture_events": _events_json(result.events),
         },
     )
 

@@ -9,7 +9,6 @@ import os
 from typing import TypeVar
 
 import dagster as dg
-from dagster._core.errors import DagsterInvalidPropertyError
 from pydantic import BaseModel
 
 from diag_assets.core.capture.mode_policy import (
@@ -22,17 +21,25 @@ from diag_assets.core.capture.mode_policy import (
     resolve_capture_mode,
 )
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, requirement_of
+from diag_assets.core.names import (
+    CAPTURED_FOLD,
+    S22A1_ANCHOR,
+    S22A2_SPREAD,
+    S23_DRIFT,
+    S27_CALIBRATION,
+    S40_VERDICT,
+)
 from resources.storage import ArtifactStoreResource
 
-CAPTURED_FOLD_KEY = dg.AssetKey("captured_fold")
+CAPTURED_FOLD_KEY = dg.AssetKey(CAPTURED_FOLD)
 # The assets that read a captured fold, by the diagnostic each one runs. An asset that reads
 # captured_fold and is not here is an ``unknown`` consumer: it gets a full replay.
 CAPTURE_READERS: dict[str, str] = {
-    "s22a1_anchor": "s22a1",
-    "s40_verdict": "s40",
-    "s27_calibration": "s27",
-    "s22a2_spread": "s22a2",
-    "s23_drift": "s23",
+    S22A1_ANCHOR: "s22a1",
+    S40_VERDICT: "s40",
+    S27_CALIBRATION: "s27",
+    S22A2_SPREAD: "s22a2",
+    S23_DRIFT: "s23",
 }
 SEAM_RECORD = "gates/g_c4b_seam.record.json"
 RELEASE_GATE_RECORD = "gates/lever3_release_gate.record.json"
@@ -52,7 +59,9 @@ def run_consumers(context: dg.AssetExecutionContext) -> dict[str, CaptureRequire
     """
     try:
         layer = context.job_def.asset_layer
-    except DagsterInvalidPropertyError:
+    except dg.DagsterError:
+        # A direct call (dg.build_asset_context) has no job: Dagster refuses job_def with a
+        # DagsterInvalidPropertyError, which it exports only as this base class.
         in_run = []
     else:
         # The job's graph holds every spec of a subsettable multi-asset; only the selected

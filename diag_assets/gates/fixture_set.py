@@ -17,11 +17,7 @@ from pydantic import Field
 from diag_assets.capture.assets import RECIPE, cold_capture_approved
 from diag_assets.capture.modes import RELEASE_GATE_RECORD, SEAM_RECORD, read_seam, write_record
 from diag_assets.core.capture.artifacts import CaptureVerificationError
-from diag_assets.core.capture.cache import (
-    ALLOW_COLD_CAPTURE_TAG,
-    CaptureResult,
-    ColdCaptureRequiresOperator,
-)
+from diag_assets.core.capture.cache import CaptureResult, ColdCaptureRequiresOperator
 from diag_assets.core.capture.events import CaptureEvent, EventRecorder
 from diag_assets.core.capture.mode_policy import SeamRecord, load_policy
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
@@ -32,17 +28,25 @@ from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40
 from diag_assets.core.gates.invariance import C4Decision, SeamDecision, gate_c4, gate_c4b
 from diag_assets.core.gates.release_parity import ReleaseDecision, compare_fold, release_parity_gate
 from diag_assets.core.gates.warm_reads import WarmDecision, WarmRead, gate4_warm_reads
+from diag_assets.core.names import (
+    ALLOW_COLD_CAPTURE_TAG,
+    FIXTURE_CAPTURES_KEY,
+    FIXTURE_GATES_JOB,
+    HASH_PARITY_CHECK,
+    INVARIANCE_GATE,
+    RELEASE_PARITY_GATE,
+    RELEASE_PARITY_JOB,
+    SEAM_GATE,
+    TRIAL_INVARIANCE_CHECK,
+    VERDICT_PARITY_CHECK,
+    WARM_READ_GATE,
+)
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.gates.phase0 import GateVerdict, gate_result, store_report
 from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
-
-TRIAL_INVARIANCE_CHECK = "trial_invariance_holds"
-HASH_PARITY_CHECK = "dataset_only_hash_parity"
-VERDICT_PARITY_CHECK = "dataset_only_verdict_parity"
-RELEASE_GATE = "lever3_release_gate"
 
 
 class FixtureSetConfig(dg.Config):
@@ -118,7 +122,7 @@ def fixture_captures(
 
 def _fixture_metadata(results: list[CaptureResult]) -> dict[str, Any]:
     return {
-        "fixture_captures": dg.MetadataValue.json(
+        FIXTURE_CAPTURES_KEY: dg.MetadataValue.json(
             [
                 {
                     "cell_ref": r.manifest.cell_ref,
@@ -148,7 +152,7 @@ def _traces(results: list[CaptureResult], artifacts: ArtifactStoreResource) -> l
 @dg.asset(
     group_name="phase0",
     kinds={"lightgbm"},
-    check_specs=[dg.AssetCheckSpec(TRIAL_INVARIANCE_CHECK, asset="g_c4_invariance", blocking=True)],
+    check_specs=[dg.AssetCheckSpec(TRIAL_INVARIANCE_CHECK, asset=INVARIANCE_GATE, blocking=True)],
 )
 def g_c4_invariance(
     context: dg.AssetExecutionContext,
@@ -171,7 +175,7 @@ def g_c4_invariance(
     report = gate_c4([(trace.cell_ref, trace) for trace in traces])
     passed = report.decision is C4Decision.PASS
     verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
-    uri = store_report(artifacts, "g_c4_invariance", verdict)
+    uri = store_report(artifacts, INVARIANCE_GATE, verdict)
     return gate_result(
         report,
         uri,
@@ -208,7 +212,7 @@ def g_c4b_seam(
     report = gate_c4b(trace)
     passed = report.decision is SeamDecision.SEAM
     verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
-    uri = store_report(artifacts, "g_c4b_seam", verdict)
+    uri = store_report(artifacts, SEAM_GATE, verdict)
     write_record(
         artifacts,
         SEAM_RECORD,
@@ -242,8 +246,8 @@ def _loaded(results: list[CaptureResult], artifacts: ArtifactStoreResource) -> l
     kinds={"lightgbm"},
     deps=[g_c4_invariance, g_c4b_seam],
     check_specs=[
-        dg.AssetCheckSpec(HASH_PARITY_CHECK, asset=RELEASE_GATE, blocking=True),
-        dg.AssetCheckSpec(VERDICT_PARITY_CHECK, asset=RELEASE_GATE, blocking=True),
+        dg.AssetCheckSpec(HASH_PARITY_CHECK, asset=RELEASE_PARITY_GATE, blocking=True),
+        dg.AssetCheckSpec(VERDICT_PARITY_CHECK, asset=RELEASE_PARITY_GATE, blocking=True),
     ],
 )
 def lever3_release_gate(
@@ -281,7 +285,7 @@ def lever3_release_gate(
         min_folds=load_policy().release_gate_min_folds,
     )
     write_record(artifacts, RELEASE_GATE_RECORD, report.record(datetime.now(UTC)))
-    uri = store_report(artifacts, RELEASE_GATE, report)
+    uri = store_report(artifacts, RELEASE_PARITY_GATE, report)
     passed = report.decision is ReleaseDecision.PASS
 
     def check(name: str, parity: bool) -> dg.AssetCheckResult:
@@ -366,12 +370,12 @@ def lever1_gate4_warm(
         passed=report.decision is WarmDecision.PASS,
         markdown=report.markdown(),
     )
-    uri = store_report(artifacts, "lever1_gate4_warm", verdict)
+    uri = store_report(artifacts, WARM_READ_GATE, verdict)
     return gate_result(report, uri, **_fixture_metadata(first))
 
 
 lever3_release_job = dg.define_asset_job(
-    "lever3_release",
+    RELEASE_PARITY_JOB,
     selection=[g_c4_invariance, g_c4b_seam, lever3_release_gate],
     description="Lever #3's release gate: G-C4 and G-C4b on the shared fixture set, then "
     "dataset_only vs full_replay parity (C7). Capturing the fixture set cold needs the tag "
@@ -379,7 +383,7 @@ lever3_release_job = dg.define_asset_job(
 )
 
 fixture_gates_job = dg.define_asset_job(
-    "fixture_gates",
+    FIXTURE_GATES_JOB,
     selection=[g_c4_invariance, g_c4b_seam, lever1_gate4_warm],
     description="The gates that replay the shared fixture set: G-C4, G-C4b and Lever #1's "
     "Gate 4. The first run needs the tag "

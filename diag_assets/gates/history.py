@@ -7,8 +7,9 @@ from pydantic import Field
 
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.history import HistoryEvent, events_from_materialization, read_jsonl
+from diag_assets.core.names import CAPTURED_FOLD, S22A1_ANCHOR, S40_VERDICT
 
-HISTORY_ASSETS = ("s22a1_anchor", "s40_verdict", "captured_fold")
+HISTORY_ASSETS = (S22A1_ANCHOR, S40_VERDICT, CAPTURED_FOLD)
 PAGE = 500
 
 

@@ -17,6 +17,22 @@ from diag_assets.core.diagnostics.consumers import DIAGNOSTIC_CAPTURE_REQUIREMEN
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates import phase0 as gates
 from diag_assets.core.gates.history import ANCHOR_EVENT, AUDIT_EVENT, HistoryEvent
+from diag_assets.core.names import (
+    ANCHOR_COST_GATE,
+    BLOCKED_KEY,
+    CAPTURE_SIZE_GATE,
+    CONSUMERS_GATE,
+    DECISION_KEY,
+    DRIFT_RATE_GATE,
+    FIGURES_KEY,
+    INVARIANCE_GATE,
+    LEVER_ORDER_KEY,
+    PHASE0_EXIT,
+    PHASE0_GATES_JOB,
+    PHASE0_GATES_SCHEDULE,
+    REUSE_GATE,
+    SEAM_GATE,
+)
 from diag_assets.core.plots import text_bars, text_histogram
 from diag_assets.gates.history import HistoryConfig, load_history
 from resources.capture_cache import CaptureCacheResource
@@ -76,10 +92,10 @@ def gate_result(
     return dg.MaterializeResult(
         check_results=check_results,
         metadata={
-            "decision": str(report.decision),
+            DECISION_KEY: str(report.decision),
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
             "report": dg.MetadataValue.md(report.markdown()),
-            "figures": dg.MetadataValue.json(report.figures.model_dump(mode="json")),
+            FIGURES_KEY: dg.MetadataValue.json(report.figures.model_dump(mode="json")),
             "report_uri": dg.MetadataValue.path(uri),
             **extra,
         },
@@ -119,7 +135,7 @@ def g_b7_cost(
     """
     history, report = _history_gate(context, config, gates.gate_b7, gates.B7Settings)
     elapsed, _ = _plot_series(history)
-    uri = store_report(artifacts, "g_b7_cost", report)
+    uri = store_report(artifacts, ANCHOR_COST_GATE, report)
     return gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
 
 
@@ -134,7 +150,7 @@ def g_a1_reuse(
     """
     history, report = _history_gate(context, config, gates.gate_a1, gates.A1Settings)
     _, per_cell = _plot_series(history)
-    uri = store_report(artifacts, "g_a1_reuse", report)
+    uri = store_report(artifacts, REUSE_GATE, report)
     return gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
 
 
@@ -147,7 +163,7 @@ def lever1_gate2_drift(
     It argues for the default check_drift policy (the plan's decision D11).
     """
     _, report = _history_gate(context, config, gates.gate_drift, gates.DriftRateSettings)
-    return gate_result(report, store_report(artifacts, "lever1_gate2_drift", report))
+    return gate_result(report, store_report(artifacts, DRIFT_RATE_GATE, report))
 
 
 class SizeGateConfig(dg.Config):
@@ -166,7 +182,7 @@ def lever1_gate3_size(
     with capture_cache.open() as cache:
         sizes = gates.capture_bytes(cache.entries())
     report = gates.gate_size(sizes, _settings(gates.SizeSettings, config.thresholds))
-    return gate_result(report, store_report(artifacts, "lever1_gate3_size", report))
+    return gate_result(report, store_report(artifacts, CAPTURE_SIZE_GATE, report))
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
@@ -174,7 +190,7 @@ def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """G-C0: every diagnostic consumer and what it needs of a capture; unknown = full_replay."""
     # The registry fills as the diagnostics' modules are imported (they are, by definitions).
     report = gates.gate_c0(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
-    return gate_result(report, store_report(artifacts, "g_c0_consumers", report))
+    return gate_result(report, store_report(artifacts, CONSUMERS_GATE, report))
 
 
 @dg.asset(
@@ -190,29 +206,29 @@ def phase0_exit(
     The order follows the plan's round-12 selection logic; its Markdown carries every gate's
     numbers and reasons, and the report is also stored as JSON.
     """
-    b7 = _read_report(artifacts, "g_b7_cost", gates.B7Report)
-    a1 = _read_report(artifacts, "g_a1_reuse", gates.A1Report)
-    c0 = _read_report(artifacts, "g_c0_consumers", gates.C0Report)
+    b7 = _read_report(artifacts, ANCHOR_COST_GATE, gates.B7Report)
+    a1 = _read_report(artifacts, REUSE_GATE, gates.A1Report)
+    c0 = _read_report(artifacts, CONSUMERS_GATE, gates.C0Report)
     missing = [
         name
-        for name, r in (("g_b7_cost", b7), ("g_a1_reuse", a1), ("g_c0_consumers", c0))
+        for name, r in ((ANCHOR_COST_GATE, b7), (REUSE_GATE, a1), (CONSUMERS_GATE, c0))
         if r is None
     ]
     if b7 is None or a1 is None or c0 is None:
         raise dg.Failure(f"phase0_exit needs {', '.join(missing)}: materialize them first.")
-    c4 = _read_report(artifacts, "g_c4_invariance", GateVerdict)
-    c4b = _read_report(artifacts, "g_c4b_seam", GateVerdict)
+    c4 = _read_report(artifacts, INVARIANCE_GATE, GateVerdict)
+    c4b = _read_report(artifacts, SEAM_GATE, GateVerdict)
     report = gates.phase0_exit(
         b7,
         a1,
         c0,
         c4.passed if c4 else None,
         c4b.passed if c4b else None,
-        drift=_read_report(artifacts, "lever1_gate2_drift", gates.DriftRateReport),
-        size=_read_report(artifacts, "lever1_gate3_size", gates.SizeReport),
+        drift=_read_report(artifacts, DRIFT_RATE_GATE, gates.DriftRateReport),
+        size=_read_report(artifacts, CAPTURE_SIZE_GATE, gates.SizeReport),
     )
     store = artifacts.blob_store()
-    store.write_bytes("gates/phase0_exit.json", report.to_json().encode())
+    store.write_bytes(f"gates/{PHASE0_EXIT}.json", report.to_json().encode())
     elapsed, per_cell = _plot_series(load_history(config, context.instance, datetime.now(UTC)))
     plots = (
         "\n\n### s22a1 elapsed (s)\n\n"
@@ -222,11 +238,11 @@ def phase0_exit(
     )
     return dg.MaterializeResult(
         metadata={
-            "lever_order": " -> ".join(report.order) or "none",
-            "blocked": dg.MetadataValue.json(report.blocked),
+            LEVER_ORDER_KEY: " -> ".join(report.order) or "none",
+            BLOCKED_KEY: dg.MetadataValue.json(report.blocked),
             "deferred": dg.MetadataValue.json(report.deferred),
             "report": dg.MetadataValue.md(report.markdown() + plots),
-            "report_uri": dg.MetadataValue.path(store.uri("gates/phase0_exit.json")),
+            "report_uri": dg.MetadataValue.path(store.uri(f"gates/{PHASE0_EXIT}.json")),
         }
     )
 
@@ -240,7 +256,7 @@ class GateVerdict(BaseModel):
 
 
 phase0_gates_job = dg.define_asset_job(
-    "phase0_gates",
+    PHASE0_GATES_JOB,
     selection=[
         g_b7_cost,
         g_a1_reuse,
@@ -253,7 +269,7 @@ phase0_gates_job = dg.define_asset_job(
 )
 
 gates_refresh = dg.ScheduleDefinition(
-    name="phase0_gates_refresh",
+    name=PHASE0_GATES_SCHEDULE,
     job=phase0_gates_job,
     cron_schedule="0 6 * * *",
     description="Every morning: the gates read the latest history and re-decide.",

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
-from diag_assets.capture.assets import CAPTURED_FOLD
 from diag_assets.core.capture.manifest import CaptureManifest
+from diag_assets.core.names import CAPTURE_GC_JOB, CAPTURED_FOLD
 from diag_assets.core.storage.s3 import StoreUnavailable
 from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
@@ -80,7 +80,10 @@ def collect_capture_garbage(
     )
 
 
-@dg.job(description="Retire captures unused for a TTL, keeping the newest per cell.")
+@dg.job(
+    name=CAPTURE_GC_JOB,
+    description="Retire captures unused for a TTL, keeping the newest per cell.",
+)
 def capture_gc_job() -> None:
     """The capture GC."""
     collect_capture_garbage()

@@ -5,6 +5,7 @@ import time
 import dagster as dg
 
 from diag_assets.core.hashing.table import canonical_hash
+from diag_assets.core.names import MARKET_DATA_JOB
 from diag_assets.partitions import symbols_partitions
 from resources.market_data import MarketDataResource
 
@@ -43,7 +44,7 @@ def market_bars(context: dg.AssetExecutionContext, market_data: MarketDataResour
 
 
 market_data_job = dg.define_asset_job(
-    "market_data",
+    MARKET_DATA_JOB,
     selection=[market_bars],
     description="Validate one symbol's bars and record their canonical hash.",
 )

@@ -3,7 +3,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
+from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 from resources.environment import build_local_resources
 from resources.market_data import DirectoryMarketDataResource, SyntheticMarketDataResource
 from tests.conftest import TINY_BARS, TINY_FOLDS

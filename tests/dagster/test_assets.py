@@ -4,17 +4,16 @@ import dagster as dg
 import pytest
 
 from diag_assets.audit.diagnostics import (
-    S22A1_ANCHOR,
-    S40_VERDICT,
     AuditRunConfig,
     SuiteRunConfig,
     anchor_and_consumers,
     s23_drift,
 )
-from diag_assets.capture.assets import CAPTURED_FOLD, CaptureRunConfig, captured_fold
+from diag_assets.capture.assets import CaptureRunConfig, captured_fold
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.verdicts import AnchorResult, Certification, S40Verdict
+from diag_assets.core.names import CAPTURED_FOLD, S22A1_ANCHOR, S40_VERDICT
 from diag_assets.market.assets import market_bars
 from diag_assets.partitions import cell_from_partition_key, cell_partition_key
 from tests.dagster.conftest import APPROVED

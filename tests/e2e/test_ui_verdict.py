@@ -31,7 +31,7 @@ import pytest
 import requests
 from dagster_graphql import DagsterGraphQLClient
 
-from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
+from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.partitions import cells_partitions
 
 pytestmark = [

@@ -1,7 +1,9 @@
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
+from diag_assets.core.capture.cache import CaptureOutcome
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.history import (
     HistoryEvent,
@@ -9,6 +11,7 @@ from diag_assets.core.gates.history import (
     read_jsonl,
     write_jsonl,
 )
+from diag_assets.core.metadata import AnchorMetadata, CaptureMetadata
 from diag_assets.core.plots import text_bars, text_histogram
 
 T0 = datetime(2026, 5, 25, 10, tzinfo=UTC)
@@ -85,6 +88,90 @@ def test_materializations_map_to_history_events():
         "s40_verdict", T0, {"verdict": {"cell_ref": "u/AB/fold-1"}, "elapsed_s": 1.0}
     )
     assert verdict[0].cell_ref == "u/AB/fold-1"
+
+
+@pytest.mark.parametrize(
+    ("asset", "metadata"),
+    [
+        ("s22a1_anchor", {"elapsed_s": 3.5, "rows": 100}),
+        ("s22a1_anchor", {"cell_ref": "", "elapsed_s": 3.5}),
+        ("captured_fold", {"cache": "MISS", "capture_elapsed_s": 9.0}),
+        ("s40_verdict", {"elapsed_s": 1.0, "certification": "CERTIFIED"}),
+        ("s40_verdict", {"verdict": {}, "elapsed_s": 1.0}),
+        ("audit_report", {"cell_ref": "u/AB/fold-1"}),
+    ],
+)
+def test_materializations_that_name_no_cell_or_no_gate_event_are_ignored(asset, metadata):
+    assert events_from_materialization(asset, T0, metadata) == []
+
+
+def test_older_materializations_that_lack_a_field_read_it_as_none():
+    (anchor,) = events_from_materialization("s22a1_anchor", T0, {"cell_ref": "u/AB/fold-1"})
+    assert (anchor.elapsed_s, anchor.fields) == (None, {"rows": None, "best_iter": None})
+    (capture,) = events_from_materialization(
+        "captured_fold", T0, {"cell_ref": "u/AB/fold-1", "cache": "MISS"}
+    )
+    assert (capture.event, capture.elapsed_s, capture.fields) == ("capture", None, {"bytes": None})
+    (drift,) = events_from_materialization(
+        "captured_fold",
+        T0,
+        {"cell_ref": "u/AB/fold-1", "capture_events": [{"event": "capture_drift_checked"}]},
+    )
+    assert (drift.event, drift.fields) == ("capture_drift_checked", {"drifted": False})
+    (verdict,) = events_from_materialization(
+        "s40_verdict", T0, {"verdict": {"cell_ref": "u/AB/fold-1"}}
+    )
+    assert (verdict.elapsed_s, verdict.fields) == (None, {"certification": None})
+
+
+def test_a_recorded_value_of_the_wrong_type_reads_as_unknown_and_keeps_the_event():
+    (anchor,) = events_from_materialization(
+        "s22a1_anchor",
+        T0,
+        {"cell_ref": "u/AB/fold-1", "elapsed_s": "slow", "rows": "many", "best_iter": 7},
+    )
+    assert (anchor.elapsed_s, anchor.fields) == (None, {"rows": None, "best_iter": 7})
+    # An unknown cache outcome is no cold capture; capture events that are not a list of
+    # events stand for no drift check.
+    odd = events_from_materialization(
+        "captured_fold",
+        T0,
+        {"cell_ref": "u/AB/fold-1", "cache": "COLD", "capture_events": "capture_drift_checked"},
+    )
+    assert odd == []
+
+
+def test_keys_outside_the_contract_are_ignored():
+    (anchor,) = events_from_materialization(
+        "s22a1_anchor",
+        T0,
+        {"cell_ref": "u/AB/fold-1", "elapsed_s": 2.0, "curve": {"validation_logloss": [0.6]}},
+    )
+    assert anchor.fields == {"rows": None, "best_iter": None}
+
+
+def test_a_contract_records_one_plain_value_per_field():
+    capture = CaptureMetadata(
+        cell_ref="u/AB/fold-1",
+        cache=CaptureOutcome.MISS,
+        served_in_s=1.5,
+        capture_elapsed_s=9,
+        bytes=2048,
+        content_hash="abc",
+        capture_events=[],
+    )
+    assert capture.values() == {
+        "cell_ref": "u/AB/fold-1",
+        "cache": "MISS",
+        "served_in_s": 1.5,
+        "capture_elapsed_s": 9.0,
+        "bytes": 2048,
+        "content_hash": "abc",
+        "capture_events": [],
+    }
+    assert CaptureMetadata.parse(capture.values()) == capture
+    with pytest.raises(ValidationError):  # the writer cannot leave a field out
+        AnchorMetadata(cell_ref="u/AB/fold-1", elapsed_s=1.0, rows=10)  # type: ignore[call-arg]
 
 
 def test_text_plots_scale_bars_to_the_peak():

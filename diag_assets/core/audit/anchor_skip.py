@@ -19,10 +19,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.names import SKIP_TAG
 from diag_assets.core.policy_files import load_policy_file
 
-SKIP_TAG = "diag/skip_s22a1"
-AUDIT_KIND_TAG = "diag/audit_kind"
 POLICY_FILE = "skip_s22a1.json"
 
 

@@ -25,12 +25,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from diag_assets.core.capture.cache import CaptureOutcome
+from diag_assets.core.capture.events import CAPTURE_DRIFT_CHECKED
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.metadata import AnchorMetadata, CaptureMetadata
+from diag_assets.core.names import (
+    CAPTURED_FOLD,
+    CERTIFICATION_KEY,
+    ELAPSED_S_KEY,
+    S22A1_ANCHOR,
+    S40_VERDICT,
+    VERDICT_KEY,
+)
 
-ANCHOR_EVENT = "s22a1_anchor"
-AUDIT_EVENT = "s40_verdict"
+ANCHOR_EVENT = S22A1_ANCHOR
+AUDIT_EVENT = S40_VERDICT
 CAPTURE_EVENT = "capture"
-DRIFT_EVENT = "capture_drift_checked"
+DRIFT_EVENT = CAPTURE_DRIFT_CHECKED
 
 
 @dataclass(frozen=True)
@@ -125,46 +136,39 @@ def events_from_materialization(
 
     ``s22a1_anchor`` and ``s40_verdict`` are one event each; a ``captured_fold`` served cold
     (``cache=MISS``) is a ``capture``, and every drift check in its capture events is a
-    ``capture_drift_checked``. Other materializations stand for nothing the gates read.
+    ``capture_drift_checked``. Other materializations, and those that name no cell, stand for
+    nothing the gates read. The anchor's and the capture's metadata are read through their
+    contract (:mod:`diag_assets.core.metadata`): a key an older materialization lacks is
+    ``None``.
     """
-    cell_ref = metadata.get("cell_ref") or (metadata.get("verdict") or {}).get("cell_ref")
-    if not cell_ref:
-        return []
     if asset == ANCHOR_EVENT:
-        return [
-            HistoryEvent(
-                ANCHOR_EVENT,
-                cell_ref,
-                timestamp,
-                metadata.get("elapsed_s"),
-                {"rows": metadata.get("rows"), "best_iter": metadata.get("best_iter")},
-            )
-        ]
+        anchor = AnchorMetadata.parse(metadata)
+        if anchor is None:
+            return []
+        fields = {"rows": anchor.rows, "best_iter": anchor.best_iter}
+        return [HistoryEvent(ANCHOR_EVENT, anchor.cell_ref, timestamp, anchor.elapsed_s, fields)]
     if asset == AUDIT_EVENT:
-        fields = {"certification": metadata.get("certification")}
-        return [HistoryEvent(AUDIT_EVENT, cell_ref, timestamp, metadata.get("elapsed_s"), fields)]
-    if asset == "captured_fold":
+        cell_ref = (metadata.get(VERDICT_KEY) or {}).get("cell_ref")
+        if not cell_ref:
+            return []
+        fields = {"certification": metadata.get(CERTIFICATION_KEY)}
+        elapsed = metadata.get(ELAPSED_S_KEY)
+        return [HistoryEvent(AUDIT_EVENT, cell_ref, timestamp, elapsed, fields)]
+    if asset == CAPTURED_FOLD:
+        capture = CaptureMetadata.parse(metadata)
+        if capture is None:
+            return []
         events = []
-        if metadata.get("cache") == "MISS":
+        if capture.cache is CaptureOutcome.MISS:
+            fields = {"bytes": capture.bytes}
             events.append(
                 HistoryEvent(
-                    CAPTURE_EVENT,
-                    cell_ref,
-                    timestamp,
-                    metadata.get("capture_elapsed_s"),
-                    {"bytes": metadata.get("bytes")},
+                    CAPTURE_EVENT, capture.cell_ref, timestamp, capture.capture_elapsed_s, fields
                 )
             )
-        for event in metadata.get("capture_events") or []:
+        for event in capture.capture_events or []:
             if event.get("event") == DRIFT_EVENT:
-                events.append(
-                    HistoryEvent(
-                        DRIFT_EVENT,
-                        cell_ref,
-                        timestamp,
-                        None,
-                        {"drifted": bool(event.get("drifted"))},
-                    )
-                )
+                fields = {"drifted": bool(event.get("drifted"))}
+                events.append(HistoryEvent(DRIFT_EVENT, capture.cell_ref, timestamp, None, fields))
         return events
     return []

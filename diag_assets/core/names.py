@@ -1,0 +1,78 @@
+"""The names stored history refers to: assets, checks, jobs, run tags and metadata keys.
+
+Dagster's event log, the artifact store and operators' scripts keep these strings, so they
+never change once released. They are plain strings, defined here once: the Dagster layer
+builds its ``dg.AssetKey`` values, jobs and tags from them, and the core (which never imports
+Dagster) reads the same strings back. The metadata of ``captured_fold`` and ``s22a1_anchor``
+that other code reads back is typed by :mod:`diag_assets.core.metadata`; the keys below are
+the other metadata keys that one module writes and another reads.
+"""
+
+# Assets of a cell's audit, in graph order.
+MARKET_BARS = "market_bars"
+CAPTURED_FOLD = "captured_fold"
+S22A1_ANCHOR = "s22a1_anchor"
+S40_VERDICT = "s40_verdict"
+S27_CALIBRATION = "s27_calibration"
+S22A2_SPREAD = "s22a2_spread"
+S23_DRIFT = "s23_drift"
+AUDIT_REPORT = "audit_report"
+AUDIT_SUMMARY = "audit_summary"
+
+# The op that materializes the anchor and the verdicts that cross-reference it (its name is
+# where run config addresses them).
+ANCHOR_AND_CONSUMERS = "anchor_and_consumers"
+
+# Assets of the gates.
+ANCHOR_COST_GATE = "g_b7_cost"
+REUSE_GATE = "g_a1_reuse"
+DRIFT_RATE_GATE = "lever1_gate2_drift"
+CAPTURE_SIZE_GATE = "lever1_gate3_size"
+WARM_READ_GATE = "lever1_gate4_warm"
+CONSUMERS_GATE = "g_c0_consumers"
+INVARIANCE_GATE = "g_c4_invariance"
+SEAM_GATE = "g_c4b_seam"
+RELEASE_PARITY_GATE = "lever3_release_gate"
+PHASE0_EXIT = "phase0_exit"
+
+# Asset checks.
+TRIAL_INVARIANCE_CHECK = "trial_invariance_holds"
+HASH_PARITY_CHECK = "dataset_only_hash_parity"
+VERDICT_PARITY_CHECK = "dataset_only_verdict_parity"
+
+# Jobs, schedules and sensors.
+AUDIT_JOB = "audit"
+LIGHT_AUDIT_JOB = "light_audit"
+XY_AUDIT_JOB = "xy_audit"
+MARKET_DATA_JOB = "market_data"
+CAPTURE_GC_JOB = "capture_gc_job"
+PHASE0_GATES_JOB = "phase0_gates"
+PHASE0_GATES_SCHEDULE = "phase0_gates_refresh"
+RELEASE_PARITY_JOB = "lever3_release"
+FIXTURE_GATES_JOB = "fixture_gates"
+REAUDIT_SENSOR = "reaudit_requests"
+
+# Partitions: the dynamic partitions of the market's symbols.
+SYMBOLS_PARTITIONS = "symbols"
+
+# Run tags.
+ALLOW_COLD_CAPTURE_TAG = "diag/allow_cold_capture"
+SKIP_TAG = "diag/skip_s22a1"
+AUDIT_KIND_TAG = "diag/audit_kind"
+SOURCE_TAG = "diag/source"
+REQUEST_ID_TAG = "diag/request_id"
+REQUESTED_BY_TAG = "diag/requested_by"
+# The audit kind of a light s40 audit (a key of the skip policy file).
+LIGHT_S40_AUDIT_KIND = "light_s40"
+
+# Metadata keys read back by another module: of s40_verdict (the history reader and the
+# benchmarks), of every gate (the demo), of phase0_exit and audit_summary (the demo).
+CERTIFICATION_KEY = "certification"
+ELAPSED_S_KEY = "elapsed_s"
+VERDICT_KEY = "verdict"
+DECISION_KEY = "decision"
+FIGURES_KEY = "figures"
+FIXTURE_CAPTURES_KEY = "fixture_captures"
+LEVER_ORDER_KEY = "lever_order"
+BLOCKED_KEY = "blocked"
+SUMMARY_KEY = "summary"
