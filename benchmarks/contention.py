@@ -27,7 +27,8 @@ def _service(backend: str, dsn: str, root: Path):
     from diag_assets.core.capture.cache import CaptureService
     from diag_assets.core.storage.blob import LocalBlobStore
     from diag_assets.core.storage.catalog import PostgresCatalog, SqliteCatalog
-    from diag_assets.core.storage.lease import FileLease, PostgresLease
+    from diag_assets.core.storage.lease.file import FileLease
+    from diag_assets.core.storage.lease.postgres import PostgresLease
 
     artifacts = CaptureArtifacts(LocalBlobStore(root / "artifacts"))
     if backend == "postgres":
