@@ -26,7 +26,7 @@ def _service(backend: str, dsn: str, root: Path):
     from diag_assets.core.capture.artifacts import CaptureArtifacts
     from diag_assets.core.capture.cache import CaptureService
     from diag_assets.core.storage.blob import LocalBlobStore
-    from diag_assets.core.storage.catalog import PostgresCatalog, SqliteCatalog
+    from diag_assets.core.storage.catalog.catalog import PostgresCatalog, SqliteCatalog
     from diag_assets.core.storage.lease.file import FileLease
     from diag_assets.core.storage.lease.postgres import PostgresLease
 

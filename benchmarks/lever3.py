@@ -28,7 +28,7 @@ from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.cells import CellRef
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.storage.blob import LocalBlobStore
-from diag_assets.core.storage.catalog import SqliteCatalog
+from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.core.storage.lease.file import FileLease
 
 RUN_ID = "benchmark-lever3"

@@ -22,7 +22,7 @@ from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
 from diag_assets.core.capture.cache import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.cells import CellRef
-from diag_assets.core.storage.catalog import SqliteCatalog
+from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.partitions import cell_partition_key
 from resources.capture_cache import CaptureCacheResource, FileLeaseResource, SqliteCatalogResource
 from resources.market_data import SyntheticMarketDataResource

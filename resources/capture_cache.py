@@ -12,7 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.core.capture.cache import CaptureService, DriftPolicy
-from diag_assets.core.storage.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
+from diag_assets.core.storage.catalog.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
 from diag_assets.core.storage.lease.base import Lease
 from diag_assets.core.storage.lease.file import FileLease
 from diag_assets.core.storage.lease.postgres import PostgresLease
