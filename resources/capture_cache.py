@@ -15,8 +15,10 @@ from pydantic import Field
 
 from diag_assets.core.capture.cache import CaptureService
 from diag_assets.core.capture.source_drift import DriftPolicy
-from diag_assets.core.storage.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
-from diag_assets.core.storage.lease import FileLease, Lease, PostgresLease
+from diag_assets.core.storage.catalog.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
+from diag_assets.core.storage.lease.base import Lease
+from diag_assets.core.storage.lease.file import FileLease
+from diag_assets.core.storage.lease.postgres import PostgresLease
 from resources.storage import ArtifactStoreResource
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from diag_assets.capture.assets import CaptureRunConfig, captured_fold
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.storage.catalog import SqliteCatalog
+from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.partitions import cell_from_partition_key
 from tests.dagster.conftest import (
     KLINES,

@@ -12,7 +12,7 @@ from diag_assets.capture.modes import read_release_gate, read_seam
 from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModePolicy
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.cells import CellRef
-from diag_assets.core.storage.catalog import SqliteCatalog
+from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.definitions import defs
 from diag_assets.gates.fixture_set import (
     g_c4_invariance,

@@ -8,7 +8,7 @@ import dagster as dg
 from diag_assets.capture.assets import captured_fold
 from diag_assets.core.capture.gc import plan_gc
 from diag_assets.core.cells import CellRef
-from diag_assets.core.storage.catalog import CaptureStatus, CatalogEntry
+from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
 from diag_assets.definitions import defs
 from diag_assets.partitions import cell_partition_key
 from sensors.reaudit import reaudit_requests

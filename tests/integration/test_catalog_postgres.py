@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from diag_assets.core.storage.catalog import CatalogUnavailable, PostgresCatalog
+from diag_assets.core.storage.catalog.catalog import PostgresCatalog
+from diag_assets.core.storage.catalog.model import CatalogUnavailable
 from tests.unit.test_catalog import CatalogContract, begin, ck
 
 pytestmark = pytest.mark.postgres

@@ -7,13 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from diag_assets.core.storage.lease import (
-    Lease,
-    LeaseUnavailable,
-    PostgresLease,
-    _lock_tag,
-    advisory_lock_id,
-)
+from diag_assets.core.storage.lease.base import Lease, LeaseUnavailable
+from diag_assets.core.storage.lease.postgres import PostgresLease, _lock_tag, advisory_lock_id
 from tests.unit.test_lease import LeaseContract
 
 pytestmark = pytest.mark.postgres
@@ -158,7 +153,7 @@ def test_lost_connection_is_logged_not_raised(postgres_dsn: str, admin, caplog):
     key = f"ck-{uuid.uuid4().hex}"
     lease = PostgresLease(postgres_dsn)
     with (
-        caplog.at_level(logging.WARNING, logger="diag_assets.core.storage.lease"),
+        caplog.at_level(logging.WARNING, logger="diag_assets.core.storage.lease.postgres"),
         lease.hold(key, wait_s=0),
     ):
         [(pid, _)] = query(admin, HOLDERS_SQL, {"id": advisory_lock_id(key)})

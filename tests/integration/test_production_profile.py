@@ -8,7 +8,7 @@ from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
-from diag_assets.core.storage.catalog import PostgresCatalog
+from diag_assets.core.storage.catalog.catalog import PostgresCatalog
 from diag_assets.partitions import cell_partition_key
 from resources.environment import build_production_resources
 from resources.storage import S3ArtifactStore

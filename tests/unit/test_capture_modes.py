@@ -40,8 +40,9 @@ from diag_assets.core.gates.warm_reads import WarmDecision, WarmRead, gate4_warm
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.storage.blob import LocalBlobStore
-from diag_assets.core.storage.catalog import CaptureStatus, SqliteCatalog
-from diag_assets.core.storage.lease import FileLease
+from diag_assets.core.storage.catalog.catalog import SqliteCatalog
+from diag_assets.core.storage.catalog.model import CaptureStatus
+from diag_assets.core.storage.lease.file import FileLease
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS, TINY_PROBE
 from tests.fixtures.recipes import DriftingPrepRecipe
 

@@ -28,8 +28,9 @@ from diag_assets.core.errors import DiagInputError
 from diag_assets.core.market_data.synthetic import SyntheticMarketData
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.storage.blob import LocalBlobStore
-from diag_assets.core.storage.catalog import CaptureStatus, SqliteCatalog
-from diag_assets.core.storage.lease import FileLease
+from diag_assets.core.storage.catalog.catalog import SqliteCatalog
+from diag_assets.core.storage.catalog.model import CaptureStatus
+from diag_assets.core.storage.lease.file import FileLease
 from tests.conftest import TINY_BARS, TINY_CAPTURE, TINY_FOLDS
 from tests.fixtures.recipes import PausingRecipe
 

@@ -4,10 +4,10 @@
 here on SQLite and in ``tests/integration/test_catalog_postgres.py`` on PostgreSQL. A
 subclass provides two fixtures: ``location`` (``(kind, where)`` of a fresh, empty database)
 and ``query`` (runs SQL on that database through a connection of its own, so the tests check
-what is stored, not what the catalog says).
+what is stored, not what the catalog says). The schema history has its own contract, in
+``tests/unit/test_catalog_migrations.py``.
 """
 
-import multiprocessing
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -18,17 +18,8 @@ from typing import Any
 
 import pytest
 
-from diag_assets.core.storage import catalog as catalog_module
-from diag_assets.core.storage.catalog import (
-    MIGRATIONS,
-    CaptureCatalog,
-    CaptureStatus,
-    CatalogEntry,
-    CatalogUnavailable,
-    Migration,
-    PostgresCatalog,
-    SqliteCatalog,
-)
+from diag_assets.core.storage.catalog.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
+from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry, CatalogUnavailable
 
 CELL = "defi_top5/UNIUSDC/fold-3"
 OTHER_CELL = "defi_top5/OPUSDC/fold-3"
@@ -45,16 +36,6 @@ def open_catalog(kind: str, where: str, **kwargs: Any) -> CaptureCatalog:
     if kind == "sqlite":
         return SqliteCatalog(where, **kwargs)
     return PostgresCatalog(where, **kwargs)
-
-
-def migrate_in_process(kind: str, where: str, barrier: Any, results: Any) -> None:
-    """Run in a spawned process: open (and so migrate) the catalog once all peers are ready."""
-    try:
-        barrier.wait(timeout=60)
-        with open_catalog(kind, where) as catalog:
-            results.put(("ok", catalog.migrate()))
-    except BaseException as error:  # every failure must reach the parent
-        results.put(("error", repr(error)))
 
 
 class FakeClock:
@@ -127,58 +108,6 @@ class CatalogContract:
         yield open_another
         for catalog in opened:
             catalog.close()
-
-    # -- schema ----------------------------------------------------------------------------
-
-    def test_migrate_is_idempotent_and_reports_version_2(self, catalog, reopen, query):
-        assert catalog.migrate() == 2
-        assert catalog.migrate() == 2
-        assert reopen().migrate() == 2
-        assert query("SELECT version, description FROM diag_schema_migrations ORDER BY 1") == [
-            (1, MIGRATIONS[0].description),
-            (2, MIGRATIONS[1].description),
-        ]
-        assert query("SELECT COUNT(*) FROM diagnostic_capture") == [(0,)]
-        assert query("SELECT COUNT(*) FROM diag_drift_checks") == [(0,)]
-
-    def test_concurrent_migrate_from_processes_ends_at_version_2(self, location, query):
-        context = multiprocessing.get_context("spawn")
-        processes = 4
-        barrier = context.Barrier(processes)
-        results = context.Queue()
-        workers = [
-            context.Process(target=migrate_in_process, args=(*location, barrier, results))
-            for _ in range(processes)
-        ]
-        for worker in workers:
-            worker.start()
-        outcomes = [results.get(timeout=60) for _ in workers]
-        for worker in workers:
-            worker.join(timeout=30)
-            assert worker.exitcode == 0
-        assert outcomes == [("ok", 2)] * processes
-        assert query("SELECT version FROM diag_schema_migrations ORDER BY 1") == [(1,), (2,)]
-
-    def test_failed_migration_is_rolled_back(self, catalog, location, query, monkeypatch):
-        # Statements that succeed, then one that fails: none of them may stay.
-        statements = (
-            "INSERT INTO diag_drift_checks (capture_key, cell_ref, drifted, checked_at)"
-            " VALUES ('ck-x', 'cell', TRUE, '2026-01-01T00:00:00+00:00')",
-            "CREATE TABLE diag_broken (x INTEGER PRIMARY KEY)",
-            "INSERT INTO diag_broken (x) VALUES (1)",
-            "INSERT INTO diag_broken (x) VALUES (1)",
-        )
-        broken = Migration(3, "broken on purpose", statements, statements)
-        monkeypatch.setattr(catalog_module, "MIGRATIONS", (*MIGRATIONS, broken))
-        with pytest.raises(Exception) as raised:
-            open_catalog(*location)
-        assert not isinstance(raised.value, CatalogUnavailable)
-        monkeypatch.undo()
-        assert query("SELECT version FROM diag_schema_migrations ORDER BY 1") == [(1,), (2,)]
-        assert query("SELECT COUNT(*) FROM diag_drift_checks") == [(0,)]
-        with pytest.raises(Exception, match="diag_broken"):
-            query("SELECT * FROM diag_broken")
-        assert catalog.migrate() == 2
 
     # -- round trips -----------------------------------------------------------------------
 

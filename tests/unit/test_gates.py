@@ -41,7 +41,7 @@ from diag_assets.core.gates.phase0 import (
     percentile,
     phase0_exit,
 )
-from diag_assets.core.storage.catalog import CaptureStatus, CatalogEntry
+from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
 
 NOW = datetime(2026, 5, 26, 12, 0, tzinfo=UTC)
 RECENT = NOW - timedelta(days=1)

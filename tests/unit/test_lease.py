@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from diag_assets.core.storage.lease import (
-    FileLease,
+from diag_assets.core.storage.lease.base import (
     Lease,
+    LeaseAttempt,
     LeaseGrant,
     LeaseTimeout,
     LeaseUnavailable,
-    _Attempt,
     check_lease_key,
 )
+from diag_assets.core.storage.lease.file import FileLease
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTENDERS = 6
@@ -39,7 +39,8 @@ INSIDE_S = 0.1
 CHILD_SCRIPT = r"""
 import contextlib, os, sys, time
 from pathlib import Path
-from diag_assets.core.storage.lease import FileLease, PostgresLease
+from diag_assets.core.storage.lease.file import FileLease
+from diag_assets.core.storage.lease.postgres import PostgresLease
 
 backend, target, key, mode, *rest = sys.argv[1:]
 if backend == "file":
@@ -418,7 +419,7 @@ def test_check_lease_key():
         check_lease_key("x/y")
 
 
-class ScriptedAttempt(_Attempt):
+class ScriptedAttempt(LeaseAttempt):
     """Held for ``held_tries`` tries, then free; records what the base class does."""
 
     def __init__(self, held_tries: int) -> None:
@@ -444,7 +445,7 @@ class ScriptedLease(Lease):
     def __init__(self, held_tries: int) -> None:
         self.attempt = ScriptedAttempt(held_tries)
 
-    def _open_attempt(self, key: str) -> _Attempt:
+    def _open_attempt(self, key: str) -> LeaseAttempt:
         return self.attempt
 
     def is_held(self, key: str) -> bool:

@@ -44,8 +44,9 @@ from diag_assets.core.market_data.sources import MarketDataSource
 from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import Recipe
-from diag_assets.core.storage.catalog import CaptureCatalog, CaptureStatus, CatalogEntry
-from diag_assets.core.storage.lease import Lease
+from diag_assets.core.storage.catalog.catalog import CaptureCatalog
+from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
+from diag_assets.core.storage.lease.base import Lease
 
 COLD_CAPTURE_REQUIRES_OPERATOR = "COLD_CAPTURE_REQUIRES_OPERATOR"
 

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from diag_assets.core.capture import events as ev
 from diag_assets.core.capture.artifacts import CaptureArtifacts
 from diag_assets.core.capture.events import CaptureEvent, EventSink
-from diag_assets.core.storage.catalog import CaptureCatalog, CaptureStatus, CatalogEntry
-from diag_assets.core.storage.lease import Lease, LeaseTimeout
+from diag_assets.core.storage.catalog.catalog import CaptureCatalog
+from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
+from diag_assets.core.storage.lease.base import Lease, LeaseTimeout
 
 
 @dataclass(frozen=True)

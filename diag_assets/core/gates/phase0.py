@@ -41,7 +41,7 @@ from diag_assets.core.gates.history import (
     DRIFT_EVENT,
     HistoryEvent,
 )
-from diag_assets.core.storage.catalog import CaptureStatus, CatalogEntry
+from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
 
 GATE_B7 = "G-B7"
 GATE_A1 = "G-A1"
