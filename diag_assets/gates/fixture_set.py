@@ -29,8 +29,9 @@ from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.capture.trace import ReplayTrace
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40
-from diag_assets.core.gates.invariance import C4Decision, SeamDecision, gate_c4, gate_c4b
 from diag_assets.core.gates.release_parity import ReleaseDecision, compare_fold, release_parity_gate
+from diag_assets.core.gates.seam import SeamDecision, gate_c4b
+from diag_assets.core.gates.trial_invariance import C4Decision, gate_c4
 from diag_assets.core.gates.warm_reads import WarmDecision, WarmRead, gate4_warm_reads
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import TrialSettings

@@ -15,8 +15,13 @@ from pydantic import BaseModel, Field, ValidationError
 
 from diag_assets.core.diagnostics.consumers import DIAGNOSTIC_CAPTURE_REQUIREMENTS
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.gates import phase0 as gates
+from diag_assets.core.gates.anchor_cost import B7Report, B7Settings, gate_b7
+from diag_assets.core.gates.capture_size import SizeReport, SizeSettings, capture_bytes, gate_size
+from diag_assets.core.gates.consumer_map import C0Report, gate_c0
+from diag_assets.core.gates.drift_rate import DriftRateReport, DriftRateSettings, gate_drift
+from diag_assets.core.gates.exit import exit_report
 from diag_assets.core.gates.history import ANCHOR_EVENT, AUDIT_EVENT, HistoryEvent
+from diag_assets.core.gates.reuse import A1Report, A1Settings, gate_a1
 from diag_assets.core.plots import text_bars, text_histogram
 from diag_assets.gates.history import HistoryConfig, load_history
 from resources.capture_cache import CaptureCacheResource
@@ -117,7 +122,7 @@ def g_b7_cost(
     The anchor's cost (p50, p95, variance and how much data size explains it) decides GO,
     GO_LIMITED, DEFER or INSUFFICIENT_DATA.
     """
-    history, report = _history_gate(context, config, gates.gate_b7, gates.B7Settings)
+    history, report = _history_gate(context, config, gate_b7, B7Settings)
     elapsed, _ = _plot_series(history)
     uri = store_report(artifacts, "g_b7_cost", report)
     return gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
@@ -132,7 +137,7 @@ def g_a1_reuse(
     HIGH or LOW reuse, with the induced-demand note when low reuse may be caused by the cost
     of a re-audit itself.
     """
-    history, report = _history_gate(context, config, gates.gate_a1, gates.A1Settings)
+    history, report = _history_gate(context, config, gate_a1, A1Settings)
     _, per_cell = _plot_series(history)
     uri = store_report(artifacts, "g_a1_reuse", report)
     return gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
@@ -146,7 +151,7 @@ def lever1_gate2_drift(
 
     It argues for the default check_drift policy (the plan's decision D11).
     """
-    _, report = _history_gate(context, config, gates.gate_drift, gates.DriftRateSettings)
+    _, report = _history_gate(context, config, gate_drift, DriftRateSettings)
     return gate_result(report, store_report(artifacts, "lever1_gate2_drift", report))
 
 
@@ -165,10 +170,10 @@ def lever1_gate3_size(
     """Lever #1's Gate 3: artifact bytes per capture, from the capture catalog."""
     catalog = capture_cache.catalog.catalog()
     try:
-        sizes = gates.capture_bytes(catalog.entries())
+        sizes = capture_bytes(catalog.entries())
     finally:
         catalog.close()
-    report = gates.gate_size(sizes, _settings(gates.SizeSettings, config.thresholds))
+    report = gate_size(sizes, _settings(SizeSettings, config.thresholds))
     return gate_result(report, store_report(artifacts, "lever1_gate3_size", report))
 
 
@@ -176,7 +181,7 @@ def lever1_gate3_size(
 def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """G-C0: every diagnostic consumer and what it needs of a capture; unknown = full_replay."""
     # The registry fills as the diagnostics' modules are imported (they are, by definitions).
-    report = gates.gate_c0(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
+    report = gate_c0(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
     return gate_result(report, store_report(artifacts, "g_c0_consumers", report))
 
 
@@ -193,9 +198,9 @@ def phase0_exit(
     The order follows the plan's round-12 selection logic; its Markdown carries every gate's
     numbers and reasons, and the report is also stored as JSON.
     """
-    b7 = _read_report(artifacts, "g_b7_cost", gates.B7Report)
-    a1 = _read_report(artifacts, "g_a1_reuse", gates.A1Report)
-    c0 = _read_report(artifacts, "g_c0_consumers", gates.C0Report)
+    b7 = _read_report(artifacts, "g_b7_cost", B7Report)
+    a1 = _read_report(artifacts, "g_a1_reuse", A1Report)
+    c0 = _read_report(artifacts, "g_c0_consumers", C0Report)
     missing = [
         name
         for name, r in (("g_b7_cost", b7), ("g_a1_reuse", a1), ("g_c0_consumers", c0))
@@ -205,14 +210,14 @@ def phase0_exit(
         raise dg.Failure(f"phase0_exit needs {', '.join(missing)}: materialize them first.")
     c4 = _read_report(artifacts, "g_c4_invariance", GateVerdict)
     c4b = _read_report(artifacts, "g_c4b_seam", GateVerdict)
-    report = gates.phase0_exit(
+    report = exit_report(
         b7,
         a1,
         c0,
         c4.passed if c4 else None,
         c4b.passed if c4b else None,
-        drift=_read_report(artifacts, "lever1_gate2_drift", gates.DriftRateReport),
-        size=_read_report(artifacts, "lever1_gate3_size", gates.SizeReport),
+        drift=_read_report(artifacts, "lever1_gate2_drift", DriftRateReport),
+        size=_read_report(artifacts, "lever1_gate3_size", SizeReport),
     )
     store = artifacts.blob_store()
     store.write_bytes("gates/phase0_exit.json", report.to_json().encode())

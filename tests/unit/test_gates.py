@@ -10,6 +10,17 @@ from pydantic import ValidationError
 from diag_assets.core.capture.cache import DriftPolicy
 from diag_assets.core.diagnostics.consumers import CaptureRequirement
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.gates.anchor_cost import B7Decision, B7Report, B7Settings, gate_b7
+from diag_assets.core.gates.capture_size import (
+    GIB,
+    SizeDecision,
+    SizeSettings,
+    capture_bytes,
+    gate_size,
+)
+from diag_assets.core.gates.consumer_map import C0Decision, gate_c0
+from diag_assets.core.gates.drift_rate import DriftDecision, DriftRateSettings, gate_drift
+from diag_assets.core.gates.exit import ExitReport, exit_report
 from diag_assets.core.gates.history import (
     ANCHOR_EVENT,
     AUDIT_EVENT,
@@ -19,28 +30,8 @@ from diag_assets.core.gates.history import (
     read_jsonl,
     write_jsonl,
 )
-from diag_assets.core.gates.phase0 import (
-    GIB,
-    A1Decision,
-    A1Settings,
-    B7Decision,
-    B7Report,
-    B7Settings,
-    C0Decision,
-    DriftDecision,
-    DriftRateSettings,
-    ExitReport,
-    SizeDecision,
-    SizeSettings,
-    capture_bytes,
-    gate_a1,
-    gate_b7,
-    gate_c0,
-    gate_drift,
-    gate_size,
-    percentile,
-    phase0_exit,
-)
+from diag_assets.core.gates.measures import percentile
+from diag_assets.core.gates.reuse import A1Decision, A1Settings, gate_a1
 from diag_assets.core.storage.catalog import CaptureStatus, CatalogEntry
 
 NOW = datetime(2026, 5, 26, 12, 0, tzinfo=UTC)
@@ -565,7 +556,7 @@ def c0_mapped():
 
 
 def test_exit_plan_measured_outcome_is_lever2_then_lever1():
-    report = phase0_exit(b7_go(), a1_high(), c0_mapped(), None, None)
+    report = exit_report(b7_go(), a1_high(), c0_mapped(), None, None)
     assert report.order == ["lever2", "lever1"]
     assert "G-C4 (trial invariance) has not run" in report.blocked["lever3"]
     assert "G-C4b (prep/train seam) has not run" in report.blocked["lever3"]
@@ -573,14 +564,14 @@ def test_exit_plan_measured_outcome_is_lever2_then_lever1():
 
 
 def test_exit_high_reuse_and_c_gates_pass_puts_lever3_after_lever1():
-    report = phase0_exit(b7_go(), a1_high(), c0_mapped(), True, True)
+    report = exit_report(b7_go(), a1_high(), c0_mapped(), True, True)
     assert report.order == ["lever2", "lever1", "lever3"]
     assert report.blocked == {}
     assert "measured order" in reasons_text(report)
 
 
 def test_exit_low_reuse_and_c_gates_pass_is_lever2_then_lever3():
-    report = phase0_exit(b7_go(), a1_low(), c0_mapped(), True, True)
+    report = exit_report(b7_go(), a1_low(), c0_mapped(), True, True)
     assert report.order == ["lever2", "lever3"]
     assert "LOW" in report.deferred["lever1"]
     assert "Induced-demand" not in report.deferred["lever1"]
@@ -588,7 +579,7 @@ def test_exit_low_reuse_and_c_gates_pass_is_lever2_then_lever3():
 
 
 def test_exit_low_reuse_carries_the_induced_demand_note():
-    report = phase0_exit(b7_go(), a1_low(induced=True), c0_mapped(), True, True)
+    report = exit_report(b7_go(), a1_low(induced=True), c0_mapped(), True, True)
     assert "Induced-demand note" in report.deferred["lever1"]
 
 
@@ -602,42 +593,42 @@ def test_exit_low_reuse_carries_the_induced_demand_note():
     ],
 )
 def test_exit_lever3_is_blocked_by_a_missing_or_failed_c4_or_c4b(c4, c4b, why):
-    report = phase0_exit(b7_go(), a1_low(), c0_mapped(), c4, c4b)
+    report = exit_report(b7_go(), a1_low(), c0_mapped(), c4, c4b)
     assert report.order == ["lever2"]
     assert why in report.blocked["lever3"]
 
 
 def test_exit_lever3_is_blocked_without_an_xy_only_consumer():
     c0 = gate_c0({"s22a1": CaptureRequirement.TRIAL_DYNAMICS}, ["s22a1", "s27"])
-    report = phase0_exit(b7_go(), a1_low(), c0, True, True)
+    report = exit_report(b7_go(), a1_low(), c0, True, True)
     assert report.order == ["lever2"]
     assert "no xy_only consumer" in report.blocked["lever3"]
 
 
 def test_exit_unknown_consumers_do_not_block_lever3_but_are_named():
     c0 = gate_c0(REGISTRY, [*REGISTRY, "s26"])
-    report = phase0_exit(b7_go(), a1_low(), c0, True, True)
+    report = exit_report(b7_go(), a1_low(), c0, True, True)
     assert report.order == ["lever2", "lever3"]
     assert "1 unknown consumers stay on full_replay" in reasons_text(report)
 
 
 def test_exit_b7_defer_drops_lever2():
     deferring = gate_b7(anchors([10, 12, 15, 20, 30]), B7, now=NOW)
-    report = phase0_exit(deferring, a1_high(), c0_mapped(), True, True)
+    report = exit_report(deferring, a1_high(), c0_mapped(), True, True)
     assert report.order == ["lever1", "lever3"]
     assert "lever2" in report.deferred and "lever2" not in report.blocked
 
 
 def test_exit_b7_go_limited_keeps_lever2_first():
     limited = gate_b7(anchors([20] * 9 + [200]), B7, now=NOW)
-    report = phase0_exit(limited, a1_high(), c0_mapped(), None, None)
+    report = exit_report(limited, a1_high(), c0_mapped(), None, None)
     assert report.order[0] == "lever2" and "limited rollout" in report.reasons[0]
 
 
 def test_exit_insufficient_data_blocks_never_orders():
     b7 = gate_b7(anchors([500] * 2), B7, now=NOW)
     a1 = gate_a1(audits({CELL: [RECENT]}), A1, now=NOW)
-    report = phase0_exit(b7, a1, c0_mapped(), None, None)
+    report = exit_report(b7, a1, c0_mapped(), None, None)
     assert report.order == []
     assert (
         "too little data" in report.blocked["lever2"] and "min_events 5" in report.blocked["lever2"]
@@ -645,14 +636,14 @@ def test_exit_insufficient_data_blocks_never_orders():
     assert "too little data" in report.blocked["lever1"]
     assert "lever3" in report.blocked
     # G-A1 only sets priority: with the C-gates passing, Lever #3 still proceeds.
-    passing = phase0_exit(b7, a1, c0_mapped(), True, True)
+    passing = exit_report(b7, a1, c0_mapped(), True, True)
     assert passing.order == ["lever3"] and set(passing.blocked) == {"lever1", "lever2"}
 
 
 def test_exit_markdown_and_json_carry_every_gate_decision():
     drift = gate_drift(drift_checks(100, 5), DRIFT, now=NOW)
     size = gate_size([GIB], SIZE)
-    report = phase0_exit(b7_go(), a1_high(), c0_mapped(), None, False, drift=drift, size=size)
+    report = exit_report(b7_go(), a1_high(), c0_mapped(), None, False, drift=drift, size=size)
     text = report.markdown()
     for row in (
         "| G-B7 | GO |",

@@ -6,17 +6,13 @@ import pandas as pd
 import pytest
 
 from diag_assets.core.capture.replay import prepare_cell, replay_cell
+from diag_assets.core.capture.trace import EventKind, ReplayTrace
 from diag_assets.core.cells import CellRef
-from diag_assets.core.gates.invariance import (
-    NO_SEAM,
+from diag_assets.core.gates.seam import NO_SEAM, SeamDecision, SeamRule, gate_c4b
+from diag_assets.core.gates.trial_invariance import (
     C4Decision,
-    EventKind,
-    ReplayTrace,
-    SeamDecision,
-    SeamRule,
     StructuralRule,
     gate_c4,
-    gate_c4b,
     instrumented_replay,
 )
 from diag_assets.core.recipe import training

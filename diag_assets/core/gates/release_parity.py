@@ -23,7 +23,7 @@ from diag_assets.core.capture.mode_policy import ReleaseGateRecord, SeamRecord
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.diagnostics.verdicts import S40Verdict
-from diag_assets.core.gates.invariance import gate_markdown
+from diag_assets.core.gates.report import gate_markdown
 
 GATE_C7 = "C7"
 

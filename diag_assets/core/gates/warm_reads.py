@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from diag_assets.core.gates.invariance import gate_markdown
+from diag_assets.core.gates.report import gate_markdown
 
 GATE_4 = "Lever #1 Gate 4"
 

@@ -1,10 +1,11 @@
-"""G-C4 and G-C4b: is a recipe's X/y trial-invariant, and is there a prep/train seam?
+"""G-C4: is a recipe's X/y the same for every trial, by construction and by hash?
 
-Both gates judge :class:`~diag_assets.core.capture.trace.ReplayTrace` objects: the trace a
+The gate judges :class:`~diag_assets.core.capture.trace.ReplayTrace` objects: the trace a
 full_replay capture stored (the shared fixture set, read through the capture cache), or one
 recorded by :func:`instrumented_replay`, which replays a cell like
 :func:`diag_assets.core.capture.replay.replay_cell` but writes nothing. See
-:mod:`diag_assets.core.capture.trace` for the events and how they are recorded.
+:mod:`diag_assets.core.capture.trace` for the events and how they are recorded. The divergence
+helpers here serve the prep/train seam gate (:mod:`diag_assets.core.gates.seam`) too.
 """
 
 from collections.abc import Sequence
@@ -13,34 +14,11 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.capture.replay import PreparedCell
-from diag_assets.core.capture.trace import (
-    OPAQUE_PREFIX,
-    EventKind,
-    ReplayTrace,
-    TableDigest,
-    TraceEvent,
-    XYDigest,
-    data_digest,
-    prep_forms,
-    tracing,
-)
+from diag_assets.core.capture.trace import EventKind, ReplayTrace, TraceEvent, XYDigest, tracing
+from diag_assets.core.gates.report import gate_markdown
 from diag_assets.core.recipe.protocol import Recipe
 
-__all__ = [
-    "OPAQUE_PREFIX",
-    "EventKind",
-    "ReplayTrace",
-    "TableDigest",
-    "TraceEvent",
-    "XYDigest",
-    "data_digest",
-    "prep_forms",
-    "tracing",
-]
-
 GATE_C4 = "G-C4"
-GATE_C4B = "G-C4b"
-NO_SEAM = "no seam: back to design review, not an automatic single_fit"
 _SHOWN_COLUMNS = 8
 _SHOWN_DIGEST = 16
 
@@ -71,35 +49,21 @@ def instrumented_replay(prepared: PreparedCell, recipe: Recipe) -> ReplayTrace:
     )
 
 
-# --- report helpers -------------------------------------------------------------------------
-
-
-def _names(columns: Sequence[str]) -> str:
+def column_list(columns: Sequence[str]) -> str:
+    """The first columns by name, then how many more."""
     shown = ", ".join(columns[:_SHOWN_COLUMNS])
     hidden = len(columns) - _SHOWN_COLUMNS
     return f"{shown} and {hidden} more" if hidden > 0 else shown
 
 
-def _short(digest: str | None) -> str:
+def short_digest(digest: str | None) -> str:
+    """A digest shortened for a sentence (``-`` for none)."""
     return "-" if digest is None else digest[:_SHOWN_DIGEST]
 
 
-def _positions(positions: Sequence[int]) -> str:
+def position_list(positions: Sequence[int]) -> str:
+    """Trace positions as ``1, 5, 9``."""
     return ", ".join(str(position) for position in positions)
-
-
-def gate_markdown(
-    title: str, decision: str, reasons: Sequence[str], figures: Sequence[tuple[str, str]]
-) -> list[str]:
-    """A gate's Markdown head: title and decision, one bullet per reason, a figures table."""
-    lines = [f"## {title}: **{decision}**", ""]
-    lines.extend(f"- {reason}" for reason in reasons)
-    lines.extend(["", "| figure | value |", "|---|---|"])
-    lines.extend(f"| {name} | {value} |" for name, value in figures)
-    return lines
-
-
-# --- G-C4 -----------------------------------------------------------------------------------
 
 
 class C4Decision(StrEnum):
@@ -221,7 +185,7 @@ class C4Report(BaseModel):
             where = (
                 "-"
                 if divergence is None
-                else f"trial {divergence.trial}: {_names(divergence.columns)}"
+                else f"trial {divergence.trial}: {column_list(divergence.columns)}"
             )
             structural = "ok" if fold.structural_ok else ", ".join(fold.failed_rules)
             lines.append(
@@ -231,9 +195,10 @@ class C4Report(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def _first_divergence(
+def first_divergence(
     baseline: XYDigest, events: Sequence[TraceEvent], label: str
 ) -> Divergence | None:
+    """The first trial in ``events`` whose X/y differs from ``baseline``, and how."""
     for event in events:
         if event.xy is None or event.trial is None:
             continue
@@ -273,7 +238,7 @@ def check_fold(cell_ref: str, trace: ReplayTrace) -> FoldInvariance:
         detail = (
             "prep never ran"
             if not prep_positions
-            else f"prep ran at trace position(s) {_positions(late)}, after trial "
+            else f"prep ran at trace position(s) {position_list(late)}, after trial "
             f"{trials[0].trial} started at position {first_trial}"
         )
         findings.append(
@@ -289,21 +254,21 @@ def check_fold(cell_ref: str, trace: ReplayTrace) -> FoldInvariance:
         )
     prep_divergence = None
     if prep is not None and prep.xy is not None:
-        prep_divergence = _first_divergence(prep.xy, trials, "the prep output")
+        prep_divergence = first_divergence(prep.xy, trials, "the prep output")
         if prep_divergence is not None:
             failed.append(StructuralRule.TRIALS_RECEIVE_PREP_OUTPUT)
             findings.append(
                 f"{cell_ref}: trial {prep_divergence.trial} received X/y that differ from the "
-                f"prep output in {_names(prep_divergence.columns)}; the rule "
+                f"prep output in {column_list(prep_divergence.columns)}; the rule "
                 f"'{RULE_TEXT[StructuralRule.TRIALS_RECEIVE_PREP_OUTPUT]}' failed."
             )
     trial_divergence = None
     if trials and trials[0].xy is not None:
-        trial_divergence = _first_divergence(trials[0].xy, trials[1:], f"trial {trials[0].trial}")
+        trial_divergence = first_divergence(trials[0].xy, trials[1:], f"trial {trials[0].trial}")
         if trial_divergence is not None:
             findings.append(
                 f"{cell_ref}: trial {trial_divergence.trial} received X/y that differ from "
-                f"{trial_divergence.baseline}'s in {_names(trial_divergence.columns)} "
+                f"{trial_divergence.baseline}'s in {column_list(trial_divergence.columns)} "
                 "(per-column canonical hashes)."
             )
     return FoldInvariance(
@@ -360,7 +325,7 @@ def gate_c4(traces: Sequence[tuple[str, ReplayTrace]]) -> C4Report:
         ]
         reasons.extend(
             f"{fold.cell_ref}: {fold.trials} of {fold.trials_requested} trials received X "
-            f"{_short(fold.x_digest)} / y {_short(fold.y_digest)}, the prep output."
+            f"{short_digest(fold.x_digest)} / y {short_digest(fold.y_digest)}, the prep output."
             for fold in folds
         )
         reasons.append(
@@ -383,7 +348,7 @@ def gate_c4(traces: Sequence[tuple[str, ReplayTrace]]) -> C4Report:
     if divergence is not None:
         headline += (
             f": trial {divergence.trial} received X/y different from {divergence.baseline} "
-            f"in {_names(divergence.columns)}"
+            f"in {column_list(divergence.columns)}"
         )
     if first.failed_rules:
         rules = "; ".join(f"'{RULE_TEXT[rule]}'" for rule in first.failed_rules)
@@ -397,222 +362,4 @@ def gate_c4(traces: Sequence[tuple[str, ReplayTrace]]) -> C4Report:
     )
     return C4Report(
         decision=C4Decision.STOP, reasons=reasons, figures=figures, folds=folds, stop=stop
-    )
-
-
-# --- G-C4b ----------------------------------------------------------------------------------
-
-
-class SeamDecision(StrEnum):
-    """G-C4b's outcome; never single_fit, which is a design decision, not a fallback."""
-
-    SEAM = "SEAM"
-    DESIGN_REVIEW_REQUIRED = "DESIGN_REVIEW_REQUIRED"
-
-
-class SeamRule(StrEnum):
-    """What a clean prep/train seam requires of a trace."""
-
-    PREP_ONCE = "prep_once"
-    TRAIN_OBSERVED = "train_observed"
-    PREP_BEFORE_TRAIN = "prep_before_train"
-    XY_FINAL = "xy_final"
-    DATASETS_FROM_PREP = "datasets_from_prep"
-    DATASETS_TRIAL_INVARIANT = "datasets_trial_invariant"
-
-
-SEAM_RULE_TEXT: dict[SeamRule, str] = {
-    SeamRule.PREP_ONCE: "prep runs exactly once",
-    SeamRule.TRAIN_OBSERVED: "at least one lightgbm.train call is observed",
-    SeamRule.PREP_BEFORE_TRAIN: "prep returns before the first Dataset and lightgbm.train call",
-    SeamRule.XY_FINAL: "the X/y hash is final when prep returns",
-    SeamRule.DATASETS_FROM_PREP: "every Dataset is built from the prep output",
-    SeamRule.DATASETS_TRIAL_INVARIANT: "the Datasets' data does not change across trials",
-}
-
-
-class C4bFigures(BaseModel):
-    """The numbers behind G-C4b; positions are 0-based indexes into the trace's events."""
-
-    model_config = ConfigDict(frozen=True)
-
-    prep_calls: int
-    prep_position: int | None
-    first_dataset_position: int | None
-    first_train_position: int | None
-    datasets_built: int
-    train_calls: int
-    distinct_dataset_hashes: int
-
-
-class C4bReport(BaseModel):
-    """G-C4b, the prep/train seam of one replay."""
-
-    model_config = ConfigDict(frozen=True)
-
-    gate: str = GATE_C4B
-    cell_ref: str
-    recipe: str
-    decision: SeamDecision
-    reasons: list[str]
-    figures: C4bFigures
-    failed_rules: list[SeamRule]
-
-    def markdown(self) -> str:
-        """The report as Markdown: decision, reasons and figures."""
-        figures = [
-            (name, "-" if value is None else str(value))
-            for name, value in self.figures.model_dump().items()
-        ]
-        title = f"{self.gate} prep/train seam, {self.cell_ref} ({self.recipe})"
-        return "\n".join(gate_markdown(title, self.decision, self.reasons, figures)) + "\n"
-
-
-def _untraceable_dataset(trace: ReplayTrace, forms: set[str]) -> tuple[int, TraceEvent, str] | None:
-    """The first Dataset or train call whose data or label is not a form of the prep output."""
-    for position, event in enumerate(trace.events):
-        if event.kind is EventKind.DATASET_BUILT:
-            for what, digest in (("data", event.data), ("label", event.label)):
-                if digest is None or digest not in forms:
-                    return position, event, what
-        elif event.kind is EventKind.TRAIN_CALLED and event.data not in (None, *forms):
-            return position, event, "data"
-    return None
-
-
-def _trial_signatures(trace: ReplayTrace) -> dict[int, frozenset[tuple[str, str, str]]]:
-    """Per trial, the (kind, data, label) digests of the Datasets built and fits run in it."""
-    signatures: dict[int, set[tuple[str, str, str]]] = {}
-    for event in trace.events:
-        if event.trial is None or event.kind not in (
-            EventKind.DATASET_BUILT,
-            EventKind.TRAIN_CALLED,
-        ):
-            continue
-        if event.kind is EventKind.TRAIN_CALLED and event.data is None:
-            continue
-        signatures.setdefault(event.trial, set()).add(
-            (event.kind.value, event.data or "", event.label or "")
-        )
-    return {trial: frozenset(signature) for trial, signature in signatures.items()}
-
-
-def gate_c4b(trace: ReplayTrace) -> C4bReport:
-    """G-C4b: is X/y fully materialized, its hash final, before the first ``lightgbm.train``?
-
-    A seam requires: prep ran exactly once; at least one ``lightgbm.train`` call was seen;
-    prep returned before the first Dataset was built and before the first train call; every
-    trial received X/y equal to the prep output; every Dataset's data and label (and every
-    training set's raw data still held at ``train`` time) is a form of the prep output; and
-    the Datasets each trial builds are the same in every trial.
-
-    The decision is SEAM (``dataset_only`` is reachable) or DESIGN_REVIEW_REQUIRED. It never
-    selects ``single_fit``: without a seam the recipe goes back to design review, because a
-    single fit can still trigger training side effects; it is not an automatic fallback.
-
-    Args:
-        trace: One instrumented replay.
-
-    Returns:
-        The G-C4b report.
-    """
-    events = trace.events
-    prep_positions = trace.positions(EventKind.PREP_CALLED)
-    dataset_positions = trace.positions(EventKind.DATASET_BUILT)
-    train_positions = trace.positions(EventKind.TRAIN_CALLED)
-    prep = events[prep_positions[0]] if prep_positions else None
-    figures = C4bFigures(
-        prep_calls=len(prep_positions),
-        prep_position=prep_positions[0] if prep_positions else None,
-        first_dataset_position=dataset_positions[0] if dataset_positions else None,
-        first_train_position=train_positions[0] if train_positions else None,
-        datasets_built=len(dataset_positions),
-        train_calls=len(train_positions),
-        distinct_dataset_hashes=len({events[p].data for p in dataset_positions}),
-    )
-    failed: list[SeamRule] = []
-    findings: list[str] = []
-
-    def fail(rule: SeamRule, detail: str) -> None:
-        failed.append(rule)
-        findings.append(f"{detail}; the rule '{SEAM_RULE_TEXT[rule]}' failed.")
-
-    if len(prep_positions) != 1:
-        fail(SeamRule.PREP_ONCE, f"Prep ran {len(prep_positions)} times")
-    if not train_positions:
-        fail(
-            SeamRule.TRAIN_OBSERVED,
-            "No lightgbm.train call was observed, so the training cannot be located",
-        )
-    first_use = min(dataset_positions[:1] + train_positions[:1], default=None)
-    late = [p for p in prep_positions if first_use is not None and p > first_use]
-    if not prep_positions or late:
-        detail = (
-            "Prep never ran"
-            if not prep_positions
-            else f"Prep ran at trace position(s) {_positions(late)}, after the first Dataset "
-            f"(position {figures.first_dataset_position}) or lightgbm.train call (position "
-            f"{figures.first_train_position})"
-        )
-        fail(SeamRule.PREP_BEFORE_TRAIN, detail)
-    if prep is not None and prep.xy is not None:
-        divergence = _first_divergence(
-            prep.xy, trace.of_kind(EventKind.TRIAL_STARTED), "the prep output"
-        )
-        if divergence is not None:
-            fail(
-                SeamRule.XY_FINAL,
-                f"Trial {divergence.trial} received X/y that differ from the prep output in "
-                f"{_names(divergence.columns)}",
-            )
-    untraceable = _untraceable_dataset(trace, set(prep.forms.values()) if prep else set())
-    if untraceable is not None:
-        position, event, what = untraceable
-        digest = event.data if what == "data" else event.label
-        name = "Dataset" if event.kind is EventKind.DATASET_BUILT else "lightgbm.train call"
-        fail(
-            SeamRule.DATASETS_FROM_PREP,
-            f"The {name} at trace position {position} (trial {event.trial}) got {what} "
-            f"{_short(digest)}, which is none of the prep output's forms (X, its train or "
-            "validation rows, the FoldData.split() arrays, the label column)",
-        )
-    signatures = _trial_signatures(trace)
-    if signatures:
-        first_trial = min(signatures)
-        changed = [t for t in sorted(signatures) if signatures[t] != signatures[first_trial]]
-        if changed:
-            fail(
-                SeamRule.DATASETS_TRIAL_INVARIANT,
-                f"Trial {changed[0]} built its Datasets from data other than trial "
-                f"{first_trial}'s ({figures.distinct_dataset_hashes} distinct Dataset data "
-                f"hashes over {figures.datasets_built} Datasets)",
-            )
-
-    if not failed:
-        reasons = [
-            f"Prep ran once and returned at trace position {figures.prep_position}, before the "
-            f"first Dataset (position {figures.first_dataset_position}) and the first "
-            f"lightgbm.train call (position {figures.first_train_position}).",
-            f"All {figures.datasets_built} Datasets of the {figures.train_calls} fits were "
-            f"built from the prep output ({figures.distinct_dataset_hashes} distinct data "
-            "hashes), the same in every trial, and every trial's X/y hash equals the prep "
-            "output's.",
-            "dataset_only is reachable: X/y can be captured at the seam without training; "
-            "whether it is sound is G-C4's decision.",
-        ]
-        decision = SeamDecision.SEAM
-    else:
-        reasons = [
-            *findings,
-            f"{NO_SEAM} (a single fit can still trigger training side effects, so it is a "
-            "design decision, never a fallback).",
-        ]
-        decision = SeamDecision.DESIGN_REVIEW_REQUIRED
-    return C4bReport(
-        cell_ref=trace.cell_ref,
-        recipe=trace.recipe,
-        decision=decision,
-        reasons=reasons,
-        figures=figures,
-        failed_rules=failed,
     )

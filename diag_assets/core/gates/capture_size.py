@@ -1,0 +1,131 @@
+"""The capture cache's size gate: do captures fit the per-capture storage budget?"""
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.gates.measures import percentile
+from diag_assets.core.gates.report import FROZEN, section
+from diag_assets.core.storage.catalog import CaptureStatus, CatalogEntry
+
+GATE_SIZE = "L1-G3"
+GIB = 1024**3
+
+
+class SizeDecision(StrEnum):
+    """Whether captures fit the storage budget."""
+
+    WITHIN_BUDGET = "WITHIN_BUDGET"
+    OVER_BUDGET = "OVER_BUDGET"
+    INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
+
+
+class SizeSettings(BaseModel):
+    """Threshold of Lever #1's Gate 3."""
+
+    model_config = FROZEN
+
+    max_capture_bytes: int = Field(
+        default=2 * GIB, gt=0, description="Budget for the p95 of bytes per capture."
+    )
+
+
+class SizeFigures(BaseModel):
+    """What Gate 3 measured."""
+
+    model_config = FROZEN
+
+    n: int
+    p50_bytes: float | None
+    p95_bytes: float | None
+    max_bytes: int | None
+    total_bytes: int
+
+
+class SizeReport(BaseModel):
+    """Gate 3's figures, decision and reasons."""
+
+    model_config = FROZEN
+
+    gate: str = GATE_SIZE
+    decision: SizeDecision
+    reasons: list[str]
+    figures: SizeFigures
+    settings: SizeSettings
+
+    def markdown(self) -> str:
+        """A short Markdown section: title, decision, figures table, reasons."""
+        return section(
+            f"{self.gate}: bytes per capture (Lever #1 Gate 3)",
+            self.decision,
+            self.figures.model_dump(),
+            self.reasons,
+        )
+
+
+def capture_bytes(entries: Iterable[CatalogEntry]) -> list[int]:
+    """Bytes of every complete capture of the catalog that records its size.
+
+    Args:
+        entries: Catalog rows.
+
+    Returns:
+        One size per complete capture with known bytes.
+    """
+    return [
+        entry.bytes
+        for entry in entries
+        if entry.status is CaptureStatus.COMPLETE and entry.bytes is not None
+    ]
+
+
+def gate_size(bytes_per_capture: list[int], settings: SizeSettings) -> SizeReport:
+    """Lever #1 Gate 3: do captures fit the per-capture budget?
+
+    Args:
+        bytes_per_capture: Size of each capture (e.g. :func:`capture_bytes` of the catalog).
+        settings: The budget.
+
+    Returns:
+        The report: WITHIN_BUDGET when p95 <= ``settings.max_capture_bytes``, OVER_BUDGET
+        above, INSUFFICIENT_DATA without any capture.
+    """
+    bad = [size for size in bytes_per_capture if isinstance(size, bool) or size < 0]
+    if bad:
+        raise DiagInputError(
+            f"Capture sizes {bad[:5]} are not byte counts.", "give sizes as integers >= 0."
+        )
+    sizes = [float(size) for size in bytes_per_capture]
+    n, budget = len(bytes_per_capture), settings.max_capture_bytes
+    p95 = percentile(sizes, 95)
+    largest = max(bytes_per_capture) if bytes_per_capture else 0
+    figures = SizeFigures(
+        n=n,
+        p50_bytes=percentile(sizes, 50),
+        p95_bytes=p95,
+        max_bytes=largest if bytes_per_capture else None,
+        total_bytes=sum(bytes_per_capture),
+    )
+    if p95 is None:
+        decision = SizeDecision.INSUFFICIENT_DATA
+        reasons = [
+            "0 captures measured, fewer than the minimum 1: piggyback the size on the next "
+            "cold audit."
+        ]
+    elif p95 <= budget:
+        decision = SizeDecision.WITHIN_BUDGET
+        reasons = [
+            f"p95 of {n} captures is {p95 / GIB:.3f} GiB <= max_capture_bytes "
+            f"{budget / GIB:.3f} GiB (largest {largest / GIB:.3f} GiB, total "
+            f"{figures.total_bytes / GIB:.3f} GiB)."
+        ]
+    else:
+        decision = SizeDecision.OVER_BUDGET
+        reasons = [
+            f"p95 of {n} captures is {p95 / GIB:.3f} GiB > max_capture_bytes "
+            f"{budget / GIB:.3f} GiB (largest {largest / GIB:.3f} GiB): storage and "
+            "the warm read time need a decision before Lever #1 caches captures this size."
+        ]
+    return SizeReport(decision=decision, reasons=reasons, figures=figures, settings=settings)
