@@ -21,6 +21,7 @@ from diag_assets.core.gates.consumer_map import C0Report, gate_c0
 from diag_assets.core.gates.drift_rate import DriftRateReport, DriftRateSettings, gate_drift
 from diag_assets.core.gates.exit import exit_report
 from diag_assets.core.gates.history import ANCHOR_EVENT, AUDIT_EVENT, HistoryEvent
+from diag_assets.core.gates.report import GateReport, bullets
 from diag_assets.core.gates.reuse import A1Report, A1Settings, gate_a1
 from diag_assets.core.plots import text_bars, text_histogram
 from diag_assets.gates.history import HistoryConfig, load_history
@@ -72,7 +73,7 @@ def _read_report(artifacts: ArtifactStoreResource, name: str, model: type[ModelT
 
 
 def gate_result(
-    report: Any,
+    report: GateReport[Any, Any],
     uri: str,
     check_results: list[dg.AssetCheckResult] | None = None,
     **extra: Any,
@@ -82,7 +83,7 @@ def gate_result(
         check_results=check_results,
         metadata={
             "decision": str(report.decision),
-            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
+            "reasons": dg.MetadataValue.md(bullets(report.reasons)),
             "report": dg.MetadataValue.md(report.markdown()),
             "figures": dg.MetadataValue.json(report.figures.model_dump(mode="json")),
             "report_uri": dg.MetadataValue.path(uri),
@@ -222,18 +223,13 @@ def phase0_exit(
     store = artifacts.blob_store()
     store.write_bytes("gates/phase0_exit.json", report.to_json().encode())
     elapsed, per_cell = _plot_series(load_history(config, context.instance, datetime.now(UTC)))
-    plots = (
-        "\n\n### s22a1 elapsed (s)\n\n"
-        + text_histogram(elapsed)
-        + "\n\n### audits per cell\n\n"
-        + text_bars(per_cell)
-    )
+    plots = {"s22a1 elapsed (s)": text_histogram(elapsed), "audits per cell": text_bars(per_cell)}
     return dg.MaterializeResult(
         metadata={
             "lever_order": " -> ".join(report.order) or "none",
             "blocked": dg.MetadataValue.json(report.blocked),
             "deferred": dg.MetadataValue.json(report.deferred),
-            "report": dg.MetadataValue.md(report.markdown() + plots),
+            "report": dg.MetadataValue.md(report.markdown(appendix=plots)),
             "report_uri": dg.MetadataValue.path(store.uri("gates/phase0_exit.json")),
         }
     )

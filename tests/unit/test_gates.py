@@ -664,6 +664,25 @@ def test_exit_markdown_and_json_carry_every_gate_decision():
     assert ExitReport.model_validate_json(report.to_json()) == report
 
 
+def test_every_gate_report_reads_in_one_layout():
+    drift = gate_drift(drift_checks(100, 5), DRIFT, now=NOW)
+    for report in (b7_go(), a1_high(), c0_mapped(), drift, gate_size([GIB], SIZE)):
+        text = report.markdown()
+        heading, decision, *_ = text.split("\n\n")
+        assert heading == f"### {report.heading()}"
+        assert decision == f"**Decision: {report.decision.value}**"
+        assert text.index(f"- {report.reasons[0]}") < text.index("| figure | value |")
+        assert all(f"| {name} | " in text for name in report.figure_rows())
+
+
+def test_exit_markdown_ends_with_its_appendix():
+    report = exit_report(b7_go(), a1_high(), c0_mapped(), None, None)
+    text = report.markdown(appendix={"audits per cell": "```\nUNIUSDC | 2\n```"})
+    assert text.startswith("## Phase 0 exit\n\n**Lever order: ")
+    assert text.index("### G-C0") < text.index("### audits per cell")
+    assert text.endswith("### audits per cell\n\n```\nUNIUSDC | 2\n```\n")
+
+
 # --- the JSONL history ------------------------------------------------------------------------
 
 

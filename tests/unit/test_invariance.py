@@ -147,7 +147,7 @@ def test_reference_recipe_passes_c4_on_two_folds(reference_traces):
     assert report.figures.trials_per_fold == {str(FOLD_1): N_TRIALS, str(FOLD_3): N_TRIALS}
     assert report.figures.prep_calls_per_fold == {str(FOLD_1): 1, str(FOLD_3): 1}
     assert all(fold.structural_ok and fold.empirical_ok for fold in report.folds)
-    assert "**PASS**" in report.markdown()
+    assert "**Decision: PASS**" in report.markdown()
 
 
 def test_reference_recipe_has_a_seam(reference_traces):
@@ -159,7 +159,7 @@ def test_reference_recipe_has_a_seam(reference_traces):
         assert report.figures.prep_calls == 1 and report.figures.prep_position == 0
         assert report.figures.first_train_position == 4
         assert report.figures.distinct_dataset_hashes == 2  # train and validation, every trial
-        assert "**SEAM**" in report.markdown()
+        assert "**Decision: SEAM**" in report.markdown()
         assert "single_fit" not in report.decision
 
 
@@ -177,7 +177,7 @@ def test_in_loop_prep_stops_c4_at_trial_1(in_loop_trace):
     assert fold.trial_divergence is not None and fold.trial_divergence.trial == 1
     assert f"prep ran {N_TRIALS} times" in " ".join(report.reasons)
     assert "trial 1" in report.reasons[0] and "ret_1" in report.reasons[0]
-    assert "**STOP**" in report.markdown()
+    assert "**Decision: STOP**" in report.markdown()
 
 
 def test_in_loop_prep_requires_design_review(in_loop_trace):
@@ -188,7 +188,7 @@ def test_in_loop_prep_requires_design_review(in_loop_trace):
     assert report.figures.prep_calls == N_TRIALS
     assert report.figures.distinct_dataset_hashes == 2 * N_TRIALS
     assert any(NO_SEAM in reason for reason in report.reasons)
-    assert "**DESIGN_REVIEW_REQUIRED**" in report.markdown()
+    assert "**Decision: DESIGN_REVIEW_REQUIRED**" in report.markdown()
 
 
 def test_one_fold_failing_stops_the_whole_gate(reference_traces, in_loop_trace):

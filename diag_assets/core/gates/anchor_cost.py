@@ -27,9 +27,9 @@ from diag_assets.core.gates.measures import (
 )
 from diag_assets.core.gates.report import (
     FROZEN,
+    HistoryGateReport,
     fmt_s,
     fmt_value,
-    section,
 )
 
 GATE_B7 = "G-B7"
@@ -107,28 +107,15 @@ class B7Figures(BaseModel):
     anchor_share_p95: float | None = Field(description="p95_s / (p95_s + s40_p95_s).")
 
 
-class B7Report(BaseModel):
+class B7Report(HistoryGateReport[B7Decision, B7Figures]):
     """G-B7's figures, decision and reasons."""
 
-    model_config = FROZEN
-
     gate: str = GATE_B7
-    decision: B7Decision
-    reasons: list[str]
-    figures: B7Figures
-    window_start: datetime
-    window_end: datetime
     settings: B7Settings
 
-    def markdown(self) -> str:
-        """A short Markdown section: title, decision, figures table, reasons."""
-        return section(
-            f"{self.gate}: cost of the s22a1 anchor (Lever #2 value gate)",
-            self.decision,
-            self.figures.model_dump(),
-            self.reasons,
-            (self.window_start, self.window_end),
-        )
+    def heading(self) -> str:
+        """The report's title."""
+        return f"{self.gate}: cost of the s22a1 anchor (Lever #2 value gate)"
 
 
 def _least_squares(

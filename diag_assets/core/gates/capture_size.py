@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.measures import percentile
-from diag_assets.core.gates.report import FROZEN, section
+from diag_assets.core.gates.report import FROZEN, GateReport
 from diag_assets.core.storage.catalog import CaptureStatus, CatalogEntry
 
 GATE_SIZE = "L1-G3"
@@ -44,25 +44,15 @@ class SizeFigures(BaseModel):
     total_bytes: int
 
 
-class SizeReport(BaseModel):
+class SizeReport(GateReport[SizeDecision, SizeFigures]):
     """Gate 3's figures, decision and reasons."""
 
-    model_config = FROZEN
-
     gate: str = GATE_SIZE
-    decision: SizeDecision
-    reasons: list[str]
-    figures: SizeFigures
     settings: SizeSettings
 
-    def markdown(self) -> str:
-        """A short Markdown section: title, decision, figures table, reasons."""
-        return section(
-            f"{self.gate}: bytes per capture (Lever #1 Gate 3)",
-            self.decision,
-            self.figures.model_dump(),
-            self.reasons,
-        )
+    def heading(self) -> str:
+        """The report's title."""
+        return f"{self.gate}: bytes per capture (Lever #1 Gate 3)"
 
 
 def capture_bytes(entries: Iterable[CatalogEntry]) -> list[int]:

@@ -9,7 +9,11 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from diag_assets.core.diagnostics.consumers import CaptureRequirement
-from diag_assets.core.gates.report import FROZEN, fmt_cell, section
+from diag_assets.core.gates.report import (
+    FROZEN,
+    GateReport,
+    Table,
+)
 
 GATE_C0 = "G-C0"
 
@@ -51,31 +55,22 @@ class C0Figures(BaseModel):
     xy_only_diagnostics: list[str]
 
 
-class C0Report(BaseModel):
+class C0Report(GateReport[C0Decision, C0Figures]):
     """G-C0's map, figures, decision and reasons."""
 
-    model_config = FROZEN
-
     gate: str = GATE_C0
-    decision: C0Decision
-    reasons: list[str]
-    figures: C0Figures
     rows: list[C0Row]
 
-    def markdown(self) -> str:
-        """A short Markdown section: title, decision, figures, the map, reasons."""
-        head = section(
-            f"{self.gate}: consumer map (where the skip and dataset_only are allowed)",
-            self.decision,
-            self.figures.model_dump(),
-            self.reasons,
-        )
-        table = ["| diagnostic | requirement | may use |", "|---|---|---|"]
-        table += [
-            f"| {fmt_cell(row.diagnostic)} | {row.requirement.value} | {row.allowed} |"
-            for row in self.rows
+    def heading(self) -> str:
+        """The report's title."""
+        return f"{self.gate}: consumer map (where the skip and dataset_only are allowed)"
+
+    def tables(self) -> list[Table]:
+        """The map: one row per diagnostic."""
+        header = ("diagnostic", "requirement", "may use")
+        return [
+            Table(header, [(row.diagnostic, row.requirement, row.allowed) for row in self.rows])
         ]
-        return head + "\n" + "\n".join(table) + "\n"
 
 
 def gate_c0(

@@ -2,13 +2,13 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, Field, model_validator
 
 from diag_assets.core.gates.history import DRIFT_EVENT, HistoryEvent
 from diag_assets.core.gates.measures import in_window, window_ending
-from diag_assets.core.gates.report import FROZEN, section
+from diag_assets.core.gates.report import FROZEN, HistoryGateReport
 
 GATE_DRIFT = "L1-G2"
 
@@ -64,32 +64,22 @@ class DriftRateFigures(BaseModel):
     unreadable: int = Field(description="Drift checks without a boolean `drifted` (ignored).")
 
 
-class DriftRateReport(BaseModel):
+class DriftRateReport(HistoryGateReport[DriftDecision, DriftRateFigures]):
     """Gate 2's figures, decision, recommended policy and reasons."""
 
-    model_config = FROZEN
-
     gate: str = GATE_DRIFT
-    decision: DriftDecision
-    reasons: list[str]
-    figures: DriftRateFigures
     recommended_policy: str | None = Field(
         description="The check_drift value to default to ('off', 'sampled:P', 'on_read')."
     )
-    window_start: datetime
-    window_end: datetime
     settings: DriftRateSettings
 
-    def markdown(self) -> str:
-        """A short Markdown section: title, decision, figures table, reasons."""
-        figures = {**self.figures.model_dump(), "recommended_policy": self.recommended_policy}
-        return section(
-            f"{self.gate}: drift rate (Lever #1 Gate 2, default check_drift policy)",
-            self.decision,
-            figures,
-            self.reasons,
-            (self.window_start, self.window_end),
-        )
+    def heading(self) -> str:
+        """The report's title."""
+        return f"{self.gate}: drift rate (Lever #1 Gate 2, default check_drift policy)"
+
+    def figure_rows(self) -> dict[str, Any]:
+        """The figures and the recommended policy."""
+        return {**self.figures.model_dump(), "recommended_policy": self.recommended_policy}
 
 
 def _policy_rate(p: float) -> str:

@@ -5,13 +5,15 @@ reuse, and the capture modes when their correctness gates (the consumer map, tri
 invariance and the prep/train seam) pass.
 """
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, Field
 
 from diag_assets.core.gates.anchor_cost import GATE_B7, B7Decision, B7Report
 from diag_assets.core.gates.capture_size import GATE_SIZE, SizeReport
 from diag_assets.core.gates.consumer_map import GATE_C0, C0Report
 from diag_assets.core.gates.drift_rate import GATE_DRIFT, DriftRateReport
-from diag_assets.core.gates.report import FROZEN, fmt_s
+from diag_assets.core.gates.report import FROZEN, Table, fmt_s, gate_markdown, section
 from diag_assets.core.gates.reuse import GATE_A1, A1Decision, A1Report
 from diag_assets.core.gates.seam import GATE_C4B
 from diag_assets.core.gates.trial_invariance import GATE_C4
@@ -49,28 +51,29 @@ class ExitReport(BaseModel):
     drift: DriftRateReport | None = None
     size: SizeReport | None = None
 
-    def markdown(self) -> str:
-        """The consolidated report: order, every gate's decision, then every gate's section."""
+    def markdown(self, appendix: Mapping[str, str] | None = None) -> str:
+        """The consolidated report: order, reasons, every gate's decision, then its section.
+
+        Args:
+            appendix: Further sections by title (the history's plots), after the gates'.
+        """
         order = " -> ".join(LEVER_NAMES[lever] for lever in self.order) or "none"
-        lines = [
-            "## Phase 0 exit",
-            "",
-            f"**Lever order: {order}**",
-            "",
-            "| gate | decision |",
-            "|---|---|",
-            *(f"| {gate} | {decision} |" for gate, decision in self.decisions.items()),
-            "",
-        ]
-        for title, levers in (("Blocked", self.blocked), ("Deferred", self.deferred)):
-            if levers:
-                lines += [f"{title}:", ""]
-                lines += [f"- {LEVER_NAMES[lever]}: {why}" for lever, why in levers.items()]
-                lines.append("")
-        lines += ["Reasons:", "", *(f"- {reason}" for reason in self.reasons), ""]
-        sections = [self.b7, self.a1, self.c0, self.drift, self.size]
-        lines += [report.markdown() for report in sections if report is not None]
-        return "\n".join(lines)
+        reports = [self.b7, self.a1, self.c0, self.drift, self.size]
+        return gate_markdown(
+            "Phase 0 exit",
+            f"Lever order: {order}",
+            self.reasons,
+            tables=[Table(("gate", "decision"), list(self.decisions.items()))],
+            notes={
+                title: [f"{LEVER_NAMES[lever]}: {why}" for lever, why in levers.items()]
+                for title, levers in (("Blocked", self.blocked), ("Deferred", self.deferred))
+            },
+            sections=[
+                *(report.markdown() for report in reports if report is not None),
+                *(section(title, body) for title, body in (appendix or {}).items()),
+            ],
+            level=2,
+        )
 
     def to_json(self) -> str:
         """The whole report, every gate's figures included, as indented JSON."""

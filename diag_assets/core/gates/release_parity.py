@@ -23,7 +23,7 @@ from diag_assets.core.capture.mode_policy import ReleaseGateRecord, SeamRecord
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.diagnostics.verdicts import S40Verdict
-from diag_assets.core.gates.report import gate_markdown
+from diag_assets.core.gates.report import GateReport, Table
 
 GATE_C7 = "C7"
 
@@ -115,29 +115,26 @@ def compare_fold(
     )
 
 
-class ReleaseGateReport(BaseModel):
-    """The C7 gate over K folds."""
+class ReleaseFigures(BaseModel):
+    """The numbers behind the decision."""
 
     model_config = ConfigDict(frozen=True)
 
+    folds: int
+    hash_parity_folds: int
+    verdict_parity_folds: int
+    full_replay_capture_s: float
+    dataset_only_capture_s: float
+
+
+class ReleaseGateReport(GateReport[ReleaseDecision, ReleaseFigures]):
+    """The C7 gate over K folds."""
+
     gate: str = GATE_C7
     recipe_version: str
-    decision: ReleaseDecision
     hash_parity: bool
     verdict_parity: bool
-    reasons: list[str]
     folds: list[FoldParity]
-
-    @property
-    def figures(self) -> BaseModel:
-        """The numbers behind the decision."""
-        return _Figures(
-            folds=len(self.folds),
-            hash_parity_folds=sum(fold.hash_parity for fold in self.folds),
-            verdict_parity_folds=sum(fold.verdict_parity for fold in self.folds),
-            full_replay_capture_s=round(sum(f.full_replay_capture_s for f in self.folds), 3),
-            dataset_only_capture_s=round(sum(f.dataset_only_capture_s for f in self.folds), 3),
-        )
 
     def record(self, evaluated_at: datetime) -> ReleaseGateRecord:
         """What the capture mode policy reads."""
@@ -151,32 +148,30 @@ class ReleaseGateReport(BaseModel):
             reasons=self.reasons,
         )
 
-    def markdown(self) -> str:
-        """Decision, reasons, figures and one row per fold."""
-        figures = [(name, str(value)) for name, value in self.figures.model_dump().items()]
-        title = f"{self.gate} release parity gate, {self.recipe_version}"
-        lines = gate_markdown(title, self.decision, self.reasons, figures)
-        lines += [
-            "",
-            "| fold | X/y hash | s40 (full / dataset_only) | p-value | capture s (full / ds) |",
-            "|---|---|---|---|---|",
-        ]
-        for fold in self.folds:
-            lines.append(
-                f"| {fold.cell_ref} | {'equal' if fold.hash_parity else 'DIFFERENT'} "
-                f"| {fold.signal[0]} / {fold.signal[1]} "
-                f"| {fold.p_value[0]:.4f} / {fold.p_value[1]:.4f} "
-                f"| {fold.full_replay_capture_s:.2f} / {fold.dataset_only_capture_s:.2f} |"
+    def heading(self) -> str:
+        """The report's title: the gate and the recipe version under test."""
+        return f"{self.gate} release parity gate, {self.recipe_version}"
+
+    def tables(self) -> list[Table]:
+        """One row per fold: both captures' hashes, verdicts and capture times."""
+        header = (
+            "fold",
+            "X/y hash",
+            "s40 (full / dataset_only)",
+            "p-value",
+            "capture s (full / ds)",
+        )
+        rows = [
+            (
+                fold.cell_ref,
+                "equal" if fold.hash_parity else "DIFFERENT",
+                f"{fold.signal[0]} / {fold.signal[1]}",
+                f"{fold.p_value[0]:.4f} / {fold.p_value[1]:.4f}",
+                f"{fold.full_replay_capture_s:.2f} / {fold.dataset_only_capture_s:.2f}",
             )
-        return "\n".join(lines) + "\n"
-
-
-class _Figures(BaseModel):
-    folds: int
-    hash_parity_folds: int
-    verdict_parity_folds: int
-    full_replay_capture_s: float
-    dataset_only_capture_s: float
+            for fold in self.folds
+        ]
+        return [Table(header, rows)]
 
 
 def release_parity_gate(
@@ -220,11 +215,19 @@ def release_parity_gate(
             "of this recipe version.",
         ]
         decision = ReleaseDecision.PASS
+    figures = ReleaseFigures(
+        folds=len(folds),
+        hash_parity_folds=sum(fold.hash_parity for fold in folds),
+        verdict_parity_folds=sum(fold.verdict_parity for fold in folds),
+        full_replay_capture_s=round(sum(fold.full_replay_capture_s for fold in folds), 3),
+        dataset_only_capture_s=round(sum(fold.dataset_only_capture_s for fold in folds), 3),
+    )
     return ReleaseGateReport(
         recipe_version=recipe_version,
         decision=decision,
         hash_parity=hash_parity,
         verdict_parity=verdict_parity,
         reasons=reasons,
+        figures=figures,
         folds=list(folds),
     )

@@ -12,7 +12,12 @@ from pydantic import BaseModel, Field
 
 from diag_assets.core.gates.history import AUDIT_EVENT, CAPTURE_EVENT, HistoryEvent
 from diag_assets.core.gates.measures import in_window, percentile, timed, utc, window_ending
-from diag_assets.core.gates.report import FROZEN, fmt_s, fmt_value, section
+from diag_assets.core.gates.report import (
+    FROZEN,
+    HistoryGateReport,
+    fmt_s,
+    fmt_value,
+)
 
 GATE_A1 = "G-A1"
 
@@ -65,29 +70,16 @@ class A1Figures(BaseModel):
     cold_cost_p50_s: float | None
 
 
-class A1Report(BaseModel):
+class A1Report(HistoryGateReport[A1Decision, A1Figures]):
     """G-A1's figures, decision and reasons."""
 
-    model_config = FROZEN
-
     gate: str = GATE_A1
-    decision: A1Decision
-    reasons: list[str]
-    figures: A1Figures
-    window_start: datetime
-    window_end: datetime
     induced_demand_note: bool = False
     settings: A1Settings
 
-    def markdown(self) -> str:
-        """A short Markdown section: title, decision, figures table, reasons."""
-        return section(
-            f"{self.gate}: re-audit reuse (Lever #1 value, Lever #3 priority)",
-            self.decision,
-            self.figures.model_dump(),
-            self.reasons,
-            (self.window_start, self.window_end),
-        )
+    def heading(self) -> str:
+        """The report's title."""
+        return f"{self.gate}: re-audit reuse (Lever #1 value, Lever #3 priority)"
 
 
 def gate_a1(events: list[HistoryEvent], settings: A1Settings, *, now: datetime) -> A1Report:

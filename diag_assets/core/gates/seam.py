@@ -5,7 +5,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from diag_assets.core.capture.trace import EventKind, ReplayTrace, TraceEvent
-from diag_assets.core.gates.report import gate_markdown
+from diag_assets.core.gates.report import GateReport
 from diag_assets.core.gates.trial_invariance import (
     column_list,
     first_divergence,
@@ -59,27 +59,17 @@ class C4bFigures(BaseModel):
     distinct_dataset_hashes: int
 
 
-class C4bReport(BaseModel):
+class C4bReport(GateReport[SeamDecision, C4bFigures]):
     """G-C4b, the prep/train seam of one replay."""
-
-    model_config = ConfigDict(frozen=True)
 
     gate: str = GATE_C4B
     cell_ref: str
     recipe: str
-    decision: SeamDecision
-    reasons: list[str]
-    figures: C4bFigures
     failed_rules: list[SeamRule]
 
-    def markdown(self) -> str:
-        """The report as Markdown: decision, reasons and figures."""
-        figures = [
-            (name, "-" if value is None else str(value))
-            for name, value in self.figures.model_dump().items()
-        ]
-        title = f"{self.gate} prep/train seam, {self.cell_ref} ({self.recipe})"
-        return "\n".join(gate_markdown(title, self.decision, self.reasons, figures)) + "\n"
+    def heading(self) -> str:
+        """The report's title: the gate, the replayed cell and its recipe."""
+        return f"{self.gate} prep/train seam, {self.cell_ref} ({self.recipe})"
 
 
 def _untraceable_dataset(trace: ReplayTrace, forms: set[str]) -> tuple[int, TraceEvent, str] | None:

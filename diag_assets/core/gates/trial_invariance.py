@@ -10,12 +10,13 @@ helpers here serve the prep/train seam gate (:mod:`diag_assets.core.gates.seam`)
 
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.capture.replay import PreparedCell
 from diag_assets.core.capture.trace import EventKind, ReplayTrace, TraceEvent, XYDigest, tracing
-from diag_assets.core.gates.report import gate_markdown
+from diag_assets.core.gates.report import GateReport, Table
 from diag_assets.core.recipe.protocol import Recipe
 
 GATE_C4 = "G-C4"
@@ -150,36 +151,31 @@ class C4Figures(BaseModel):
     prep_calls_per_fold: dict[str, int]
 
 
-class C4Report(BaseModel):
+class C4Report(GateReport[C4Decision, C4Figures]):
     """G-C4, trial invariance over K folds."""
 
-    model_config = ConfigDict(frozen=True)
-
     gate: str = GATE_C4
-    decision: C4Decision
-    reasons: list[str]
-    figures: C4Figures
     folds: list[FoldInvariance]
     stop: StopPoint | None
 
-    def markdown(self) -> str:
-        """The report as Markdown: decision, reasons, figures and one row per fold."""
+    def heading(self) -> str:
+        """The report's title."""
+        return f"{self.gate} trial invariance"
+
+    def figure_rows(self) -> dict[str, Any]:
+        """The fold count, then trials and prep calls per fold."""
         prep_calls = self.figures.prep_calls_per_fold
-        figures = [
-            ("folds", str(self.figures.folds)),
-            *(
-                (f"trials / prep calls, {cell}", f"{trials} / {prep_calls[cell]}")
+        return {
+            "folds": self.figures.folds,
+            **{
+                f"trials / prep calls, {cell}": f"{trials} / {prep_calls[cell]}"
                 for cell, trials in self.figures.trials_per_fold.items()
-            ),
-        ]
-        lines = gate_markdown(f"{self.gate} trial invariance", self.decision, self.reasons, figures)
-        lines.extend(
-            [
-                "",
-                "| fold | prep calls | trials | structural | empirical | first divergence |",
-                "|---|---|---|---|---|---|",
-            ]
-        )
+            },
+        }
+
+    def tables(self) -> list[Table]:
+        """One row per fold: its checks and its first divergence."""
+        rows = []
         for fold in self.folds:
             divergence = fold.trial_divergence or fold.prep_divergence
             where = (
@@ -188,11 +184,18 @@ class C4Report(BaseModel):
                 else f"trial {divergence.trial}: {column_list(divergence.columns)}"
             )
             structural = "ok" if fold.structural_ok else ", ".join(fold.failed_rules)
-            lines.append(
-                f"| {fold.cell_ref} | {fold.prep_calls} | {fold.trials}/{fold.trials_requested} "
-                f"| {structural} | {'ok' if fold.empirical_ok else 'diverges'} | {where} |"
+            rows.append(
+                (
+                    fold.cell_ref,
+                    fold.prep_calls,
+                    f"{fold.trials}/{fold.trials_requested}",
+                    structural,
+                    "ok" if fold.empirical_ok else "diverges",
+                    where,
+                )
             )
-        return "\n".join(lines) + "\n"
+        header = ("fold", "prep calls", "trials", "structural", "empirical", "first divergence")
+        return [Table(header, rows)]
 
 
 def first_divergence(

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from diag_assets.core.gates.report import gate_markdown
+from diag_assets.core.gates.report import GateReport, Table
 
 GATE_4 = "Lever #1 Gate 4"
 
@@ -50,29 +50,24 @@ class WarmFigures(BaseModel):
     budget_s: float
 
 
-class WarmGateReport(BaseModel):
+class WarmGateReport(GateReport[WarmDecision, WarmFigures]):
     """Gate 4 over the fixture folds."""
 
-    model_config = ConfigDict(frozen=True)
-
     gate: str = GATE_4
-    decision: WarmDecision
-    reasons: list[str]
-    figures: WarmFigures
     reads: list[WarmRead] = Field(default_factory=list)
 
-    def markdown(self) -> str:
-        """Decision, reasons, figures and one row per fold."""
-        figures = [(name, str(value)) for name, value in self.figures.model_dump().items()]
-        lines = gate_markdown(self.gate, self.decision, self.reasons, figures)
-        lines += ["", "| fold | first leg | warm leg | same content |", "|---|---|---|---|"]
-        for read in self.reads:
-            same = read.first_content_hash == read.warm_content_hash
-            lines.append(
-                f"| {read.cell_ref} | {read.first_outcome} {read.first_s:.2f} s "
-                f"| {read.warm_outcome} {read.warm_s:.3f} s | {'yes' if same else 'NO'} |"
+    def tables(self) -> list[Table]:
+        """One row per fold: both legs and whether they served the same content."""
+        rows = [
+            (
+                read.cell_ref,
+                f"{read.first_outcome} {read.first_s:.2f} s",
+                f"{read.warm_outcome} {read.warm_s:.3f} s",
+                "yes" if read.first_content_hash == read.warm_content_hash else "NO",
             )
-        return "\n".join(lines) + "\n"
+            for read in self.reads
+        ]
+        return [Table(("fold", "first leg", "warm leg", "same content"), rows)]
 
 
 def gate4_warm_reads(reads: Sequence[WarmRead], *, budget_s: float) -> WarmGateReport:
