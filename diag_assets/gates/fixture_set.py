@@ -15,7 +15,6 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.capture.assets import RECIPE, cold_capture_approved
-from diag_assets.capture.modes import RELEASE_GATE_RECORD, SEAM_RECORD, read_seam, write_record
 from diag_assets.core.capture.artifacts import CaptureVerificationError
 from diag_assets.core.capture.cache import (
     ALLOW_COLD_CAPTURE_TAG,
@@ -23,19 +22,26 @@ from diag_assets.core.capture.cache import (
     ColdCaptureRequiresOperator,
 )
 from diag_assets.core.capture.events import CaptureEvent, EventRecorder
-from diag_assets.core.capture.mode_policy import SeamRecord, load_policy
+from diag_assets.core.capture.mode_policy import load_policy
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.capture.trace import ReplayTrace
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40
+from diag_assets.core.gates.records import (
+    GateVerdict,
+    SeamRecord,
+    read_seam,
+    write_record,
+    write_report,
+)
 from diag_assets.core.gates.release_parity import ReleaseDecision, compare_fold, release_parity_gate
 from diag_assets.core.gates.seam import SeamDecision, gate_c4b
 from diag_assets.core.gates.trial_invariance import C4Decision, gate_c4
 from diag_assets.core.gates.warm_reads import WarmDecision, WarmRead, gate4_warm_reads
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import TrialSettings
-from diag_assets.gates.phase0 import GateVerdict, gate_result, store_report
+from diag_assets.gates.phase0 import gate_result
 from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
@@ -174,7 +180,7 @@ def g_c4_invariance(
     report = gate_c4([(trace.cell_ref, trace) for trace in traces])
     passed = report.decision is C4Decision.PASS
     verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
-    uri = store_report(artifacts, "g_c4_invariance", verdict)
+    uri = write_report(artifacts.blob_store(), "g_c4_invariance", verdict)
     return gate_result(
         report,
         uri,
@@ -211,10 +217,9 @@ def g_c4b_seam(
     report = gate_c4b(trace)
     passed = report.decision is SeamDecision.SEAM
     verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
-    uri = store_report(artifacts, "g_c4b_seam", verdict)
+    uri = write_report(artifacts.blob_store(), "g_c4b_seam", verdict)
     write_record(
-        artifacts,
-        SEAM_RECORD,
+        artifacts.blob_store(),
         SeamRecord(
             recipe_version=trace.recipe_version,
             decision=report.decision.value,
@@ -280,11 +285,11 @@ def lever3_release_gate(
     report = release_parity_gate(
         folds,
         recipe_version=recipe_version,
-        seam=read_seam(artifacts),
+        seam=read_seam(artifacts.blob_store()),
         min_folds=load_policy().release_gate_min_folds,
     )
-    write_record(artifacts, RELEASE_GATE_RECORD, report.record(datetime.now(UTC)))
-    uri = store_report(artifacts, RELEASE_GATE, report)
+    write_record(artifacts.blob_store(), report.record(datetime.now(UTC)))
+    uri = write_report(artifacts.blob_store(), RELEASE_GATE, report)
     passed = report.decision is ReleaseDecision.PASS
 
     def check(name: str, parity: bool) -> dg.AssetCheckResult:
@@ -369,7 +374,7 @@ def lever1_gate4_warm(
         passed=report.decision is WarmDecision.PASS,
         markdown=report.markdown(),
     )
-    uri = store_report(artifacts, "lever1_gate4_warm", verdict)
+    uri = write_report(artifacts.blob_store(), "lever1_gate4_warm", verdict)
     return gate_result(report, uri, **_fixture_metadata(first))
 
 

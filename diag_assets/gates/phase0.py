@@ -21,6 +21,7 @@ from diag_assets.core.gates.consumer_map import C0Report, gate_c0
 from diag_assets.core.gates.drift_rate import DriftRateReport, DriftRateSettings, gate_drift
 from diag_assets.core.gates.exit import exit_report
 from diag_assets.core.gates.history import ANCHOR_EVENT, AUDIT_EVENT, HistoryEvent
+from diag_assets.core.gates.records import GateVerdict, read_report, write_report
 from diag_assets.core.gates.report import GateReport, bullets
 from diag_assets.core.gates.reuse import A1Report, A1Settings, gate_a1
 from diag_assets.core.plots import text_bars, text_histogram
@@ -54,22 +55,6 @@ def _settings(model: type[ModelT], thresholds: dict[str, float]) -> ModelT:
             f"Gate thresholds {thresholds} do not fit {model.__name__}: {error}",
             f"use the fields of {model.__name__}: {', '.join(model.model_fields)}.",
         ) from error
-
-
-def store_report(artifacts: ArtifactStoreResource, name: str, report: BaseModel) -> str:
-    """Store a gate's report as ``gates/<name>.json``; returns its URI."""
-    store = artifacts.blob_store()
-    key = f"gates/{name}.json"
-    store.write_bytes(key, report.model_dump_json(indent=2).encode())
-    return store.uri(key)
-
-
-def _read_report(artifacts: ArtifactStoreResource, name: str, model: type[ModelT]) -> ModelT | None:
-    try:
-        raw = artifacts.blob_store().read_bytes(f"gates/{name}.json")
-    except FileNotFoundError:
-        return None
-    return model.model_validate_json(raw)
 
 
 def gate_result(
@@ -125,7 +110,7 @@ def g_b7_cost(
     """
     history, report = _history_gate(context, config, gate_b7, B7Settings)
     elapsed, _ = _plot_series(history)
-    uri = store_report(artifacts, "g_b7_cost", report)
+    uri = write_report(artifacts.blob_store(), "g_b7_cost", report)
     return gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
 
 
@@ -140,7 +125,7 @@ def g_a1_reuse(
     """
     history, report = _history_gate(context, config, gate_a1, A1Settings)
     _, per_cell = _plot_series(history)
-    uri = store_report(artifacts, "g_a1_reuse", report)
+    uri = write_report(artifacts.blob_store(), "g_a1_reuse", report)
     return gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
 
 
@@ -153,7 +138,7 @@ def lever1_gate2_drift(
     It argues for the default check_drift policy (the plan's decision D11).
     """
     _, report = _history_gate(context, config, gate_drift, DriftRateSettings)
-    return gate_result(report, store_report(artifacts, "lever1_gate2_drift", report))
+    return gate_result(report, write_report(artifacts.blob_store(), "lever1_gate2_drift", report))
 
 
 class SizeGateConfig(dg.Config):
@@ -175,7 +160,7 @@ def lever1_gate3_size(
     finally:
         catalog.close()
     report = gate_size(sizes, _settings(SizeSettings, config.thresholds))
-    return gate_result(report, store_report(artifacts, "lever1_gate3_size", report))
+    return gate_result(report, write_report(artifacts.blob_store(), "lever1_gate3_size", report))
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
@@ -183,7 +168,7 @@ def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """G-C0: every diagnostic consumer and what it needs of a capture; unknown = full_replay."""
     # The registry fills as the diagnostics' modules are imported (they are, by definitions).
     report = gate_c0(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
-    return gate_result(report, store_report(artifacts, "g_c0_consumers", report))
+    return gate_result(report, write_report(artifacts.blob_store(), "g_c0_consumers", report))
 
 
 @dg.asset(
@@ -199,9 +184,10 @@ def phase0_exit(
     The order follows the plan's round-12 selection logic; its Markdown carries every gate's
     numbers and reasons, and the report is also stored as JSON.
     """
-    b7 = _read_report(artifacts, "g_b7_cost", B7Report)
-    a1 = _read_report(artifacts, "g_a1_reuse", A1Report)
-    c0 = _read_report(artifacts, "g_c0_consumers", C0Report)
+    store = artifacts.blob_store()
+    b7 = read_report(store, "g_b7_cost", B7Report)
+    a1 = read_report(store, "g_a1_reuse", A1Report)
+    c0 = read_report(store, "g_c0_consumers", C0Report)
     missing = [
         name
         for name, r in (("g_b7_cost", b7), ("g_a1_reuse", a1), ("g_c0_consumers", c0))
@@ -209,19 +195,18 @@ def phase0_exit(
     ]
     if b7 is None or a1 is None or c0 is None:
         raise dg.Failure(f"phase0_exit needs {', '.join(missing)}: materialize them first.")
-    c4 = _read_report(artifacts, "g_c4_invariance", GateVerdict)
-    c4b = _read_report(artifacts, "g_c4b_seam", GateVerdict)
+    c4 = read_report(store, "g_c4_invariance", GateVerdict)
+    c4b = read_report(store, "g_c4b_seam", GateVerdict)
     report = exit_report(
         b7,
         a1,
         c0,
         c4.passed if c4 else None,
         c4b.passed if c4b else None,
-        drift=_read_report(artifacts, "lever1_gate2_drift", DriftRateReport),
-        size=_read_report(artifacts, "lever1_gate3_size", SizeReport),
+        drift=read_report(store, "lever1_gate2_drift", DriftRateReport),
+        size=read_report(store, "lever1_gate3_size", SizeReport),
     )
-    store = artifacts.blob_store()
-    store.write_bytes("gates/phase0_exit.json", report.to_json().encode())
+    uri = write_report(store, "phase0_exit", report)
     elapsed, per_cell = _plot_series(load_history(config, context.instance, datetime.now(UTC)))
     plots = {"s22a1 elapsed (s)": text_histogram(elapsed), "audits per cell": text_bars(per_cell)}
     return dg.MaterializeResult(
@@ -230,17 +215,9 @@ def phase0_exit(
             "blocked": dg.MetadataValue.json(report.blocked),
             "deferred": dg.MetadataValue.json(report.deferred),
             "report": dg.MetadataValue.md(report.markdown(appendix=plots)),
-            "report_uri": dg.MetadataValue.path(store.uri("gates/phase0_exit.json")),
+            "report_uri": dg.MetadataValue.path(uri),
         }
     )
-
-
-class GateVerdict(BaseModel):
-    """What a replay gate stores for phase0_exit: its decision and whether it passed."""
-
-    decision: str
-    passed: bool
-    markdown: str
 
 
 phase0_gates_job = dg.define_asset_job(

@@ -22,8 +22,6 @@ from diag_assets.core.capture.mode_policy import (
     SEAM_NOT_CHECKED,
     CaptureModePolicy,
     CaptureModeRefused,
-    ReleaseGateRecord,
-    SeamRecord,
     load_policy,
     resolve_capture_mode,
 )
@@ -35,6 +33,7 @@ from diag_assets.core.diagnostics.probe import judge_s40, run_anchor
 from diag_assets.core.diagnostics.suite import run_s22a2, run_s23
 from diag_assets.core.diagnostics.verdicts import Certification
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.gates.records import ReleaseGateRecord, SeamRecord
 from diag_assets.core.gates.release_parity import ReleaseDecision, compare_fold, release_parity_gate
 from diag_assets.core.gates.warm_reads import WarmDecision, WarmRead, gate4_warm_reads
 from diag_assets.core.recipe.code_version import recipe_code_version

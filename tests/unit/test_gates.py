@@ -31,7 +31,20 @@ from diag_assets.core.gates.history import (
     write_jsonl,
 )
 from diag_assets.core.gates.measures import percentile
+from diag_assets.core.gates.records import (
+    RELEASE_GATE_RECORD,
+    SEAM_RECORD,
+    GateVerdict,
+    ReleaseGateRecord,
+    SeamRecord,
+    read_release_gate,
+    read_report,
+    read_seam,
+    write_record,
+    write_report,
+)
 from diag_assets.core.gates.reuse import A1Decision, A1Settings, gate_a1
+from diag_assets.core.storage.blob import LocalBlobStore
 from diag_assets.core.storage.catalog import CaptureStatus, CatalogEntry
 
 NOW = datetime(2026, 5, 26, 12, 0, tzinfo=UTC)
@@ -740,3 +753,64 @@ def test_jsonl_errors_name_the_file_and_line(tmp_path, line, message):
 def test_jsonl_missing_file_is_bad_input(tmp_path):
     with pytest.raises(DiagInputError, match="does not exist"):
         read_jsonl(tmp_path / "absent.jsonl")
+
+
+# --- gate records -----------------------------------------------------------------------------
+
+
+def test_gate_records_keep_the_keys_stored_records_live_under(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    assert read_seam(store) is None and read_release_gate(store) is None
+    seam = SeamRecord(recipe_version="v1", decision="SEAM", reasons=["ok"], evaluated_at=NOW)
+    gate = ReleaseGateRecord(
+        recipe_version="v1",
+        passed=True,
+        folds=2,
+        hash_parity=True,
+        verdict_parity=True,
+        evaluated_at=NOW,
+        reasons=["ok"],
+    )
+    assert write_record(store, seam) == store.uri("gates/g_c4b_seam.record.json")
+    assert write_record(store, gate) == store.uri("gates/lever3_release_gate.record.json")
+    assert (SEAM_RECORD, RELEASE_GATE_RECORD) == (
+        "gates/g_c4b_seam.record.json",
+        "gates/lever3_release_gate.record.json",
+    )
+    assert read_seam(store) == seam and read_seam(store).seam
+    assert read_release_gate(store) == gate
+
+
+def test_a_record_written_before_reads_back():
+    # A seam record as earlier versions wrote it: it must stay readable.
+    store_text = (
+        '{"recipe_version": "v0", "decision": "DESIGN_REVIEW_REQUIRED", "reasons": [], '
+        '"evaluated_at": "2026-05-01T00:00:00Z"}'
+    )
+    record = SeamRecord.model_validate_json(store_text)
+    assert not record.seam and record.evaluated_at.tzinfo is not None
+
+
+def test_a_broken_record_names_its_key_and_the_asset_that_rewrites_it(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    store.write_bytes(SEAM_RECORD, b'{"recipe_version": "v1", "decision": "SEAM"}')
+    with pytest.raises(DiagInputError) as caught:
+        read_seam(store)
+    message = str(caught.value)
+    assert SEAM_RECORD in message and "SeamRecord" in message and "reasons" in message
+    assert "materialize g_c4b_seam again" in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    store.write_bytes(RELEASE_GATE_RECORD, b"not json")
+    with pytest.raises(DiagInputError, match="materialize lever3_release_gate again"):
+        read_release_gate(store)
+
+
+def test_gate_reports_round_trip_under_their_asset_name(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    report = b7_go()
+    assert write_report(store, "g_b7_cost", report) == store.uri("gates/g_b7_cost.json")
+    assert read_report(store, "g_b7_cost", B7Report) == report
+    assert read_report(store, "g_c4_invariance", GateVerdict) is None
+    store.write_bytes("gates/g_a1_reuse.json", b'{"gate": "G-A1"}')
+    with pytest.raises(DiagInputError, match="materialize g_a1_reuse again"):
+        read_report(store, "g_a1_reuse", B7Report)

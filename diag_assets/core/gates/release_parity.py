@@ -9,7 +9,7 @@ in ``full_replay`` and in ``dataset_only``, and compared:
 
 The gate passes when every fold has both parities, the folds are at least the policy's
 minimum, and G-C4b found a prep/train seam for the recipe version under test. The record it
-leaves (:class:`~diag_assets.core.capture.mode_policy.ReleaseGateRecord`) is what the capture mode
+leaves (:class:`~diag_assets.core.gates.records.ReleaseGateRecord`) is what the capture mode
 policy reads before it honours a dataset_only default.
 """
 
@@ -19,10 +19,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from diag_assets.core.capture.mode_policy import ReleaseGateRecord, SeamRecord
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.diagnostics.verdicts import S40Verdict
+from diag_assets.core.gates.records import ReleaseGateRecord, SeamRecord
 from diag_assets.core.gates.report import GateReport, Table
 
 GATE_C7 = "C7"
