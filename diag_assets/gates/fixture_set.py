@@ -1,11 +1,12 @@
-"""The gates judged on the shared fixture set: G-C4, G-C4b, C7 and Lever #1's Gate 4.
+"""The gates judged on the shared fixture set: invariance, seam, release parity, warm reads.
 
-G-C4 and G-C4b judge invariance and the prep/train seam, C7 is Lever #3's release gate, and
-Gate 4 is Lever #1's cold-to-warm check. All of them need full_replay captures of the same
-K folds. They get them through the capture cache, so the fixture set is captured once and
+Trial invariance and the prep/train seam say whether dataset_only is sound and reachable,
+release parity says whether the capture modes may make it the default, and the warm-read
+gate is the capture cache's cold-to-warm check. All of them need full_replay captures of the
+same K folds. They get them through the capture cache, so the fixture set is captured once and
 reused: the first gate to run captures it (a cold capture, with the operator's approval
 tag), every later gate is served from the cache and needs no approval. A full_replay
-capture keeps the trace of the replay that made it, which is what G-C4 and G-C4b judge.
+capture keeps the trace of the replay that made it, which is what invariance and seam judge.
 """
 
 from datetime import UTC, datetime
@@ -35,10 +36,24 @@ from diag_assets.core.gates.records import (
     write_record,
     write_report,
 )
-from diag_assets.core.gates.release_parity import ReleaseDecision, compare_fold, release_parity_gate
-from diag_assets.core.gates.seam import SeamDecision, gate_c4b
-from diag_assets.core.gates.trial_invariance import C4Decision, gate_c4
-from diag_assets.core.gates.warm_reads import WarmDecision, WarmRead, gate4_warm_reads
+from diag_assets.core.gates.release_parity import (
+    RELEASE_PARITY_GATE,
+    ReleaseParityDecision,
+    compare_fold,
+    release_parity_gate,
+)
+from diag_assets.core.gates.seam import SEAM_GATE, SeamDecision, seam_gate
+from diag_assets.core.gates.trial_invariance import (
+    INVARIANCE_GATE,
+    InvarianceDecision,
+    trial_invariance_gate,
+)
+from diag_assets.core.gates.warm_reads import (
+    WARM_READ_GATE,
+    WarmRead,
+    WarmReadDecision,
+    warm_read_gate,
+)
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.gates.phase0 import gate_result
@@ -166,7 +181,7 @@ def g_c4_invariance(
     artifacts: ArtifactStoreResource,
     capture_cache: CaptureCacheResource,
 ) -> dg.MaterializeResult:
-    """G-C4: is X/y the same for every trial, on each of K folds?
+    """Trial invariance: is X/y the same for every trial, on each of K folds?
 
     Judged on the traces of the fixture set's full_replay captures: structural (prep once,
     before the trials, every trial the same frozen X/y) and empirical (per-trial canonical
@@ -174,11 +189,11 @@ def g_c4_invariance(
     set cold needs the approval tag; once cached, no approval is needed.
     """
     results = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "G-C4"
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, INVARIANCE_GATE
     )
     traces = _traces(results, artifacts)
-    report = gate_c4([(trace.cell_ref, trace) for trace in traces])
-    passed = report.decision is C4Decision.PASS
+    report = trial_invariance_gate([(trace.cell_ref, trace) for trace in traces])
+    passed = report.decision is InvarianceDecision.PASS
     verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
     uri = write_report(artifacts.blob_store(), "g_c4_invariance", verdict)
     return gate_result(
@@ -204,17 +219,17 @@ def g_c4b_seam(
     artifacts: ArtifactStoreResource,
     capture_cache: CaptureCacheResource,
 ) -> dg.MaterializeResult:
-    """G-C4b: are X/y fully materialized before the first LightGBM fit (a prep/train seam)?
+    """The prep/train seam: are X/y fully materialized before the first LightGBM fit?
 
     Judged on the trace of the fixture set's first full_replay capture. SEAM makes
     dataset_only reachable for this recipe version; otherwise DESIGN_REVIEW_REQUIRED, never
     an automatic single_fit. The record it stores is what the capture mode resolver reads.
     """
     results = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "G-C4b"
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, SEAM_GATE
     )
     trace = _traces(results[:1], artifacts)[0]
-    report = gate_c4b(trace)
+    report = seam_gate(trace)
     passed = report.decision is SeamDecision.SEAM
     verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
     uri = write_report(artifacts.blob_store(), "g_c4b_seam", verdict)
@@ -261,7 +276,7 @@ def lever3_release_gate(
     artifacts: ArtifactStoreResource,
     capture_cache: CaptureCacheResource,
 ) -> dg.MaterializeResult:
-    """C7: may dataset_only become the default? Parity with full_replay on K folds.
+    """Release parity: may dataset_only become the default? Parity with full_replay on K folds.
 
     Each fixture fold is read in full_replay (from the shared fixture set) and captured in
     dataset_only; their X/y canonical hashes and their s40 verdicts must agree. Two blocking
@@ -269,10 +284,10 @@ def lever3_release_gate(
     it honours a dataset_only default.
     """
     full = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "C7"
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, RELEASE_PARITY_GATE
     )
     reduced = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.DATASET_ONLY, "C7"
+        context, config, market_data, capture_cache, CaptureMode.DATASET_ONLY, RELEASE_PARITY_GATE
     )
     probe = ProbeSettings(
         num_rounds=config.probe_rounds, n_permutations=config.n_permutations, seed=config.seed
@@ -290,7 +305,7 @@ def lever3_release_gate(
     )
     write_record(artifacts.blob_store(), report.record(datetime.now(UTC)))
     uri = write_report(artifacts.blob_store(), RELEASE_GATE, report)
-    passed = report.decision is ReleaseDecision.PASS
+    passed = report.decision is ReleaseParityDecision.PASS
 
     def check(name: str, parity: bool) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
@@ -343,17 +358,17 @@ def lever1_gate4_warm(
     artifacts: ArtifactStoreResource,
     capture_cache: CaptureCacheResource,
 ) -> dg.MaterializeResult:
-    """Lever #1's Gate 4: each fixture fold, requested cold then warm, comes back intact.
+    """Warm reads of the capture cache: each fixture fold, requested cold then warm, intact.
 
     The first request captures the fold (with approval) or finds it already cached by
     another gate; the second must be a HIT within the budget, with the same content and X/y
     that pass their canonical hashes on load.
     """
     first = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "Gate 4"
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, WARM_READ_GATE
     )
     warm = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "Gate 4"
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, WARM_READ_GATE
     )
     reads = [
         WarmRead(
@@ -368,10 +383,10 @@ def lever1_gate4_warm(
         )
         for cold, hot in zip(first, warm, strict=True)
     ]
-    report = gate4_warm_reads(reads, budget_s=config.warm_budget_s)
+    report = warm_read_gate(reads, budget_s=config.warm_budget_s)
     verdict = GateVerdict(
         decision=report.decision.value,
-        passed=report.decision is WarmDecision.PASS,
+        passed=report.decision is WarmReadDecision.PASS,
         markdown=report.markdown(),
     )
     uri = write_report(artifacts.blob_store(), "lever1_gate4_warm", verdict)
@@ -381,16 +396,17 @@ def lever1_gate4_warm(
 lever3_release_job = dg.define_asset_job(
     "lever3_release",
     selection=[g_c4_invariance, g_c4b_seam, lever3_release_gate],
-    description="Lever #3's release gate: G-C4 and G-C4b on the shared fixture set, then "
-    "dataset_only vs full_replay parity (C7). Capturing the fixture set cold needs the tag "
+    description="The release parity gate of the capture modes: trial invariance and the "
+    "prep/train seam on the shared fixture set, then dataset_only vs full_replay parity. "
+    "Capturing the fixture set cold needs the tag "
     f"{ALLOW_COLD_CAPTURE_TAG}=true.",
 )
 
 fixture_gates_job = dg.define_asset_job(
     "fixture_gates",
     selection=[g_c4_invariance, g_c4b_seam, lever1_gate4_warm],
-    description="The gates that replay the shared fixture set: G-C4, G-C4b and Lever #1's "
-    "Gate 4. The first run needs the tag "
+    description="The gates that replay the shared fixture set: trial invariance, the "
+    "prep/train seam and the capture cache's warm reads. The first run needs the tag "
     f"{ALLOW_COLD_CAPTURE_TAG}=true; later runs read the fixture set from the cache.",
 )
 

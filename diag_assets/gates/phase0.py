@@ -1,9 +1,10 @@
 """Phase-0 gates as assets: each ends in recorded figures, a decision and its reasons.
 
-The history-based gates (G-B7, G-A1, Lever #1's Gate 2 and Gate 3) read the instance's event
-log or an imported JSONL export; G-C0 reads the consumer registry. G-C4 and G-C4b are judged
-on the shared fixture set of captures (:mod:`diag_assets.gates.fixture_set`).
-``phase0_exit`` orders the levers from the stored reports.
+The history gates (the anchor's cost, re-audit reuse, and the capture cache's drift-rate and
+size gates) read the instance's event log or an imported JSONL export; the consumer map reads
+the consumer registry. Trial invariance and the prep/train seam are judged on the shared
+fixture set of captures (:mod:`diag_assets.gates.fixture_set`). ``phase0_exit`` orders the
+features from the stored reports.
 """
 
 from collections.abc import Callable
@@ -15,15 +16,24 @@ from pydantic import BaseModel, Field, ValidationError
 
 from diag_assets.core.diagnostics.consumers import DIAGNOSTIC_CAPTURE_REQUIREMENTS
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.gates.anchor_cost import B7Report, B7Settings, gate_b7
-from diag_assets.core.gates.capture_size import SizeReport, SizeSettings, capture_bytes, gate_size
-from diag_assets.core.gates.consumer_map import C0Report, gate_c0
-from diag_assets.core.gates.drift_rate import DriftRateReport, DriftRateSettings, gate_drift
+from diag_assets.core.gates.anchor_cost import (
+    AnchorCostReport,
+    AnchorCostSettings,
+    anchor_cost_gate,
+)
+from diag_assets.core.gates.capture_size import (
+    CaptureSizeReport,
+    CaptureSizeSettings,
+    capture_bytes,
+    capture_size_gate,
+)
+from diag_assets.core.gates.consumer_map import ConsumerMapReport, consumer_map_gate
+from diag_assets.core.gates.drift_rate import DriftRateReport, DriftRateSettings, drift_rate_gate
 from diag_assets.core.gates.exit import exit_report
 from diag_assets.core.gates.history import ANCHOR_EVENT, AUDIT_EVENT, HistoryEvent
 from diag_assets.core.gates.records import GateVerdict, read_report, write_report
 from diag_assets.core.gates.report import GateReport, bullets
-from diag_assets.core.gates.reuse import A1Report, A1Settings, gate_a1
+from diag_assets.core.gates.reuse import ReuseReport, ReuseSettings, reuse_gate
 from diag_assets.core.plots import text_bars, text_histogram
 from diag_assets.gates.history import HistoryConfig, load_history
 from resources.capture_cache import CaptureCacheResource
@@ -38,8 +48,8 @@ class GateConfig(HistoryConfig):
 
     thresholds: dict[str, float] = Field(
         default_factory=dict,
-        description="Overrides of the gate's thresholds by name (see the gate's settings in "
-        "diag_assets/core/gates.py); unknown names are refused.",
+        description="Overrides of the gate's thresholds by name (see the gate's settings model "
+        "in diag_assets/core/gates/); unknown names are refused.",
     )
 
 
@@ -103,12 +113,12 @@ def _history_gate(
 def g_b7_cost(
     context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    """G-B7: is Lever #2 (skipping the s22a1 anchor) worth wiring?
+    """The anchor's cost: is skipping the s22a1 anchor (the anchor skip) worth wiring?
 
     The anchor's cost (p50, p95, variance and how much data size explains it) decides GO,
     GO_LIMITED, DEFER or INSUFFICIENT_DATA.
     """
-    history, report = _history_gate(context, config, gate_b7, B7Settings)
+    history, report = _history_gate(context, config, anchor_cost_gate, AnchorCostSettings)
     elapsed, _ = _plot_series(history)
     uri = write_report(artifacts.blob_store(), "g_b7_cost", report)
     return gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
@@ -118,12 +128,12 @@ def g_b7_cost(
 def g_a1_reuse(
     context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    """G-A1 (Lever #1's Gate 1): how often are the same cells re-audited?
+    """Re-audit reuse, the capture cache's value: how often are the same cells re-audited?
 
     HIGH or LOW reuse, with the induced-demand note when low reuse may be caused by the cost
     of a re-audit itself.
     """
-    history, report = _history_gate(context, config, gate_a1, A1Settings)
+    history, report = _history_gate(context, config, reuse_gate, ReuseSettings)
     _, per_cell = _plot_series(history)
     uri = write_report(artifacts.blob_store(), "g_a1_reuse", report)
     return gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
@@ -133,41 +143,44 @@ def g_a1_reuse(
 def lever1_gate2_drift(
     context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    """Lever #1's Gate 2: the share of drift checks that found drift.
+    """The capture cache's drift rate: the share of drift checks that found drift.
 
-    It argues for the default check_drift policy (the plan's decision D11).
+    It argues for the default check_drift policy.
     """
-    _, report = _history_gate(context, config, gate_drift, DriftRateSettings)
+    _, report = _history_gate(context, config, drift_rate_gate, DriftRateSettings)
     return gate_result(report, write_report(artifacts.blob_store(), "lever1_gate2_drift", report))
 
 
-class SizeGateConfig(dg.Config):
-    """Gate 3's budget."""
+class CaptureSizeGateConfig(dg.Config):
+    """The size gate's budget."""
 
     thresholds: dict[str, float] = Field(
-        default_factory=dict, description="Overrides of SizeSettings (e.g. max_capture_bytes)."
+        default_factory=dict,
+        description="Overrides of CaptureSizeSettings (e.g. max_capture_bytes).",
     )
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
 def lever1_gate3_size(
-    config: SizeGateConfig, capture_cache: CaptureCacheResource, artifacts: ArtifactStoreResource
+    config: CaptureSizeGateConfig,
+    capture_cache: CaptureCacheResource,
+    artifacts: ArtifactStoreResource,
 ) -> dg.MaterializeResult:
-    """Lever #1's Gate 3: artifact bytes per capture, from the capture catalog."""
+    """The capture cache's size gate: artifact bytes per capture, from the capture catalog."""
     catalog = capture_cache.catalog.catalog()
     try:
         sizes = capture_bytes(catalog.entries())
     finally:
         catalog.close()
-    report = gate_size(sizes, _settings(SizeSettings, config.thresholds))
+    report = capture_size_gate(sizes, _settings(CaptureSizeSettings, config.thresholds))
     return gate_result(report, write_report(artifacts.blob_store(), "lever1_gate3_size", report))
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
 def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
-    """G-C0: every diagnostic consumer and what it needs of a capture; unknown = full_replay."""
+    """The consumer map: what each diagnostic needs of a capture; unknown = full_replay."""
     # The registry fills as the diagnostics' modules are imported (they are, by definitions).
-    report = gate_c0(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
+    report = consumer_map_gate(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
     return gate_result(report, write_report(artifacts.blob_store(), "g_c0_consumers", report))
 
 
@@ -179,32 +192,29 @@ def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
 def phase0_exit(
     context: dg.AssetExecutionContext, config: HistoryConfig, artifacts: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    """The consolidated Phase-0 report: every gate's decision and the lever order.
+    """The consolidated Phase-0 report: every gate's decision and the feature order.
 
-    The order follows the plan's round-12 selection logic; its Markdown carries every gate's
-    numbers and reasons, and the report is also stored as JSON.
+    The gates order the anchor skip, the capture cache and the capture modes; the Markdown
+    carries every gate's numbers and reasons, and the report is also stored as JSON.
     """
     store = artifacts.blob_store()
-    b7 = read_report(store, "g_b7_cost", B7Report)
-    a1 = read_report(store, "g_a1_reuse", A1Report)
-    c0 = read_report(store, "g_c0_consumers", C0Report)
-    missing = [
-        name
-        for name, r in (("g_b7_cost", b7), ("g_a1_reuse", a1), ("g_c0_consumers", c0))
-        if r is None
-    ]
-    if b7 is None or a1 is None or c0 is None:
+    anchor_cost = read_report(store, "g_b7_cost", AnchorCostReport)
+    reuse = read_report(store, "g_a1_reuse", ReuseReport)
+    consumer_map = read_report(store, "g_c0_consumers", ConsumerMapReport)
+    stored = (("g_b7_cost", anchor_cost), ("g_a1_reuse", reuse), ("g_c0_consumers", consumer_map))
+    missing = [name for name, r in stored if r is None]
+    if anchor_cost is None or reuse is None or consumer_map is None:
         raise dg.Failure(f"phase0_exit needs {', '.join(missing)}: materialize them first.")
-    c4 = read_report(store, "g_c4_invariance", GateVerdict)
-    c4b = read_report(store, "g_c4b_seam", GateVerdict)
+    invariance = read_report(store, "g_c4_invariance", GateVerdict)
+    seam = read_report(store, "g_c4b_seam", GateVerdict)
     report = exit_report(
-        b7,
-        a1,
-        c0,
-        c4.passed if c4 else None,
-        c4b.passed if c4b else None,
-        drift=read_report(store, "lever1_gate2_drift", DriftRateReport),
-        size=read_report(store, "lever1_gate3_size", SizeReport),
+        anchor_cost,
+        reuse,
+        consumer_map,
+        invariance.passed if invariance else None,
+        seam.passed if seam else None,
+        drift_rate=read_report(store, "lever1_gate2_drift", DriftRateReport),
+        capture_size=read_report(store, "lever1_gate3_size", CaptureSizeReport),
     )
     uri = write_report(store, "phase0_exit", report)
     elapsed, per_cell = _plot_series(load_history(config, context.instance, datetime.now(UTC)))

@@ -1,4 +1,4 @@
-"""G-B7: the cost of the s22a1 anchor, and whether skipping it is worth wiring.
+"""The anchor's cost: is the s22a1 anchor costly enough that the anchor skip is worth wiring?
 
 GO when p50 *or* p95 materially affects the s40 wall time; GO_LIMITED when only the tail
 (p95) or an unexplained variance is large; DEFER only when both p50 and p95 are negligible;
@@ -32,11 +32,11 @@ from diag_assets.core.gates.report import (
     fmt_value,
 )
 
-GATE_B7 = "G-B7"
+ANCHOR_COST_GATE = "G-B7"
 
 
-class B7Decision(StrEnum):
-    """Whether Lever #2 (skipping the anchor) is worth wiring."""
+class AnchorCostDecision(StrEnum):
+    """Whether the anchor skip is worth wiring."""
 
     GO = "GO"
     GO_LIMITED = "GO_LIMITED"
@@ -44,8 +44,8 @@ class B7Decision(StrEnum):
     INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 
 
-class B7Settings(BaseModel):
-    """Thresholds of G-B7 (plan round-12: p95/tail matters as much as p50)."""
+class AnchorCostSettings(BaseModel):
+    """Thresholds of the anchor's cost gate (the p95 tail matters as much as the p50)."""
 
     model_config = FROZEN
 
@@ -81,8 +81,8 @@ class B7Settings(BaseModel):
     )
 
 
-class B7Figures(BaseModel):
-    """What G-B7 measured: the anchor's cost, how much data size explains, and s40's time."""
+class AnchorCostFigures(BaseModel):
+    """What the gate measured: the anchor's cost, how much data size explains, s40's time."""
 
     model_config = FROZEN
 
@@ -107,11 +107,11 @@ class B7Figures(BaseModel):
     anchor_share_p95: float | None = Field(description="p95_s / (p95_s + s40_p95_s).")
 
 
-class B7Report(HistoryGateReport[B7Decision, B7Figures]):
-    """G-B7's figures, decision and reasons."""
+class AnchorCostReport(HistoryGateReport[AnchorCostDecision, AnchorCostFigures]):
+    """The anchor's cost gate: figures, decision and reasons."""
 
-    gate: str = GATE_B7
-    settings: B7Settings
+    gate: str = ANCHOR_COST_GATE
+    settings: AnchorCostSettings
 
     def heading(self) -> str:
         """The report's title."""
@@ -145,8 +145,10 @@ def _share(anchor: float | None, s40: float | None) -> float | None:
     return anchor / (anchor + s40)
 
 
-def gate_b7(events: list[HistoryEvent], settings: B7Settings, *, now: datetime) -> B7Report:
-    """G-B7: is the s22a1 anchor costly enough that skipping it (Lever #2) is worth wiring?
+def anchor_cost_gate(
+    events: list[HistoryEvent], settings: AnchorCostSettings, *, now: datetime
+) -> AnchorCostReport:
+    """Is the s22a1 anchor costly enough that skipping it (the anchor skip) is worth wiring?
 
     Args:
         events: The audit history; ``s22a1_anchor`` and ``s40_verdict`` events are read.
@@ -173,7 +175,7 @@ def gate_b7(events: list[HistoryEvent], settings: B7Settings, *, now: datetime) 
 
     p50, p95 = percentile(elapsed, 50), percentile(elapsed, 95)
     s40_p50, s40_p95 = percentile(s40, 50), percentile(s40, 95)
-    figures = B7Figures(
+    figures = AnchorCostFigures(
         n=len(elapsed),
         untimed=len(anchors) - len(elapsed),
         p50_s=p50,
@@ -194,8 +196,8 @@ def gate_b7(events: list[HistoryEvent], settings: B7Settings, *, now: datetime) 
         anchor_share_p50=_share(p50, s40_p50),
         anchor_share_p95=_share(p95, s40_p95),
     )
-    decision, reasons = _decide_b7(figures, settings)
-    return B7Report(
+    decision, reasons = _decide(figures, settings)
+    return AnchorCostReport(
         decision=decision,
         reasons=reasons,
         figures=figures,
@@ -205,14 +207,14 @@ def gate_b7(events: list[HistoryEvent], settings: B7Settings, *, now: datetime) 
     )
 
 
-def _decide_b7(f: B7Figures, s: B7Settings) -> tuple[B7Decision, list[str]]:
+def _decide(f: AnchorCostFigures, s: AnchorCostSettings) -> tuple[AnchorCostDecision, list[str]]:
     if f.n < s.min_events or f.p50_s is None or f.p95_s is None:
-        return B7Decision.INSUFFICIENT_DATA, [
+        return AnchorCostDecision.INSUFFICIENT_DATA, [
             f"Only {f.n} timed s22a1_anchor events in the {s.window_days}-day window, fewer "
             f"than min_events {s.min_events}: the anchor's cost cannot be judged yet."
         ]
 
-    context = _b7_context(f, s)
+    context = _context(f, s)
     material = []
     if f.p50_s >= s.material_p50_s:
         material.append(
@@ -237,9 +239,9 @@ def _decide_b7(f: B7Figures, s: B7Settings) -> tuple[B7Decision, list[str]]:
             f"{s.material_share:.2f} (rule: material p95 share -> GO)."
         )
     if material:
-        return B7Decision.GO, [*material, *context]
+        return AnchorCostDecision.GO, [*material, *context]
 
-    ratio, ratio_name = _b7_variance(f)
+    ratio, ratio_name = _variance(f)
     limited = []
     if f.p95_s > s.tail_p95_s:
         limited.append(
@@ -254,14 +256,14 @@ def _decide_b7(f: B7Figures, s: B7Settings) -> tuple[B7Decision, list[str]]:
             "(rule: unexplained variance -> GO_LIMITED)."
         )
     if limited:
-        return B7Decision.GO_LIMITED, [*limited, *context]
+        return AnchorCostDecision.GO_LIMITED, [*limited, *context]
 
     ratio_text = (
         f"the {ratio_name} is {ratio:.1f}x < {s.unexplained_ratio:.0f}x"
         if ratio is not None
         else f"the {ratio_name} is undefined (a zero elapsed_s or fewer than 2 events)"
     )
-    return B7Decision.DEFER, [
+    return AnchorCostDecision.DEFER, [
         f"Both p50 {fmt_s(f.p50_s)} (< material_p50_s {fmt_s(s.material_p50_s)}) and p95 "
         f"{fmt_s(f.p95_s)} (< material_p95_s {fmt_s(s.material_p95_s)}, <= tail_p95_s "
         f"{fmt_s(s.tail_p95_s)}) are negligible, no share reaches {s.material_share:.2f}, and "
@@ -270,7 +272,7 @@ def _decide_b7(f: B7Figures, s: B7Settings) -> tuple[B7Decision, list[str]]:
     ]
 
 
-def _b7_variance(f: B7Figures) -> tuple[float | None, str]:
+def _variance(f: AnchorCostFigures) -> tuple[float | None, str]:
     """The variance ratio the decision uses, and its name for the reasons."""
     if f.rows_n == f.n and f.size_normalized_ratio is not None:
         return f.size_normalized_ratio, "size-normalized variance ratio (max/min of elapsed_s/rows)"
@@ -281,7 +283,7 @@ def _b7_variance(f: B7Figures) -> tuple[float | None, str]:
     )
 
 
-def _b7_context(f: B7Figures, s: B7Settings) -> list[str]:
+def _context(f: AnchorCostFigures, s: AnchorCostSettings) -> list[str]:
     context = []
     if f.s40_n == 0:
         context.append(

@@ -10,11 +10,11 @@ from diag_assets.core.gates.measures import percentile
 from diag_assets.core.gates.report import FROZEN, GateReport
 from diag_assets.core.storage.catalog import CaptureStatus, CatalogEntry
 
-GATE_SIZE = "L1-G3"
+CAPTURE_SIZE_GATE = "L1-G3"
 GIB = 1024**3
 
 
-class SizeDecision(StrEnum):
+class CaptureSizeDecision(StrEnum):
     """Whether captures fit the storage budget."""
 
     WITHIN_BUDGET = "WITHIN_BUDGET"
@@ -22,8 +22,8 @@ class SizeDecision(StrEnum):
     INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 
 
-class SizeSettings(BaseModel):
-    """Threshold of Lever #1's Gate 3."""
+class CaptureSizeSettings(BaseModel):
+    """Threshold of the capture cache's size gate."""
 
     model_config = FROZEN
 
@@ -32,8 +32,8 @@ class SizeSettings(BaseModel):
     )
 
 
-class SizeFigures(BaseModel):
-    """What Gate 3 measured."""
+class CaptureSizeFigures(BaseModel):
+    """What the size gate measured."""
 
     model_config = FROZEN
 
@@ -44,11 +44,11 @@ class SizeFigures(BaseModel):
     total_bytes: int
 
 
-class SizeReport(GateReport[SizeDecision, SizeFigures]):
-    """Gate 3's figures, decision and reasons."""
+class CaptureSizeReport(GateReport[CaptureSizeDecision, CaptureSizeFigures]):
+    """The size gate: figures, decision and reasons."""
 
-    gate: str = GATE_SIZE
-    settings: SizeSettings
+    gate: str = CAPTURE_SIZE_GATE
+    settings: CaptureSizeSettings
 
     def heading(self) -> str:
         """The report's title."""
@@ -71,8 +71,10 @@ def capture_bytes(entries: Iterable[CatalogEntry]) -> list[int]:
     ]
 
 
-def gate_size(bytes_per_capture: list[int], settings: SizeSettings) -> SizeReport:
-    """Lever #1 Gate 3: do captures fit the per-capture budget?
+def capture_size_gate(
+    bytes_per_capture: list[int], settings: CaptureSizeSettings
+) -> CaptureSizeReport:
+    """Do captures fit the per-capture storage budget?
 
     Args:
         bytes_per_capture: Size of each capture (e.g. :func:`capture_bytes` of the catalog).
@@ -91,7 +93,7 @@ def gate_size(bytes_per_capture: list[int], settings: SizeSettings) -> SizeRepor
     n, budget = len(bytes_per_capture), settings.max_capture_bytes
     p95 = percentile(sizes, 95)
     largest = max(bytes_per_capture) if bytes_per_capture else 0
-    figures = SizeFigures(
+    figures = CaptureSizeFigures(
         n=n,
         p50_bytes=percentile(sizes, 50),
         p95_bytes=p95,
@@ -99,23 +101,23 @@ def gate_size(bytes_per_capture: list[int], settings: SizeSettings) -> SizeRepor
         total_bytes=sum(bytes_per_capture),
     )
     if p95 is None:
-        decision = SizeDecision.INSUFFICIENT_DATA
+        decision = CaptureSizeDecision.INSUFFICIENT_DATA
         reasons = [
             "0 captures measured, fewer than the minimum 1: piggyback the size on the next "
             "cold audit."
         ]
     elif p95 <= budget:
-        decision = SizeDecision.WITHIN_BUDGET
+        decision = CaptureSizeDecision.WITHIN_BUDGET
         reasons = [
             f"p95 of {n} captures is {p95 / GIB:.3f} GiB <= max_capture_bytes "
             f"{budget / GIB:.3f} GiB (largest {largest / GIB:.3f} GiB, total "
             f"{figures.total_bytes / GIB:.3f} GiB)."
         ]
     else:
-        decision = SizeDecision.OVER_BUDGET
+        decision = CaptureSizeDecision.OVER_BUDGET
         reasons = [
             f"p95 of {n} captures is {p95 / GIB:.3f} GiB > max_capture_bytes "
             f"{budget / GIB:.3f} GiB (largest {largest / GIB:.3f} GiB): storage and "
             "the warm read time need a decision before Lever #1 caches captures this size."
         ]
-    return SizeReport(decision=decision, reasons=reasons, figures=figures, settings=settings)
+    return CaptureSizeReport(decision=decision, reasons=reasons, figures=figures, settings=settings)

@@ -1,4 +1,4 @@
-"""G-C0: the consumer map, what each diagnostic may read of a capture.
+"""The consumer map: what each diagnostic may read of a capture.
 
 An undeclared diagnostic is ``unknown`` and is served a full replay.
 """
@@ -15,10 +15,10 @@ from diag_assets.core.gates.report import (
     Table,
 )
 
-GATE_C0 = "G-C0"
+CONSUMER_MAP_GATE = "G-C0"
 
 
-class C0Decision(StrEnum):
+class ConsumerMapDecision(StrEnum):
     """Whether every diagnostic declares what it reads of a capture."""
 
     MAPPED = "MAPPED"
@@ -32,7 +32,7 @@ ALLOWED_BY_REQUIREMENT = {
 }
 
 
-class C0Row(BaseModel):
+class ConsumerMapRow(BaseModel):
     """One diagnostic of the consumer map."""
 
     model_config = FROZEN
@@ -43,7 +43,7 @@ class C0Row(BaseModel):
     allowed: str = Field(description="What the diagnostic may run on.")
 
 
-class C0Figures(BaseModel):
+class ConsumerMapFigures(BaseModel):
     """Counts of the consumer map."""
 
     model_config = FROZEN
@@ -55,11 +55,11 @@ class C0Figures(BaseModel):
     xy_only_diagnostics: list[str]
 
 
-class C0Report(GateReport[C0Decision, C0Figures]):
-    """G-C0's map, figures, decision and reasons."""
+class ConsumerMapReport(GateReport[ConsumerMapDecision, ConsumerMapFigures]):
+    """The consumer map: its rows, figures, decision and reasons."""
 
-    gate: str = GATE_C0
-    rows: list[C0Row]
+    gate: str = CONSUMER_MAP_GATE
+    rows: list[ConsumerMapRow]
 
     def heading(self) -> str:
         """The report's title."""
@@ -73,10 +73,10 @@ class C0Report(GateReport[C0Decision, C0Figures]):
         ]
 
 
-def gate_c0(
+def consumer_map_gate(
     requirements: Mapping[str, CaptureRequirement], known_diagnostics: Iterable[str]
-) -> C0Report:
-    """G-C0: classify every diagnostic consumer; undeclared ones need a full replay.
+) -> ConsumerMapReport:
+    """Classify every diagnostic consumer; undeclared ones need a full replay.
 
     Args:
         requirements: The consumer registry (``DIAGNOSTIC_CAPTURE_REQUIREMENTS``).
@@ -94,7 +94,7 @@ def gate_c0(
             CaptureRequirement(requirements[name]) if declared else CaptureRequirement.UNKNOWN
         )
         rows.append(
-            C0Row(
+            ConsumerMapRow(
                 diagnostic=name,
                 requirement=requirement,
                 declared=declared,
@@ -107,7 +107,7 @@ def gate_c0(
     }
     unknown = by_requirement[CaptureRequirement.UNKNOWN]
     xy_only = by_requirement[CaptureRequirement.XY_ONLY]
-    figures = C0Figures(
+    figures = ConsumerMapFigures(
         diagnostics=len(rows),
         xy_only=len(xy_only),
         trial_dynamics=len(by_requirement[CaptureRequirement.TRIAL_DYNAMICS]),
@@ -127,8 +127,8 @@ def gate_c0(
             detail.append(f"undeclared: {', '.join(undeclared)}")
         if registered_unknown:
             detail.append(f"registered as unknown: {', '.join(registered_unknown)}")
-        return C0Report(
-            decision=C0Decision.UNKNOWN_PRESENT,
+        return ConsumerMapReport(
+            decision=ConsumerMapDecision.UNKNOWN_PRESENT,
             reasons=[
                 f"{len(unknown)} diagnostics have no known requirement ({'; '.join(detail)}): "
                 "they are treated as full_replay, never skipped nor run on dataset_only.",
@@ -137,8 +137,8 @@ def gate_c0(
             figures=figures,
             rows=rows,
         )
-    return C0Report(
-        decision=C0Decision.MAPPED,
+    return ConsumerMapReport(
+        decision=ConsumerMapDecision.MAPPED,
         reasons=[f"Every diagnostic declares what it reads. {summary}"],
         figures=figures,
         rows=rows,

@@ -10,11 +10,11 @@ from diag_assets.core.gates.history import DRIFT_EVENT, HistoryEvent
 from diag_assets.core.gates.measures import in_window, window_ending
 from diag_assets.core.gates.report import FROZEN, HistoryGateReport
 
-GATE_DRIFT = "L1-G2"
+DRIFT_RATE_GATE = "L1-G2"
 
 
-class DriftDecision(StrEnum):
-    """The default ``check_drift`` policy the measured drift rate supports (D11)."""
+class DriftRateDecision(StrEnum):
+    """The default ``check_drift`` policy the measured drift rate supports."""
 
     KEEP_OFF = "KEEP_OFF"
     SAMPLED = "SAMPLED"
@@ -23,12 +23,12 @@ class DriftDecision(StrEnum):
 
 
 class DriftRateSettings(BaseModel):
-    """Thresholds of Lever #1's Gate 2."""
+    """Thresholds of the capture cache's drift-rate gate."""
 
     model_config = FROZEN
 
     window_days: int = Field(
-        default=45, ge=1, le=366, description="Days of drift checks read (as G-A1)."
+        default=45, ge=1, le=366, description="Days of drift checks read (as re-audit reuse)."
     )
     min_checks: int = Field(
         default=20, ge=1, description="Fewer readable drift checks than this: no decision."
@@ -54,7 +54,7 @@ class DriftRateSettings(BaseModel):
 
 
 class DriftRateFigures(BaseModel):
-    """What Gate 2 measured."""
+    """What the drift-rate gate measured."""
 
     model_config = FROZEN
 
@@ -64,10 +64,10 @@ class DriftRateFigures(BaseModel):
     unreadable: int = Field(description="Drift checks without a boolean `drifted` (ignored).")
 
 
-class DriftRateReport(HistoryGateReport[DriftDecision, DriftRateFigures]):
-    """Gate 2's figures, decision, recommended policy and reasons."""
+class DriftRateReport(HistoryGateReport[DriftRateDecision, DriftRateFigures]):
+    """The drift-rate gate: figures, decision, recommended policy and reasons."""
 
-    gate: str = GATE_DRIFT
+    gate: str = DRIFT_RATE_GATE
     recommended_policy: str | None = Field(
         description="The check_drift value to default to ('off', 'sampled:P', 'on_read')."
     )
@@ -87,10 +87,10 @@ def _policy_rate(p: float) -> str:
     return f"{p:.6f}".rstrip("0").rstrip(".")
 
 
-def gate_drift(
+def drift_rate_gate(
     events: list[HistoryEvent], settings: DriftRateSettings, *, now: datetime
 ) -> DriftRateReport:
-    """Lever #1 Gate 2: how often a warm read finds the market data drifted (resolves D11).
+    """How often a warm read finds the market data drifted, and the default policy it supports.
 
     Args:
         events: The audit history; ``capture_drift_checked`` events are read.
@@ -111,33 +111,33 @@ def gate_drift(
         rate=drifted / n if n else None,
         unreadable=len(checks) - n,
     )
-    d11 = "D11 (the default --check-drift policy) is resolved by this drift rate"
+    resolves = "D11 (the default --check-drift policy) is resolved by this drift rate"
     policy: str | None
     if n < settings.min_checks or figures.rate is None:
-        decision, policy = DriftDecision.INSUFFICIENT_DATA, None
+        decision, policy = DriftRateDecision.INSUFFICIENT_DATA, None
         reasons = [
             f"Only {n} drift checks in the {settings.window_days}-day window, fewer than "
-            f"min_checks {settings.min_checks}: {d11} once there are enough."
+            f"min_checks {settings.min_checks}: {resolves} once there are enough."
         ]
     elif figures.rate <= settings.low_rate:
-        decision, policy = DriftDecision.KEEP_OFF, "off"
+        decision, policy = DriftRateDecision.KEEP_OFF, "off"
         reasons = [
             f"{drifted} of {n} drift checks found drift (rate {figures.rate:.3f} <= low_rate "
-            f"{settings.low_rate:.3f}): keep check_drift off by default; {d11}, and its "
+            f"{settings.low_rate:.3f}): keep check_drift off by default; {resolves}, and its "
             "committee waiver stands."
         ]
     elif figures.rate <= settings.high_rate:
-        decision, policy = DriftDecision.SAMPLED, f"sampled:{_policy_rate(settings.sample_p)}"
+        decision, policy = DriftRateDecision.SAMPLED, f"sampled:{_policy_rate(settings.sample_p)}"
         reasons = [
             f"{drifted} of {n} drift checks found drift (rate {figures.rate:.3f} in "
             f"({settings.low_rate:.3f}, {settings.high_rate:.3f}]): default check_drift to "
-            f"{policy}; {d11}, and a default-on check reopens its committee waiver."
+            f"{policy}; {resolves}, and a default-on check reopens its committee waiver."
         ]
     else:
-        decision, policy = DriftDecision.ON_READ, "on_read"
+        decision, policy = DriftRateDecision.ON_READ, "on_read"
         reasons = [
             f"{drifted} of {n} drift checks found drift (rate {figures.rate:.3f} > high_rate "
-            f"{settings.high_rate:.3f}): default check_drift to on_read; {d11}, and a "
+            f"{settings.high_rate:.3f}): default check_drift to on_read; {resolves}, and a "
             "default-on check reopens its committee waiver."
         ]
     if figures.unreadable:

@@ -1,55 +1,63 @@
 """The Phase-0 exit report: which features proceed, in what order, and why.
 
+The features are the anchor skip, the capture cache and the capture modes (dataset_only).
 The anchor skip comes first when the anchor's cost says so, then the capture cache on HIGH
-reuse, and the capture modes when their correctness gates (the consumer map, trial
-invariance and the prep/train seam) pass.
+re-audit reuse, and the capture modes when their correctness gates (the consumer map, trial
+invariance and the prep/train seam) pass. The capture cache's drift-rate and size gates are
+shown beside them; they set a default and inform, they do not order.
 """
 
 from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 
-from diag_assets.core.gates.anchor_cost import GATE_B7, B7Decision, B7Report
-from diag_assets.core.gates.capture_size import GATE_SIZE, SizeReport
-from diag_assets.core.gates.consumer_map import GATE_C0, C0Report
-from diag_assets.core.gates.drift_rate import GATE_DRIFT, DriftRateReport
+from diag_assets.core.gates.anchor_cost import (
+    ANCHOR_COST_GATE,
+    AnchorCostDecision,
+    AnchorCostReport,
+)
+from diag_assets.core.gates.capture_size import CAPTURE_SIZE_GATE, CaptureSizeReport
+from diag_assets.core.gates.consumer_map import CONSUMER_MAP_GATE, ConsumerMapReport
+from diag_assets.core.gates.drift_rate import DRIFT_RATE_GATE, DriftRateReport
 from diag_assets.core.gates.report import FROZEN, Table, fmt_s, gate_markdown, section
-from diag_assets.core.gates.reuse import GATE_A1, A1Decision, A1Report
-from diag_assets.core.gates.seam import GATE_C4B
-from diag_assets.core.gates.trial_invariance import GATE_C4
+from diag_assets.core.gates.reuse import REUSE_GATE, ReuseDecision, ReuseReport
+from diag_assets.core.gates.seam import SEAM_GATE
+from diag_assets.core.gates.trial_invariance import INVARIANCE_GATE
 
 PHASE0_EXIT = "PHASE0-EXIT"
 
-LEVER_CAPTURE_CACHE = "lever1"
-LEVER_SKIP_ANCHOR = "lever2"
-LEVER_CAPTURE_MODES = "lever3"
-LEVER_NAMES = {
-    LEVER_CAPTURE_CACHE: "Lever #1 (capture cache)",
-    LEVER_SKIP_ANCHOR: "Lever #2 (optional s22a1 anchor)",
-    LEVER_CAPTURE_MODES: "Lever #3 (dataset_only capture)",
+# The features the report orders. The ids are the values stored in reports and shown in the
+# ``lever_order`` metadata, so they keep the plan's spelling.
+FEATURE_CAPTURE_CACHE = "lever1"
+FEATURE_ANCHOR_SKIP = "lever2"
+FEATURE_CAPTURE_MODES = "lever3"
+FEATURE_NAMES = {
+    FEATURE_CAPTURE_CACHE: "Lever #1 (capture cache)",
+    FEATURE_ANCHOR_SKIP: "Lever #2 (optional s22a1 anchor)",
+    FEATURE_CAPTURE_MODES: "Lever #3 (dataset_only capture)",
 }
 
 
 class ExitReport(BaseModel):
-    """The consolidated Phase-0 report: which levers proceed, in what order, and why."""
+    """The consolidated Phase-0 report: which features proceed, in what order, and why."""
 
     model_config = FROZEN
 
     gate: str = PHASE0_EXIT
-    order: list[str] = Field(description="Levers to implement, first first ('lever2', ...).")
+    order: list[str] = Field(description="Features to implement, first first ('lever2', ...).")
     blocked: dict[str, str] = Field(
-        description="Levers a gate stops (too little data, a failed or missing gate): why."
+        description="Features a gate stops (too little data, a failed or missing gate): why."
     )
-    deferred: dict[str, str] = Field(description="Levers a gate judged not worth it now: why.")
+    deferred: dict[str, str] = Field(description="Features a gate judged not worth it now: why.")
     reasons: list[str]
     decisions: dict[str, str] = Field(description="Each gate's decision, by gate name.")
-    b7: B7Report
-    a1: A1Report
-    c0: C0Report
-    c4_passed: bool | None
-    c4b_seam: bool | None
-    drift: DriftRateReport | None = None
-    size: SizeReport | None = None
+    anchor_cost: AnchorCostReport
+    reuse: ReuseReport
+    consumer_map: ConsumerMapReport
+    invariance_passed: bool | None
+    seam_found: bool | None
+    drift_rate: DriftRateReport | None = None
+    capture_size: CaptureSizeReport | None = None
 
     def markdown(self, appendix: Mapping[str, str] | None = None) -> str:
         """The consolidated report: order, reasons, every gate's decision, then its section.
@@ -57,15 +65,21 @@ class ExitReport(BaseModel):
         Args:
             appendix: Further sections by title (the history's plots), after the gates'.
         """
-        order = " -> ".join(LEVER_NAMES[lever] for lever in self.order) or "none"
-        reports = [self.b7, self.a1, self.c0, self.drift, self.size]
+        order = " -> ".join(FEATURE_NAMES[lever] for lever in self.order) or "none"
+        reports = [
+            self.anchor_cost,
+            self.reuse,
+            self.consumer_map,
+            self.drift_rate,
+            self.capture_size,
+        ]
         return gate_markdown(
             "Phase 0 exit",
             f"Lever order: {order}",
             self.reasons,
             tables=[Table(("gate", "decision"), list(self.decisions.items()))],
             notes={
-                title: [f"{LEVER_NAMES[lever]}: {why}" for lever, why in levers.items()]
+                title: [f"{FEATURE_NAMES[lever]}: {why}" for lever, why in levers.items()]
                 for title, levers in (("Blocked", self.blocked), ("Deferred", self.deferred))
             },
             sections=[
@@ -80,29 +94,33 @@ class ExitReport(BaseModel):
         return self.model_dump_json(indent=2)
 
 
-def _c4_decision(passed: bool | None) -> str:
+def _invariance_decision(passed: bool | None) -> str:
+    """Trial invariance's decision as the exit report shows it."""
     return "NOT_RUN" if passed is None else ("PASSED" if passed else "FAILED")
 
 
-def _c4b_decision(seam: bool | None) -> str:
+def _seam_decision(seam: bool | None) -> str:
+    """The prep/train seam gate's decision as the exit report shows it."""
     return "NOT_RUN" if seam is None else ("SEAM" if seam else "NO_SEAM")
 
 
-def _lever3_problems(c0: C0Report, c4_passed: bool | None, c4b_seam: bool | None) -> list[str]:
-    """Why Lever #3's correctness gates do not pass; empty when they do."""
+def _capture_modes_problems(
+    consumer_map: ConsumerMapReport, invariance_passed: bool | None, seam_found: bool | None
+) -> list[str]:
+    """Why the capture modes' correctness gates do not pass; empty when they do."""
     problems = []
-    if not c0.figures.xy_only_diagnostics:
+    if not consumer_map.figures.xy_only_diagnostics:
         problems.append("G-C0 maps no xy_only consumer, so dataset_only would serve nobody")
-    if c4_passed is None:
+    if invariance_passed is None:
         problems.append("G-C4 (trial invariance) has not run")
-    elif not c4_passed:
+    elif not invariance_passed:
         problems.append(
             "G-C4 failed: X/y is not proven trial-invariant, so dataset_only is unsound "
             "(STOP: Lever #3 abandoned or re-scoped)"
         )
-    if c4b_seam is None:
+    if seam_found is None:
         problems.append("G-C4b (prep/train seam) has not run")
-    elif not c4b_seam:
+    elif not seam_found:
         problems.append(
             "G-C4b found no clean prep/train seam: dataset_only is unreachable; back to design "
             "review (not an automatic single_fit)"
@@ -111,34 +129,38 @@ def _lever3_problems(c0: C0Report, c4_passed: bool | None, c4b_seam: bool | None
 
 
 def exit_report(
-    b7: B7Report,
-    a1: A1Report,
-    c0: C0Report,
-    c4_passed: bool | None,
-    c4b_seam: bool | None,
+    anchor_cost: AnchorCostReport,
+    reuse: ReuseReport,
+    consumer_map: ConsumerMapReport,
+    invariance_passed: bool | None,
+    seam_found: bool | None,
     *,
-    drift: DriftRateReport | None = None,
-    size: SizeReport | None = None,
+    drift_rate: DriftRateReport | None = None,
+    capture_size: CaptureSizeReport | None = None,
 ) -> ExitReport:
-    """Order the levers by the plan's round-12 selection logic.
+    """Order the features: which proceed, in what order, and what stops the others.
 
-    Lever #2 comes first when G-B7 is GO or GO_LIMITED (DEFER defers it). Then G-A1 sets the
-    priority: HIGH reuse puts Lever #1 next, and Lever #3 after it only when its correctness
-    gates pass (the plan's measured order; with high reuse #3 is marginal, §C6); LOW reuse
-    defers Lever #1 and puts Lever #3 next when its gates pass. Lever #3's gates are G-C0 (at
-    least one xy_only consumer), G-C4 passed and G-C4b found a seam; a gate that has not run
-    (None) or failed blocks it. INSUFFICIENT_DATA in G-B7 or G-A1 blocks that gate's lever.
-    G-A1 sets priority only: with G-A1 short of data, Lever #3 still proceeds when its gates
-    pass.
+    The anchor skip comes first when the anchor's cost is GO or GO_LIMITED (DEFER defers it).
+    Then re-audit reuse sets the priority: HIGH reuse puts the capture cache next, and the
+    capture modes after it only when their correctness gates pass (with high reuse the
+    capture modes save little); LOW reuse defers the capture cache and puts the capture modes
+    next when their gates pass. The capture modes' gates are the consumer map (at least one
+    xy_only consumer), trial invariance passed and a prep/train seam found; a gate that has
+    not run (None) or failed blocks them. INSUFFICIENT_DATA in the anchor's cost or in reuse
+    blocks that gate's feature. Reuse sets priority only: short of reuse data, the capture
+    modes still proceed when their gates pass.
 
     Args:
-        b7: The G-B7 report.
-        a1: The G-A1 report.
-        c0: The G-C0 report.
-        c4_passed: Whether G-C4 proved X/y trial-invariant; None when it has not run.
-        c4b_seam: Whether G-C4b found a clean prep/train seam; None when it has not run.
-        drift: Lever #1's Gate 2, shown beside G-A1 (it sets a default, not the order).
-        size: Lever #1's Gate 3, shown beside G-A1 (it informs, not orders).
+        anchor_cost: The anchor's cost report.
+        reuse: The re-audit reuse report.
+        consumer_map: The consumer map.
+        invariance_passed: Whether X/y was proven trial-invariant; None when the gate has
+            not run.
+        seam_found: Whether a clean prep/train seam was found; None when the gate has not run.
+        drift_rate: The capture cache's drift-rate gate, shown beside reuse (it sets a
+            default, not the order).
+        capture_size: The capture cache's size gate, shown beside reuse (it informs, not
+            orders).
 
     Returns:
         The exit report.
@@ -148,84 +170,93 @@ def exit_report(
     deferred: dict[str, str] = {}
     reasons: list[str] = []
 
-    if b7.decision is B7Decision.INSUFFICIENT_DATA:
-        blocked[LEVER_SKIP_ANCHOR] = f"G-B7 has too little data. {b7.reasons[0]}"
-    elif b7.decision is B7Decision.DEFER:
-        deferred[LEVER_SKIP_ANCHOR] = f"G-B7 is DEFER. {b7.reasons[0]}"
+    if anchor_cost.decision is AnchorCostDecision.INSUFFICIENT_DATA:
+        blocked[FEATURE_ANCHOR_SKIP] = f"G-B7 has too little data. {anchor_cost.reasons[0]}"
+    elif anchor_cost.decision is AnchorCostDecision.DEFER:
+        deferred[FEATURE_ANCHOR_SKIP] = f"G-B7 is DEFER. {anchor_cost.reasons[0]}"
     else:
-        order.append(LEVER_SKIP_ANCHOR)
-        rollout = "a limited rollout" if b7.decision is B7Decision.GO_LIMITED else "a rollout"
+        order.append(FEATURE_ANCHOR_SKIP)
+        rollout = (
+            "a limited rollout"
+            if anchor_cost.decision is AnchorCostDecision.GO_LIMITED
+            else "a rollout"
+        )
+        figures = anchor_cost.figures
         reasons.append(
-            f"Lever #2 first: G-B7 is {b7.decision.value}, so skipping the anchor is worth "
-            f"{rollout} (p50 {fmt_s(b7.figures.p50_s)}, p95 {fmt_s(b7.figures.p95_s)})."
+            f"Lever #2 first: G-B7 is {anchor_cost.decision.value}, so skipping the anchor is "
+            f"worth {rollout} (p50 {fmt_s(figures.p50_s)}, p95 {fmt_s(figures.p95_s)})."
         )
 
-    problems = _lever3_problems(c0, c4_passed, c4b_seam)
-    lever3_ok = not problems
+    problems = _capture_modes_problems(consumer_map, invariance_passed, seam_found)
+    capture_modes_ok = not problems
     unknown_note = (
-        f" Its {c0.figures.unknown} unknown consumers stay on full_replay."
-        if c0.figures.unknown
+        f" Its {consumer_map.figures.unknown} unknown consumers stay on full_replay."
+        if consumer_map.figures.unknown
         else ""
     )
-    lever3_gates = (
+    capture_modes_gates = (
         f"Lever #3's correctness gates pass (xy_only consumers: "
-        f"{', '.join(c0.figures.xy_only_diagnostics)}; G-C4 passed; G-C4b found a seam)."
+        f"{', '.join(consumer_map.figures.xy_only_diagnostics)}; G-C4 passed; G-C4b found a seam)."
         f"{unknown_note}"
     )
-    reuse = "n/a" if a1.figures.reuse_pct is None else f"{a1.figures.reuse_pct:.1f}"
+    reuse_pct = "n/a" if reuse.figures.reuse_pct is None else f"{reuse.figures.reuse_pct:.1f}"
 
-    if a1.decision is A1Decision.INSUFFICIENT_DATA:
-        blocked[LEVER_CAPTURE_CACHE] = f"G-A1 has too little data. {a1.reasons[0]}"
-        if lever3_ok:
-            order.append(LEVER_CAPTURE_MODES)
+    if reuse.decision is ReuseDecision.INSUFFICIENT_DATA:
+        blocked[FEATURE_CAPTURE_CACHE] = f"G-A1 has too little data. {reuse.reasons[0]}"
+        if capture_modes_ok:
+            order.append(FEATURE_CAPTURE_MODES)
             reasons.append(
-                f"{lever3_gates} G-A1 only sets priority, so Lever #3 proceeds; its rank "
+                f"{capture_modes_gates} G-A1 only sets priority, so Lever #3 proceeds; its rank "
                 "against Lever #1 is open until G-A1 has data."
             )
-    elif a1.decision is A1Decision.HIGH:
-        order.append(LEVER_CAPTURE_CACHE)
+    elif reuse.decision is ReuseDecision.HIGH:
+        order.append(FEATURE_CAPTURE_CACHE)
         reasons.append(
-            f"Lever #1 next: G-A1 reuse is HIGH ({reuse}%), and the capture cache removes the "
+            f"Lever #1 next: G-A1 reuse is HIGH ({reuse_pct}%), and the capture cache removes the "
             "cold capture re-paid on every re-audit."
         )
-        if lever3_ok:
-            order.append(LEVER_CAPTURE_MODES)
+        if capture_modes_ok:
+            order.append(FEATURE_CAPTURE_MODES)
             reasons.append(
-                f"{lever3_gates} With HIGH reuse Lever #3 is marginal, so it comes after "
+                f"{capture_modes_gates} With HIGH reuse Lever #3 is marginal, so it comes after "
                 "Lever #1 (the plan's measured order)."
             )
     else:
         demand = (
             " Induced-demand note: the low reuse may be caused by the cost of a cold capture "
             "itself; re-check G-A1 before parking Lever #1."
-            if a1.induced_demand_note
+            if reuse.induced_demand_note
             else ""
         )
-        deferred[LEVER_CAPTURE_CACHE] = (
-            f"G-A1 reuse is LOW ({reuse}%): a capture cache has little to serve.{demand}"
+        deferred[FEATURE_CAPTURE_CACHE] = (
+            f"G-A1 reuse is LOW ({reuse_pct}%): a capture cache has little to serve.{demand}"
         )
-        if lever3_ok:
-            order.append(LEVER_CAPTURE_MODES)
-            reasons.append(f"{lever3_gates} With LOW reuse Lever #3 leads: it cuts the cold path.")
-    if not lever3_ok:
-        blocked[LEVER_CAPTURE_MODES] = "; ".join(problems) + "."
+        if capture_modes_ok:
+            order.append(FEATURE_CAPTURE_MODES)
+            reasons.append(
+                f"{capture_modes_gates} With LOW reuse Lever #3 leads: it cuts the cold path."
+            )
+    if not capture_modes_ok:
+        blocked[FEATURE_CAPTURE_MODES] = "; ".join(problems) + "."
 
     decisions = {
-        GATE_B7: b7.decision.value,
-        GATE_A1: a1.decision.value,
-        GATE_C0: c0.decision.value,
-        GATE_C4: _c4_decision(c4_passed),
-        GATE_C4B: _c4b_decision(c4b_seam),
+        ANCHOR_COST_GATE: anchor_cost.decision.value,
+        REUSE_GATE: reuse.decision.value,
+        CONSUMER_MAP_GATE: consumer_map.decision.value,
+        INVARIANCE_GATE: _invariance_decision(invariance_passed),
+        SEAM_GATE: _seam_decision(seam_found),
     }
-    if drift is not None:
-        decisions[GATE_DRIFT] = drift.decision.value
+    if drift_rate is not None:
+        decisions[DRIFT_RATE_GATE] = drift_rate.decision.value
         reasons.append(
-            f"Lever #1 Gate 2 (drift rate) is {drift.decision.value}: default check_drift "
-            f"{drift.recommended_policy or 'undecided'} (D11)."
+            f"Lever #1 Gate 2 (drift rate) is {drift_rate.decision.value}: default check_drift "
+            f"{drift_rate.recommended_policy or 'undecided'} (D11)."
         )
-    if size is not None:
-        decisions[GATE_SIZE] = size.decision.value
-        reasons.append(f"Lever #1 Gate 3 (size) is {size.decision.value}. {size.reasons[0]}")
+    if capture_size is not None:
+        decisions[CAPTURE_SIZE_GATE] = capture_size.decision.value
+        reasons.append(
+            f"Lever #1 Gate 3 (size) is {capture_size.decision.value}. {capture_size.reasons[0]}"
+        )
     if not order:
         reasons.append("No lever proceeds yet: see blocked and deferred.")
     return ExitReport(
@@ -234,11 +265,11 @@ def exit_report(
         deferred=deferred,
         reasons=reasons,
         decisions=decisions,
-        b7=b7,
-        a1=a1,
-        c0=c0,
-        c4_passed=c4_passed,
-        c4b_seam=c4b_seam,
-        drift=drift,
-        size=size,
+        anchor_cost=anchor_cost,
+        reuse=reuse,
+        consumer_map=consumer_map,
+        invariance_passed=invariance_passed,
+        seam_found=seam_found,
+        drift_rate=drift_rate,
+        capture_size=capture_size,
     )

@@ -1,4 +1,4 @@
-"""Lever #3's release parity gate (the plan's C7): may dataset_only become the default?
+"""Release parity: may the dataset_only capture mode become the default?
 
 On K folds of the shared fixture set, each fold is captured twice through the capture cache,
 in ``full_replay`` and in ``dataset_only``, and compared:
@@ -8,7 +8,7 @@ in ``full_replay`` and in ``dataset_only``, and compared:
   signal with the same p-value and AUCs.
 
 The gate passes when every fold has both parities, the folds are at least the policy's
-minimum, and G-C4b found a prep/train seam for the recipe version under test. The record it
+minimum, and the seam gate found a prep/train seam for the recipe version under test. The record it
 leaves (:class:`~diag_assets.core.gates.records.ReleaseGateRecord`) is what the capture mode
 policy reads before it honours a dataset_only default.
 """
@@ -25,10 +25,10 @@ from diag_assets.core.diagnostics.verdicts import S40Verdict
 from diag_assets.core.gates.records import ReleaseGateRecord, SeamRecord
 from diag_assets.core.gates.report import GateReport, Table
 
-GATE_C7 = "C7"
+RELEASE_PARITY_GATE = "C7"
 
 
-class ReleaseDecision(StrEnum):
+class ReleaseParityDecision(StrEnum):
     """The gate's outcome."""
 
     PASS = "PASS"
@@ -115,7 +115,7 @@ def compare_fold(
     )
 
 
-class ReleaseFigures(BaseModel):
+class ReleaseParityFigures(BaseModel):
     """The numbers behind the decision."""
 
     model_config = ConfigDict(frozen=True)
@@ -127,10 +127,10 @@ class ReleaseFigures(BaseModel):
     dataset_only_capture_s: float
 
 
-class ReleaseGateReport(GateReport[ReleaseDecision, ReleaseFigures]):
-    """The C7 gate over K folds."""
+class ReleaseParityReport(GateReport[ReleaseParityDecision, ReleaseParityFigures]):
+    """Release parity over K folds."""
 
-    gate: str = GATE_C7
+    gate: str = RELEASE_PARITY_GATE
     recipe_version: str
     hash_parity: bool
     verdict_parity: bool
@@ -140,7 +140,7 @@ class ReleaseGateReport(GateReport[ReleaseDecision, ReleaseFigures]):
         """What the capture mode policy reads."""
         return ReleaseGateRecord(
             recipe_version=self.recipe_version,
-            passed=self.decision is ReleaseDecision.PASS,
+            passed=self.decision is ReleaseParityDecision.PASS,
             folds=len(self.folds),
             hash_parity=self.hash_parity,
             verdict_parity=self.verdict_parity,
@@ -180,7 +180,7 @@ def release_parity_gate(
     recipe_version: str,
     seam: SeamRecord | None,
     min_folds: int,
-) -> ReleaseGateReport:
+) -> ReleaseParityReport:
     """Decide the gate (see the module docstring); every failing rule is a reason."""
     hash_parity = bool(folds) and all(fold.hash_parity for fold in folds)
     verdict_parity = bool(folds) and all(fold.verdict_parity for fold in folds)
@@ -205,7 +205,7 @@ def release_parity_gate(
             )
     if problems:
         reasons = [*problems, "dataset_only stays off as a default for this recipe version."]
-        decision = ReleaseDecision.FAIL
+        decision = ReleaseParityDecision.FAIL
     else:
         reasons = [
             f"All {len(folds)} folds: dataset_only X/y equal full_replay's by canonical hash, "
@@ -214,15 +214,15 @@ def release_parity_gate(
             "The capture mode policy may make dataset_only the default for xy_only consumers "
             "of this recipe version.",
         ]
-        decision = ReleaseDecision.PASS
-    figures = ReleaseFigures(
+        decision = ReleaseParityDecision.PASS
+    figures = ReleaseParityFigures(
         folds=len(folds),
         hash_parity_folds=sum(fold.hash_parity for fold in folds),
         verdict_parity_folds=sum(fold.verdict_parity for fold in folds),
         full_replay_capture_s=round(sum(fold.full_replay_capture_s for fold in folds), 3),
         dataset_only_capture_s=round(sum(fold.dataset_only_capture_s for fold in folds), 3),
     )
-    return ReleaseGateReport(
+    return ReleaseParityReport(
         recipe_version=recipe_version,
         decision=decision,
         hash_parity=hash_parity,

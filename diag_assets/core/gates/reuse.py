@@ -1,4 +1,4 @@
-"""G-A1: how often the same cells are re-audited (the value of the capture cache).
+"""Re-audit reuse: how often the same cells are re-audited (the value of the capture cache).
 
 HIGH or LOW reuse; with LOW reuse and an expensive cold capture the induced-demand note is
 attached (a cross-check, never an automatic no-go).
@@ -19,10 +19,10 @@ from diag_assets.core.gates.report import (
     fmt_value,
 )
 
-GATE_A1 = "G-A1"
+REUSE_GATE = "G-A1"
 
 
-class A1Decision(StrEnum):
+class ReuseDecision(StrEnum):
     """How often the same cells are re-audited."""
 
     HIGH = "HIGH"
@@ -30,8 +30,8 @@ class A1Decision(StrEnum):
     INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 
 
-class A1Settings(BaseModel):
-    """Thresholds of G-A1."""
+class ReuseSettings(BaseModel):
+    """Thresholds of the re-audit reuse gate."""
 
     model_config = FROZEN
 
@@ -52,8 +52,8 @@ class A1Settings(BaseModel):
     )
 
 
-class A1Figures(BaseModel):
-    """What G-A1 measured."""
+class ReuseFigures(BaseModel):
+    """What the re-audit reuse gate measured."""
 
     model_config = FROZEN
 
@@ -70,20 +70,22 @@ class A1Figures(BaseModel):
     cold_cost_p50_s: float | None
 
 
-class A1Report(HistoryGateReport[A1Decision, A1Figures]):
-    """G-A1's figures, decision and reasons."""
+class ReuseReport(HistoryGateReport[ReuseDecision, ReuseFigures]):
+    """The re-audit reuse gate: figures, decision and reasons."""
 
-    gate: str = GATE_A1
+    gate: str = REUSE_GATE
     induced_demand_note: bool = False
-    settings: A1Settings
+    settings: ReuseSettings
 
     def heading(self) -> str:
         """The report's title."""
         return f"{self.gate}: re-audit reuse (Lever #1 value, Lever #3 priority)"
 
 
-def gate_a1(events: list[HistoryEvent], settings: A1Settings, *, now: datetime) -> A1Report:
-    """G-A1: how much are the same cells re-audited?
+def reuse_gate(
+    events: list[HistoryEvent], settings: ReuseSettings, *, now: datetime
+) -> ReuseReport:
+    """How much are the same cells re-audited?
 
     Args:
         events: The audit history; ``s40_verdict`` (audits) and ``capture`` (cold cost)
@@ -107,7 +109,7 @@ def gate_a1(events: list[HistoryEvent], settings: A1Settings, *, now: datetime) 
         gaps += [(b - a).total_seconds() / 3600 for a, b in zip(ordered, ordered[1:], strict=False)]
     cold = [seconds for _, seconds in timed(in_window(events, CAPTURE_EVENT, start, end))]
     n, distinct = len(audits), len(by_cell)
-    figures = A1Figures(
+    figures = ReuseFigures(
         audits=n,
         distinct_cells=distinct,
         reaudited_cells=sum(1 for count in reruns if count > 0),
@@ -123,20 +125,20 @@ def gate_a1(events: list[HistoryEvent], settings: A1Settings, *, now: datetime) 
 
     note = False
     if n < settings.min_audits or figures.reuse_pct is None:
-        decision = A1Decision.INSUFFICIENT_DATA
+        decision = ReuseDecision.INSUFFICIENT_DATA
         reasons = [
             f"Only {n} s40_verdict audits in the {settings.window_days}-day window, fewer than "
             f"min_audits {settings.min_audits}: reuse cannot be measured yet."
         ]
     elif figures.reuse_pct >= settings.high_reuse_pct:
-        decision = A1Decision.HIGH
+        decision = ReuseDecision.HIGH
         reasons = [
             f"Reuse is {figures.reuse_pct:.1f}% ({n} audits of {distinct} distinct cells, "
             f"{n - distinct} re-runs) >= high_reuse_pct {settings.high_reuse_pct:.0f}%: HIGH "
             "reuse, the re-audits are where a capture cache (Lever #1) wins."
         ]
     else:
-        decision = A1Decision.LOW
+        decision = ReuseDecision.LOW
         reasons = [
             f"Reuse is {figures.reuse_pct:.1f}% ({n} audits of {distinct} distinct cells, "
             f"{n - distinct} re-runs) < high_reuse_pct {settings.high_reuse_pct:.0f}%: LOW "
@@ -166,7 +168,7 @@ def gate_a1(events: list[HistoryEvent], settings: A1Settings, *, now: datetime) 
         )
     elif n:
         reasons.append("No cell was audited twice in the window: there are no gaps to measure.")
-    return A1Report(
+    return ReuseReport(
         decision=decision,
         reasons=reasons,
         figures=figures,

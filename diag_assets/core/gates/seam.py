@@ -1,4 +1,4 @@
-"""G-C4b: is there a prep/train seam, X/y final before the first ``lightgbm.train``?"""
+"""The prep/train seam: is X/y final before the first ``lightgbm.train``?"""
 
 from enum import StrEnum
 
@@ -13,12 +13,12 @@ from diag_assets.core.gates.trial_invariance import (
     short_digest,
 )
 
-GATE_C4B = "G-C4b"
+SEAM_GATE = "G-C4b"
 NO_SEAM = "no seam: back to design review, not an automatic single_fit"
 
 
 class SeamDecision(StrEnum):
-    """G-C4b's outcome; never single_fit, which is a design decision, not a fallback."""
+    """The outcome; never single_fit, which is a design decision, not a fallback."""
 
     SEAM = "SEAM"
     DESIGN_REVIEW_REQUIRED = "DESIGN_REVIEW_REQUIRED"
@@ -45,8 +45,8 @@ SEAM_RULE_TEXT: dict[SeamRule, str] = {
 }
 
 
-class C4bFigures(BaseModel):
-    """The numbers behind G-C4b; positions are 0-based indexes into the trace's events."""
+class SeamFigures(BaseModel):
+    """The numbers behind the seam; positions are 0-based indexes into the trace's events."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -59,10 +59,10 @@ class C4bFigures(BaseModel):
     distinct_dataset_hashes: int
 
 
-class C4bReport(GateReport[SeamDecision, C4bFigures]):
-    """G-C4b, the prep/train seam of one replay."""
+class SeamReport(GateReport[SeamDecision, SeamFigures]):
+    """The prep/train seam of one replay."""
 
-    gate: str = GATE_C4B
+    gate: str = SEAM_GATE
     cell_ref: str
     recipe: str
     failed_rules: list[SeamRule]
@@ -101,8 +101,8 @@ def _trial_signatures(trace: ReplayTrace) -> dict[int, frozenset[tuple[str, str,
     return {trial: frozenset(signature) for trial, signature in signatures.items()}
 
 
-def gate_c4b(trace: ReplayTrace) -> C4bReport:
-    """G-C4b: is X/y fully materialized, its hash final, before the first ``lightgbm.train``?
+def seam_gate(trace: ReplayTrace) -> SeamReport:
+    """Is X/y fully materialized, its hash final, before the first ``lightgbm.train``?
 
     A seam requires: prep ran exactly once; at least one ``lightgbm.train`` call was seen;
     prep returned before the first Dataset was built and before the first train call; every
@@ -118,14 +118,14 @@ def gate_c4b(trace: ReplayTrace) -> C4bReport:
         trace: One instrumented replay.
 
     Returns:
-        The G-C4b report.
+        The seam report.
     """
     events = trace.events
     prep_positions = trace.positions(EventKind.PREP_CALLED)
     dataset_positions = trace.positions(EventKind.DATASET_BUILT)
     train_positions = trace.positions(EventKind.TRAIN_CALLED)
     prep = events[prep_positions[0]] if prep_positions else None
-    figures = C4bFigures(
+    figures = SeamFigures(
         prep_calls=len(prep_positions),
         prep_position=prep_positions[0] if prep_positions else None,
         first_dataset_position=dataset_positions[0] if dataset_positions else None,
@@ -212,7 +212,7 @@ def gate_c4b(trace: ReplayTrace) -> C4bReport:
             "design decision, never a fallback).",
         ]
         decision = SeamDecision.DESIGN_REVIEW_REQUIRED
-    return C4bReport(
+    return SeamReport(
         cell_ref=trace.cell_ref,
         recipe=trace.recipe,
         decision=decision,

@@ -1,4 +1,4 @@
-"""G-C4: is a recipe's X/y the same for every trial, by construction and by hash?
+"""Trial invariance: is a recipe's X/y the same for every trial, by construction and by hash?
 
 The gate judges :class:`~diag_assets.core.capture.trace.ReplayTrace` objects: the trace a
 full_replay capture stored (the shared fixture set, read through the capture cache), or one
@@ -19,7 +19,7 @@ from diag_assets.core.capture.trace import EventKind, ReplayTrace, TraceEvent, X
 from diag_assets.core.gates.report import GateReport, Table
 from diag_assets.core.recipe.protocol import Recipe
 
-GATE_C4 = "G-C4"
+INVARIANCE_GATE = "G-C4"
 _SHOWN_COLUMNS = 8
 _SHOWN_DIGEST = 16
 
@@ -67,15 +67,15 @@ def position_list(positions: Sequence[int]) -> str:
     return ", ".join(str(position) for position in positions)
 
 
-class C4Decision(StrEnum):
-    """G-C4's outcome: X/y is trial-invariant on every fold, or it is not."""
+class InvarianceDecision(StrEnum):
+    """The outcome: X/y is trial-invariant on every fold, or it is not."""
 
     PASS = "PASS"
     STOP = "STOP"
 
 
 class StructuralRule(StrEnum):
-    """G-C4 (a): the structural rules a fold's trace must satisfy."""
+    """The structural rules a fold's trace must satisfy (check (a))."""
 
     PREP_ONCE = "prep_once"
     PREP_BEFORE_TRIALS = "prep_before_trials"
@@ -102,7 +102,7 @@ class Divergence(BaseModel):
 
 
 class FoldInvariance(BaseModel):
-    """G-C4 on one fold."""
+    """Trial invariance on one fold."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -131,7 +131,7 @@ class FoldInvariance(BaseModel):
 
 
 class StopPoint(BaseModel):
-    """Where G-C4 stopped: the first failing fold, its diverging trial and columns."""
+    """Where the gate stopped: the first failing fold, its diverging trial and columns."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -141,8 +141,8 @@ class StopPoint(BaseModel):
     failed_rules: list[StructuralRule]
 
 
-class C4Figures(BaseModel):
-    """The numbers behind G-C4."""
+class InvarianceFigures(BaseModel):
+    """The numbers behind trial invariance."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -151,10 +151,10 @@ class C4Figures(BaseModel):
     prep_calls_per_fold: dict[str, int]
 
 
-class C4Report(GateReport[C4Decision, C4Figures]):
-    """G-C4, trial invariance over K folds."""
+class InvarianceReport(GateReport[InvarianceDecision, InvarianceFigures]):
+    """Trial invariance over K folds."""
 
-    gate: str = GATE_C4
+    gate: str = INVARIANCE_GATE
     folds: list[FoldInvariance]
     stop: StopPoint | None
 
@@ -212,7 +212,7 @@ def first_divergence(
 
 
 def check_fold(cell_ref: str, trace: ReplayTrace) -> FoldInvariance:
-    """G-C4's two checks on one fold's trace.
+    """The gate's two checks on one fold's trace.
 
     Args:
         cell_ref: The fold's cell.
@@ -291,8 +291,8 @@ def check_fold(cell_ref: str, trace: ReplayTrace) -> FoldInvariance:
     )
 
 
-def gate_c4(traces: Sequence[tuple[str, ReplayTrace]]) -> C4Report:
-    """G-C4: on K folds, is every trial's X/y the same, by construction and by hash?
+def trial_invariance_gate(traces: Sequence[tuple[str, ReplayTrace]]) -> InvarianceReport:
+    """On K folds, is every trial's X/y the same, by construction and by hash?
 
     (a) Structural, per fold: prep ran exactly once, returned before the first trial started,
     the observer saw every requested trial, and every trial received the prep output's X/y.
@@ -306,15 +306,15 @@ def gate_c4(traces: Sequence[tuple[str, ReplayTrace]]) -> C4Report:
         the first failing fold, its diverging trial and columns, and the failed rules.
     """
     folds = [check_fold(cell_ref, trace) for cell_ref, trace in traces]
-    figures = C4Figures(
+    figures = InvarianceFigures(
         folds=len(folds),
         trials_per_fold={fold.cell_ref: fold.trials for fold in folds},
         prep_calls_per_fold={fold.cell_ref: fold.prep_calls for fold in folds},
     )
     failing = [fold for fold in folds if not fold.passed]
     if not folds:
-        return C4Report(
-            decision=C4Decision.STOP,
+        return InvarianceReport(
+            decision=InvarianceDecision.STOP,
             reasons=["G-C4 ran on 0 folds, so nothing is proven; run it on K >= 1 folds."],
             figures=figures,
             folds=[],
@@ -335,8 +335,12 @@ def gate_c4(traces: Sequence[tuple[str, ReplayTrace]]) -> C4Report:
             "X/y is trial-invariant on these folds, so dataset_only is sound for this recipe; "
             "G-C4b decides whether it is reachable."
         )
-        return C4Report(
-            decision=C4Decision.PASS, reasons=reasons, figures=figures, folds=folds, stop=None
+        return InvarianceReport(
+            decision=InvarianceDecision.PASS,
+            reasons=reasons,
+            figures=figures,
+            folds=folds,
+            stop=None,
         )
 
     first = failing[0]
@@ -363,6 +367,6 @@ def gate_c4(traces: Sequence[tuple[str, ReplayTrace]]) -> C4Report:
         "X/y is not proven trial-invariant: dataset_only is not sound for this recipe until "
         "the divergence is explained."
     )
-    return C4Report(
-        decision=C4Decision.STOP, reasons=reasons, figures=figures, folds=folds, stop=stop
+    return InvarianceReport(
+        decision=InvarianceDecision.STOP, reasons=reasons, figures=figures, folds=folds, stop=stop
     )

@@ -1,9 +1,10 @@
-"""Lever #1's Gate 4 on the shared fixture set: is a cold capture served back warm, intact?
+"""Warm reads of the capture cache: is a cold capture served back warm, intact?
 
-For each fixture fold the capture is requested twice in a row: the first request is the cold
-leg (or already a HIT when an earlier gate captured the fold), the second is the warm leg.
-The gate passes when every warm leg is a HIT, served within the budget, with the content
-hash of the first leg and X/y whose canonical hashes were recomputed on load and matched.
+For each fold of the shared fixture set the capture is requested twice in a row: the first
+request is the cold leg (or already a HIT when an earlier gate captured the fold), the second
+is the warm leg. The gate passes when every warm leg is a HIT, served within the budget, with
+the content hash of the first leg and X/y whose canonical hashes were recomputed on load and
+matched.
 Single-flight under contention is measured by ``python -m benchmarks contention``.
 """
 
@@ -14,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.gates.report import GateReport, Table
 
-GATE_4 = "Lever #1 Gate 4"
+WARM_READ_GATE = "Lever #1 Gate 4"
 
 
-class WarmDecision(StrEnum):
+class WarmReadDecision(StrEnum):
     """The gate's outcome."""
 
     PASS = "PASS"
@@ -39,7 +40,7 @@ class WarmRead(BaseModel):
     verified_on_load: bool
 
 
-class WarmFigures(BaseModel):
+class WarmReadFigures(BaseModel):
     """The numbers behind the decision."""
 
     model_config = ConfigDict(frozen=True)
@@ -50,10 +51,10 @@ class WarmFigures(BaseModel):
     budget_s: float
 
 
-class WarmGateReport(GateReport[WarmDecision, WarmFigures]):
-    """Gate 4 over the fixture folds."""
+class WarmReadReport(GateReport[WarmReadDecision, WarmReadFigures]):
+    """Warm reads over the fixture folds."""
 
-    gate: str = GATE_4
+    gate: str = WARM_READ_GATE
     reads: list[WarmRead] = Field(default_factory=list)
 
     def tables(self) -> list[Table]:
@@ -70,8 +71,8 @@ class WarmGateReport(GateReport[WarmDecision, WarmFigures]):
         return [Table(("fold", "first leg", "warm leg", "same content"), rows)]
 
 
-def gate4_warm_reads(reads: Sequence[WarmRead], *, budget_s: float) -> WarmGateReport:
-    """Decide Gate 4 (see the module docstring); every failing fold is a reason."""
+def warm_read_gate(reads: Sequence[WarmRead], *, budget_s: float) -> WarmReadReport:
+    """Decide the warm-read gate (see the module docstring); every failing fold is a reason."""
     problems = []
     for read in reads:
         if read.warm_outcome != "HIT":
@@ -86,15 +87,15 @@ def gate4_warm_reads(reads: Sequence[WarmRead], *, budget_s: float) -> WarmGateR
             problems.append(f"{read.cell_ref}: X/y failed their canonical hashes on load.")
     if not reads:
         problems.append("Gate 4 ran on 0 folds; nothing is proven.")
-    figures = WarmFigures(
+    figures = WarmReadFigures(
         folds=len(reads),
         cold_legs=sum(read.first_outcome != "HIT" for read in reads),
         max_warm_s=round(max((read.warm_s for read in reads), default=0.0), 3),
         budget_s=budget_s,
     )
     if problems:
-        return WarmGateReport(
-            decision=WarmDecision.FAIL, reasons=problems, figures=figures, reads=list(reads)
+        return WarmReadReport(
+            decision=WarmReadDecision.FAIL, reasons=problems, figures=figures, reads=list(reads)
         )
     reasons = [
         f"All {len(reads)} fixture folds were served warm (HIT) with the content of their "
@@ -103,6 +104,6 @@ def gate4_warm_reads(reads: Sequence[WarmRead], *, budget_s: float) -> WarmGateR
         f"{figures.cold_legs} fold(s) were captured cold in this run; the others were already "
         "in the cache (the shared fixture set).",
     ]
-    return WarmGateReport(
-        decision=WarmDecision.PASS, reasons=reasons, figures=figures, reads=list(reads)
+    return WarmReadReport(
+        decision=WarmReadDecision.PASS, reasons=reasons, figures=figures, reads=list(reads)
     )
