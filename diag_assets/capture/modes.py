@@ -6,21 +6,18 @@ and the latest G-C4b and release parity gate records in the artifact store.
 """
 
 import os
-from typing import TypeVar
 
 import dagster as dg
-from pydantic import BaseModel
 
 from diag_assets.core.capture.mode_policy import (
     MODE_ENV,
     CaptureModePolicy,
     ModeDecision,
-    ReleaseGateRecord,
-    SeamRecord,
     load_policy,
     resolve_capture_mode,
 )
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, requirement_of
+from diag_assets.core.gates.records import read_release_gate, read_seam
 from diag_assets.core.names import (
     CAPTURED_FOLD,
     S22A1_ANCHOR,
@@ -41,8 +38,6 @@ CAPTURE_READERS: dict[str, str] = {
     S22A2_SPREAD: "s22a2",
     S23_DRIFT: "s23",
 }
-SEAM_RECORD = "gates/g_c4b_seam.record.json"
-RELEASE_GATE_RECORD = "gates/lever3_release_gate.record.json"
 
 
 def consumers_of(asset_names: list[str]) -> dict[str, CaptureRequirement]:
@@ -75,34 +70,6 @@ def run_consumers(context: dg.AssetExecutionContext) -> dict[str, CaptureRequire
     return consumers_of(in_run or sorted(CAPTURE_READERS))
 
 
-RecordT = TypeVar("RecordT", bound=BaseModel)
-
-
-def _read(artifacts: ArtifactStoreResource, key: str, model: type[RecordT]) -> RecordT | None:
-    try:
-        raw = artifacts.blob_store().read_bytes(key)
-    except FileNotFoundError:
-        return None
-    return model.model_validate_json(raw)
-
-
-def read_seam(artifacts: ArtifactStoreResource) -> SeamRecord | None:
-    """The latest G-C4b record, if G-C4b ever ran."""
-    return _read(artifacts, SEAM_RECORD, SeamRecord)
-
-
-def read_release_gate(artifacts: ArtifactStoreResource) -> ReleaseGateRecord | None:
-    """The latest release parity gate record, if the gate ever ran."""
-    return _read(artifacts, RELEASE_GATE_RECORD, ReleaseGateRecord)
-
-
-def write_record(artifacts: ArtifactStoreResource, key: str, record: BaseModel) -> str:
-    """Store a gate record (atomically: readers see the old or the new one)."""
-    store = artifacts.blob_store()
-    store.write_bytes(key, record.model_dump_json(indent=2).encode())
-    return store.uri(key)
-
-
 def decide_mode(
     *,
     config_mode: str | None,
@@ -116,8 +83,8 @@ def decide_mode(
         config_mode=config_mode,
         env_mode=os.environ.get(MODE_ENV),
         policy=policy or load_policy(),
-        release_gate=read_release_gate(artifacts),
-        seam=read_seam(artifacts),
+        release_gate=read_release_gate(artifacts.blob_store()),
+        seam=read_seam(artifacts.blob_store()),
         consumers=consumers,
         recipe_version=recipe_version,
     )

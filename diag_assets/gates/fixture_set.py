@@ -1,11 +1,12 @@
-"""The gates judged on the shared fixture set: G-C4, G-C4b, C7 and Lever #1's Gate 4.
+"""The gates judged on the shared fixture set: invariance, seam, release parity, warm reads.
 
-G-C4 and G-C4b judge invariance and the prep/train seam, C7 is Lever #3's release gate, and
-Gate 4 is Lever #1's cold-to-warm check. All of them need full_replay captures of the same
-K folds. They get them through the capture cache, so the fixture set is captured once and
+Trial invariance and the prep/train seam say whether dataset_only is sound and reachable,
+release parity says whether the capture modes may make it the default, and the warm-read
+gate is the capture cache's cold-to-warm check. All of them need full_replay captures of the
+same K folds. They get them through the capture cache, so the fixture set is captured once and
 reused: the first gate to run captures it (a cold capture, with the operator's approval
 tag), every later gate is served from the cache and needs no approval. A full_replay
-capture keeps the trace of the replay that made it, which is what G-C4 and G-C4b judge.
+capture keeps the trace of the replay that made it, which is what invariance and seam judge.
 """
 
 from datetime import UTC, datetime
@@ -15,19 +16,40 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.capture.assets import RECIPE, cold_capture_approved
-from diag_assets.capture.modes import RELEASE_GATE_RECORD, SEAM_RECORD, read_seam, write_record
 from diag_assets.core.capture.artifacts import CaptureVerificationError
 from diag_assets.core.capture.cache import CaptureResult, ColdCaptureRequiresOperator
 from diag_assets.core.capture.events import CaptureEvent, EventRecorder
-from diag_assets.core.capture.mode_policy import SeamRecord, load_policy
+from diag_assets.core.capture.mode_policy import load_policy
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.capture.trace import ReplayTrace
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40
-from diag_assets.core.gates.invariance import C4Decision, SeamDecision, gate_c4, gate_c4b
-from diag_assets.core.gates.release_parity import ReleaseDecision, compare_fold, release_parity_gate
-from diag_assets.core.gates.warm_reads import WarmDecision, WarmRead, gate4_warm_reads
+from diag_assets.core.gates.records import (
+    GateVerdict,
+    SeamRecord,
+    read_seam,
+    write_record,
+    write_report,
+)
+from diag_assets.core.gates.release_parity import (
+    RELEASE_PARITY_LABEL,
+    ReleaseParityDecision,
+    compare_fold,
+    release_parity_gate,
+)
+from diag_assets.core.gates.seam import SEAM_LABEL, SeamDecision, seam_gate
+from diag_assets.core.gates.trial_invariance import (
+    INVARIANCE_LABEL,
+    InvarianceDecision,
+    trial_invariance_gate,
+)
+from diag_assets.core.gates.warm_reads import (
+    WARM_READ_LABEL,
+    WarmRead,
+    WarmReadDecision,
+    warm_read_gate,
+)
 from diag_assets.core.names import (
     ALLOW_COLD_CAPTURE_TAG,
     FIXTURE_CAPTURES_KEY,
@@ -43,7 +65,7 @@ from diag_assets.core.names import (
 )
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import TrialSettings
-from diag_assets.gates.phase0 import GateVerdict, gate_result, store_report
+from diag_assets.gates.phase0 import gate_result
 from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
@@ -161,7 +183,7 @@ def g_c4_invariance(
     artifacts: ArtifactStoreResource,
     capture_cache: CaptureCacheResource,
 ) -> dg.MaterializeResult:
-    """G-C4: is X/y the same for every trial, on each of K folds?
+    """Trial invariance: is X/y the same for every trial, on each of K folds?
 
     Judged on the traces of the fixture set's full_replay captures: structural (prep once,
     before the trials, every trial the same frozen X/y) and empirical (per-trial canonical
@@ -169,13 +191,13 @@ def g_c4_invariance(
     set cold needs the approval tag; once cached, no approval is needed.
     """
     results = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "G-C4"
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, INVARIANCE_LABEL
     )
     traces = _traces(results, artifacts)
-    report = gate_c4([(trace.cell_ref, trace) for trace in traces])
-    passed = report.decision is C4Decision.PASS
+    report = trial_invariance_gate([(trace.cell_ref, trace) for trace in traces])
+    passed = report.decision is InvarianceDecision.PASS
     verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
-    uri = store_report(artifacts, INVARIANCE_GATE, verdict)
+    uri = write_report(artifacts.blob_store(), INVARIANCE_GATE, verdict)
     return gate_result(
         report,
         uri,
@@ -199,23 +221,22 @@ def g_c4b_seam(
     artifacts: ArtifactStoreResource,
     capture_cache: CaptureCacheResource,
 ) -> dg.MaterializeResult:
-    """G-C4b: are X/y fully materialized before the first LightGBM fit (a prep/train seam)?
+    """The prep/train seam: are X/y fully materialized before the first LightGBM fit?
 
     Judged on the trace of the fixture set's first full_replay capture. SEAM makes
     dataset_only reachable for this recipe version; otherwise DESIGN_REVIEW_REQUIRED, never
     an automatic single_fit. The record it stores is what the capture mode resolver reads.
     """
     results = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "G-C4b"
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, SEAM_LABEL
     )
     trace = _traces(results[:1], artifacts)[0]
-    report = gate_c4b(trace)
+    report = seam_gate(trace)
     passed = report.decision is SeamDecision.SEAM
     verdict = GateVerdict(decision=report.decision.value, passed=passed, markdown=report.markdown())
-    uri = store_report(artifacts, SEAM_GATE, verdict)
+    uri = write_report(artifacts.blob_store(), SEAM_GATE, verdict)
     write_record(
-        artifacts,
-        SEAM_RECORD,
+        artifacts.blob_store(),
         SeamRecord(
             recipe_version=trace.recipe_version,
             decision=report.decision.value,
@@ -257,7 +278,7 @@ def lever3_release_gate(
     artifacts: ArtifactStoreResource,
     capture_cache: CaptureCacheResource,
 ) -> dg.MaterializeResult:
-    """C7: may dataset_only become the default? Parity with full_replay on K folds.
+    """Release parity: may dataset_only become the default? Parity with full_replay on K folds.
 
     Each fixture fold is read in full_replay (from the shared fixture set) and captured in
     dataset_only; their X/y canonical hashes and their s40 verdicts must agree. Two blocking
@@ -265,10 +286,10 @@ def lever3_release_gate(
     it honours a dataset_only default.
     """
     full = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "C7"
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, RELEASE_PARITY_LABEL
     )
     reduced = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.DATASET_ONLY, "C7"
+        context, config, market_data, capture_cache, CaptureMode.DATASET_ONLY, RELEASE_PARITY_LABEL
     )
     probe = ProbeSettings(
         num_rounds=config.probe_rounds, n_permutations=config.n_permutations, seed=config.seed
@@ -281,12 +302,12 @@ def lever3_release_gate(
     report = release_parity_gate(
         folds,
         recipe_version=recipe_version,
-        seam=read_seam(artifacts),
+        seam=read_seam(artifacts.blob_store()),
         min_folds=load_policy().release_gate_min_folds,
     )
-    write_record(artifacts, RELEASE_GATE_RECORD, report.record(datetime.now(UTC)))
-    uri = store_report(artifacts, RELEASE_PARITY_GATE, report)
-    passed = report.decision is ReleaseDecision.PASS
+    write_record(artifacts.blob_store(), report.record(datetime.now(UTC)))
+    uri = write_report(artifacts.blob_store(), RELEASE_PARITY_GATE, report)
+    passed = report.decision is ReleaseParityDecision.PASS
 
     def check(name: str, parity: bool) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
@@ -339,17 +360,17 @@ def lever1_gate4_warm(
     artifacts: ArtifactStoreResource,
     capture_cache: CaptureCacheResource,
 ) -> dg.MaterializeResult:
-    """Lever #1's Gate 4: each fixture fold, requested cold then warm, comes back intact.
+    """Warm reads of the capture cache: each fixture fold, requested cold then warm, intact.
 
     The first request captures the fold (with approval) or finds it already cached by
     another gate; the second must be a HIT within the budget, with the same content and X/y
     that pass their canonical hashes on load.
     """
     first = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "Gate 4"
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, WARM_READ_LABEL
     )
     warm = fixture_captures(
-        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, "Gate 4"
+        context, config, market_data, capture_cache, CaptureMode.FULL_REPLAY, WARM_READ_LABEL
     )
     reads = [
         WarmRead(
@@ -364,29 +385,30 @@ def lever1_gate4_warm(
         )
         for cold, hot in zip(first, warm, strict=True)
     ]
-    report = gate4_warm_reads(reads, budget_s=config.warm_budget_s)
+    report = warm_read_gate(reads, budget_s=config.warm_budget_s)
     verdict = GateVerdict(
         decision=report.decision.value,
-        passed=report.decision is WarmDecision.PASS,
+        passed=report.decision is WarmReadDecision.PASS,
         markdown=report.markdown(),
     )
-    uri = store_report(artifacts, WARM_READ_GATE, verdict)
+    uri = write_report(artifacts.blob_store(), WARM_READ_GATE, verdict)
     return gate_result(report, uri, **_fixture_metadata(first))
 
 
 lever3_release_job = dg.define_asset_job(
     RELEASE_PARITY_JOB,
     selection=[g_c4_invariance, g_c4b_seam, lever3_release_gate],
-    description="Lever #3's release gate: G-C4 and G-C4b on the shared fixture set, then "
-    "dataset_only vs full_replay parity (C7). Capturing the fixture set cold needs the tag "
+    description="The release parity gate of the capture modes: trial invariance and the "
+    "prep/train seam on the shared fixture set, then dataset_only vs full_replay parity. "
+    "Capturing the fixture set cold needs the tag "
     f"{ALLOW_COLD_CAPTURE_TAG}=true.",
 )
 
 fixture_gates_job = dg.define_asset_job(
     FIXTURE_GATES_JOB,
     selection=[g_c4_invariance, g_c4b_seam, lever1_gate4_warm],
-    description="The gates that replay the shared fixture set: G-C4, G-C4b and Lever #1's "
-    "Gate 4. The first run needs the tag "
+    description="The gates that replay the shared fixture set: trial invariance, the "
+    "prep/train seam and the capture cache's warm reads. The first run needs the tag "
     f"{ALLOW_COLD_CAPTURE_TAG}=true; later runs read the fixture set from the cache.",
 )
 

@@ -1,9 +1,10 @@
 """Phase-0 gates as assets: each ends in recorded figures, a decision and its reasons.
 
-The history-based gates (G-B7, G-A1, Lever #1's Gate 2 and Gate 3) read the instance's event
-log or an imported JSONL export; G-C0 reads the consumer registry. G-C4 and G-C4b are judged
-on the shared fixture set of captures (:mod:`diag_assets.gates.fixture_set`).
-``phase0_exit`` orders the levers from the stored reports.
+The history gates (the anchor's cost, re-audit reuse, and the capture cache's drift-rate and
+size gates) read the instance's event log or an imported JSONL export; the consumer map reads
+the consumer registry. Trial invariance and the prep/train seam are judged on the shared
+fixture set of captures (:mod:`diag_assets.gates.fixture_set`). ``phase0_exit`` orders the
+features from the stored reports.
 """
 
 from collections.abc import Callable
@@ -15,8 +16,24 @@ from pydantic import BaseModel, Field, ValidationError
 
 from diag_assets.core.diagnostics.consumers import DIAGNOSTIC_CAPTURE_REQUIREMENTS
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.gates import phase0 as gates
+from diag_assets.core.gates.anchor_cost import (
+    AnchorCostReport,
+    AnchorCostSettings,
+    anchor_cost_gate,
+)
+from diag_assets.core.gates.capture_size import (
+    CaptureSizeReport,
+    CaptureSizeSettings,
+    capture_bytes,
+    capture_size_gate,
+)
+from diag_assets.core.gates.consumer_map import ConsumerMapReport, consumer_map_gate
+from diag_assets.core.gates.drift_rate import DriftRateReport, DriftRateSettings, drift_rate_gate
+from diag_assets.core.gates.exit import exit_report
 from diag_assets.core.gates.history import ANCHOR_EVENT, AUDIT_EVENT, HistoryEvent
+from diag_assets.core.gates.records import GateVerdict, read_report, write_report
+from diag_assets.core.gates.report import GateReport, bullets
+from diag_assets.core.gates.reuse import ReuseReport, ReuseSettings, reuse_gate
 from diag_assets.core.names import (
     ANCHOR_COST_GATE,
     BLOCKED_KEY,
@@ -47,8 +64,8 @@ class GateConfig(HistoryConfig):
 
     thresholds: dict[str, float] = Field(
         default_factory=dict,
-        description="Overrides of the gate's thresholds by name (see the gate's settings in "
-        "diag_assets/core/gates.py); unknown names are refused.",
+        description="Overrides of the gate's thresholds by name (see the gate's settings model "
+        "in diag_assets/core/gates/); unknown names are refused.",
     )
 
 
@@ -66,24 +83,8 @@ def _settings(model: type[ModelT], thresholds: dict[str, float]) -> ModelT:
         ) from error
 
 
-def store_report(artifacts: ArtifactStoreResource, name: str, report: BaseModel) -> str:
-    """Store a gate's report as ``gates/<name>.json``; returns its URI."""
-    store = artifacts.blob_store()
-    key = f"gates/{name}.json"
-    store.write_bytes(key, report.model_dump_json(indent=2).encode())
-    return store.uri(key)
-
-
-def _read_report(artifacts: ArtifactStoreResource, name: str, model: type[ModelT]) -> ModelT | None:
-    try:
-        raw = artifacts.blob_store().read_bytes(f"gates/{name}.json")
-    except FileNotFoundError:
-        return None
-    return model.model_validate_json(raw)
-
-
 def gate_result(
-    report: Any,
+    report: GateReport[Any, Any],
     uri: str,
     check_results: list[dg.AssetCheckResult] | None = None,
     **extra: Any,
@@ -93,7 +94,7 @@ def gate_result(
         check_results=check_results,
         metadata={
             DECISION_KEY: str(report.decision),
-            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
+            "reasons": dg.MetadataValue.md(bullets(report.reasons)),
             "report": dg.MetadataValue.md(report.markdown()),
             FIGURES_KEY: dg.MetadataValue.json(report.figures.model_dump(mode="json")),
             "report_uri": dg.MetadataValue.path(uri),
@@ -128,14 +129,14 @@ def _history_gate(
 def g_b7_cost(
     context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    """G-B7: is Lever #2 (skipping the s22a1 anchor) worth wiring?
+    """The anchor's cost: is skipping the s22a1 anchor (the anchor skip) worth wiring?
 
     The anchor's cost (p50, p95, variance and how much data size explains it) decides GO,
     GO_LIMITED, DEFER or INSUFFICIENT_DATA.
     """
-    history, report = _history_gate(context, config, gates.gate_b7, gates.B7Settings)
+    history, report = _history_gate(context, config, anchor_cost_gate, AnchorCostSettings)
     elapsed, _ = _plot_series(history)
-    uri = store_report(artifacts, ANCHOR_COST_GATE, report)
+    uri = write_report(artifacts.blob_store(), ANCHOR_COST_GATE, report)
     return gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
 
 
@@ -143,14 +144,14 @@ def g_b7_cost(
 def g_a1_reuse(
     context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    """G-A1 (Lever #1's Gate 1): how often are the same cells re-audited?
+    """Re-audit reuse, the capture cache's value: how often are the same cells re-audited?
 
     HIGH or LOW reuse, with the induced-demand note when low reuse may be caused by the cost
     of a re-audit itself.
     """
-    history, report = _history_gate(context, config, gates.gate_a1, gates.A1Settings)
+    history, report = _history_gate(context, config, reuse_gate, ReuseSettings)
     _, per_cell = _plot_series(history)
-    uri = store_report(artifacts, REUSE_GATE, report)
+    uri = write_report(artifacts.blob_store(), REUSE_GATE, report)
     return gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
 
 
@@ -158,39 +159,42 @@ def g_a1_reuse(
 def lever1_gate2_drift(
     context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    """Lever #1's Gate 2: the share of drift checks that found drift.
+    """The capture cache's drift rate: the share of drift checks that found drift.
 
-    It argues for the default check_drift policy (the plan's decision D11).
+    It argues for the default check_drift policy.
     """
-    _, report = _history_gate(context, config, gates.gate_drift, gates.DriftRateSettings)
-    return gate_result(report, store_report(artifacts, DRIFT_RATE_GATE, report))
+    _, report = _history_gate(context, config, drift_rate_gate, DriftRateSettings)
+    return gate_result(report, write_report(artifacts.blob_store(), DRIFT_RATE_GATE, report))
 
 
-class SizeGateConfig(dg.Config):
-    """Gate 3's budget."""
+class CaptureSizeGateConfig(dg.Config):
+    """The size gate's budget."""
 
     thresholds: dict[str, float] = Field(
-        default_factory=dict, description="Overrides of SizeSettings (e.g. max_capture_bytes)."
+        default_factory=dict,
+        description="Overrides of CaptureSizeSettings (e.g. max_capture_bytes).",
     )
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
 def lever1_gate3_size(
-    config: SizeGateConfig, capture_cache: CaptureCacheResource, artifacts: ArtifactStoreResource
+    config: CaptureSizeGateConfig,
+    capture_cache: CaptureCacheResource,
+    artifacts: ArtifactStoreResource,
 ) -> dg.MaterializeResult:
-    """Lever #1's Gate 3: artifact bytes per capture, from the capture catalog."""
+    """The capture cache's size gate: artifact bytes per capture, from the capture catalog."""
     with capture_cache.open() as cache:
-        sizes = gates.capture_bytes(cache.entries())
-    report = gates.gate_size(sizes, _settings(gates.SizeSettings, config.thresholds))
-    return gate_result(report, store_report(artifacts, CAPTURE_SIZE_GATE, report))
+        sizes = capture_bytes(cache.entries())
+    report = capture_size_gate(sizes, _settings(CaptureSizeSettings, config.thresholds))
+    return gate_result(report, write_report(artifacts.blob_store(), CAPTURE_SIZE_GATE, report))
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
 def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
-    """G-C0: every diagnostic consumer and what it needs of a capture; unknown = full_replay."""
+    """The consumer map: what each diagnostic needs of a capture; unknown = full_replay."""
     # The registry fills as the diagnostics' modules are imported (they are, by definitions).
-    report = gates.gate_c0(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
-    return gate_result(report, store_report(artifacts, CONSUMERS_GATE, report))
+    report = consumer_map_gate(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
+    return gate_result(report, write_report(artifacts.blob_store(), CONSUMERS_GATE, report))
 
 
 @dg.asset(
@@ -201,58 +205,42 @@ def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
 def phase0_exit(
     context: dg.AssetExecutionContext, config: HistoryConfig, artifacts: ArtifactStoreResource
 ) -> dg.MaterializeResult:
-    """The consolidated Phase-0 report: every gate's decision and the lever order.
+    """The consolidated Phase-0 report: every gate's decision and the feature order.
 
-    The order follows the plan's round-12 selection logic; its Markdown carries every gate's
-    numbers and reasons, and the report is also stored as JSON.
+    The gates order the anchor skip, the capture cache and the capture modes; the Markdown
+    carries every gate's numbers and reasons, and the report is also stored as JSON.
     """
-    b7 = _read_report(artifacts, ANCHOR_COST_GATE, gates.B7Report)
-    a1 = _read_report(artifacts, REUSE_GATE, gates.A1Report)
-    c0 = _read_report(artifacts, CONSUMERS_GATE, gates.C0Report)
-    missing = [
-        name
-        for name, r in ((ANCHOR_COST_GATE, b7), (REUSE_GATE, a1), (CONSUMERS_GATE, c0))
-        if r is None
-    ]
-    if b7 is None or a1 is None or c0 is None:
-        raise dg.Failure(f"phase0_exit needs {', '.join(missing)}: materialize them first.")
-    c4 = _read_report(artifacts, INVARIANCE_GATE, GateVerdict)
-    c4b = _read_report(artifacts, SEAM_GATE, GateVerdict)
-    report = gates.phase0_exit(
-        b7,
-        a1,
-        c0,
-        c4.passed if c4 else None,
-        c4b.passed if c4b else None,
-        drift=_read_report(artifacts, DRIFT_RATE_GATE, gates.DriftRateReport),
-        size=_read_report(artifacts, CAPTURE_SIZE_GATE, gates.SizeReport),
-    )
     store = artifacts.blob_store()
-    store.write_bytes(f"gates/{PHASE0_EXIT}.json", report.to_json().encode())
-    elapsed, per_cell = _plot_series(load_history(config, context.instance, datetime.now(UTC)))
-    plots = (
-        "\n\n### s22a1 elapsed (s)\n\n"
-        + text_histogram(elapsed)
-        + "\n\n### audits per cell\n\n"
-        + text_bars(per_cell)
+    anchor_cost = read_report(store, ANCHOR_COST_GATE, AnchorCostReport)
+    reuse = read_report(store, REUSE_GATE, ReuseReport)
+    consumer_map = read_report(store, CONSUMERS_GATE, ConsumerMapReport)
+    stored = ((ANCHOR_COST_GATE, anchor_cost), (REUSE_GATE, reuse), (CONSUMERS_GATE, consumer_map))
+    missing = [name for name, r in stored if r is None]
+    if anchor_cost is None or reuse is None or consumer_map is None:
+        raise dg.Failure(f"phase0_exit needs {', '.join(missing)}: materialize them first.")
+    invariance = read_report(store, INVARIANCE_GATE, GateVerdict)
+    seam = read_report(store, SEAM_GATE, GateVerdict)
+    report = exit_report(
+        anchor_cost,
+        reuse,
+        consumer_map,
+        invariance.passed if invariance else None,
+        seam.passed if seam else None,
+        drift_rate=read_report(store, DRIFT_RATE_GATE, DriftRateReport),
+        capture_size=read_report(store, CAPTURE_SIZE_GATE, CaptureSizeReport),
     )
+    uri = write_report(store, PHASE0_EXIT, report)
+    elapsed, per_cell = _plot_series(load_history(config, context.instance, datetime.now(UTC)))
+    plots = {"s22a1 elapsed (s)": text_histogram(elapsed), "audits per cell": text_bars(per_cell)}
     return dg.MaterializeResult(
         metadata={
             LEVER_ORDER_KEY: " -> ".join(report.order) or "none",
             BLOCKED_KEY: dg.MetadataValue.json(report.blocked),
             "deferred": dg.MetadataValue.json(report.deferred),
-            "report": dg.MetadataValue.md(report.markdown() + plots),
-            "report_uri": dg.MetadataValue.path(store.uri(f"gates/{PHASE0_EXIT}.json")),
+            "report": dg.MetadataValue.md(report.markdown(appendix=plots)),
+            "report_uri": dg.MetadataValue.path(uri),
         }
     )
-
-
-class GateVerdict(BaseModel):
-    """What a replay gate stores for phase0_exit: its decision and whether it passed."""
-
-    decision: str
-    passed: bool
-    markdown: str
 
 
 phase0_gates_job = dg.define_asset_job(

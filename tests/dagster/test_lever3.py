@@ -8,10 +8,10 @@ import diag_assets.gates.fixture_set as replay_gates_module
 from diag_assets.audit.diagnostics import anchor_and_consumers, s22a2_spread, s23_drift
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
-from diag_assets.capture.modes import read_release_gate, read_seam
 from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModePolicy
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.cells import CellRef
+from diag_assets.core.gates.records import read_release_gate, read_seam
 from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.definitions import defs
 from diag_assets.gates.fixture_set import (
@@ -119,9 +119,9 @@ def test_gates_share_one_fixture_set_captured_once(resources, instance):
     assert served == {("full_replay", "HIT"), ("dataset_only", "MISS")}
     checks = {c.check_name: c.passed for c in later.get_asset_check_evaluations()}
     assert checks == {"dataset_only_hash_parity": True, "dataset_only_verdict_parity": True}
-    record = read_release_gate(resources["artifacts"])
+    record = read_release_gate(resources["artifacts"].blob_store())
     assert record is not None and record.passed and record.folds == 2
-    assert read_seam(resources["artifacts"]).seam
+    assert read_seam(resources["artifacts"].blob_store()).seam
     warm = materialized_metadata(later, "lever1_gate4_warm")
     assert warm["decision"] == "PASS" and warm["figures"]["cold_legs"] == 0
 
@@ -140,7 +140,7 @@ def test_the_release_gate_blocks_when_invariance_fails(resources, instance, monk
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "trial_invariance_holds" and not check.passed
     # Blocked downstream: the release gate never ran, so no record can flip the default.
-    assert read_release_gate(resources["artifacts"]) is None
+    assert read_release_gate(resources["artifacts"].blob_store()) is None
 
 
 def test_explicit_dataset_only_for_a_trial_dynamics_reader_fails_before_any_work(
@@ -246,5 +246,5 @@ def test_a_failing_release_gate_fails_its_blocking_checks_and_records_the_failur
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert not checks["dataset_only_hash_parity"].passed
     assert checks["dataset_only_hash_parity"].metadata["parity"].value is True  # parity held
-    record = read_release_gate(resources["artifacts"])
+    record = read_release_gate(resources["artifacts"].blob_store())
     assert record is not None and not record.passed and record.hash_parity

@@ -22,8 +22,6 @@ from diag_assets.core.capture.mode_policy import (
     SEAM_NOT_CHECKED,
     CaptureModePolicy,
     CaptureModeRefused,
-    ReleaseGateRecord,
-    SeamRecord,
     load_policy,
     resolve_capture_mode,
 )
@@ -35,8 +33,13 @@ from diag_assets.core.diagnostics.probe import judge_s40, run_anchor
 from diag_assets.core.diagnostics.suite import run_s22a2, run_s23
 from diag_assets.core.diagnostics.verdicts import Certification
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.gates.release_parity import ReleaseDecision, compare_fold, release_parity_gate
-from diag_assets.core.gates.warm_reads import WarmDecision, WarmRead, gate4_warm_reads
+from diag_assets.core.gates.records import ReleaseGateRecord, SeamRecord
+from diag_assets.core.gates.release_parity import (
+    ReleaseParityDecision,
+    compare_fold,
+    release_parity_gate,
+)
+from diag_assets.core.gates.warm_reads import WarmRead, WarmReadDecision, warm_read_gate
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.storage.blob import LocalBlobStore
@@ -397,7 +400,7 @@ def test_release_gate_passes_on_parity_and_fails_on_each_missing_leg(full, reduc
     )
     assert fold.hash_parity and fold.verdict_parity
     passed = release_parity_gate([fold, fold], recipe_version=VERSION, seam=SEAM, min_folds=2)
-    assert passed.decision is ReleaseDecision.PASS and passed.record(NOW).passed
+    assert passed.decision is ReleaseParityDecision.PASS and passed.record(NOW).passed
 
     too_few = release_parity_gate([fold], recipe_version=VERSION, seam=SEAM, min_folds=2)
     no_seam = release_parity_gate([fold, fold], recipe_version=VERSION, seam=NO_SEAM, min_folds=2)
@@ -408,7 +411,7 @@ def test_release_gate_passes_on_parity_and_fails_on_each_missing_leg(full, reduc
         (no_seam, "no prep/train seam"),
         (split, "differ"),
     ):
-        assert report.decision is ReleaseDecision.FAIL
+        assert report.decision is ReleaseParityDecision.FAIL
         assert any(why in reason for reason in report.reasons)
         assert not report.record(NOW).passed
     assert not split.hash_parity and split.verdict_parity
@@ -438,15 +441,15 @@ def _read(**changes) -> WarmRead:
 
 
 def test_gate4_passes_on_intact_warm_reads_and_names_each_failure():
-    passed = gate4_warm_reads([_read(), _read(first_outcome="HIT")], budget_s=120)
-    assert passed.decision is WarmDecision.PASS and passed.figures.cold_legs == 1
+    passed = warm_read_gate([_read(), _read(first_outcome="HIT")], budget_s=120)
+    assert passed.decision is WarmReadDecision.PASS and passed.figures.cold_legs == 1
     for changes, why in (
         ({"warm_outcome": "MISS"}, "not HIT"),
         ({"warm_s": 130.0}, "over 120"),
         ({"warm_content_hash": "def"}, "other content"),
         ({"verified_on_load": False}, "canonical hashes"),
     ):
-        report = gate4_warm_reads([_read(), _read(**changes)], budget_s=120)
-        assert report.decision is WarmDecision.FAIL
+        report = warm_read_gate([_read(), _read(**changes)], budget_s=120)
+        assert report.decision is WarmReadDecision.FAIL
         assert any(why in reason for reason in report.reasons)
-    assert gate4_warm_reads([], budget_s=120).decision is WarmDecision.FAIL
+    assert warm_read_gate([], budget_s=120).decision is WarmReadDecision.FAIL

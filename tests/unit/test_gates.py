@@ -10,6 +10,22 @@ from pydantic import ValidationError
 from diag_assets.core.capture.source_drift import DriftPolicy
 from diag_assets.core.diagnostics.consumers import CaptureRequirement
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.gates.anchor_cost import (
+    AnchorCostDecision,
+    AnchorCostReport,
+    AnchorCostSettings,
+    anchor_cost_gate,
+)
+from diag_assets.core.gates.capture_size import (
+    GIB,
+    CaptureSizeDecision,
+    CaptureSizeSettings,
+    capture_bytes,
+    capture_size_gate,
+)
+from diag_assets.core.gates.consumer_map import ConsumerMapDecision, consumer_map_gate
+from diag_assets.core.gates.drift_rate import DriftRateDecision, DriftRateSettings, drift_rate_gate
+from diag_assets.core.gates.exit import ExitReport, exit_report
 from diag_assets.core.gates.history import (
     ANCHOR_EVENT,
     AUDIT_EVENT,
@@ -19,28 +35,21 @@ from diag_assets.core.gates.history import (
     read_jsonl,
     write_jsonl,
 )
-from diag_assets.core.gates.phase0 import (
-    GIB,
-    A1Decision,
-    A1Settings,
-    B7Decision,
-    B7Report,
-    B7Settings,
-    C0Decision,
-    DriftDecision,
-    DriftRateSettings,
-    ExitReport,
-    SizeDecision,
-    SizeSettings,
-    capture_bytes,
-    gate_a1,
-    gate_b7,
-    gate_c0,
-    gate_drift,
-    gate_size,
-    percentile,
-    phase0_exit,
+from diag_assets.core.gates.measures import percentile
+from diag_assets.core.gates.records import (
+    RELEASE_GATE_RECORD,
+    SEAM_RECORD,
+    GateVerdict,
+    ReleaseGateRecord,
+    SeamRecord,
+    read_release_gate,
+    read_report,
+    read_seam,
+    write_record,
+    write_report,
 )
+from diag_assets.core.gates.reuse import ReuseDecision, ReuseSettings, reuse_gate
+from diag_assets.core.storage.blob import LocalBlobStore
 from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
 
 NOW = datetime(2026, 5, 26, 12, 0, tzinfo=UTC)
@@ -50,10 +59,10 @@ DEFI_TOP5 = [
     f"defi_top5/{s}/fold-3" for s in ("UNIUSDC", "OPUSDC", "LDOUSDC", "AAVEUSDC", "ARBUSDC")
 ]
 
-B7 = B7Settings()
-A1 = A1Settings()
+B7 = AnchorCostSettings()
+A1 = ReuseSettings()
 DRIFT = DriftRateSettings()
-SIZE = SizeSettings()
+SIZE = CaptureSizeSettings()
 
 
 # --- synthetic histories ------------------------------------------------------------------
@@ -140,23 +149,23 @@ def test_percentile_interpolates_between_closest_ranks():
 
 
 def test_b7_insufficient_data_names_the_count_and_the_minimum():
-    report = gate_b7(anchors([500, 600, 700, 800]), B7, now=NOW)
-    assert report.decision is B7Decision.INSUFFICIENT_DATA
+    report = anchor_cost_gate(anchors([500, 600, 700, 800]), B7, now=NOW)
+    assert report.decision is AnchorCostDecision.INSUFFICIENT_DATA
     assert "Only 4 timed" in report.reasons[0] and "min_events 5" in report.reasons[0]
     assert report.figures.n == 4 and report.figures.p50_s == 650
 
 
 def test_b7_untimed_events_are_ignored_and_counted():
     history = anchors([500, 600, 700, 800]) + anchors([None, None, None])
-    report = gate_b7(history, B7, now=NOW)
-    assert report.decision is B7Decision.INSUFFICIENT_DATA
+    report = anchor_cost_gate(history, B7, now=NOW)
+    assert report.decision is AnchorCostDecision.INSUFFICIENT_DATA
     assert report.figures.untimed == 3 and report.figures.n == 4
 
 
 def test_b7_plan_measurement_is_go_with_the_plan_figures():
-    report = gate_b7(plan_b7_history(), B7, now=NOW)
+    report = anchor_cost_gate(plan_b7_history(), B7, now=NOW)
     f = report.figures
-    assert report.decision is B7Decision.GO
+    assert report.decision is AnchorCostDecision.GO
     assert (f.n, f.p50_s, f.min_s, f.max_s) == (8, 234.0, 5.0, 865.0)
     assert f.p95_s == pytest.approx(861.5)
     assert f.variance_ratio == pytest.approx(173.0)
@@ -166,37 +175,37 @@ def test_b7_plan_measurement_is_go_with_the_plan_figures():
 
 
 def test_b7_go_by_p50_absolute_alone():
-    report = gate_b7(anchors([70] * 5), B7, now=NOW)
-    assert report.decision is B7Decision.GO
+    report = anchor_cost_gate(anchors([70] * 5), B7, now=NOW)
+    assert report.decision is AnchorCostDecision.GO
     assert "70.0 s >= material_p50_s 60.0 s (rule: material p50 -> GO)" in report.reasons[0]
     assert "material p95" not in reasons_text(report)
 
 
 def test_b7_go_by_share_of_the_s40_wall_time():
     # 40 s is below every absolute threshold, but it is 0.29 of a 40 + 100 s audit.
-    report = gate_b7(anchors([40] * 5) + s40s([100] * 5), B7, now=NOW)
-    assert report.decision is B7Decision.GO
+    report = anchor_cost_gate(anchors([40] * 5) + s40s([100] * 5), B7, now=NOW)
+    assert report.decision is AnchorCostDecision.GO
     assert report.figures.anchor_share_p50 == pytest.approx(40 / 140)
     assert "rule: material p50 share -> GO" in reasons_text(report)
     # Against a slow s40 the same anchor is negligible.
-    slow = gate_b7(anchors([40] * 5) + s40s([200] * 5), B7, now=NOW)
-    assert slow.decision is B7Decision.DEFER
+    slow = anchor_cost_gate(anchors([40] * 5) + s40s([200] * 5), B7, now=NOW)
+    assert slow.decision is AnchorCostDecision.DEFER
 
 
 def test_b7_go_by_material_p95_with_a_low_p50():
     history = anchors([10] * 9 + [2000]) + s40s([100_000] * 5)
-    report = gate_b7(history, B7, now=NOW)
+    report = anchor_cost_gate(history, B7, now=NOW)
     assert report.figures.p50_s == 10 and report.figures.p95_s == pytest.approx(1104.5)
-    assert report.decision is B7Decision.GO
+    assert report.decision is AnchorCostDecision.GO
     text = reasons_text(report)
     assert "rule: material p95 -> GO" in text and "material p50" not in text
 
 
 def test_b7_go_limited_by_tail_p95():
     history = anchors([20] * 9 + [200]) + s40s([10_000] * 5)
-    report = gate_b7(history, B7, now=NOW)
+    report = anchor_cost_gate(history, B7, now=NOW)
     assert report.figures.p95_s == pytest.approx(119.0)
-    assert report.decision is B7Decision.GO_LIMITED
+    assert report.decision is AnchorCostDecision.GO_LIMITED
     text = reasons_text(report)
     assert "p95 119.0 s > tail_p95_s 90.0 s" in text and "rule: tail p95 -> GO_LIMITED" in text
     assert "unexplained variance ->" not in text
@@ -205,43 +214,43 @@ def test_b7_go_limited_by_tail_p95():
 def test_b7_go_limited_by_size_normalized_unexplained_variance():
     # Rows barely vary, elapsed varies 500x: size explains none of it.
     history = anchors([0.1, 20, 30, 40, 50], rows=[1000, 2000, 1000, 2000, 1000])
-    report = gate_b7(history, B7, now=NOW)
+    report = anchor_cost_gate(history, B7, now=NOW)
     assert report.figures.size_normalized_ratio == pytest.approx(500.0)
-    assert report.decision is B7Decision.GO_LIMITED
+    assert report.decision is AnchorCostDecision.GO_LIMITED
     text = reasons_text(report)
     assert "size-normalized variance ratio" in text and "500.0x >= unexplained_ratio 100x" in text
     assert "tail p95" not in text
 
 
 def test_b7_go_limited_by_raw_variance_when_rows_are_missing():
-    report = gate_b7(anchors([0.1, 20, 30, 40, 50]), B7, now=NOW)
+    report = anchor_cost_gate(anchors([0.1, 20, 30, 40, 50]), B7, now=NOW)
     assert report.figures.size_normalized_ratio is None
-    assert report.decision is B7Decision.GO_LIMITED
+    assert report.decision is AnchorCostDecision.GO_LIMITED
     assert "raw max/min variance ratio (rows on 0 of 5 events" in reasons_text(report)
     # Rows on only some events: size cannot be factored out, the raw ratio decides.
     partial = anchors([0.1, 20, 30, 40, 50], rows=[100, None, None, 1000, None])
-    report = gate_b7(partial, B7, now=NOW)
-    assert report.decision is B7Decision.GO_LIMITED
+    report = anchor_cost_gate(partial, B7, now=NOW)
+    assert report.decision is AnchorCostDecision.GO_LIMITED
     assert "rows on 2 of 5 events" in reasons_text(report)
 
 
 def test_b7_variance_explained_by_size_defers_with_r2_of_one():
     rows = [100, 1000, 10_000, 20_000, 50_000]
     history = anchors([r * 0.001 for r in rows], rows=rows)
-    report = gate_b7(history, B7, now=NOW)
+    report = anchor_cost_gate(history, B7, now=NOW)
     f = report.figures
     assert f.variance_ratio == pytest.approx(500.0)
     assert f.size_normalized_ratio == pytest.approx(1.0)
     assert f.fit_r2 == pytest.approx(1.0) and f.fit_r == pytest.approx(1.0)
     assert f.fit_slope_s_per_row == pytest.approx(0.001)
     assert f.fit_intercept_s == pytest.approx(0.0, abs=1e-9)
-    assert report.decision is B7Decision.DEFER
+    assert report.decision is AnchorCostDecision.DEFER
     assert "r^2 = 1.00" in reasons_text(report)
 
 
 def test_b7_defer_when_p50_and_p95_are_negligible():
-    report = gate_b7(anchors([10, 12, 15, 20, 30]), B7, now=NOW)
-    assert report.decision is B7Decision.DEFER
+    report = anchor_cost_gate(anchors([10, 12, 15, 20, 30]), B7, now=NOW)
+    assert report.decision is AnchorCostDecision.DEFER
     assert "are negligible" in report.reasons[0] and "DEFER" in report.reasons[0]
     assert "3.0x < 100x" in report.reasons[0]
 
@@ -250,60 +259,64 @@ def test_b7_reads_only_its_window():
     old = anchors([5000] * 10, at=NOW - timedelta(days=31))
     future = anchors([5000] * 10, at=NOW + timedelta(days=1))
     old_s40 = s40s([1] * 5, at=NOW - timedelta(days=40))
-    report = gate_b7(old + future + old_s40 + anchors([10, 12, 15, 20, 30]), B7, now=NOW)
+    report = anchor_cost_gate(old + future + old_s40 + anchors([10, 12, 15, 20, 30]), B7, now=NOW)
     assert report.figures.n == 5 and report.figures.max_s == 30
     assert report.figures.s40_n == 0
-    assert report.decision is B7Decision.DEFER
+    assert report.decision is AnchorCostDecision.DEFER
     assert report.window_end == NOW and report.window_start == NOW - timedelta(days=30)
     # A wider window sees the old, expensive anchors.
-    wide = gate_b7(old + anchors([10, 12, 15, 20, 30]), B7Settings(window_days=60), now=NOW)
-    assert wide.decision is B7Decision.GO and wide.figures.n == 15
+    wide = anchor_cost_gate(
+        old + anchors([10, 12, 15, 20, 30]), AnchorCostSettings(window_days=60), now=NOW
+    )
+    assert wide.decision is AnchorCostDecision.GO and wide.figures.n == 15
 
 
 def test_b7_naive_now_is_utc():
-    report = gate_b7(anchors([70] * 5), B7, now=NOW.replace(tzinfo=None))
-    assert report.window_end == NOW and report.decision is B7Decision.GO
+    report = anchor_cost_gate(anchors([70] * 5), B7, now=NOW.replace(tzinfo=None))
+    assert report.window_end == NOW and report.decision is AnchorCostDecision.GO
 
 
 def test_b7_negative_elapsed_is_bad_input():
     with pytest.raises(DiagInputError, match="elapsed_s=-1"):
-        gate_b7(anchors([10, 20, 30, 40, -1]), B7, now=NOW)
+        anchor_cost_gate(anchors([10, 20, 30, 40, -1]), B7, now=NOW)
 
 
 def test_b7_settings_are_frozen_and_bounded():
     with pytest.raises(ValidationError):
-        B7Settings(tail_p95_s=200)
+        AnchorCostSettings(tail_p95_s=200)
     with pytest.raises(ValidationError):
-        B7Settings(material_share=1.5)
+        AnchorCostSettings(material_share=1.5)
     with pytest.raises(ValidationError):
         B7.min_events = 1  # type: ignore[misc]
-    assert B7Settings.model_fields["tail_p95_s"].description
+    assert AnchorCostSettings.model_fields["tail_p95_s"].description
 
 
 def test_b7_markdown_has_title_decision_figures_and_reasons():
-    report = gate_b7(plan_b7_history(), B7, now=NOW)
+    report = anchor_cost_gate(plan_b7_history(), B7, now=NOW)
     text = report.markdown()
     assert text.startswith("### G-B7")
     assert "**Decision: GO**" in text
     assert "| p50_s | 234 |" in text and "| n | 8 |" in text
     assert f"- {report.reasons[0]}" in text
-    assert B7Report.model_validate_json(report.model_dump_json()) == report
+    assert AnchorCostReport.model_validate_json(report.model_dump_json()) == report
 
 
 # --- G-A1 -------------------------------------------------------------------------------------
 
 
 def test_a1_insufficient_data_names_the_count_and_the_minimum():
-    report = gate_a1(audits({CELL: [RECENT - timedelta(hours=h) for h in range(4)]}), A1, now=NOW)
-    assert report.decision is A1Decision.INSUFFICIENT_DATA
+    report = reuse_gate(
+        audits({CELL: [RECENT - timedelta(hours=h) for h in range(4)]}), A1, now=NOW
+    )
+    assert report.decision is ReuseDecision.INSUFFICIENT_DATA
     assert "Only 4 s40_verdict audits" in report.reasons[0]
     assert "min_audits 5" in report.reasons[0]
 
 
 def test_a1_plan_case_is_high_reuse():
-    report = gate_a1(plan_a1_history(), A1, now=NOW)
+    report = reuse_gate(plan_a1_history(), A1, now=NOW)
     f = report.figures
-    assert report.decision is A1Decision.HIGH
+    assert report.decision is ReuseDecision.HIGH
     assert (f.audits, f.distinct_cells, f.reaudited_cells) == (15, 5, 5)
     assert f.reuse_pct == pytest.approx(200 / 3)
     assert (f.reruns_per_cell_mean, f.reruns_per_cell_max) == (2.0, 2)
@@ -317,14 +330,14 @@ def test_a1_reuse_of_exactly_the_threshold_is_high():
     schedule = {f"defi_top5/SYM{i}USDC/fold-3": [RECENT] for i in range(7)}
     for i in range(3):
         schedule[f"defi_top5/SYM{i}USDC/fold-3"].append(RECENT - timedelta(hours=5))
-    report = gate_a1(audits(schedule), A1, now=NOW)
+    report = reuse_gate(audits(schedule), A1, now=NOW)
     assert report.figures.reuse_pct == pytest.approx(30.0)
-    assert report.decision is A1Decision.HIGH
+    assert report.decision is ReuseDecision.HIGH
 
 
 def test_a1_low_reuse_without_capture_events_says_the_cross_check_is_impossible():
-    report = gate_a1(low_reuse_audits(), A1, now=NOW)
-    assert report.decision is A1Decision.LOW
+    report = reuse_gate(low_reuse_audits(), A1, now=NOW)
+    assert report.decision is ReuseDecision.LOW
     assert report.figures.reuse_pct == pytest.approx(100 / 11)
     assert "< high_reuse_pct 30%" in report.reasons[0]
     assert "cannot be made" in reasons_text(report)
@@ -332,15 +345,15 @@ def test_a1_low_reuse_without_capture_events_says_the_cross_check_is_impossible(
 
 
 def test_a1_low_reuse_with_cheap_cold_captures_has_no_note():
-    report = gate_a1(low_reuse_audits() + captures([600, 700, 800]), A1, now=NOW)
-    assert report.decision is A1Decision.LOW
+    report = reuse_gate(low_reuse_audits() + captures([600, 700, 800]), A1, now=NOW)
+    assert report.decision is ReuseDecision.LOW
     assert report.induced_demand_note is False
     assert "Induced-demand" not in reasons_text(report)
 
 
 def test_a1_low_reuse_with_expensive_cold_captures_adds_the_induced_demand_note():
-    report = gate_a1(low_reuse_audits() + captures([7920, 9000, 9900]), A1, now=NOW)
-    assert report.decision is A1Decision.LOW
+    report = reuse_gate(low_reuse_audits() + captures([7920, 9000, 9900]), A1, now=NOW)
+    assert report.decision is ReuseDecision.LOW
     assert report.induced_demand_note is True
     text = reasons_text(report)
     assert "Induced-demand note" in text and "9000.0 s (2.50 h)" in text
@@ -356,7 +369,7 @@ def test_a1_gap_percentiles_on_a_hand_example():
     }
     history = audits(schedule)
     random.Random(3).shuffle(history)
-    f = gate_a1(history, A1, now=NOW).figures
+    f = reuse_gate(history, A1, now=NOW).figures
     # Gaps: 1, 2, 4 h (AAVE) and 10 h (ARB).
     assert f.gap_hours_median == pytest.approx(3.0)
     assert f.gap_hours_p75 == pytest.approx(5.5)
@@ -367,25 +380,25 @@ def test_a1_gap_percentiles_on_a_hand_example():
 
 def test_a1_without_re_audits_has_no_gaps():
     schedule = {f"defi_top5/SYM{i}USDC/fold-3": [RECENT] for i in range(6)}
-    report = gate_a1(audits(schedule), A1, now=NOW)
-    assert report.decision is A1Decision.LOW and report.figures.reuse_pct == 0
+    report = reuse_gate(audits(schedule), A1, now=NOW)
+    assert report.decision is ReuseDecision.LOW and report.figures.reuse_pct == 0
     assert report.figures.gap_hours_median is None and report.figures.gap_hours_p90 is None
     assert "No cell was audited twice" in reasons_text(report)
 
 
 def test_a1_reads_only_its_window():
     old = audits({CELL: [NOW - timedelta(days=50, hours=h) for h in range(20)]})
-    report = gate_a1(old + low_reuse_audits(), A1, now=NOW)
-    assert report.figures.audits == 11 and report.decision is A1Decision.LOW
-    wide = gate_a1(old + low_reuse_audits(), A1Settings(window_days=60), now=NOW)
-    assert wide.figures.audits == 31 and wide.decision is A1Decision.HIGH
+    report = reuse_gate(old + low_reuse_audits(), A1, now=NOW)
+    assert report.figures.audits == 11 and report.decision is ReuseDecision.LOW
+    wide = reuse_gate(old + low_reuse_audits(), ReuseSettings(window_days=60), now=NOW)
+    assert wide.figures.audits == 31 and wide.decision is ReuseDecision.HIGH
 
 
 def test_a1_window_stays_in_the_plans_range():
     with pytest.raises(ValidationError):
-        A1Settings(window_days=7)
+        ReuseSettings(window_days=7)
     with pytest.raises(ValidationError):
-        A1Settings(window_days=90)
+        ReuseSettings(window_days=90)
 
 
 # --- G-C0 -------------------------------------------------------------------------------------
@@ -397,8 +410,8 @@ def test_c0_mapped_when_every_diagnostic_declares():
         "s23": CaptureRequirement.XY_ONLY,
         "s22a1": CaptureRequirement.TRIAL_DYNAMICS,
     }
-    report = gate_c0(registry, ["s40", "s22a1"])
-    assert report.decision is C0Decision.MAPPED
+    report = consumer_map_gate(registry, ["s40", "s22a1"])
+    assert report.decision is ConsumerMapDecision.MAPPED
     assert [row.diagnostic for row in report.rows] == ["s22a1", "s23", "s40"]
     assert report.figures.xy_only_diagnostics == ["s23", "s40"]
     assert (report.figures.xy_only, report.figures.trial_dynamics, report.figures.unknown) == (
@@ -413,8 +426,8 @@ def test_c0_mapped_when_every_diagnostic_declares():
 
 def test_c0_unknown_present_names_the_undeclared_as_full_replay():
     registry = {"s40": CaptureRequirement.XY_ONLY, "s99": CaptureRequirement.UNKNOWN}
-    report = gate_c0(registry, ["s40", "s24", "s26"])
-    assert report.decision is C0Decision.UNKNOWN_PRESENT
+    report = consumer_map_gate(registry, ["s40", "s24", "s26"])
+    assert report.decision is ConsumerMapDecision.UNKNOWN_PRESENT
     assert "undeclared: s24, s26" in report.reasons[0]
     assert "registered as unknown: s99" in report.reasons[0]
     assert "full_replay" in report.reasons[0]
@@ -430,32 +443,32 @@ def test_c0_unknown_present_names_the_undeclared_as_full_replay():
 
 
 def test_drift_insufficient_data_below_min_checks():
-    report = gate_drift(drift_checks(19, 0), DRIFT, now=NOW)
-    assert report.decision is DriftDecision.INSUFFICIENT_DATA
+    report = drift_rate_gate(drift_checks(19, 0), DRIFT, now=NOW)
+    assert report.decision is DriftRateDecision.INSUFFICIENT_DATA
     assert "Only 19 drift checks" in report.reasons[0] and "min_checks 20" in report.reasons[0]
     assert report.recommended_policy is None
 
 
 def test_drift_keep_off_at_or_below_the_low_rate():
-    report = gate_drift(drift_checks(100, 1), DRIFT, now=NOW)
+    report = drift_rate_gate(drift_checks(100, 1), DRIFT, now=NOW)
     assert report.figures.rate == pytest.approx(0.01)
-    assert report.decision is DriftDecision.KEEP_OFF
+    assert report.decision is DriftRateDecision.KEEP_OFF
     assert report.recommended_policy == "off" and "D11" in report.reasons[0]
 
 
 def test_drift_sampled_between_the_rates_recommends_a_parsable_policy():
-    report = gate_drift(drift_checks(100, 5), DRIFT, now=NOW)
-    assert report.decision is DriftDecision.SAMPLED
+    report = drift_rate_gate(drift_checks(100, 5), DRIFT, now=NOW)
+    assert report.decision is DriftRateDecision.SAMPLED
     assert report.recommended_policy == "sampled:0.1" and "D11" in report.reasons[0]
     assert DriftPolicy.parse(report.recommended_policy).rate == 0.1
-    custom = gate_drift(drift_checks(100, 5), DriftRateSettings(sample_p=0.025), now=NOW)
+    custom = drift_rate_gate(drift_checks(100, 5), DriftRateSettings(sample_p=0.025), now=NOW)
     assert custom.recommended_policy == "sampled:0.025"
     assert DriftPolicy.parse(custom.recommended_policy).rate == 0.025
 
 
 def test_drift_on_read_above_the_high_rate():
-    report = gate_drift(drift_checks(20, 3), DRIFT, now=NOW)
-    assert report.decision is DriftDecision.ON_READ
+    report = drift_rate_gate(drift_checks(20, 3), DRIFT, now=NOW)
+    assert report.decision is DriftRateDecision.ON_READ
     assert report.recommended_policy == "on_read" and "D11" in report.reasons[0]
     assert str(DriftPolicy.parse(report.recommended_policy)) == "on_read"
 
@@ -463,9 +476,9 @@ def test_drift_on_read_above_the_high_rate():
 def test_drift_ignores_unreadable_and_old_checks():
     unreadable = [event(DRIFT_EVENT, drifted="yes"), event(DRIFT_EVENT)]
     old = drift_checks(50, 50, at=NOW - timedelta(days=100))
-    report = gate_drift(drift_checks(20, 0) + unreadable + old, DRIFT, now=NOW)
+    report = drift_rate_gate(drift_checks(20, 0) + unreadable + old, DRIFT, now=NOW)
     assert report.figures.checks == 20 and report.figures.unreadable == 2
-    assert report.decision is DriftDecision.KEEP_OFF
+    assert report.decision is DriftRateDecision.KEEP_OFF
     assert "2 capture_drift_checked events had no boolean" in reasons_text(report)
 
 
@@ -478,32 +491,32 @@ def test_drift_rates_must_be_ordered():
 
 
 def test_size_insufficient_without_captures():
-    report = gate_size([], SIZE)
-    assert report.decision is SizeDecision.INSUFFICIENT_DATA
+    report = capture_size_gate([], SIZE)
+    assert report.decision is CaptureSizeDecision.INSUFFICIENT_DATA
     assert "0 captures" in report.reasons[0] and "minimum 1" in report.reasons[0]
 
 
 def test_size_within_budget_up_to_the_limit():
-    report = gate_size([GIB // 2] * 9 + [2 * GIB], SIZE)
+    report = capture_size_gate([GIB // 2] * 9 + [2 * GIB], SIZE)
     assert report.figures.p95_bytes is not None and report.figures.p95_bytes < 2 * GIB
-    assert report.decision is SizeDecision.WITHIN_BUDGET
-    assert gate_size([2 * GIB] * 3, SIZE).decision is SizeDecision.WITHIN_BUDGET
+    assert report.decision is CaptureSizeDecision.WITHIN_BUDGET
+    assert capture_size_gate([2 * GIB] * 3, SIZE).decision is CaptureSizeDecision.WITHIN_BUDGET
     assert report.figures.total_bytes == 9 * (GIB // 2) + 2 * GIB
     assert report.figures.max_bytes == 2 * GIB and report.figures.n == 10
 
 
 def test_size_over_budget():
-    report = gate_size([GIB, 3 * GIB], SIZE)
-    assert report.decision is SizeDecision.OVER_BUDGET
+    report = capture_size_gate([GIB, 3 * GIB], SIZE)
+    assert report.decision is CaptureSizeDecision.OVER_BUDGET
     assert "> max_capture_bytes 2.000 GiB" in report.reasons[0]
-    assert gate_size([GIB], SizeSettings(max_capture_bytes=GIB // 2)).decision is (
-        SizeDecision.OVER_BUDGET
+    assert capture_size_gate([GIB], CaptureSizeSettings(max_capture_bytes=GIB // 2)).decision is (
+        CaptureSizeDecision.OVER_BUDGET
     )
 
 
 def test_size_rejects_negative_bytes():
     with pytest.raises(DiagInputError, match="not byte counts"):
-        gate_size([1, -5], SIZE)
+        capture_size_gate([1, -5], SIZE)
 
 
 def test_capture_bytes_reads_complete_catalog_entries_only():
@@ -548,24 +561,24 @@ REGISTRY = {
 
 
 def b7_go():
-    return gate_b7(plan_b7_history(), B7, now=NOW)
+    return anchor_cost_gate(plan_b7_history(), B7, now=NOW)
 
 
 def a1_high():
-    return gate_a1(plan_a1_history(), A1, now=NOW)
+    return reuse_gate(plan_a1_history(), A1, now=NOW)
 
 
 def a1_low(induced=False):
     cold = captures([9000] * 3 if induced else [600] * 3)
-    return gate_a1(low_reuse_audits() + cold, A1, now=NOW)
+    return reuse_gate(low_reuse_audits() + cold, A1, now=NOW)
 
 
 def c0_mapped():
-    return gate_c0(REGISTRY, REGISTRY)
+    return consumer_map_gate(REGISTRY, REGISTRY)
 
 
 def test_exit_plan_measured_outcome_is_lever2_then_lever1():
-    report = phase0_exit(b7_go(), a1_high(), c0_mapped(), None, None)
+    report = exit_report(b7_go(), a1_high(), c0_mapped(), None, None)
     assert report.order == ["lever2", "lever1"]
     assert "G-C4 (trial invariance) has not run" in report.blocked["lever3"]
     assert "G-C4b (prep/train seam) has not run" in report.blocked["lever3"]
@@ -573,14 +586,14 @@ def test_exit_plan_measured_outcome_is_lever2_then_lever1():
 
 
 def test_exit_high_reuse_and_c_gates_pass_puts_lever3_after_lever1():
-    report = phase0_exit(b7_go(), a1_high(), c0_mapped(), True, True)
+    report = exit_report(b7_go(), a1_high(), c0_mapped(), True, True)
     assert report.order == ["lever2", "lever1", "lever3"]
     assert report.blocked == {}
     assert "measured order" in reasons_text(report)
 
 
 def test_exit_low_reuse_and_c_gates_pass_is_lever2_then_lever3():
-    report = phase0_exit(b7_go(), a1_low(), c0_mapped(), True, True)
+    report = exit_report(b7_go(), a1_low(), c0_mapped(), True, True)
     assert report.order == ["lever2", "lever3"]
     assert "LOW" in report.deferred["lever1"]
     assert "Induced-demand" not in report.deferred["lever1"]
@@ -588,7 +601,7 @@ def test_exit_low_reuse_and_c_gates_pass_is_lever2_then_lever3():
 
 
 def test_exit_low_reuse_carries_the_induced_demand_note():
-    report = phase0_exit(b7_go(), a1_low(induced=True), c0_mapped(), True, True)
+    report = exit_report(b7_go(), a1_low(induced=True), c0_mapped(), True, True)
     assert "Induced-demand note" in report.deferred["lever1"]
 
 
@@ -602,42 +615,42 @@ def test_exit_low_reuse_carries_the_induced_demand_note():
     ],
 )
 def test_exit_lever3_is_blocked_by_a_missing_or_failed_c4_or_c4b(c4, c4b, why):
-    report = phase0_exit(b7_go(), a1_low(), c0_mapped(), c4, c4b)
+    report = exit_report(b7_go(), a1_low(), c0_mapped(), c4, c4b)
     assert report.order == ["lever2"]
     assert why in report.blocked["lever3"]
 
 
 def test_exit_lever3_is_blocked_without_an_xy_only_consumer():
-    c0 = gate_c0({"s22a1": CaptureRequirement.TRIAL_DYNAMICS}, ["s22a1", "s27"])
-    report = phase0_exit(b7_go(), a1_low(), c0, True, True)
+    c0 = consumer_map_gate({"s22a1": CaptureRequirement.TRIAL_DYNAMICS}, ["s22a1", "s27"])
+    report = exit_report(b7_go(), a1_low(), c0, True, True)
     assert report.order == ["lever2"]
     assert "no xy_only consumer" in report.blocked["lever3"]
 
 
 def test_exit_unknown_consumers_do_not_block_lever3_but_are_named():
-    c0 = gate_c0(REGISTRY, [*REGISTRY, "s26"])
-    report = phase0_exit(b7_go(), a1_low(), c0, True, True)
+    c0 = consumer_map_gate(REGISTRY, [*REGISTRY, "s26"])
+    report = exit_report(b7_go(), a1_low(), c0, True, True)
     assert report.order == ["lever2", "lever3"]
     assert "1 unknown consumers stay on full_replay" in reasons_text(report)
 
 
 def test_exit_b7_defer_drops_lever2():
-    deferring = gate_b7(anchors([10, 12, 15, 20, 30]), B7, now=NOW)
-    report = phase0_exit(deferring, a1_high(), c0_mapped(), True, True)
+    deferring = anchor_cost_gate(anchors([10, 12, 15, 20, 30]), B7, now=NOW)
+    report = exit_report(deferring, a1_high(), c0_mapped(), True, True)
     assert report.order == ["lever1", "lever3"]
     assert "lever2" in report.deferred and "lever2" not in report.blocked
 
 
 def test_exit_b7_go_limited_keeps_lever2_first():
-    limited = gate_b7(anchors([20] * 9 + [200]), B7, now=NOW)
-    report = phase0_exit(limited, a1_high(), c0_mapped(), None, None)
+    limited = anchor_cost_gate(anchors([20] * 9 + [200]), B7, now=NOW)
+    report = exit_report(limited, a1_high(), c0_mapped(), None, None)
     assert report.order[0] == "lever2" and "limited rollout" in report.reasons[0]
 
 
 def test_exit_insufficient_data_blocks_never_orders():
-    b7 = gate_b7(anchors([500] * 2), B7, now=NOW)
-    a1 = gate_a1(audits({CELL: [RECENT]}), A1, now=NOW)
-    report = phase0_exit(b7, a1, c0_mapped(), None, None)
+    b7 = anchor_cost_gate(anchors([500] * 2), B7, now=NOW)
+    a1 = reuse_gate(audits({CELL: [RECENT]}), A1, now=NOW)
+    report = exit_report(b7, a1, c0_mapped(), None, None)
     assert report.order == []
     assert (
         "too little data" in report.blocked["lever2"] and "min_events 5" in report.blocked["lever2"]
@@ -645,14 +658,16 @@ def test_exit_insufficient_data_blocks_never_orders():
     assert "too little data" in report.blocked["lever1"]
     assert "lever3" in report.blocked
     # G-A1 only sets priority: with the C-gates passing, Lever #3 still proceeds.
-    passing = phase0_exit(b7, a1, c0_mapped(), True, True)
+    passing = exit_report(b7, a1, c0_mapped(), True, True)
     assert passing.order == ["lever3"] and set(passing.blocked) == {"lever1", "lever2"}
 
 
 def test_exit_markdown_and_json_carry_every_gate_decision():
-    drift = gate_drift(drift_checks(100, 5), DRIFT, now=NOW)
-    size = gate_size([GIB], SIZE)
-    report = phase0_exit(b7_go(), a1_high(), c0_mapped(), None, False, drift=drift, size=size)
+    drift = drift_rate_gate(drift_checks(100, 5), DRIFT, now=NOW)
+    size = capture_size_gate([GIB], SIZE)
+    report = exit_report(
+        b7_go(), a1_high(), c0_mapped(), None, False, drift_rate=drift, capture_size=size
+    )
     text = report.markdown()
     for row in (
         "| G-B7 | GO |",
@@ -673,6 +688,25 @@ def test_exit_markdown_and_json_carry_every_gate_decision():
     assert ExitReport.model_validate_json(report.to_json()) == report
 
 
+def test_every_gate_report_reads_in_one_layout():
+    drift = drift_rate_gate(drift_checks(100, 5), DRIFT, now=NOW)
+    for report in (b7_go(), a1_high(), c0_mapped(), drift, capture_size_gate([GIB], SIZE)):
+        text = report.markdown()
+        heading, decision, *_ = text.split("\n\n")
+        assert heading == f"### {report.heading()}"
+        assert decision == f"**Decision: {report.decision.value}**"
+        assert text.index(f"- {report.reasons[0]}") < text.index("| figure | value |")
+        assert all(f"| {name} | " in text for name in report.figure_rows())
+
+
+def test_exit_markdown_ends_with_its_appendix():
+    report = exit_report(b7_go(), a1_high(), c0_mapped(), None, None)
+    text = report.markdown(appendix={"audits per cell": "```\nUNIUSDC | 2\n```"})
+    assert text.startswith("## Phase 0 exit\n\n**Lever order: ")
+    assert text.index("### G-C0") < text.index("### audits per cell")
+    assert text.endswith("### audits per cell\n\n```\nUNIUSDC | 2\n```\n")
+
+
 # --- the JSONL history ------------------------------------------------------------------------
 
 
@@ -687,8 +721,8 @@ def test_jsonl_round_trip_gives_equal_events_and_equal_gates(tmp_path):
     path = tmp_path / "history.jsonl"
     write_jsonl(history, path)
     assert read_jsonl(path) == history
-    assert gate_b7(read_jsonl(path), B7, now=NOW) == gate_b7(history, B7, now=NOW)
-    assert gate_a1(read_jsonl(path), A1, now=NOW) == gate_a1(history, A1, now=NOW)
+    assert anchor_cost_gate(read_jsonl(path), B7, now=NOW) == anchor_cost_gate(history, B7, now=NOW)
+    assert reuse_gate(read_jsonl(path), A1, now=NOW) == reuse_gate(history, A1, now=NOW)
     write_jsonl([], path)
     assert read_jsonl(path) == []
 
@@ -730,3 +764,64 @@ def test_jsonl_errors_name_the_file_and_line(tmp_path, line, message):
 def test_jsonl_missing_file_is_bad_input(tmp_path):
     with pytest.raises(DiagInputError, match="does not exist"):
         read_jsonl(tmp_path / "absent.jsonl")
+
+
+# --- gate records -----------------------------------------------------------------------------
+
+
+def test_gate_records_keep_the_keys_stored_records_live_under(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    assert read_seam(store) is None and read_release_gate(store) is None
+    seam = SeamRecord(recipe_version="v1", decision="SEAM", reasons=["ok"], evaluated_at=NOW)
+    gate = ReleaseGateRecord(
+        recipe_version="v1",
+        passed=True,
+        folds=2,
+        hash_parity=True,
+        verdict_parity=True,
+        evaluated_at=NOW,
+        reasons=["ok"],
+    )
+    assert write_record(store, seam) == store.uri("gates/g_c4b_seam.record.json")
+    assert write_record(store, gate) == store.uri("gates/lever3_release_gate.record.json")
+    assert (SEAM_RECORD, RELEASE_GATE_RECORD) == (
+        "gates/g_c4b_seam.record.json",
+        "gates/lever3_release_gate.record.json",
+    )
+    assert read_seam(store) == seam and read_seam(store).seam
+    assert read_release_gate(store) == gate
+
+
+def test_a_record_written_before_reads_back():
+    # A seam record as earlier versions wrote it: it must stay readable.
+    store_text = (
+        '{"recipe_version": "v0", "decision": "DESIGN_REVIEW_REQUIRED", "reasons": [], '
+        '"evaluated_at": "2026-05-01T00:00:00Z"}'
+    )
+    record = SeamRecord.model_validate_json(store_text)
+    assert not record.seam and record.evaluated_at.tzinfo is not None
+
+
+def test_a_broken_record_names_its_key_and_the_asset_that_rewrites_it(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    store.write_bytes(SEAM_RECORD, b'{"recipe_version": "v1", "decision": "SEAM"}')
+    with pytest.raises(DiagInputError) as caught:
+        read_seam(store)
+    message = str(caught.value)
+    assert SEAM_RECORD in message and "SeamRecord" in message and "reasons" in message
+    assert "materialize g_c4b_seam again" in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    store.write_bytes(RELEASE_GATE_RECORD, b"not json")
+    with pytest.raises(DiagInputError, match="materialize lever3_release_gate again"):
+        read_release_gate(store)
+
+
+def test_gate_reports_round_trip_under_their_asset_name(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    report = b7_go()
+    assert write_report(store, "g_b7_cost", report) == store.uri("gates/g_b7_cost.json")
+    assert read_report(store, "g_b7_cost", AnchorCostReport) == report
+    assert read_report(store, "g_c4_invariance", GateVerdict) is None
+    store.write_bytes("gates/g_a1_reuse.json", b'{"gate": "G-A1"}')
+    with pytest.raises(DiagInputError, match="materialize g_a1_reuse again"):
+        read_report(store, "g_a1_reuse", AnchorCostReport)

@@ -6,18 +6,14 @@ import pandas as pd
 import pytest
 
 from diag_assets.core.capture.replay import prepare_cell, replay_cell
+from diag_assets.core.capture.trace import EventKind, ReplayTrace
 from diag_assets.core.cells import CellRef
-from diag_assets.core.gates.invariance import (
-    NO_SEAM,
-    C4Decision,
-    EventKind,
-    ReplayTrace,
-    SeamDecision,
-    SeamRule,
+from diag_assets.core.gates.seam import NO_SEAM, SeamDecision, SeamRule, seam_gate
+from diag_assets.core.gates.trial_invariance import (
+    InvarianceDecision,
     StructuralRule,
-    gate_c4,
-    gate_c4b,
     instrumented_replay,
+    trial_invariance_gate,
 )
 from diag_assets.core.recipe import training
 from diag_assets.core.recipe.prep import FoldData
@@ -143,33 +139,33 @@ def test_trace_holds_hashes_only(reference_traces, in_loop_trace):
 
 
 def test_reference_recipe_passes_c4_on_two_folds(reference_traces):
-    report = gate_c4(reference_traces)
+    report = trial_invariance_gate(reference_traces)
     assert report.gate == "G-C4"
-    assert report.decision is C4Decision.PASS, report.reasons
+    assert report.decision is InvarianceDecision.PASS, report.reasons
     assert report.stop is None
     assert report.figures.folds == 2
     assert report.figures.trials_per_fold == {str(FOLD_1): N_TRIALS, str(FOLD_3): N_TRIALS}
     assert report.figures.prep_calls_per_fold == {str(FOLD_1): 1, str(FOLD_3): 1}
     assert all(fold.structural_ok and fold.empirical_ok for fold in report.folds)
-    assert "**PASS**" in report.markdown()
+    assert "**Decision: PASS**" in report.markdown()
 
 
 def test_reference_recipe_has_a_seam(reference_traces):
     for cell_ref, trace in reference_traces:
-        report = gate_c4b(trace)
+        report = seam_gate(trace)
         assert report.gate == "G-C4b" and report.cell_ref == cell_ref
         assert report.decision is SeamDecision.SEAM, report.reasons
         assert report.failed_rules == []
         assert report.figures.prep_calls == 1 and report.figures.prep_position == 0
         assert report.figures.first_train_position == 4
         assert report.figures.distinct_dataset_hashes == 2  # train and validation, every trial
-        assert "**SEAM**" in report.markdown()
+        assert "**Decision: SEAM**" in report.markdown()
         assert "single_fit" not in report.decision
 
 
 def test_in_loop_prep_stops_c4_at_trial_1(in_loop_trace):
-    report = gate_c4([(str(FOLD_3), in_loop_trace)])
-    assert report.decision is C4Decision.STOP
+    report = trial_invariance_gate([(str(FOLD_3), in_loop_trace)])
+    assert report.decision is InvarianceDecision.STOP
     assert report.stop is not None
     assert report.stop.cell_ref == str(FOLD_3) and report.stop.trial == 1
     assert "ret_1" in report.stop.columns and "y" in report.stop.columns
@@ -181,23 +177,23 @@ def test_in_loop_prep_stops_c4_at_trial_1(in_loop_trace):
     assert fold.trial_divergence is not None and fold.trial_divergence.trial == 1
     assert f"prep ran {N_TRIALS} times" in " ".join(report.reasons)
     assert "trial 1" in report.reasons[0] and "ret_1" in report.reasons[0]
-    assert "**STOP**" in report.markdown()
+    assert "**Decision: STOP**" in report.markdown()
 
 
 def test_in_loop_prep_requires_design_review(in_loop_trace):
-    report = gate_c4b(in_loop_trace)
+    report = seam_gate(in_loop_trace)
     assert report.decision is SeamDecision.DESIGN_REVIEW_REQUIRED
     assert {SeamRule.PREP_ONCE, SeamRule.PREP_BEFORE_TRAIN} <= set(report.failed_rules)
     assert SeamRule.DATASETS_TRIAL_INVARIANT in report.failed_rules
     assert report.figures.prep_calls == N_TRIALS
     assert report.figures.distinct_dataset_hashes == 2 * N_TRIALS
     assert any(NO_SEAM in reason for reason in report.reasons)
-    assert "**DESIGN_REVIEW_REQUIRED**" in report.markdown()
+    assert "**Decision: DESIGN_REVIEW_REQUIRED**" in report.markdown()
 
 
 def test_one_fold_failing_stops_the_whole_gate(reference_traces, in_loop_trace):
-    report = gate_c4([*reference_traces, (str(FOLD_3) + "-in-loop", in_loop_trace)])
-    assert report.decision is C4Decision.STOP
+    report = trial_invariance_gate([*reference_traces, (str(FOLD_3) + "-in-loop", in_loop_trace)])
+    assert report.decision is InvarianceDecision.STOP
     assert report.stop is not None and report.stop.cell_ref == str(FOLD_3) + "-in-loop"
 
 
@@ -205,8 +201,8 @@ def test_in_place_mutation_between_trials_is_caught_by_the_empirical_check(tiny_
     recipe = MutatingRecipe()
     trace = _replay(tiny_source, FOLD_1, recipe)
     _assert_unpatched(recipe)
-    report = gate_c4([(str(FOLD_1), trace)])
-    assert report.decision is C4Decision.STOP
+    report = trial_invariance_gate([(str(FOLD_1), trace)])
+    assert report.decision is InvarianceDecision.STOP
     fold = report.folds[0]
     assert fold.prep_calls == 1
     assert fold.trial_divergence is not None
@@ -215,7 +211,7 @@ def test_in_place_mutation_between_trials_is_caught_by_the_empirical_check(tiny_
     assert "vol_24" in report.reasons[0]
     # Prep was upstream and ran once: only the "trials receive the prep output" rule breaks.
     assert fold.failed_rules == [StructuralRule.TRIALS_RECEIVE_PREP_OUTPUT]
-    assert SeamRule.XY_FINAL in gate_c4b(trace).failed_rules
+    assert SeamRule.XY_FINAL in seam_gate(trace).failed_rules
 
 
 def test_patches_are_undone_after_a_replay(reference_traces):
@@ -244,7 +240,7 @@ def test_prep_after_the_first_fit_is_no_seam(reference_traces):
     events = list(trace.events)
     prep = events.pop(0)
     events.insert(4, prep)  # after trial 0's Datasets and train call
-    report = gate_c4b(trace.model_copy(update={"events": events}))
+    report = seam_gate(trace.model_copy(update={"events": events}))
     assert report.decision is SeamDecision.DESIGN_REVIEW_REQUIRED
     assert report.failed_rules == [SeamRule.PREP_BEFORE_TRAIN]
     assert report.figures.first_train_position == 3
@@ -253,7 +249,7 @@ def test_prep_after_the_first_fit_is_no_seam(reference_traces):
 def test_a_replay_without_train_calls_is_no_seam(reference_traces):
     _, trace = reference_traces[0]
     events = [e for e in trace.events if e.kind is not EventKind.TRAIN_CALLED]
-    report = gate_c4b(trace.model_copy(update={"events": events}))
+    report = seam_gate(trace.model_copy(update={"events": events}))
     assert report.decision is SeamDecision.DESIGN_REVIEW_REQUIRED
     assert report.failed_rules == [SeamRule.TRAIN_OBSERVED]
 
@@ -266,22 +262,22 @@ def test_datasets_not_built_from_the_prep_output_are_no_seam(reference_traces):
         else e
         for e in trace.events
     ]
-    report = gate_c4b(trace.model_copy(update={"events": events}))
+    report = seam_gate(trace.model_copy(update={"events": events}))
     assert report.failed_rules == [SeamRule.DATASETS_FROM_PREP]
 
 
 def test_unobserved_trials_fail_the_structural_check(reference_traces):
     _, trace = reference_traces[0]
     events = [e for e in trace.events if e.kind is not EventKind.TRIAL_STARTED]
-    report = gate_c4([("silent", trace.model_copy(update={"events": events}))])
-    assert report.decision is C4Decision.STOP
+    report = trial_invariance_gate([("silent", trace.model_copy(update={"events": events}))])
+    assert report.decision is InvarianceDecision.STOP
     assert StructuralRule.EVERY_TRIAL_OBSERVED in report.folds[0].failed_rules
     assert not report.folds[0].empirical_ok
 
 
 def test_no_folds_is_not_a_pass():
-    report = gate_c4([])
-    assert report.decision is C4Decision.STOP and report.figures.folds == 0
+    report = trial_invariance_gate([])
+    assert report.decision is InvarianceDecision.STOP and report.figures.folds == 0
 
 
 def test_a_full_replay_capture_stores_the_trace_an_instrumented_replay_records(tiny_source):
@@ -289,6 +285,6 @@ def test_a_full_replay_capture_stores_the_trace_an_instrumented_replay_records(t
     prepared = prepare_cell(FOLD_1, tiny_source, TINY_FOLDS, recipe, CONFIG)
     stored = replay_cell(prepared, recipe).trace
     assert stored is not None and stored == instrumented_replay(prepared, recipe)
-    report = gate_c4([(str(FOLD_1), stored)])
-    assert report.decision is C4Decision.PASS
+    report = trial_invariance_gate([(str(FOLD_1), stored)])
+    assert report.decision is InvarianceDecision.PASS
     assert report.figures.trials_per_fold == {str(FOLD_1): N_TRIALS}

@@ -22,7 +22,6 @@ Then the consumers and the recipe are checked:
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.diagnostics.consumers import CaptureRequirement
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.gates.records import ReleaseGateRecord, SeamRecord
 from diag_assets.core.policy_files import load_policy_file
 
 MODE_ENV = "DIAG_CAPTURE_MODE"
@@ -67,36 +67,6 @@ class CaptureModePolicy(BaseModel):
                 "cannot be a default"
             )
         return mode
-
-
-class ReleaseGateRecord(BaseModel):
-    """What the release parity gate (C7) stores: the evidence a default flip needs."""
-
-    model_config = ConfigDict(frozen=True)
-
-    recipe_version: str
-    passed: bool
-    folds: int
-    hash_parity: bool
-    verdict_parity: bool
-    evaluated_at: datetime
-    reasons: list[str]
-
-
-class SeamRecord(BaseModel):
-    """What G-C4b stores: whether this recipe version has a prep/train seam."""
-
-    model_config = ConfigDict(frozen=True)
-
-    recipe_version: str
-    decision: str
-    reasons: list[str]
-    evaluated_at: datetime
-
-    @property
-    def seam(self) -> bool:
-        """G-C4b found a seam."""
-        return self.decision == "SEAM"
 
 
 class CaptureModeRefused(DiagInputError):

@@ -1,4 +1,4 @@
-"""Lever #3's release parity gate (the plan's C7): may dataset_only become the default?
+"""Release parity: may the dataset_only capture mode become the default?
 
 On K folds of the shared fixture set, each fold is captured twice through the capture cache,
 in ``full_replay`` and in ``dataset_only``, and compared:
@@ -8,8 +8,8 @@ in ``full_replay`` and in ``dataset_only``, and compared:
   signal with the same p-value and AUCs.
 
 The gate passes when every fold has both parities, the folds are at least the policy's
-minimum, and G-C4b found a prep/train seam for the recipe version under test. The record it
-leaves (:class:`~diag_assets.core.capture.mode_policy.ReleaseGateRecord`) is what the capture mode
+minimum, and the seam gate found a prep/train seam for the recipe version under test. The record it
+leaves (:class:`~diag_assets.core.gates.records.ReleaseGateRecord`) is what the capture mode
 policy reads before it honours a dataset_only default.
 """
 
@@ -19,16 +19,16 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from diag_assets.core.capture.mode_policy import ReleaseGateRecord, SeamRecord
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.diagnostics.verdicts import S40Verdict
-from diag_assets.core.gates.invariance import gate_markdown
+from diag_assets.core.gates.records import ReleaseGateRecord, SeamRecord
+from diag_assets.core.gates.report import GateReport, Table
 
-GATE_C7 = "C7"
+RELEASE_PARITY_LABEL = "C7"
 
 
-class ReleaseDecision(StrEnum):
+class ReleaseParityDecision(StrEnum):
     """The gate's outcome."""
 
     PASS = "PASS"
@@ -115,35 +115,32 @@ def compare_fold(
     )
 
 
-class ReleaseGateReport(BaseModel):
-    """The C7 gate over K folds."""
+class ReleaseParityFigures(BaseModel):
+    """The numbers behind the decision."""
 
     model_config = ConfigDict(frozen=True)
 
-    gate: str = GATE_C7
+    folds: int
+    hash_parity_folds: int
+    verdict_parity_folds: int
+    full_replay_capture_s: float
+    dataset_only_capture_s: float
+
+
+class ReleaseParityReport(GateReport[ReleaseParityDecision, ReleaseParityFigures]):
+    """Release parity over K folds."""
+
+    gate: str = RELEASE_PARITY_LABEL
     recipe_version: str
-    decision: ReleaseDecision
     hash_parity: bool
     verdict_parity: bool
-    reasons: list[str]
     folds: list[FoldParity]
-
-    @property
-    def figures(self) -> BaseModel:
-        """The numbers behind the decision."""
-        return _Figures(
-            folds=len(self.folds),
-            hash_parity_folds=sum(fold.hash_parity for fold in self.folds),
-            verdict_parity_folds=sum(fold.verdict_parity for fold in self.folds),
-            full_replay_capture_s=round(sum(f.full_replay_capture_s for f in self.folds), 3),
-            dataset_only_capture_s=round(sum(f.dataset_only_capture_s for f in self.folds), 3),
-        )
 
     def record(self, evaluated_at: datetime) -> ReleaseGateRecord:
         """What the capture mode policy reads."""
         return ReleaseGateRecord(
             recipe_version=self.recipe_version,
-            passed=self.decision is ReleaseDecision.PASS,
+            passed=self.decision is ReleaseParityDecision.PASS,
             folds=len(self.folds),
             hash_parity=self.hash_parity,
             verdict_parity=self.verdict_parity,
@@ -151,32 +148,30 @@ class ReleaseGateReport(BaseModel):
             reasons=self.reasons,
         )
 
-    def markdown(self) -> str:
-        """Decision, reasons, figures and one row per fold."""
-        figures = [(name, str(value)) for name, value in self.figures.model_dump().items()]
-        title = f"{self.gate} release parity gate, {self.recipe_version}"
-        lines = gate_markdown(title, self.decision, self.reasons, figures)
-        lines += [
-            "",
-            "| fold | X/y hash | s40 (full / dataset_only) | p-value | capture s (full / ds) |",
-            "|---|---|---|---|---|",
-        ]
-        for fold in self.folds:
-            lines.append(
-                f"| {fold.cell_ref} | {'equal' if fold.hash_parity else 'DIFFERENT'} "
-                f"| {fold.signal[0]} / {fold.signal[1]} "
-                f"| {fold.p_value[0]:.4f} / {fold.p_value[1]:.4f} "
-                f"| {fold.full_replay_capture_s:.2f} / {fold.dataset_only_capture_s:.2f} |"
+    def heading(self) -> str:
+        """The report's title: the gate and the recipe version under test."""
+        return f"{self.gate} release parity gate, {self.recipe_version}"
+
+    def tables(self) -> list[Table]:
+        """One row per fold: both captures' hashes, verdicts and capture times."""
+        header = (
+            "fold",
+            "X/y hash",
+            "s40 (full / dataset_only)",
+            "p-value",
+            "capture s (full / ds)",
+        )
+        rows = [
+            (
+                fold.cell_ref,
+                "equal" if fold.hash_parity else "DIFFERENT",
+                f"{fold.signal[0]} / {fold.signal[1]}",
+                f"{fold.p_value[0]:.4f} / {fold.p_value[1]:.4f}",
+                f"{fold.full_replay_capture_s:.2f} / {fold.dataset_only_capture_s:.2f}",
             )
-        return "\n".join(lines) + "\n"
-
-
-class _Figures(BaseModel):
-    folds: int
-    hash_parity_folds: int
-    verdict_parity_folds: int
-    full_replay_capture_s: float
-    dataset_only_capture_s: float
+            for fold in self.folds
+        ]
+        return [Table(header, rows)]
 
 
 def release_parity_gate(
@@ -185,7 +180,7 @@ def release_parity_gate(
     recipe_version: str,
     seam: SeamRecord | None,
     min_folds: int,
-) -> ReleaseGateReport:
+) -> ReleaseParityReport:
     """Decide the gate (see the module docstring); every failing rule is a reason."""
     hash_parity = bool(folds) and all(fold.hash_parity for fold in folds)
     verdict_parity = bool(folds) and all(fold.verdict_parity for fold in folds)
@@ -210,7 +205,7 @@ def release_parity_gate(
             )
     if problems:
         reasons = [*problems, "dataset_only stays off as a default for this recipe version."]
-        decision = ReleaseDecision.FAIL
+        decision = ReleaseParityDecision.FAIL
     else:
         reasons = [
             f"All {len(folds)} folds: dataset_only X/y equal full_replay's by canonical hash, "
@@ -219,12 +214,20 @@ def release_parity_gate(
             "The capture mode policy may make dataset_only the default for xy_only consumers "
             "of this recipe version.",
         ]
-        decision = ReleaseDecision.PASS
-    return ReleaseGateReport(
+        decision = ReleaseParityDecision.PASS
+    figures = ReleaseParityFigures(
+        folds=len(folds),
+        hash_parity_folds=sum(fold.hash_parity for fold in folds),
+        verdict_parity_folds=sum(fold.verdict_parity for fold in folds),
+        full_replay_capture_s=round(sum(fold.full_replay_capture_s for fold in folds), 3),
+        dataset_only_capture_s=round(sum(fold.dataset_only_capture_s for fold in folds), 3),
+    )
+    return ReleaseParityReport(
         recipe_version=recipe_version,
         decision=decision,
         hash_parity=hash_parity,
         verdict_parity=verdict_parity,
         reasons=reasons,
+        figures=figures,
         folds=list(folds),
     )

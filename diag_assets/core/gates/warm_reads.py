@@ -1,9 +1,10 @@
-"""Lever #1's Gate 4 on the shared fixture set: is a cold capture served back warm, intact?
+"""Warm reads of the capture cache: is a cold capture served back warm, intact?
 
-For each fixture fold the capture is requested twice in a row: the first request is the cold
-leg (or already a HIT when an earlier gate captured the fold), the second is the warm leg.
-The gate passes when every warm leg is a HIT, served within the budget, with the content
-hash of the first leg and X/y whose canonical hashes were recomputed on load and matched.
+For each fold of the shared fixture set the capture is requested twice in a row: the first
+request is the cold leg (or already a HIT when an earlier gate captured the fold), the second
+is the warm leg. The gate passes when every warm leg is a HIT, served within the budget, with
+the content hash of the first leg and X/y whose canonical hashes were recomputed on load and
+matched.
 Single-flight under contention is measured by ``python -m benchmarks contention``.
 """
 
@@ -12,12 +13,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from diag_assets.core.gates.invariance import gate_markdown
+from diag_assets.core.gates.report import GateReport, Table
 
-GATE_4 = "Lever #1 Gate 4"
+WARM_READ_LABEL = "Lever #1 Gate 4"
 
 
-class WarmDecision(StrEnum):
+class WarmReadDecision(StrEnum):
     """The gate's outcome."""
 
     PASS = "PASS"
@@ -39,7 +40,7 @@ class WarmRead(BaseModel):
     verified_on_load: bool
 
 
-class WarmFigures(BaseModel):
+class WarmReadFigures(BaseModel):
     """The numbers behind the decision."""
 
     model_config = ConfigDict(frozen=True)
@@ -50,33 +51,28 @@ class WarmFigures(BaseModel):
     budget_s: float
 
 
-class WarmGateReport(BaseModel):
-    """Gate 4 over the fixture folds."""
+class WarmReadReport(GateReport[WarmReadDecision, WarmReadFigures]):
+    """Warm reads over the fixture folds."""
 
-    model_config = ConfigDict(frozen=True)
-
-    gate: str = GATE_4
-    decision: WarmDecision
-    reasons: list[str]
-    figures: WarmFigures
+    gate: str = WARM_READ_LABEL
     reads: list[WarmRead] = Field(default_factory=list)
 
-    def markdown(self) -> str:
-        """Decision, reasons, figures and one row per fold."""
-        figures = [(name, str(value)) for name, value in self.figures.model_dump().items()]
-        lines = gate_markdown(self.gate, self.decision, self.reasons, figures)
-        lines += ["", "| fold | first leg | warm leg | same content |", "|---|---|---|---|"]
-        for read in self.reads:
-            same = read.first_content_hash == read.warm_content_hash
-            lines.append(
-                f"| {read.cell_ref} | {read.first_outcome} {read.first_s:.2f} s "
-                f"| {read.warm_outcome} {read.warm_s:.3f} s | {'yes' if same else 'NO'} |"
+    def tables(self) -> list[Table]:
+        """One row per fold: both legs and whether they served the same content."""
+        rows = [
+            (
+                read.cell_ref,
+                f"{read.first_outcome} {read.first_s:.2f} s",
+                f"{read.warm_outcome} {read.warm_s:.3f} s",
+                "yes" if read.first_content_hash == read.warm_content_hash else "NO",
             )
-        return "\n".join(lines) + "\n"
+            for read in self.reads
+        ]
+        return [Table(("fold", "first leg", "warm leg", "same content"), rows)]
 
 
-def gate4_warm_reads(reads: Sequence[WarmRead], *, budget_s: float) -> WarmGateReport:
-    """Decide Gate 4 (see the module docstring); every failing fold is a reason."""
+def warm_read_gate(reads: Sequence[WarmRead], *, budget_s: float) -> WarmReadReport:
+    """Decide the warm-read gate (see the module docstring); every failing fold is a reason."""
     problems = []
     for read in reads:
         if read.warm_outcome != "HIT":
@@ -91,15 +87,15 @@ def gate4_warm_reads(reads: Sequence[WarmRead], *, budget_s: float) -> WarmGateR
             problems.append(f"{read.cell_ref}: X/y failed their canonical hashes on load.")
     if not reads:
         problems.append("Gate 4 ran on 0 folds; nothing is proven.")
-    figures = WarmFigures(
+    figures = WarmReadFigures(
         folds=len(reads),
         cold_legs=sum(read.first_outcome != "HIT" for read in reads),
         max_warm_s=round(max((read.warm_s for read in reads), default=0.0), 3),
         budget_s=budget_s,
     )
     if problems:
-        return WarmGateReport(
-            decision=WarmDecision.FAIL, reasons=problems, figures=figures, reads=list(reads)
+        return WarmReadReport(
+            decision=WarmReadDecision.FAIL, reasons=problems, figures=figures, reads=list(reads)
         )
     reasons = [
         f"All {len(reads)} fixture folds were served warm (HIT) with the content of their "
@@ -108,6 +104,6 @@ def gate4_warm_reads(reads: Sequence[WarmRead], *, budget_s: float) -> WarmGateR
         f"{figures.cold_legs} fold(s) were captured cold in this run; the others were already "
         "in the cache (the shared fixture set).",
     ]
-    return WarmGateReport(
-        decision=WarmDecision.PASS, reasons=reasons, figures=figures, reads=list(reads)
+    return WarmReadReport(
+        decision=WarmReadDecision.PASS, reasons=reasons, figures=figures, reads=list(reads)
     )
