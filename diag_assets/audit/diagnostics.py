@@ -4,7 +4,8 @@
 because they share a decision: whether this run skips the s22a1 anchor (Lever #2). The step
 resolves it once; with the anchor skipped, ``s22a1_anchor`` is neither materialized nor read,
 and both anchor consumers come out DOWNGRADED. ``s22a2_spread`` and ``s23_drift`` read only
-the captured fold.
+the captured fold. What each verdict may claim is decided in
+:mod:`diag_assets.core.diagnostics.certification`.
 """
 
 import json
@@ -21,21 +22,16 @@ from diag_assets.core.capture.manifest import X_FILE, CaptureManifest
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.cells import CellRef
-from diag_assets.core.diagnostics.probe import (
-    ProbeSettings,
-    inconclusive_s40,
-    judge_s40,
-    run_anchor,
-)
-from diag_assets.core.diagnostics.suite import (
+from diag_assets.core.diagnostics.anchor import run_anchor
+from diag_assets.core.diagnostics.calibration import (
     CalibrationSettings,
-    DriftSettings,
-    SpreadSettings,
-    run_s22a2,
-    run_s23,
     run_s27,
     s27_without_anchor,
 )
+from diag_assets.core.diagnostics.certification import AnchorUse, certify
+from diag_assets.core.diagnostics.drift import DriftSettings, run_s23
+from diag_assets.core.diagnostics.probe import ProbeSettings, inconclusive_s40, judge_s40
+from diag_assets.core.diagnostics.spread import SpreadSettings, run_s22a2
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
 from diag_assets.core.metadata import AnchorMetadata
 from diag_assets.core.names import (
@@ -185,7 +181,8 @@ def _skip_metadata(decision: SkipDecision) -> dict[str, Any]:
             kinds={"lightgbm"},
             code_version=DIAGNOSTICS_CODE_VERSION,
             description="Does X carry signal about y? A permutation probe (xy_only), "
-            "cross-referenced with the anchor; DOWNGRADED when the anchor was skipped.",
+            "cross-referenced with the anchor; DOWNGRADED when the anchor was skipped or the "
+            "capture is single_fit.",
         ),
         dg.AssetSpec(
             S27_CALIBRATION,
@@ -195,7 +192,7 @@ def _skip_metadata(decision: SkipDecision) -> dict[str, Any]:
             kinds={"lightgbm"},
             code_version=DIAGNOSTICS_CODE_VERSION,
             description="Calibration of the anchor's model on validation (trial_dynamics); "
-            "DOWNGRADED when the anchor was skipped.",
+            "DOWNGRADED when the anchor was skipped or the capture is single_fit.",
         ),
     ],
     partitions_def=cells_partitions,
@@ -248,7 +245,7 @@ def anchor_and_consumers(
         calibration = (
             run_s27(captured, CalibrationSettings(n_bins=config.calibration_bins), anchor=anchor)
             if anchor is not None
-            else s27_without_anchor(captured, decision.reason)
+            else s27_without_anchor(captured)
         )
         yield _s27_result(cell, calibration, artifacts, extra)
 
@@ -333,7 +330,12 @@ def _inconclusive(context, cell, reason, selected, artifacts, decision, manifest
         yield _s40_result(context, cell, verdict, artifacts, _skip_metadata(decision))
     if S27_CALIBRATION in selected:
         # s27 cannot be computed without a verified fold either; it inherits the reason.
-        raise dg.Failure(f"s27_calibration for {cell} is INCONCLUSIVE_TOOLING: {reason}")
+        s27 = certify(
+            capture_mode=manifest.mode if manifest else None,
+            anchor=AnchorUse.SKIPPED if decision.skip else AnchorUse.USED,
+            problem=reason or "the captured fold could not be read.",
+        )
+        raise dg.Failure(f"s27_calibration for {cell} is {s27.certification}: {s27.reason}")
 
 
 def _anchor_metadata(anchor: AnchorResult, uri: str) -> dict[str, Any]:

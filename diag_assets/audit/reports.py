@@ -7,7 +7,9 @@ import dagster as dg
 from diag_assets.audit.diagnostics import cell_of, s22a2_spread, s23_drift
 from diag_assets.core.audit.report import AuditReport, build_audit_report, summarize
 from diag_assets.core.capture.manifest import CaptureManifest
-from diag_assets.core.diagnostics.suite import S22a2Verdict, S23Verdict, S27Verdict
+from diag_assets.core.diagnostics.calibration import S27Verdict
+from diag_assets.core.diagnostics.drift import S23Verdict
+from diag_assets.core.diagnostics.spread import S22a2Verdict
 from diag_assets.core.diagnostics.verdicts import S40Verdict
 from diag_assets.core.names import (
     AUDIT_JOB,
@@ -65,7 +67,8 @@ def audit_report(
 ) -> dg.MaterializeResult:
     """The cell's audit in one page, certification first.
 
-    A DOWNGRADED (anchor skipped) or INCONCLUSIVE audit says so before anything else.
+    A DOWNGRADED or INCONCLUSIVE audit says so before anything else, and why: a single_fit
+    capture, the s22a1 anchor skipped, or a missing input.
     """
     cell = cell_of(context, market_data)
     results = artifacts.results()
@@ -80,7 +83,7 @@ def audit_report(
 def audit_summary(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
     """Every audited cell at a glance; only CERTIFIED cells count as complete.
 
-    A DOWNGRADED cell (anchor skipped) is counted and shown as downgraded, never as complete.
+    A DOWNGRADED cell is counted and shown as downgraded, with its reasons, never as complete.
     """
     results = artifacts.results()
     keys = results.store.list_keys(f"{results.prefix}/{AUDIT_REPORT}")

@@ -13,7 +13,7 @@ from diag_assets.core.capture.events import CaptureEvent, EventRecorder
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModeRefused, load_policy
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
-from diag_assets.core.diagnostics.verdicts import Certification
+from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.metadata import CaptureMetadata
 from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, CAPTURED_FOLD
 from diag_assets.core.recipe.code_version import recipe_code_version
@@ -182,12 +182,13 @@ def captured_fold(
     except ColdCaptureRequiresOperator as refused:
         # No capture can be trusted for this cell in this run: nothing downstream may claim
         # a verdict, so the audit is inconclusive until an operator approves a capture.
+        unusable = certify(capture_mode=None, anchor=AnchorUse.NOT_NEEDED, problem=refused.reason)
         raise dg.Failure(
             description=str(refused),
             metadata={
                 "code": refused.code,
-                "certification": Certification.INCONCLUSIVE_TOOLING.value,
-                "reason": refused.reason,
+                "certification": unusable.certification.value,
+                "reason": unusable.reason,
                 "how_to_approve": f"run tag {ALLOW_COLD_CAPTURE_TAG}=true",
                 "capture_events": dg.MetadataValue.json(_event_dicts(recorder.events)),
             },

@@ -12,7 +12,8 @@ from diag_assets.audit.diagnostics import (
 from diag_assets.capture.assets import CaptureRunConfig, captured_fold
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
-from diag_assets.core.diagnostics.verdicts import AnchorResult, Certification, S40Verdict
+from diag_assets.core.diagnostics.certification import Certification
+from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
 from diag_assets.core.names import CAPTURED_FOLD, S22A1_ANCHOR, S40_VERDICT
 from diag_assets.market.assets import market_bars
 from diag_assets.partitions import cell_from_partition_key, cell_partition_key

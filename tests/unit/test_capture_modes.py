@@ -26,12 +26,14 @@ from diag_assets.core.capture.mode_policy import (
     resolve_capture_mode,
 )
 from diag_assets.core.capture.modes import CaptureMode
-from diag_assets.core.capture.replay import CaptureParityFailed, prepare_cell, replay_cell
+from diag_assets.core.capture.replay import CaptureParityFailed, prepare_cell
 from diag_assets.core.cells import CellRef
+from diag_assets.core.diagnostics.anchor import run_anchor
+from diag_assets.core.diagnostics.certification import Certification
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, ConsumerContractViolation
-from diag_assets.core.diagnostics.probe import judge_s40, run_anchor
-from diag_assets.core.diagnostics.suite import run_s22a2, run_s23
-from diag_assets.core.diagnostics.verdicts import Certification
+from diag_assets.core.diagnostics.drift import run_s23
+from diag_assets.core.diagnostics.probe import judge_s40
+from diag_assets.core.diagnostics.spread import run_s22a2
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.records import ReleaseGateRecord, SeamRecord
 from diag_assets.core.gates.release_parity import (
@@ -47,6 +49,7 @@ from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.core.storage.catalog.model import CaptureStatus
 from diag_assets.core.storage.lease.file import FileLease
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS, TINY_PROBE
+from tests.fixtures.captures import replay
 from tests.fixtures.recipes import DriftingPrepRecipe
 
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-3")
@@ -56,11 +59,6 @@ XY = CaptureRequirement.XY_ONLY
 TRIALS = CaptureRequirement.TRIAL_DYNAMICS
 UNKNOWN = CaptureRequirement.UNKNOWN
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
-
-
-def replay(source, mode: CaptureMode, recipe=RECIPE, *, check_parity: bool = False):
-    prepared = prepare_cell(CELL, source, TINY_FOLDS, recipe, TINY_CAPTURE.with_mode(mode))
-    return replay_cell(prepared, recipe, check_parity=check_parity)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,10 @@ import pytest
 
 from diag_assets.core.capture.replay import prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
-from diag_assets.core.diagnostics.probe import judge_s40, roc_auc, run_anchor, run_probe
-from diag_assets.core.diagnostics.verdicts import Certification, CrossrefStatus, Signal
+from diag_assets.core.diagnostics.anchor import run_anchor
+from diag_assets.core.diagnostics.certification import Certification
+from diag_assets.core.diagnostics.probe import judge_s40, roc_auc, run_probe
+from diag_assets.core.diagnostics.verdicts import CrossrefStatus, Signal
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS, TINY_PROBE
 

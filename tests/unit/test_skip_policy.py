@@ -72,8 +72,7 @@ def test_policy_file_is_versioned_and_a_malformed_one_names_the_fix(tmp_path):
 
 
 def test_reference_suite_is_registered_with_its_requirements():
-    import diag_assets.core.diagnostics.probe  # noqa: F401 - registers s22a1 and s40
-    import diag_assets.core.diagnostics.suite  # noqa: F401 - registers s22a2, s23, s27
+    import diag_assets.core.diagnostics  # noqa: F401 - registers every diagnostic
 
     expected = {
         "s22a1": CaptureRequirement.TRIAL_DYNAMICS,

@@ -7,6 +7,18 @@ from pydantic import ValidationError
 
 from diag_assets.core.capture.replay import CapturedFold, prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
+from diag_assets.core.diagnostics.anchor import run_anchor
+from diag_assets.core.diagnostics.calibration import (
+    CalibrationSettings,
+    CalibrationStatus,
+    binary_logloss,
+    brier_score,
+    expected_calibration_error,
+    reliability_table,
+    run_s27,
+    s27_without_anchor,
+)
+from diag_assets.core.diagnostics.certification import Certification
 from diag_assets.core.diagnostics.consumers import (
     DIAGNOSTIC_CAPTURE_REQUIREMENTS,
     CaptureRequirement,
@@ -14,25 +26,9 @@ from diag_assets.core.diagnostics.consumers import (
     ConsumerContractViolation,
     diagnostic,
 )
-from diag_assets.core.diagnostics.probe import run_anchor
-from diag_assets.core.diagnostics.suite import (
-    CalibrationSettings,
-    CalibrationStatus,
-    DriftLevel,
-    DriftSettings,
-    SpreadScale,
-    SpreadStatus,
-    binary_logloss,
-    brier_score,
-    expected_calibration_error,
-    reliability_table,
-    run_s22a2,
-    run_s23,
-    run_s27,
-    s27_without_anchor,
-    stratified_folds,
-)
-from diag_assets.core.diagnostics.verdicts import AnchorResult, Certification
+from diag_assets.core.diagnostics.drift import DriftLevel, DriftSettings, run_s23, stratified_folds
+from diag_assets.core.diagnostics.spread import SpreadScale, SpreadStatus, run_s22a2
+from diag_assets.core.diagnostics.verdicts import AnchorResult
 from diag_assets.core.recipe.prep import FoldData
 from diag_assets.core.recipe.protocol import TrialLog, TrialRecord, TrialSettings
 from diag_assets.core.recipe.reference import ReferenceRecipe
@@ -362,12 +358,14 @@ def test_s27_tells_a_calibrated_model_from_an_overconfident_one(captured):
 def test_s27_without_anchor(captured):
     with pytest.raises(LookupError, match="no s22a1 anchor"):
         run_s27(captured)
-    verdict = s27_without_anchor(captured, "s22a1 anchor skipped for a dataset_only capture.")
+    verdict = s27_without_anchor(captured)
     assert verdict.certification is Certification.DOWNGRADED
+    assert verdict.certification_reason.startswith("s22a1 anchor skipped:")
+    assert "single_fit" not in verdict.certification_reason  # a full_replay capture
     assert verdict.anchor_available is False and verdict.anchor_hash is None
     assert verdict.calibration is None and verdict.figures is None
     assert verdict.capture_content_hash == captured.manifest.content_hash
-    again = s27_without_anchor(captured, verdict.certification_reason)
+    again = s27_without_anchor(captured)
     assert verdict.content_hash() == again.content_hash()
 
 

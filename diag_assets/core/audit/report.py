@@ -1,19 +1,25 @@
 """Audit reports: what a person reads about a cell, and about many cells at once.
 
-A report's certification is the weakest of its anchor-dependent verdicts (s40, s27):
-INCONCLUSIVE_TOOLING < DOWNGRADED < CERTIFIED. Its Markdown opens with that certification,
-so a downgraded audit reads as downgraded in its first line, and the summary counts only
-CERTIFIED cells as complete.
+A report's certification is the weakest of its verdicts (INCONCLUSIVE_TOOLING < DOWNGRADED <
+CERTIFIED); a verdict that never ran, or that was computed on another capture than the
+cell's current one, counts as INCONCLUSIVE_TOOLING. The reason is worded by
+:func:`~diag_assets.core.diagnostics.certification.certify` from the cell's facts: the
+capture's mode, the verdicts that went without the s22a1 anchor, the inputs that were missing.
+The report's Markdown opens with the certification and that reason, so a downgraded audit
+reads as downgraded in its first line and says why (a single_fit capture, the anchor skipped,
+or both); the summary counts only CERTIFIED cells as complete.
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from diag_assets.core.capture.manifest import CaptureManifest
-from diag_assets.core.diagnostics.verdicts import Certification, S40Verdict
+from diag_assets.core.diagnostics.certification import AnchorUse, Certification, certify
+from diag_assets.core.diagnostics.verdicts import S40Verdict
 
 CERTIFICATION_ORDER = {
     Certification.INCONCLUSIVE_TOOLING: 0,
@@ -42,6 +48,7 @@ class AuditReport(BaseModel):
     cell_ref: str
     certification: Certification
     headline: str
+    reasons: list[str] = []
     capture_content_hash: str | None
     diagnostics: list[DiagnosticLine]
     markdown: str
@@ -67,18 +74,6 @@ def weakest(certifications: list[Certification]) -> Certification:
     return min(certifications, key=CERTIFICATION_ORDER.__getitem__)
 
 
-def _headline(certification: Certification, s40: S40Verdict | None) -> str:
-    if certification is Certification.DOWNGRADED:
-        return (
-            "**DOWNGRADED** - the s22a1 anchor was skipped: the s40 probe was not "
-            "cross-referenced, so this audit is NOT complete."
-        )
-    if certification is Certification.INCONCLUSIVE_TOOLING:
-        reason = s40.certification_reason if s40 is not None else "no s40 verdict for this cell"
-        return f"**INCONCLUSIVE_TOOLING** - an input was missing or unverifiable: {reason}"
-    return "**CERTIFIED** - every input verified and the anchor cross-reference ran."
-
-
 class Verdict(Protocol):
     """What every diagnostic verdict carries."""
 
@@ -86,34 +81,42 @@ class Verdict(Protocol):
     certification_reason: str
     capture_content_hash: str
 
+    @property
+    def anchor_use(self) -> AnchorUse:
+        """What the s22a1 anchor was to the verdict."""
+        ...
 
-def build_audit_report(
-    cell_ref: str,
-    manifest: CaptureManifest | None,
-    verdicts: Mapping[str, Verdict | None],
-    *,
-    anchor_consumers: tuple[str, ...] = ("s40", "s27"),
-) -> AuditReport:
-    """Assemble a cell's report from its latest verdicts (``None`` = never run).
 
-    A verdict computed from another capture than the cell's current one is shown as stale
-    and cannot support a CERTIFIED report.
-    """
-    current = manifest.content_hash if manifest is not None else None
-    lines = []
-    counted: list[Certification] = []
+@dataclass
+class _CellFacts:
+    """What a cell's latest verdicts say about its audit, gathered for :func:`certify`."""
+
+    lines: list[DiagnosticLine] = field(default_factory=list)
+    claims: dict[str, tuple[Certification, str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    anchor_used_by: list[str] = field(default_factory=list)
+    anchor_skipped_by: list[str] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> AnchorUse:
+        if self.anchor_skipped_by:
+            return AnchorUse.SKIPPED
+        return AnchorUse.USED if self.anchor_used_by else AnchorUse.NOT_NEEDED
+
+
+def _gather(current: str | None, verdicts: Mapping[str, Verdict | None]) -> _CellFacts:
+    facts = _CellFacts(problems=[] if verdicts else ["no diagnostic ran."])
     for name, verdict in verdicts.items():
         if verdict is None:
-            lines.append(
+            facts.lines.append(
                 DiagnosticLine(name=name, present=False, certification=None, finding="not run")
             )
-            if name in anchor_consumers:
-                counted.append(Certification.INCONCLUSIVE_TOOLING)
+            facts.problems.append(f"{name} did not run.")
             continue
         certification = Certification(verdict.certification)
         verdict_capture = verdict.capture_content_hash
         stale = current is not None and verdict_capture not in (None, "", current)
-        lines.append(
+        facts.lines.append(
             DiagnosticLine(
                 name=name,
                 present=True,
@@ -122,19 +125,58 @@ def build_audit_report(
                 stale=stale,
             )
         )
-        if name in anchor_consumers:
-            counted.append(Certification.INCONCLUSIVE_TOOLING if stale else certification)
-    certification = weakest(counted) if counted else Certification.INCONCLUSIVE_TOOLING
-    s40 = verdicts.get("s40")
-    headline = _headline(certification, s40 if isinstance(s40, S40Verdict) else None)
-    markdown = _markdown(cell_ref, headline, manifest, lines)
+        if stale:
+            facts.problems.append(f"{name} was computed on another capture.")
+            continue
+        facts.claims[name] = (certification, verdict.certification_reason)
+        if certification is Certification.INCONCLUSIVE_TOOLING:
+            facts.problems.append(f"{name}: {verdict.certification_reason}")
+        if verdict.anchor_use is AnchorUse.SKIPPED:
+            facts.anchor_skipped_by.append(name)
+        elif verdict.anchor_use is AnchorUse.USED:
+            facts.anchor_used_by.append(name)
+    return facts
+
+
+def build_audit_report(
+    cell_ref: str, manifest: CaptureManifest | None, verdicts: Mapping[str, Verdict | None]
+) -> AuditReport:
+    """Assemble a cell's report from its latest verdicts (``None`` = never run).
+
+    A verdict computed from another capture than the cell's current one is shown as stale
+    and cannot support a CERTIFIED report; neither can a cell without a captured fold.
+    """
+    current = manifest.content_hash if manifest is not None else None
+    facts = _gather(current, verdicts)
+    if manifest is None:
+        facts.problems.insert(0, "the cell has no captured fold.")
+    problems = " ".join(facts.problems)
+    decision = certify(
+        capture_mode=manifest.mode if manifest is not None else None,
+        anchor=facts.anchor,
+        problem=f"an input was missing or unverifiable: {problems}" if problems else None,
+        without_anchor=f"{' and '.join(facts.anchor_skipped_by)} ran without it",
+    )
+    certification, reason, reasons = decision.certification, decision.reason, list(decision.causes)
+    claimed = weakest([certification, *(claim for claim, _ in facts.claims.values())])
+    if claimed is not certification:
+        # A stored verdict claims less than the cell's facts explain (one written by an older
+        # release, say): the report claims no more, for that verdict's reason.
+        certification = claimed
+        reasons = [
+            f"{name}: {why}" for name, (claim, why) in facts.claims.items() if claim is claimed
+        ]
+        reason = " ".join(reasons)
+    tail = "" if certification is Certification.CERTIFIED else " This audit is NOT complete."
+    headline = f"**{certification.value}** - {reason}{tail}"
     return AuditReport(
         cell_ref=cell_ref,
         certification=certification,
         headline=headline,
+        reasons=reasons,
         capture_content_hash=current,
-        diagnostics=lines,
-        markdown=markdown,
+        diagnostics=facts.lines,
+        markdown=_markdown(cell_ref, headline, manifest, facts.lines),
         generated_at=datetime.now(UTC).isoformat(),
     )
 
@@ -144,8 +186,8 @@ def _finding(name: str, verdict: Verdict) -> str:
         signal = verdict.signal.value if verdict.signal else "NOT_RUN"
         p_value = f", p={verdict.probe.p_value:.3f}" if verdict.probe else ""
         return f"{signal}{p_value}; crossref {verdict.s22a1_crossref_status.value}"
-    for field in ("status", "drift", "calibration"):
-        value = getattr(verdict, field, None)
+    for attribute in ("status", "drift", "calibration"):
+        value = getattr(verdict, attribute, None)
         if value is not None:
             return str(value)
     return verdict.certification_reason
@@ -172,7 +214,7 @@ def _markdown(
 
 
 def summarize(reports: list[AuditReport]) -> AuditSummary:
-    """Counts by certification; only CERTIFIED cells count as complete."""
+    """Counts by certification, and each cell's reasons; only CERTIFIED cells are complete."""
     by = {c: [r for r in reports if r.certification is c] for c in Certification}
     rows = [
         {
@@ -180,19 +222,21 @@ def summarize(reports: list[AuditReport]) -> AuditSummary:
             "certification": r.certification.value,
             "complete": "yes" if r.certification is Certification.CERTIFIED else "NO",
             "headline": r.headline,
+            "why": " ".join(r.reasons) or "-",
         }
         for r in sorted(reports, key=lambda r: r.cell_ref)
     ]
     table = "\n".join(
-        f"| {row['cell_ref']} | {row['certification']} | {row['complete']} |" for row in rows
+        f"| {row['cell_ref']} | {row['certification']} | {row['complete']} | {row['why']} |"
+        for row in rows
     )
     certified = len(by[Certification.CERTIFIED])
     downgraded = len(by[Certification.DOWNGRADED])
     inconclusive = len(by[Certification.INCONCLUSIVE_TOOLING])
     markdown = (
         f"**{certified} of {len(reports)} cells complete (CERTIFIED)**; {downgraded} "
-        f"DOWNGRADED (anchor skipped, not complete); {inconclusive} INCONCLUSIVE_TOOLING.\n\n"
-        f"| cell | certification | complete |\n|---|---|---|\n{table}\n"
+        f"DOWNGRADED (not complete); {inconclusive} INCONCLUSIVE_TOOLING.\n\n"
+        f"| cell | certification | complete | why |\n|---|---|---|---|\n{table}\n"
     )
     return AuditSummary(
         cells=len(reports),

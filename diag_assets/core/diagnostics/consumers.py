@@ -7,12 +7,13 @@
 - ``trial_dynamics``: also the trial log or the anchor's model;
 - ``unknown``: not declared; treated as needing everything (a full replay).
 
-A diagnostic declares its requirement where it is defined, with :func:`diagnostic`. The
-decorator hands the function a :class:`CaptureView` cut to that requirement: an ``xy_only``
-diagnostic that touches the trial log or the anchor raises
-:class:`ConsumerContractViolation`, in production as in tests. A reduced capture
-(``dataset_only`` or ``single_fit``, Lever #3) is refused to every diagnostic that is not
-``xy_only`` before it runs, whichever way the capture got there.
+A diagnostic declares its requirement where it is defined, with :func:`diagnostic`; the
+package imports every diagnostic's module, so the registry is complete as soon as any module
+of it (this one included) is imported. The decorator hands the function a
+:class:`CaptureView` cut to that requirement: an ``xy_only`` diagnostic that touches the
+trial log or the anchor raises :class:`ConsumerContractViolation`, in production as in
+tests. A reduced capture (``dataset_only`` or ``single_fit``, Lever #3) is refused to every
+diagnostic that is not ``xy_only`` before it runs, whichever way the capture got there.
 """
 
 import functools

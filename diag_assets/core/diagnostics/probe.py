@@ -1,7 +1,8 @@
-"""The diagnostics run on a captured fold: the s22a1 anchor and the s40 probe.
+"""s40, the permutation probe: does the fold's X carry signal about y?
 
-Both read only the captured fold (and, for s40's cross-reference, the anchor's result); they
-never replay the recipe.
+The probe reads X/y only (``xy_only``), so it runs with the s22a1 anchor skipped and on a
+reduced capture; its verdict cross-references the anchor when there is one. It never replays
+the recipe.
 """
 
 import time
@@ -10,12 +11,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.capture.manifest import CaptureManifest
-from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.capture.replay import CapturedFold
+from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView, diagnostic
 from diag_assets.core.diagnostics.verdicts import (
     AnchorResult,
-    Certification,
     CrossrefStatus,
     ProbeFigures,
     S40Verdict,
@@ -23,8 +23,7 @@ from diag_assets.core.diagnostics.verdicts import (
 )
 from diag_assets.core.recipe.training import fit_booster
 
-ANCHOR_ROUNDS = 300
-ANCHOR_EARLY_STOPPING = 30
+WITHOUT_ANCHOR = "the probe was not cross-referenced with the anchor"
 
 
 class ProbeSettings(BaseModel):
@@ -46,38 +45,6 @@ class ProbeSettings(BaseModel):
         ge=100,
         description="The probe trains on at most this many of the most recent training rows, "
         "so its cost stays fixed however long the fold's history is.",
-    )
-
-
-@diagnostic("s22a1", CaptureRequirement.TRIAL_DYNAMICS)
-def run_anchor(view: CaptureView, *, num_threads: int = 2) -> AnchorResult:
-    """Re-fit the best trial's params on the captured fold, 300 rounds with early stopping."""
-    best = view.trial_log.best_trial
-    x_train, y_train, x_val, y_val = view.data.split()
-    fit = fit_booster(
-        dict(best.params),
-        x_train,
-        y_train,
-        x_val,
-        y_val,
-        num_rounds=ANCHOR_ROUNDS,
-        early_stopping_rounds=ANCHOR_EARLY_STOPPING,
-        num_threads=num_threads,
-        seed=view.manifest.config.trials.seed * 1_000 + best.trial,
-    )
-    return AnchorResult(
-        cell_ref=view.manifest.cell_ref,
-        capture_key=view.manifest.capture_key,
-        capture_content_hash=view.manifest.content_hash,
-        trial=best.trial,
-        params=best.params,
-        n_rounds=ANCHOR_ROUNDS,
-        best_iter=fit.best_iter,
-        best_score=fit.best_score,
-        curve=fit.curve,
-        rows=len(view.data.X),
-        n_train=view.data.n_train,
-        elapsed_s=round(fit.elapsed_s, 6),
     )
 
 
@@ -161,7 +128,9 @@ def judge_s40(
     """Run the probe and cross-reference it with the anchor.
 
     ``anchor=None`` means the anchor was skipped: the cross-reference is SKIPPED and the
-    verdict DOWNGRADED, never CERTIFIED.
+    verdict DOWNGRADED, never CERTIFIED (see
+    :func:`~diag_assets.core.diagnostics.certification.certify`, which also downgrades a
+    verdict on a single_fit capture).
 
     Raises:
         ValueError: the anchor was computed on a different capture than ``captured``.
@@ -176,24 +145,22 @@ def judge_s40(
         )
     signal, figures = run_probe(captured, settings)
     if anchor is None:
-        crossref = CrossrefStatus.SKIPPED
-        certification = Certification.DOWNGRADED
-        reason = "s22a1 anchor skipped: the probe was not cross-referenced with the anchor."
+        crossref, finding = CrossrefStatus.SKIPPED, ""
     else:
         anchor_learned = anchor.best_iter > 1
         consistent = anchor_learned == (signal is Signal.SIGNAL)
         crossref = CrossrefStatus.CONSISTENT if consistent else CrossrefStatus.INCONSISTENT
-        certification = Certification.CERTIFIED
-        reason = (
+        finding = (
             f"anchor best_iter={anchor.best_iter} "
             f"({'learns' if anchor_learned else 'does not learn'}), probe {signal.value}: "
             f"{crossref.value.lower()}."
         )
-    if manifest.mode is CaptureMode.SINGLE_FIT:
-        # X/y of a single fit come from the same prep, but its parity with full_replay is
-        # not what the release gate proves; the label travels with the verdict.
-        certification = Certification.DOWNGRADED
-        reason += " Capture is single_fit (explicit opt-in), not release-gated."
+    decision = certify(
+        capture_mode=manifest.mode,
+        anchor=AnchorUse.SKIPPED if anchor is None else AnchorUse.USED,
+        finding=finding,
+        without_anchor=WITHOUT_ANCHOR,
+    )
     return S40Verdict(
         cell_ref=manifest.cell_ref,
         signal=signal,
@@ -201,8 +168,8 @@ def judge_s40(
         s22a1_crossref_status=crossref,
         s22a1_anchor_available=anchor is not None,
         anchor_best_iter=None if anchor is None else anchor.best_iter,
-        certification=certification,
-        certification_reason=reason,
+        certification=decision.certification,
+        certification_reason=decision.reason,
         capture_key=manifest.capture_key,
         capture_content_hash=manifest.content_hash,
         x_hash=manifest.x_hash,
@@ -217,6 +184,12 @@ def inconclusive_s40(
     cell_ref: str, reason: str, manifest: CaptureManifest | None = None
 ) -> S40Verdict:
     """The verdict when the probe's input is missing or unverifiable: no figures, no claim."""
+    decision = certify(
+        capture_mode=manifest.mode if manifest else None,
+        anchor=AnchorUse.SKIPPED,
+        problem=reason or "the probe's input was missing or could not be verified.",
+        without_anchor=WITHOUT_ANCHOR,
+    )
     return S40Verdict(
         cell_ref=cell_ref,
         signal=None,
@@ -224,8 +197,8 @@ def inconclusive_s40(
         s22a1_crossref_status=CrossrefStatus.SKIPPED,
         s22a1_anchor_available=False,
         anchor_best_iter=None,
-        certification=Certification.INCONCLUSIVE_TOOLING,
-        certification_reason=reason,
+        certification=decision.certification,
+        certification_reason=decision.reason,
         capture_key=manifest.capture_key if manifest else "",
         capture_content_hash=manifest.content_hash if manifest else "",
         x_hash=manifest.x_hash if manifest else "",

@@ -1,17 +1,22 @@
-"""What an audit concludes, as pydantic models every consumer reads.
+"""The s22a1 anchor's result and the s40 verdict, as pydantic models every consumer reads.
 
-Certification says what a verdict may claim:
-
-- ``CERTIFIED``: every input was present and verified, the anchor cross-reference ran;
-- ``DOWNGRADED``: the s22a1 anchor was skipped, so the cross-reference could not run;
-- ``INCONCLUSIVE_TOOLING``: an input was missing or could not be verified.
+What a verdict may claim (its ``certification``) is decided in
+:mod:`diag_assets.core.diagnostics.certification`.
 """
 
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from diag_assets.core.diagnostics.certification import AnchorUse, Certification
 from diag_assets.core.hashing.digests import hash_json
+
+FIGURE_DIGITS = 6
+
+
+def rounded(value: float) -> float:
+    """A figure as verdicts store it: 6 digits, so float noise never reaches a content hash."""
+    return round(float(value), FIGURE_DIGITS)
 
 
 class Signal(StrEnum):
@@ -27,14 +32,6 @@ class CrossrefStatus(StrEnum):
     CONSISTENT = "CONSISTENT"
     INCONSISTENT = "INCONSISTENT"
     SKIPPED = "SKIPPED"
-
-
-class Certification(StrEnum):
-    """What a verdict can claim (see the module docstring)."""
-
-    CERTIFIED = "CERTIFIED"
-    DOWNGRADED = "DOWNGRADED"
-    INCONCLUSIVE_TOOLING = "INCONCLUSIVE_TOOLING"
 
 
 class AnchorResult(BaseModel):
@@ -100,6 +97,11 @@ class S40Verdict(BaseModel):
     anchor_hash: str | None
     elapsed_s: float
     capture_mode: str = "full_replay"
+
+    @property
+    def anchor_use(self) -> AnchorUse:
+        """Whether the probe was cross-referenced with the anchor or went without it."""
+        return AnchorUse.USED if self.s22a1_anchor_available else AnchorUse.SKIPPED
 
     def content_hash(self) -> str:
         """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
