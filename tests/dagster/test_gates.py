@@ -8,7 +8,7 @@ from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
-from diag_assets.core.gates.history import HistoryEvent, write_jsonl
+from diag_assets.core.gates.history import HistoryEvent
 from diag_assets.gates.history import history_from_instance
 from diag_assets.gates.phase0 import (
     g_a1_reuse,
@@ -20,6 +20,7 @@ from diag_assets.gates.phase0 import (
 )
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+from tests.fixtures.history import write_jsonl
 
 GATES = [g_b7_cost, g_a1_reuse, lever1_gate2_drift, lever1_gate3_size, g_c0_consumers, phase0_exit]
 

@@ -33,7 +33,6 @@ from diag_assets.core.gates.history import (
     DRIFT_EVENT,
     HistoryEvent,
     read_jsonl,
-    write_jsonl,
 )
 from diag_assets.core.gates.measures import percentile
 from diag_assets.core.gates.records import (
@@ -51,6 +50,7 @@ from diag_assets.core.gates.records import (
 from diag_assets.core.gates.reuse import ReuseDecision, ReuseSettings, reuse_gate
 from diag_assets.core.storage.blob import LocalBlobStore
 from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
+from tests.fixtures.history import write_jsonl
 
 NOW = datetime(2026, 5, 26, 12, 0, tzinfo=UTC)
 RECENT = NOW - timedelta(days=1)

@@ -9,10 +9,10 @@ from diag_assets.core.gates.history import (
     HistoryEvent,
     events_from_materialization,
     read_jsonl,
-    write_jsonl,
 )
 from diag_assets.core.metadata import AnchorMetadata, CaptureMetadata
 from diag_assets.core.plots import text_bars, text_histogram
+from tests.fixtures.history import write_jsonl
 
 T0 = datetime(2026, 5, 25, 10, tzinfo=UTC)
 

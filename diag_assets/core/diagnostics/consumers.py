@@ -12,8 +12,9 @@ package imports every diagnostic's module, so the registry is complete as soon a
 of it (this one included) is imported. The decorator hands the function a
 :class:`CaptureView` cut to that requirement: an ``xy_only`` diagnostic that touches the
 trial log or the anchor raises :class:`ConsumerContractViolation`, in production as in
-tests. A reduced capture (``dataset_only`` or ``single_fit``, Lever #3) is refused to every
-diagnostic that is not ``xy_only`` before it runs, whichever way the capture got there.
+tests. A reduced capture (the capture modes ``dataset_only`` and ``single_fit``) is refused
+to every diagnostic that is not ``xy_only`` before it runs, whichever way the capture got
+there.
 """
 
 import functools
@@ -88,11 +89,6 @@ class CaptureView:
         if self._anchor is None:
             raise LookupError(f"{self.diagnostic}: no s22a1 anchor was given to this run.")
         return self._anchor
-
-    @property
-    def has_anchor(self) -> bool:
-        """Whether an anchor came with the view (never reveals it to ``xy_only``)."""
-        return self._anchor is not None and self.requirement is not CaptureRequirement.XY_ONLY
 
     def _refuse_if_xy_only(self, what: str) -> None:
         if self.requirement is CaptureRequirement.XY_ONLY:

@@ -111,24 +111,6 @@ def read_jsonl(path: str | Path) -> list[HistoryEvent]:
     return events
 
 
-def write_jsonl(events: list[HistoryEvent], path: str | Path) -> None:
-    """Write events in the JSONL format above (an export, or a test's synthetic history)."""
-    lines = [
-        json.dumps(
-            {
-                "event": e.event,
-                "cell_ref": e.cell_ref,
-                "timestamp": e.timestamp.isoformat(),
-                "elapsed_s": e.elapsed_s,
-                **e.fields,
-            },
-            sort_keys=True,
-        )
-        for e in events
-    ]
-    Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
-
-
 def events_from_materialization(
     asset: str, timestamp: datetime, metadata: dict[str, Any]
 ) -> list[HistoryEvent]:
