@@ -25,10 +25,10 @@ from diag_assets.core.names import (
     BLOCKED_KEY,
     CAPTURED_FOLD,
     DECISION_KEY,
+    FEATURE_ORDER_KEY,
     FIGURES_KEY,
     FIXTURE_CAPTURES_KEY,
     INVARIANCE_GATE,
-    LEVER_ORDER_KEY,
     LIGHT_AUDIT_JOB,
     MARKET_DATA_JOB,
     PHASE0_EXIT,
@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         exit_report = materialized_metadata(gates, PHASE0_EXIT)
         blocked = ", ".join(exit_report[BLOCKED_KEY]) or "-"
         print(
-            f"Phase-0 gates on this instance's history: lever order "
-            f"{exit_report[LEVER_ORDER_KEY]}; blocked: {blocked} "
+            f"Phase-0 gates on this instance's history: feature order "
+            f"{exit_report[FEATURE_ORDER_KEY]}; blocked: {blocked} "
             f"(Assets > {PHASE0_EXIT} for the reasons)."
         )
     else:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _release_gate_line(job: dg.JobDefinition, instance: dg.DagsterInstance) -> str:
-    """Run Lever #3's release gate on the shared fixture set and say what it decided."""
+    """Run the release parity gate on the shared fixture set and say what it decided."""
     result = job.execute_in_process(
         instance=instance,
         run_config=QUIET,
@@ -169,7 +169,7 @@ def _release_gate_line(job: dg.JobDefinition, instance: dg.DagsterInstance) -> s
     )
     if not result.success:
         return (
-            f"Lever #3 release gate did not pass (run {result.run_id}); the capture mode "
+            f"The release parity gate did not pass (run {result.run_id}); the capture mode "
             "policy keeps full_replay. Open the run in the UI for the reasons."
         )
     gate = materialized_metadata(result, RELEASE_PARITY_GATE)
@@ -177,10 +177,10 @@ def _release_gate_line(job: dg.JobDefinition, instance: dg.DagsterInstance) -> s
     invariance = materialized_metadata(result, INVARIANCE_GATE)[DECISION_KEY]
     seam = materialized_metadata(result, SEAM_GATE)[DECISION_KEY]
     return (
-        f"Lever #3 release gate: G-C4 {invariance}, G-C4b {seam}, C7 {gate[DECISION_KEY]} "
-        f"on {gate[FIGURES_KEY]['folds']} fixture folds (C7 read G-C4's full_replays: "
-        f"{'/'.join(sorted(served))}); dataset_only may now be made the default in "
-        "diag_assets/policy/capture_mode.json."
+        f"Release parity gate on {gate[FIGURES_KEY]['folds']} fixture folds: trial invariance "
+        f"{invariance}, prep/train seam {seam}, parity {gate[DECISION_KEY]} (full_replay "
+        f"fixtures reused from trial invariance: {'/'.join(sorted(served))}); dataset_only may "
+        "now be made the default in diag_assets/policy/capture_mode.json."
     )
 
 

@@ -1,10 +1,10 @@
 """The diagnostic assets of a cell.
 
 ``s22a1_anchor``, ``s40_verdict`` and ``s27_calibration`` are one subsettable multi-asset
-because they share a decision: whether this run skips the s22a1 anchor (Lever #2). The step
-resolves it once; with the anchor skipped, ``s22a1_anchor`` is neither materialized nor read,
-and both anchor consumers come out DOWNGRADED. ``s22a2_spread`` and ``s23_drift`` read only
-the captured fold. What each verdict may claim is decided in
+because they share a decision: whether this run skips the s22a1 anchor (the anchor skip).
+The step resolves it once; with the anchor skipped, ``s22a1_anchor`` is neither materialized
+nor read, and both anchor consumers come out DOWNGRADED. ``s22a2_spread`` and ``s23_drift``
+read only the captured fold. What each verdict may claim is decided in
 :mod:`diag_assets.core.diagnostics.certification`.
 """
 
@@ -76,7 +76,7 @@ def cell_of(context: dg.AssetExecutionContext, market_data: MarketDataResource) 
 
 
 class AuditRunConfig(dg.Config):
-    """Knobs of the anchor, its consumers and Lever #2's skip."""
+    """Knobs of the anchor, its consumers and the anchor skip."""
 
     skip_s22a1: bool | None = Field(
         default=None,
@@ -113,7 +113,7 @@ class AuditRunConfig(dg.Config):
 
 
 def resolve_skip(context: dg.AssetExecutionContext, config: AuditRunConfig) -> SkipDecision:
-    """Lever #2's decision for this run (see ``diag_assets.core.audit.anchor_skip``)."""
+    """The anchor skip's decision for this run (see ``diag_assets.core.audit.anchor_skip``)."""
     tags = context.op_execution_context
     return resolve_skip_s22a1(
         config_override=config.skip_s22a1,
@@ -275,7 +275,7 @@ def _anchor(cell, captured, selected, decision, artifacts, config):
 def _skip_precondition(
     cell: CellRef, manifest: CaptureManifest | None, artifacts: ArtifactStoreResource
 ) -> str | None:
-    """Plan T1.1: the skip path needs the captured Parquet; why it cannot run, or ``None``."""
+    """The skip path needs the captured Parquet: why it cannot run, or ``None``."""
     if manifest is None:
         return f"{cell} has no captured fold: the skip path needs its Parquet."
     captures = artifacts.captures()

@@ -1,8 +1,8 @@
-"""Lever #3 in the Dagster layer: who reads this capture, and which mode serves them.
+"""The capture modes in the Dagster layer: who reads this capture, and which mode serves them.
 
 The rules live in :mod:`diag_assets.core.capture.mode_policy`; this module gathers their inputs: the
 run config and ``DIAG_CAPTURE_MODE``, the diagnostics this run materializes from the capture,
-and the latest G-C4b and release parity gate records in the artifact store.
+and the latest prep/train seam and release parity gate records in the artifact store.
 """
 
 import os

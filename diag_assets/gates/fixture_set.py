@@ -132,7 +132,7 @@ def fixture_captures(
                 )
     except ColdCaptureRequiresOperator as refused:
         raise dg.Failure(
-            description=f"{gate} needs the fixture set in full_replay. {refused}",
+            description=f"The {gate} needs the fixture set in full_replay. {refused}",
             metadata={"code": refused.code, "cell_ref": str(refused.cell)},
         ) from refused
     for result in results:
@@ -395,7 +395,7 @@ def lever1_gate4_warm(
     return gate_result(report, uri, **_fixture_metadata(first))
 
 
-lever3_release_job = dg.define_asset_job(
+release_parity_job = dg.define_asset_job(
     RELEASE_PARITY_JOB,
     selection=[g_c4_invariance, g_c4b_seam, lever3_release_gate],
     description="The release parity gate of the capture modes: trial invariance and the "
@@ -414,5 +414,5 @@ fixture_gates_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[g_c4_invariance, g_c4b_seam, lever3_release_gate, lever1_gate4_warm],
-    jobs=[lever3_release_job, fixture_gates_job],
+    jobs=[release_parity_job, fixture_gates_job],
 )

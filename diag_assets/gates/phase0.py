@@ -41,9 +41,9 @@ from diag_assets.core.names import (
     CONSUMERS_GATE,
     DECISION_KEY,
     DRIFT_RATE_GATE,
+    FEATURE_ORDER_KEY,
     FIGURES_KEY,
     INVARIANCE_GATE,
-    LEVER_ORDER_KEY,
     PHASE0_EXIT,
     PHASE0_GATES_JOB,
     PHASE0_GATES_SCHEDULE,
@@ -234,7 +234,7 @@ def phase0_exit(
     plots = {"s22a1 elapsed (s)": text_histogram(elapsed), "audits per cell": text_bars(per_cell)}
     return dg.MaterializeResult(
         metadata={
-            LEVER_ORDER_KEY: " -> ".join(report.order) or "none",
+            FEATURE_ORDER_KEY: " -> ".join(report.order) or "none",
             BLOCKED_KEY: dg.MetadataValue.json(report.blocked),
             "deferred": dg.MetadataValue.json(report.deferred),
             "report": dg.MetadataValue.md(report.markdown(appendix=plots)),

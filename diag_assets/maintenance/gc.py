@@ -66,7 +66,7 @@ def collect_capture_garbage(
             "retired": dg.MetadataValue.int(len(report.deleted)),
             "freed_bytes": dg.MetadataValue.int(report.freed_bytes),
             "deleted_files": dg.MetadataValue.int(report.deleted_files),
-            # Gate 2 of Lever #1: the share of drift checks that found drift.
+            # The drift-rate gate's figure: the share of drift checks that found drift.
             "drift_checks": dg.MetadataValue.int(drift_checks),
             "drift_detected": dg.MetadataValue.int(drift_detected),
             "drift_rate": dg.MetadataValue.float(drift_detected / drift_checks)

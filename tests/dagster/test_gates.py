@@ -48,7 +48,9 @@ def _plan_history(now: datetime) -> list[HistoryEvent]:
     return events
 
 
-def test_gates_from_a_jsonl_export_order_the_levers_as_the_plan_did(resources, instance, tmp_path):
+def test_gates_from_a_jsonl_export_order_the_features_as_the_plan_did(
+    resources, instance, tmp_path
+):
     now = datetime.now(UTC)
     history = tmp_path / "history.jsonl"
     write_jsonl(_plan_history(now), history)
@@ -63,9 +65,13 @@ def test_gates_from_a_jsonl_export_order_the_levers_as_the_plan_did(resources, i
     assert materialized_metadata(result, "g_b7_cost")["decision"] == "GO"
     assert materialized_metadata(result, "g_a1_reuse")["decision"] == "HIGH"
     exit_report = materialized_metadata(result, "phase0_exit")
-    assert exit_report["lever_order"].startswith("lever2 -> lever1")
-    assert "lever3" in exit_report["blocked"]  # G-C4/G-C4b not run: Lever #3 waits for them
-    assert "Lever order" in exit_report["report"]
+    assert exit_report["feature_order"].startswith("anchor_skip -> capture_cache")
+    # Trial invariance and the seam have not run: the capture modes wait for them.
+    assert "capture_modes" in exit_report["blocked"]
+    assert (
+        "**Feature order: anchor skip (optional s22a1 anchor) -> capture cache"
+        in (exit_report["report"])
+    )
     assert "### s22a1 elapsed (s)" in exit_report["report"] and "█" in exit_report["report"]
 
 

@@ -1,4 +1,4 @@
-"""Lever #3 in the core: capture modes, the mode resolver, the registry guard, parity (C8)."""
+"""The capture modes in the core: the modes, the mode resolver, the registry guard, parity."""
 
 import json
 from datetime import UTC, datetime
@@ -180,7 +180,7 @@ def test_single_fit_verdicts_are_downgraded_and_say_so(tiny_source, full):
     assert "single_fit" in verdict.certification_reason and verdict.capture_mode == "single_fit"
 
 
-# --- the periodic invariance assertion (C8.7) -----------------------------------------------
+# --- the periodic parity check --------------------------------------------------------------
 
 
 def test_parity_check_passes_on_the_reference_recipe(tiny_source):
@@ -389,7 +389,7 @@ def test_single_fit_can_never_be_a_default(tmp_path):
         load_policy(path)
 
 
-# --- the release gate (C7) ------------------------------------------------------------------
+# --- the release parity gate ----------------------------------------------------------------
 
 
 def test_release_gate_passes_on_parity_and_fails_on_each_missing_leg(full, reduced):
@@ -406,7 +406,7 @@ def test_release_gate_passes_on_parity_and_fails_on_each_missing_leg(full, reduc
     split = release_parity_gate([fold, differ], recipe_version=VERSION, seam=SEAM, min_folds=2)
     for report, why in (
         (too_few, "requires 2"),
-        (no_seam, "no prep/train seam"),
+        (no_seam, "The prep/train seam gate found no seam in recipe"),
         (split, "differ"),
     ):
         assert report.decision is ReleaseParityDecision.FAIL
@@ -421,7 +421,7 @@ def test_compare_fold_refuses_captures_of_the_wrong_modes(full, reduced):
         compare_fold(reduced, full, verdict, verdict)
 
 
-# --- Lever #1's Gate 4 on the fixture set ---------------------------------------------------
+# --- the warm-read gate on the fixture set --------------------------------------------------
 
 
 def _read(**changes) -> WarmRead:

@@ -59,8 +59,8 @@ DEFI_TOP5 = [
     f"defi_top5/{s}/fold-3" for s in ("UNIUSDC", "OPUSDC", "LDOUSDC", "AAVEUSDC", "ARBUSDC")
 ]
 
-B7 = AnchorCostSettings()
-A1 = ReuseSettings()
+ANCHOR_COST = AnchorCostSettings()
+REUSE = ReuseSettings()
 DRIFT = DriftRateSettings()
 SIZE = CaptureSizeSettings()
 
@@ -109,13 +109,13 @@ def drift_checks(n, drifted, *, at=RECENT):
     return [event(DRIFT_EVENT, at=at - timedelta(minutes=i), drifted=i < drifted) for i in range(n)]
 
 
-def plan_b7_history():
-    """The plan's G-B7 measurement: n=8, p50 234 s, range 5-865 s."""
+def plan_anchor_history():
+    """The plan's measurement of the anchor's cost: n=8, p50 234 s, range 5-865 s."""
     return anchors([5, 100, 200, 230, 238, 400, 855, 865])
 
 
-def plan_a1_history():
-    """The plan's G-A1 case: the 5 defi_top5 fold-3 cells audited three times on 2026-05-25."""
+def plan_reuse_history():
+    """The plan's reuse case: the 5 defi_top5 fold-3 cells audited three times on 2026-05-25."""
     day = datetime(2026, 5, 25, tzinfo=UTC)
     hours = (8, 12, 18)
     history = audits({cell: [day + timedelta(hours=h) for h in hours] for cell in DEFI_TOP5})
@@ -145,25 +145,25 @@ def test_percentile_interpolates_between_closest_ranks():
         percentile([1.0], 101)
 
 
-# --- G-B7 -------------------------------------------------------------------------------------
+# --- anchor cost gate -------------------------------------------------------------------------
 
 
-def test_b7_insufficient_data_names_the_count_and_the_minimum():
-    report = anchor_cost_gate(anchors([500, 600, 700, 800]), B7, now=NOW)
+def test_anchor_cost_insufficient_data_names_the_count_and_the_minimum():
+    report = anchor_cost_gate(anchors([500, 600, 700, 800]), ANCHOR_COST, now=NOW)
     assert report.decision is AnchorCostDecision.INSUFFICIENT_DATA
     assert "Only 4 timed" in report.reasons[0] and "min_events 5" in report.reasons[0]
     assert report.figures.n == 4 and report.figures.p50_s == 650
 
 
-def test_b7_untimed_events_are_ignored_and_counted():
+def test_anchor_cost_untimed_events_are_ignored_and_counted():
     history = anchors([500, 600, 700, 800]) + anchors([None, None, None])
-    report = anchor_cost_gate(history, B7, now=NOW)
+    report = anchor_cost_gate(history, ANCHOR_COST, now=NOW)
     assert report.decision is AnchorCostDecision.INSUFFICIENT_DATA
     assert report.figures.untimed == 3 and report.figures.n == 4
 
 
-def test_b7_plan_measurement_is_go_with_the_plan_figures():
-    report = anchor_cost_gate(plan_b7_history(), B7, now=NOW)
+def test_anchor_cost_plan_measurement_is_go_with_the_plan_figures():
+    report = anchor_cost_gate(plan_anchor_history(), ANCHOR_COST, now=NOW)
     f = report.figures
     assert report.decision is AnchorCostDecision.GO
     assert (f.n, f.p50_s, f.min_s, f.max_s) == (8, 234.0, 5.0, 865.0)
@@ -174,36 +174,36 @@ def test_b7_plan_measurement_is_go_with_the_plan_figures():
     assert "absolute thresholds only" in text
 
 
-def test_b7_go_by_p50_absolute_alone():
-    report = anchor_cost_gate(anchors([70] * 5), B7, now=NOW)
+def test_anchor_cost_go_by_p50_absolute_alone():
+    report = anchor_cost_gate(anchors([70] * 5), ANCHOR_COST, now=NOW)
     assert report.decision is AnchorCostDecision.GO
     assert "70.0 s >= material_p50_s 60.0 s (rule: material p50 -> GO)" in report.reasons[0]
     assert "material p95" not in reasons_text(report)
 
 
-def test_b7_go_by_share_of_the_s40_wall_time():
+def test_anchor_cost_go_by_share_of_the_s40_wall_time():
     # 40 s is below every absolute threshold, but it is 0.29 of a 40 + 100 s audit.
-    report = anchor_cost_gate(anchors([40] * 5) + s40s([100] * 5), B7, now=NOW)
+    report = anchor_cost_gate(anchors([40] * 5) + s40s([100] * 5), ANCHOR_COST, now=NOW)
     assert report.decision is AnchorCostDecision.GO
     assert report.figures.anchor_share_p50 == pytest.approx(40 / 140)
     assert "rule: material p50 share -> GO" in reasons_text(report)
     # Against a slow s40 the same anchor is negligible.
-    slow = anchor_cost_gate(anchors([40] * 5) + s40s([200] * 5), B7, now=NOW)
+    slow = anchor_cost_gate(anchors([40] * 5) + s40s([200] * 5), ANCHOR_COST, now=NOW)
     assert slow.decision is AnchorCostDecision.DEFER
 
 
-def test_b7_go_by_material_p95_with_a_low_p50():
+def test_anchor_cost_go_by_material_p95_with_a_low_p50():
     history = anchors([10] * 9 + [2000]) + s40s([100_000] * 5)
-    report = anchor_cost_gate(history, B7, now=NOW)
+    report = anchor_cost_gate(history, ANCHOR_COST, now=NOW)
     assert report.figures.p50_s == 10 and report.figures.p95_s == pytest.approx(1104.5)
     assert report.decision is AnchorCostDecision.GO
     text = reasons_text(report)
     assert "rule: material p95 -> GO" in text and "material p50" not in text
 
 
-def test_b7_go_limited_by_tail_p95():
+def test_anchor_cost_go_limited_by_tail_p95():
     history = anchors([20] * 9 + [200]) + s40s([10_000] * 5)
-    report = anchor_cost_gate(history, B7, now=NOW)
+    report = anchor_cost_gate(history, ANCHOR_COST, now=NOW)
     assert report.figures.p95_s == pytest.approx(119.0)
     assert report.decision is AnchorCostDecision.GO_LIMITED
     text = reasons_text(report)
@@ -211,10 +211,10 @@ def test_b7_go_limited_by_tail_p95():
     assert "unexplained variance ->" not in text
 
 
-def test_b7_go_limited_by_size_normalized_unexplained_variance():
+def test_anchor_cost_go_limited_by_size_normalized_unexplained_variance():
     # Rows barely vary, elapsed varies 500x: size explains none of it.
     history = anchors([0.1, 20, 30, 40, 50], rows=[1000, 2000, 1000, 2000, 1000])
-    report = anchor_cost_gate(history, B7, now=NOW)
+    report = anchor_cost_gate(history, ANCHOR_COST, now=NOW)
     assert report.figures.size_normalized_ratio == pytest.approx(500.0)
     assert report.decision is AnchorCostDecision.GO_LIMITED
     text = reasons_text(report)
@@ -222,22 +222,22 @@ def test_b7_go_limited_by_size_normalized_unexplained_variance():
     assert "tail p95" not in text
 
 
-def test_b7_go_limited_by_raw_variance_when_rows_are_missing():
-    report = anchor_cost_gate(anchors([0.1, 20, 30, 40, 50]), B7, now=NOW)
+def test_anchor_cost_go_limited_by_raw_variance_when_rows_are_missing():
+    report = anchor_cost_gate(anchors([0.1, 20, 30, 40, 50]), ANCHOR_COST, now=NOW)
     assert report.figures.size_normalized_ratio is None
     assert report.decision is AnchorCostDecision.GO_LIMITED
     assert "raw max/min variance ratio (rows on 0 of 5 events" in reasons_text(report)
     # Rows on only some events: size cannot be factored out, the raw ratio decides.
     partial = anchors([0.1, 20, 30, 40, 50], rows=[100, None, None, 1000, None])
-    report = anchor_cost_gate(partial, B7, now=NOW)
+    report = anchor_cost_gate(partial, ANCHOR_COST, now=NOW)
     assert report.decision is AnchorCostDecision.GO_LIMITED
     assert "rows on 2 of 5 events" in reasons_text(report)
 
 
-def test_b7_variance_explained_by_size_defers_with_r2_of_one():
+def test_anchor_cost_variance_explained_by_size_defers_with_r2_of_one():
     rows = [100, 1000, 10_000, 20_000, 50_000]
     history = anchors([r * 0.001 for r in rows], rows=rows)
-    report = anchor_cost_gate(history, B7, now=NOW)
+    report = anchor_cost_gate(history, ANCHOR_COST, now=NOW)
     f = report.figures
     assert f.variance_ratio == pytest.approx(500.0)
     assert f.size_normalized_ratio == pytest.approx(1.0)
@@ -248,18 +248,20 @@ def test_b7_variance_explained_by_size_defers_with_r2_of_one():
     assert "r^2 = 1.00" in reasons_text(report)
 
 
-def test_b7_defer_when_p50_and_p95_are_negligible():
-    report = anchor_cost_gate(anchors([10, 12, 15, 20, 30]), B7, now=NOW)
+def test_anchor_cost_defer_when_p50_and_p95_are_negligible():
+    report = anchor_cost_gate(anchors([10, 12, 15, 20, 30]), ANCHOR_COST, now=NOW)
     assert report.decision is AnchorCostDecision.DEFER
     assert "are negligible" in report.reasons[0] and "DEFER" in report.reasons[0]
     assert "3.0x < 100x" in report.reasons[0]
 
 
-def test_b7_reads_only_its_window():
+def test_anchor_cost_reads_only_its_window():
     old = anchors([5000] * 10, at=NOW - timedelta(days=31))
     future = anchors([5000] * 10, at=NOW + timedelta(days=1))
     old_s40 = s40s([1] * 5, at=NOW - timedelta(days=40))
-    report = anchor_cost_gate(old + future + old_s40 + anchors([10, 12, 15, 20, 30]), B7, now=NOW)
+    report = anchor_cost_gate(
+        old + future + old_s40 + anchors([10, 12, 15, 20, 30]), ANCHOR_COST, now=NOW
+    )
     assert report.figures.n == 5 and report.figures.max_s == 30
     assert report.figures.s40_n == 0
     assert report.decision is AnchorCostDecision.DEFER
@@ -271,50 +273,52 @@ def test_b7_reads_only_its_window():
     assert wide.decision is AnchorCostDecision.GO and wide.figures.n == 15
 
 
-def test_b7_naive_now_is_utc():
-    report = anchor_cost_gate(anchors([70] * 5), B7, now=NOW.replace(tzinfo=None))
+def test_anchor_cost_naive_now_is_utc():
+    report = anchor_cost_gate(anchors([70] * 5), ANCHOR_COST, now=NOW.replace(tzinfo=None))
     assert report.window_end == NOW and report.decision is AnchorCostDecision.GO
 
 
-def test_b7_negative_elapsed_is_bad_input():
+def test_anchor_cost_negative_elapsed_is_bad_input():
     with pytest.raises(DiagInputError, match="elapsed_s=-1"):
-        anchor_cost_gate(anchors([10, 20, 30, 40, -1]), B7, now=NOW)
+        anchor_cost_gate(anchors([10, 20, 30, 40, -1]), ANCHOR_COST, now=NOW)
 
 
-def test_b7_settings_are_frozen_and_bounded():
+def test_anchor_cost_settings_are_frozen_and_bounded():
     with pytest.raises(ValidationError):
         AnchorCostSettings(tail_p95_s=200)
     with pytest.raises(ValidationError):
         AnchorCostSettings(material_share=1.5)
     with pytest.raises(ValidationError):
-        B7.min_events = 1  # type: ignore[misc]
+        ANCHOR_COST.min_events = 1  # type: ignore[misc]
     assert AnchorCostSettings.model_fields["tail_p95_s"].description
 
 
-def test_b7_markdown_has_title_decision_figures_and_reasons():
-    report = anchor_cost_gate(plan_b7_history(), B7, now=NOW)
+def test_anchor_cost_markdown_has_title_decision_figures_and_reasons():
+    report = anchor_cost_gate(plan_anchor_history(), ANCHOR_COST, now=NOW)
     text = report.markdown()
-    assert text.startswith("### G-B7")
+    assert text.startswith(
+        "### anchor cost gate: cost of the s22a1 anchor (the value of the anchor skip)\n"
+    )
     assert "**Decision: GO**" in text
     assert "| p50_s | 234 |" in text and "| n | 8 |" in text
     assert f"- {report.reasons[0]}" in text
     assert AnchorCostReport.model_validate_json(report.model_dump_json()) == report
 
 
-# --- G-A1 -------------------------------------------------------------------------------------
+# --- re-audit reuse gate ----------------------------------------------------------------------
 
 
-def test_a1_insufficient_data_names_the_count_and_the_minimum():
+def test_reuse_insufficient_data_names_the_count_and_the_minimum():
     report = reuse_gate(
-        audits({CELL: [RECENT - timedelta(hours=h) for h in range(4)]}), A1, now=NOW
+        audits({CELL: [RECENT - timedelta(hours=h) for h in range(4)]}), REUSE, now=NOW
     )
     assert report.decision is ReuseDecision.INSUFFICIENT_DATA
     assert "Only 4 s40_verdict audits" in report.reasons[0]
     assert "min_audits 5" in report.reasons[0]
 
 
-def test_a1_plan_case_is_high_reuse():
-    report = reuse_gate(plan_a1_history(), A1, now=NOW)
+def test_reuse_plan_case_is_high_reuse():
+    report = reuse_gate(plan_reuse_history(), REUSE, now=NOW)
     f = report.figures
     assert report.decision is ReuseDecision.HIGH
     assert (f.audits, f.distinct_cells, f.reaudited_cells) == (15, 5, 5)
@@ -326,17 +330,17 @@ def test_a1_plan_case_is_high_reuse():
     assert report.induced_demand_note is False
 
 
-def test_a1_reuse_of_exactly_the_threshold_is_high():
+def test_reuse_of_exactly_the_threshold_is_high():
     schedule = {f"defi_top5/SYM{i}USDC/fold-3": [RECENT] for i in range(7)}
     for i in range(3):
         schedule[f"defi_top5/SYM{i}USDC/fold-3"].append(RECENT - timedelta(hours=5))
-    report = reuse_gate(audits(schedule), A1, now=NOW)
+    report = reuse_gate(audits(schedule), REUSE, now=NOW)
     assert report.figures.reuse_pct == pytest.approx(30.0)
     assert report.decision is ReuseDecision.HIGH
 
 
-def test_a1_low_reuse_without_capture_events_says_the_cross_check_is_impossible():
-    report = reuse_gate(low_reuse_audits(), A1, now=NOW)
+def test_low_reuse_without_capture_events_says_the_cross_check_is_impossible():
+    report = reuse_gate(low_reuse_audits(), REUSE, now=NOW)
     assert report.decision is ReuseDecision.LOW
     assert report.figures.reuse_pct == pytest.approx(100 / 11)
     assert "< high_reuse_pct 30%" in report.reasons[0]
@@ -344,15 +348,15 @@ def test_a1_low_reuse_without_capture_events_says_the_cross_check_is_impossible(
     assert report.induced_demand_note is False
 
 
-def test_a1_low_reuse_with_cheap_cold_captures_has_no_note():
-    report = reuse_gate(low_reuse_audits() + captures([600, 700, 800]), A1, now=NOW)
+def test_low_reuse_with_cheap_cold_captures_has_no_note():
+    report = reuse_gate(low_reuse_audits() + captures([600, 700, 800]), REUSE, now=NOW)
     assert report.decision is ReuseDecision.LOW
     assert report.induced_demand_note is False
     assert "Induced-demand" not in reasons_text(report)
 
 
-def test_a1_low_reuse_with_expensive_cold_captures_adds_the_induced_demand_note():
-    report = reuse_gate(low_reuse_audits() + captures([7920, 9000, 9900]), A1, now=NOW)
+def test_low_reuse_with_expensive_cold_captures_adds_the_induced_demand_note():
+    report = reuse_gate(low_reuse_audits() + captures([7920, 9000, 9900]), REUSE, now=NOW)
     assert report.decision is ReuseDecision.LOW
     assert report.induced_demand_note is True
     text = reasons_text(report)
@@ -360,7 +364,7 @@ def test_a1_low_reuse_with_expensive_cold_captures_adds_the_induced_demand_note(
     assert "not an automatic no-go" in text
 
 
-def test_a1_gap_percentiles_on_a_hand_example():
+def test_reuse_gap_percentiles_on_a_hand_example():
     t0 = NOW - timedelta(days=2)
     schedule = {
         "defi_top5/AAVEUSDC/fold-1": [t0 + timedelta(hours=h) for h in (7, 0, 3, 1)],
@@ -369,7 +373,7 @@ def test_a1_gap_percentiles_on_a_hand_example():
     }
     history = audits(schedule)
     random.Random(3).shuffle(history)
-    f = reuse_gate(history, A1, now=NOW).figures
+    f = reuse_gate(history, REUSE, now=NOW).figures
     # Gaps: 1, 2, 4 h (AAVE) and 10 h (ARB).
     assert f.gap_hours_median == pytest.approx(3.0)
     assert f.gap_hours_p75 == pytest.approx(5.5)
@@ -378,33 +382,33 @@ def test_a1_gap_percentiles_on_a_hand_example():
     assert f.reruns_per_cell_mean == pytest.approx(4 / 3) and f.reruns_per_cell_max == 3
 
 
-def test_a1_without_re_audits_has_no_gaps():
+def test_reuse_without_re_audits_has_no_gaps():
     schedule = {f"defi_top5/SYM{i}USDC/fold-3": [RECENT] for i in range(6)}
-    report = reuse_gate(audits(schedule), A1, now=NOW)
+    report = reuse_gate(audits(schedule), REUSE, now=NOW)
     assert report.decision is ReuseDecision.LOW and report.figures.reuse_pct == 0
     assert report.figures.gap_hours_median is None and report.figures.gap_hours_p90 is None
     assert "No cell was audited twice" in reasons_text(report)
 
 
-def test_a1_reads_only_its_window():
+def test_reuse_reads_only_its_window():
     old = audits({CELL: [NOW - timedelta(days=50, hours=h) for h in range(20)]})
-    report = reuse_gate(old + low_reuse_audits(), A1, now=NOW)
+    report = reuse_gate(old + low_reuse_audits(), REUSE, now=NOW)
     assert report.figures.audits == 11 and report.decision is ReuseDecision.LOW
     wide = reuse_gate(old + low_reuse_audits(), ReuseSettings(window_days=60), now=NOW)
     assert wide.figures.audits == 31 and wide.decision is ReuseDecision.HIGH
 
 
-def test_a1_window_stays_in_the_plans_range():
+def test_reuse_window_stays_in_the_plans_range():
     with pytest.raises(ValidationError):
         ReuseSettings(window_days=7)
     with pytest.raises(ValidationError):
         ReuseSettings(window_days=90)
 
 
-# --- G-C0 -------------------------------------------------------------------------------------
+# --- consumer map -----------------------------------------------------------------------------
 
 
-def test_c0_mapped_when_every_diagnostic_declares():
+def test_consumer_map_mapped_when_every_diagnostic_declares():
     registry = {
         "s40": CaptureRequirement.XY_ONLY,
         "s23": CaptureRequirement.XY_ONLY,
@@ -424,7 +428,7 @@ def test_c0_mapped_when_every_diagnostic_declares():
     assert allowed["s22a1"] == "full_replay; needs the anchor/trial log"
 
 
-def test_c0_unknown_present_names_the_undeclared_as_full_replay():
+def test_consumer_map_unknown_present_names_the_undeclared_as_full_replay():
     registry = {"s40": CaptureRequirement.XY_ONLY, "s99": CaptureRequirement.UNKNOWN}
     report = consumer_map_gate(registry, ["s40", "s24", "s26"])
     assert report.decision is ConsumerMapDecision.UNKNOWN_PRESENT
@@ -439,7 +443,7 @@ def test_c0_unknown_present_names_the_undeclared_as_full_replay():
     assert "**Decision: UNKNOWN_PRESENT**" in text and "| s24 | unknown |" in text
 
 
-# --- Lever #1 Gate 2: drift rate ----------------------------------------------------------
+# --- drift-rate gate --------------------------------------------------------------------------
 
 
 def test_drift_insufficient_data_below_min_checks():
@@ -453,13 +457,13 @@ def test_drift_keep_off_at_or_below_the_low_rate():
     report = drift_rate_gate(drift_checks(100, 1), DRIFT, now=NOW)
     assert report.figures.rate == pytest.approx(0.01)
     assert report.decision is DriftRateDecision.KEEP_OFF
-    assert report.recommended_policy == "off" and "D11" in report.reasons[0]
+    assert report.recommended_policy == "off" and "the drift policy" in report.reasons[0]
 
 
 def test_drift_sampled_between_the_rates_recommends_a_parsable_policy():
     report = drift_rate_gate(drift_checks(100, 5), DRIFT, now=NOW)
     assert report.decision is DriftRateDecision.SAMPLED
-    assert report.recommended_policy == "sampled:0.1" and "D11" in report.reasons[0]
+    assert report.recommended_policy == "sampled:0.1" and "the drift policy" in report.reasons[0]
     assert DriftPolicy.parse(report.recommended_policy).rate == 0.1
     custom = drift_rate_gate(drift_checks(100, 5), DriftRateSettings(sample_p=0.025), now=NOW)
     assert custom.recommended_policy == "sampled:0.025"
@@ -469,7 +473,7 @@ def test_drift_sampled_between_the_rates_recommends_a_parsable_policy():
 def test_drift_on_read_above_the_high_rate():
     report = drift_rate_gate(drift_checks(20, 3), DRIFT, now=NOW)
     assert report.decision is DriftRateDecision.ON_READ
-    assert report.recommended_policy == "on_read" and "D11" in report.reasons[0]
+    assert report.recommended_policy == "on_read" and "the drift policy" in report.reasons[0]
     assert str(DriftPolicy.parse(report.recommended_policy)) == "on_read"
 
 
@@ -487,7 +491,7 @@ def test_drift_rates_must_be_ordered():
         DriftRateSettings(low_rate=0.2, high_rate=0.1)
 
 
-# --- Lever #1 Gate 3: size --------------------------------------------------------------------
+# --- capture size gate ------------------------------------------------------------------------
 
 
 def test_size_insufficient_without_captures():
@@ -551,7 +555,7 @@ def test_capture_bytes_reads_complete_catalog_entries_only():
     assert capture_bytes(entries) == [100, 300]
 
 
-# --- Phase-0 exit -----------------------------------------------------------------------------
+# --- exit order -------------------------------------------------------------------------------
 
 REGISTRY = {
     "s40": CaptureRequirement.XY_ONLY,
@@ -560,137 +564,160 @@ REGISTRY = {
 }
 
 
-def b7_go():
-    return anchor_cost_gate(plan_b7_history(), B7, now=NOW)
+def anchor_cost_go():
+    return anchor_cost_gate(plan_anchor_history(), ANCHOR_COST, now=NOW)
 
 
-def a1_high():
-    return reuse_gate(plan_a1_history(), A1, now=NOW)
+def reuse_high():
+    return reuse_gate(plan_reuse_history(), REUSE, now=NOW)
 
 
-def a1_low(induced=False):
+def reuse_low(induced=False):
     cold = captures([9000] * 3 if induced else [600] * 3)
-    return reuse_gate(low_reuse_audits() + cold, A1, now=NOW)
+    return reuse_gate(low_reuse_audits() + cold, REUSE, now=NOW)
 
 
-def c0_mapped():
+def consumers_mapped():
     return consumer_map_gate(REGISTRY, REGISTRY)
 
 
-def test_exit_plan_measured_outcome_is_lever2_then_lever1():
-    report = exit_report(b7_go(), a1_high(), c0_mapped(), None, None)
-    assert report.order == ["lever2", "lever1"]
-    assert "G-C4 (trial invariance) has not run" in report.blocked["lever3"]
-    assert "G-C4b (prep/train seam) has not run" in report.blocked["lever3"]
+def test_exit_plan_measured_outcome_is_anchor_skip_then_capture_cache():
+    report = exit_report(anchor_cost_go(), reuse_high(), consumers_mapped(), None, None)
+    assert report.order == ["anchor_skip", "capture_cache"]
+    assert report.blocked["capture_modes"] == (
+        "The trial invariance gate has not run. The prep/train seam gate has not run."
+    )
     assert report.deferred == {}
 
 
-def test_exit_high_reuse_and_c_gates_pass_puts_lever3_after_lever1():
-    report = exit_report(b7_go(), a1_high(), c0_mapped(), True, True)
-    assert report.order == ["lever2", "lever1", "lever3"]
+def test_exit_high_reuse_and_passing_mode_gates_put_capture_modes_after_the_cache():
+    report = exit_report(anchor_cost_go(), reuse_high(), consumers_mapped(), True, True)
+    assert report.order == ["anchor_skip", "capture_cache", "capture_modes"]
     assert report.blocked == {}
     assert "measured order" in reasons_text(report)
 
 
-def test_exit_low_reuse_and_c_gates_pass_is_lever2_then_lever3():
-    report = exit_report(b7_go(), a1_low(), c0_mapped(), True, True)
-    assert report.order == ["lever2", "lever3"]
-    assert "LOW" in report.deferred["lever1"]
-    assert "Induced-demand" not in report.deferred["lever1"]
-    assert "Lever #3 leads" in reasons_text(report)
+def test_exit_low_reuse_and_passing_mode_gates_is_anchor_skip_then_capture_modes():
+    report = exit_report(anchor_cost_go(), reuse_low(), consumers_mapped(), True, True)
+    assert report.order == ["anchor_skip", "capture_modes"]
+    assert "LOW" in report.deferred["capture_cache"]
+    assert "Induced-demand" not in report.deferred["capture_cache"]
+    assert "With LOW reuse the capture modes lead" in reasons_text(report)
 
 
 def test_exit_low_reuse_carries_the_induced_demand_note():
-    report = exit_report(b7_go(), a1_low(induced=True), c0_mapped(), True, True)
-    assert "Induced-demand note" in report.deferred["lever1"]
+    report = exit_report(anchor_cost_go(), reuse_low(induced=True), consumers_mapped(), True, True)
+    assert "Induced-demand note" in report.deferred["capture_cache"]
 
 
 @pytest.mark.parametrize(
-    ("c4", "c4b", "why"),
+    ("invariance", "seam", "why"),
     [
-        (None, True, "G-C4 (trial invariance) has not run"),
-        (True, None, "G-C4b (prep/train seam) has not run"),
-        (False, True, "G-C4 failed"),
-        (True, False, "no clean prep/train seam"),
+        (None, True, "The trial invariance gate has not run."),
+        (True, None, "The prep/train seam gate has not run."),
+        (False, True, "The trial invariance gate failed"),
+        (True, False, "The prep/train seam gate found no clean seam"),
     ],
 )
-def test_exit_lever3_is_blocked_by_a_missing_or_failed_c4_or_c4b(c4, c4b, why):
-    report = exit_report(b7_go(), a1_low(), c0_mapped(), c4, c4b)
-    assert report.order == ["lever2"]
-    assert why in report.blocked["lever3"]
+def test_exit_capture_modes_are_blocked_by_a_missing_or_failed_invariance_or_seam(
+    invariance, seam, why
+):
+    report = exit_report(anchor_cost_go(), reuse_low(), consumers_mapped(), invariance, seam)
+    assert report.order == ["anchor_skip"]
+    assert why in report.blocked["capture_modes"]
 
 
-def test_exit_lever3_is_blocked_without_an_xy_only_consumer():
-    c0 = consumer_map_gate({"s22a1": CaptureRequirement.TRIAL_DYNAMICS}, ["s22a1", "s27"])
-    report = exit_report(b7_go(), a1_low(), c0, True, True)
-    assert report.order == ["lever2"]
-    assert "no xy_only consumer" in report.blocked["lever3"]
+def test_exit_capture_modes_are_blocked_without_an_xy_only_consumer():
+    consumers = consumer_map_gate({"s22a1": CaptureRequirement.TRIAL_DYNAMICS}, ["s22a1", "s27"])
+    report = exit_report(anchor_cost_go(), reuse_low(), consumers, True, True)
+    assert report.order == ["anchor_skip"]
+    assert "The consumer map has no xy_only consumer" in report.blocked["capture_modes"]
 
 
-def test_exit_unknown_consumers_do_not_block_lever3_but_are_named():
-    c0 = consumer_map_gate(REGISTRY, [*REGISTRY, "s26"])
-    report = exit_report(b7_go(), a1_low(), c0, True, True)
-    assert report.order == ["lever2", "lever3"]
+def test_exit_unknown_consumers_do_not_block_capture_modes_but_are_named():
+    consumers = consumer_map_gate(REGISTRY, [*REGISTRY, "s26"])
+    report = exit_report(anchor_cost_go(), reuse_low(), consumers, True, True)
+    assert report.order == ["anchor_skip", "capture_modes"]
     assert "1 unknown consumers stay on full_replay" in reasons_text(report)
 
 
-def test_exit_b7_defer_drops_lever2():
-    deferring = anchor_cost_gate(anchors([10, 12, 15, 20, 30]), B7, now=NOW)
-    report = exit_report(deferring, a1_high(), c0_mapped(), True, True)
-    assert report.order == ["lever1", "lever3"]
-    assert "lever2" in report.deferred and "lever2" not in report.blocked
+def test_exit_anchor_cost_defer_drops_the_anchor_skip():
+    deferring = anchor_cost_gate(anchors([10, 12, 15, 20, 30]), ANCHOR_COST, now=NOW)
+    report = exit_report(deferring, reuse_high(), consumers_mapped(), True, True)
+    assert report.order == ["capture_cache", "capture_modes"]
+    assert "anchor_skip" in report.deferred and "anchor_skip" not in report.blocked
 
 
-def test_exit_b7_go_limited_keeps_lever2_first():
-    limited = anchor_cost_gate(anchors([20] * 9 + [200]), B7, now=NOW)
-    report = exit_report(limited, a1_high(), c0_mapped(), None, None)
-    assert report.order[0] == "lever2" and "limited rollout" in report.reasons[0]
+def test_exit_anchor_cost_go_limited_keeps_the_anchor_skip_first():
+    limited = anchor_cost_gate(anchors([20] * 9 + [200]), ANCHOR_COST, now=NOW)
+    report = exit_report(limited, reuse_high(), consumers_mapped(), None, None)
+    assert report.order[0] == "anchor_skip" and "limited rollout" in report.reasons[0]
 
 
 def test_exit_insufficient_data_blocks_never_orders():
-    b7 = anchor_cost_gate(anchors([500] * 2), B7, now=NOW)
-    a1 = reuse_gate(audits({CELL: [RECENT]}), A1, now=NOW)
-    report = exit_report(b7, a1, c0_mapped(), None, None)
+    anchor_cost = anchor_cost_gate(anchors([500] * 2), ANCHOR_COST, now=NOW)
+    reuse = reuse_gate(audits({CELL: [RECENT]}), REUSE, now=NOW)
+    report = exit_report(anchor_cost, reuse, consumers_mapped(), None, None)
     assert report.order == []
     assert (
-        "too little data" in report.blocked["lever2"] and "min_events 5" in report.blocked["lever2"]
+        "too little data" in report.blocked["anchor_skip"]
+        and "min_events 5" in report.blocked["anchor_skip"]
     )
-    assert "too little data" in report.blocked["lever1"]
-    assert "lever3" in report.blocked
-    # G-A1 only sets priority: with the C-gates passing, Lever #3 still proceeds.
-    passing = exit_report(b7, a1, c0_mapped(), True, True)
-    assert passing.order == ["lever3"] and set(passing.blocked) == {"lever1", "lever2"}
+    assert "too little data" in report.blocked["capture_cache"]
+    assert "capture_modes" in report.blocked
+    # Reuse only sets priority: with their correctness gates passing, the capture modes proceed.
+    passing = exit_report(anchor_cost, reuse, consumers_mapped(), True, True)
+    assert passing.order == ["capture_modes"]
+    assert set(passing.blocked) == {"capture_cache", "anchor_skip"}
 
 
 def test_exit_markdown_and_json_carry_every_gate_decision():
     drift = drift_rate_gate(drift_checks(100, 5), DRIFT, now=NOW)
     size = capture_size_gate([GIB], SIZE)
     report = exit_report(
-        b7_go(), a1_high(), c0_mapped(), None, False, drift_rate=drift, capture_size=size
+        anchor_cost_go(),
+        reuse_high(),
+        consumers_mapped(),
+        None,
+        False,
+        drift_rate=drift,
+        capture_size=size,
     )
     text = report.markdown()
     for row in (
-        "| G-B7 | GO |",
-        "| G-A1 | HIGH |",
-        "| G-C0 | MAPPED |",
-        "| G-C4 | NOT_RUN |",
-        "| G-C4b | NO_SEAM |",
-        "| L1-G2 | SAMPLED |",
-        "| L1-G3 | WITHIN_BUDGET |",
+        "| anchor cost gate | GO |",
+        "| re-audit reuse gate | HIGH |",
+        "| consumer map | MAPPED |",
+        "| trial invariance gate | NOT_RUN |",
+        "| prep/train seam gate | NO_SEAM |",
+        "| drift-rate gate | SAMPLED |",
+        "| capture size gate | WITHIN_BUDGET |",
     ):
         assert row in text
-    assert "**Lever order: Lever #2 (optional s22a1 anchor) -> Lever #1" in text
-    for section in ("### G-B7", "### G-A1", "### G-C0", "### L1-G2", "### L1-G3"):
+    assert "**Feature order: anchor skip (optional s22a1 anchor) -> capture cache**" in text
+    for section in (
+        "### anchor cost gate: ",
+        "### re-audit reuse gate: ",
+        "### consumer map: ",
+        "### drift-rate gate: ",
+        "### capture size gate: ",
+    ):
         assert section in text
     data = json.loads(report.to_json())
-    assert data["order"] == ["lever2", "lever1"]
-    assert data["decisions"]["G-C4b"] == "NO_SEAM"
+    assert data["order"] == ["anchor_skip", "capture_cache"]
+    assert data["decisions"]["prep/train seam gate"] == "NO_SEAM"
     assert ExitReport.model_validate_json(report.to_json()) == report
 
 
 def test_every_gate_report_reads_in_one_layout():
     drift = drift_rate_gate(drift_checks(100, 5), DRIFT, now=NOW)
-    for report in (b7_go(), a1_high(), c0_mapped(), drift, capture_size_gate([GIB], SIZE)):
+    for report in (
+        anchor_cost_go(),
+        reuse_high(),
+        consumers_mapped(),
+        drift,
+        capture_size_gate([GIB], SIZE),
+    ):
         text = report.markdown()
         heading, decision, *_ = text.split("\n\n")
         assert heading == f"### {report.heading()}"
@@ -700,10 +727,10 @@ def test_every_gate_report_reads_in_one_layout():
 
 
 def test_exit_markdown_ends_with_its_appendix():
-    report = exit_report(b7_go(), a1_high(), c0_mapped(), None, None)
+    report = exit_report(anchor_cost_go(), reuse_high(), consumers_mapped(), None, None)
     text = report.markdown(appendix={"audits per cell": "```\nUNIUSDC | 2\n```"})
-    assert text.startswith("## Phase 0 exit\n\n**Lever order: ")
-    assert text.index("### G-C0") < text.index("### audits per cell")
+    assert text.startswith("## Exit order\n\n**Feature order: ")
+    assert text.index("### consumer map") < text.index("### audits per cell")
     assert text.endswith("### audits per cell\n\n```\nUNIUSDC | 2\n```\n")
 
 
@@ -712,17 +739,19 @@ def test_exit_markdown_ends_with_its_appendix():
 
 def test_jsonl_round_trip_gives_equal_events_and_equal_gates(tmp_path):
     history = [
-        *plan_b7_history(),
+        *plan_anchor_history(),
         *anchors([12.5, None], rows=[13061, 200]),
-        *plan_a1_history(),
+        *plan_reuse_history(),
         *drift_checks(3, 1),
         event(ANCHOR_EVENT, at=datetime(2026, 5, 25, 10, tzinfo=UTC), best_iter=1, rows=13061),
     ]
     path = tmp_path / "history.jsonl"
     write_jsonl(history, path)
     assert read_jsonl(path) == history
-    assert anchor_cost_gate(read_jsonl(path), B7, now=NOW) == anchor_cost_gate(history, B7, now=NOW)
-    assert reuse_gate(read_jsonl(path), A1, now=NOW) == reuse_gate(history, A1, now=NOW)
+    assert anchor_cost_gate(read_jsonl(path), ANCHOR_COST, now=NOW) == anchor_cost_gate(
+        history, ANCHOR_COST, now=NOW
+    )
+    assert reuse_gate(read_jsonl(path), REUSE, now=NOW) == reuse_gate(history, REUSE, now=NOW)
     write_jsonl([], path)
     assert read_jsonl(path) == []
 
@@ -818,10 +847,10 @@ def test_a_broken_record_names_its_key_and_the_asset_that_rewrites_it(tmp_path):
 
 def test_gate_reports_round_trip_under_their_asset_name(tmp_path):
     store = LocalBlobStore(tmp_path)
-    report = b7_go()
+    report = anchor_cost_go()
     assert write_report(store, "g_b7_cost", report) == store.uri("gates/g_b7_cost.json")
     assert read_report(store, "g_b7_cost", AnchorCostReport) == report
     assert read_report(store, "g_c4_invariance", GateVerdict) is None
-    store.write_bytes("gates/g_a1_reuse.json", b'{"gate": "G-A1"}')
+    store.write_bytes("gates/g_a1_reuse.json", b'{"gate": "re-audit reuse gate"}')
     with pytest.raises(DiagInputError, match="materialize g_a1_reuse again"):
         read_report(store, "g_a1_reuse", AnchorCostReport)

@@ -1,4 +1,4 @@
-"""G-C4 (trial invariance) and G-C4b (prep/train seam) on instrumented replays."""
+"""The trial invariance and prep/train seam gates on instrumented replays."""
 
 import lightgbm
 import numpy as np
@@ -12,7 +12,6 @@ from diag_assets.core.gates.seam import NO_SEAM, SeamDecision, SeamRule, seam_ga
 from diag_assets.core.gates.trial_invariance import (
     InvarianceDecision,
     StructuralRule,
-    instrumented_replay,
     trial_invariance_gate,
 )
 from diag_assets.core.recipe import training
@@ -21,6 +20,7 @@ from diag_assets.core.recipe.protocol import TrialLog, TrialObserver, TrialSetti
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS
 from tests.fixtures.no_seam_recipe import InLoopPrepRecipe
+from tests.fixtures.replay import instrumented_replay
 
 N_TRIALS = 3
 CONFIG = TINY_CAPTURE.model_copy(
@@ -138,9 +138,10 @@ def test_trace_holds_hashes_only(reference_traces, in_loop_trace):
         assert ReplayTrace.model_validate_json(trace.model_dump_json()) == trace
 
 
-def test_reference_recipe_passes_c4_on_two_folds(reference_traces):
+def test_reference_recipe_is_trial_invariant_on_two_folds(reference_traces):
     report = trial_invariance_gate(reference_traces)
-    assert report.gate == "G-C4"
+    assert report.gate == "trial invariance gate"
+    assert report.markdown().startswith("### trial invariance gate, 2 fold(s)\n")
     assert report.decision is InvarianceDecision.PASS, report.reasons
     assert report.stop is None
     assert report.figures.folds == 2
@@ -153,7 +154,8 @@ def test_reference_recipe_passes_c4_on_two_folds(reference_traces):
 def test_reference_recipe_has_a_seam(reference_traces):
     for cell_ref, trace in reference_traces:
         report = seam_gate(trace)
-        assert report.gate == "G-C4b" and report.cell_ref == cell_ref
+        assert report.gate == "prep/train seam gate" and report.cell_ref == cell_ref
+        assert report.markdown().startswith(f"### prep/train seam gate, {cell_ref} (")
         assert report.decision is SeamDecision.SEAM, report.reasons
         assert report.failed_rules == []
         assert report.figures.prep_calls == 1 and report.figures.prep_position == 0
@@ -163,7 +165,7 @@ def test_reference_recipe_has_a_seam(reference_traces):
         assert "single_fit" not in report.decision
 
 
-def test_in_loop_prep_stops_c4_at_trial_1(in_loop_trace):
+def test_in_loop_prep_stops_trial_invariance_at_trial_1(in_loop_trace):
     report = trial_invariance_gate([(str(FOLD_3), in_loop_trace)])
     assert report.decision is InvarianceDecision.STOP
     assert report.stop is not None

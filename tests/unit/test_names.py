@@ -51,7 +51,7 @@ STORED = {
     "DECISION_KEY": "decision",
     "FIGURES_KEY": "figures",
     "FIXTURE_CAPTURES_KEY": "fixture_captures",
-    "LEVER_ORDER_KEY": "lever_order",
+    "FEATURE_ORDER_KEY": "feature_order",
     "BLOCKED_KEY": "blocked",
     "SUMMARY_KEY": "summary",
 }

@@ -1,4 +1,4 @@
-"""Lever #3's switch: which capture mode serves this request, and why.
+"""The capture modes' switch: which capture mode serves this request, and why.
 
 Resolved in this order, first answer wins:
 
@@ -15,7 +15,7 @@ Then the consumers and the recipe are checked:
 - ``dataset_only`` and ``single_fit`` serve ``xy_only`` consumers only. A ``trial_dynamics``
   or ``unknown`` consumer forces ``full_replay`` when the mode came from the policy, and is
   an error (:class:`CaptureModeRefused`) when the mode was asked for explicitly;
-- ``dataset_only`` needs G-C4b to have found a prep/train seam for this recipe version;
+- ``dataset_only`` needs the seam gate to have found a prep/train seam for this recipe version;
   without one it is DESIGN_REVIEW_REQUIRED, never a silent ``single_fit``;
 - ``single_fit`` is never chosen by the system: the policy file cannot name it.
 """
@@ -52,7 +52,7 @@ class CaptureModePolicy(BaseModel):
         ge=0.0,
         le=1.0,
         description="Share of dataset_only captures that also replay one trial in full and "
-        "assert X/y parity (C8.7).",
+        "assert X/y parity (the periodic parity check).",
     )
     release_gate_min_folds: int = Field(
         default=2, ge=1, description="Folds the release parity gate must cover to count."
@@ -161,7 +161,7 @@ def resolve_capture_mode(
         env_mode: ``DIAG_CAPTURE_MODE``, if set.
         policy: The policy file.
         release_gate: The latest release parity gate record, if any.
-        seam: The latest G-C4b record, if any.
+        seam: The latest prep/train seam record, if any.
         consumers: The diagnostics this capture is for, with their requirements.
         recipe_version: The recipe's code version, which gate and seam records must match.
 
@@ -213,15 +213,15 @@ def resolve_capture_mode(
             checked = "never" if seam is None else f"only for recipe {seam.recipe_version}"
             raise CaptureModeRefused(
                 SEAM_NOT_CHECKED,
-                f"dataset_only needs G-C4b to have found a prep/train seam for recipe "
-                f"{recipe_version}; G-C4b ran {checked}.",
+                "dataset_only needs the prep/train seam gate to have found a seam for "
+                f"recipe {recipe_version}; the seam gate ran {checked}.",
                 "materialize g_c4b_seam (it reads the shared fixture set through the capture "
                 "cache), then ask again.",
             )
         if not seam.seam:
             raise CaptureModeRefused(
                 DESIGN_REVIEW_REQUIRED,
-                f"G-C4b found no prep/train seam in recipe {recipe_version} "
+                f"The prep/train seam gate found no seam in recipe {recipe_version} "
                 f"({seam.evaluated_at:%Y-%m-%d %H:%M}): {' '.join(seam.reasons)}",
                 "dataset_only is unreachable for this recipe; take it back to design "
                 "review. single_fit is not a fallback: ask for it explicitly only after "

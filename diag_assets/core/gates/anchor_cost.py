@@ -32,7 +32,7 @@ from diag_assets.core.gates.report import (
     fmt_value,
 )
 
-ANCHOR_COST_LABEL = "G-B7"
+ANCHOR_COST_LABEL = "anchor cost gate"
 
 
 class AnchorCostDecision(StrEnum):
@@ -115,7 +115,7 @@ class AnchorCostReport(HistoryGateReport[AnchorCostDecision, AnchorCostFigures])
 
     def heading(self) -> str:
         """The report's title."""
-        return f"{self.gate}: cost of the s22a1 anchor (Lever #2 value gate)"
+        return f"{self.gate}: cost of the s22a1 anchor (the value of the anchor skip)"
 
 
 def _least_squares(
@@ -230,7 +230,7 @@ def _decide(f: AnchorCostFigures, s: AnchorCostSettings) -> tuple[AnchorCostDeci
     if f.p95_s >= s.material_p95_s:
         material.append(
             f"The anchor's p95 is {fmt_s(f.p95_s)} >= material_p95_s {fmt_s(s.material_p95_s)} "
-            "(rule: material p95 -> GO; a low p50 alone does not defer the lever)."
+            "(rule: material p95 -> GO; a low p50 alone does not defer the anchor skip)."
         )
     if f.anchor_share_p95 is not None and f.anchor_share_p95 >= s.material_share:
         material.append(
@@ -267,7 +267,7 @@ def _decide(f: AnchorCostFigures, s: AnchorCostSettings) -> tuple[AnchorCostDeci
         f"Both p50 {fmt_s(f.p50_s)} (< material_p50_s {fmt_s(s.material_p50_s)}) and p95 "
         f"{fmt_s(f.p95_s)} (< material_p95_s {fmt_s(s.material_p95_s)}, <= tail_p95_s "
         f"{fmt_s(s.tail_p95_s)}) are negligible, no share reaches {s.material_share:.2f}, and "
-        f"{ratio_text}: DEFER (round-12 defers only when both p50 and p95 are negligible).",
+        f"{ratio_text}: DEFER (the rule defers only when both p50 and p95 are negligible).",
         *context,
     ]
 

@@ -10,7 +10,7 @@ from diag_assets.core.gates.measures import percentile
 from diag_assets.core.gates.report import FROZEN, GateReport
 from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
 
-CAPTURE_SIZE_LABEL = "L1-G3"
+CAPTURE_SIZE_LABEL = "capture size gate"
 GIB = 1024**3
 
 
@@ -52,7 +52,7 @@ class CaptureSizeReport(GateReport[CaptureSizeDecision, CaptureSizeFigures]):
 
     def heading(self) -> str:
         """The report's title."""
-        return f"{self.gate}: bytes per capture (Lever #1 Gate 3)"
+        return f"{self.gate}: bytes per capture"
 
 
 def capture_bytes(entries: Iterable[CatalogEntry]) -> list[int]:
@@ -118,6 +118,6 @@ def capture_size_gate(
         reasons = [
             f"p95 of {n} captures is {p95 / GIB:.3f} GiB > max_capture_bytes "
             f"{budget / GIB:.3f} GiB (largest {largest / GIB:.3f} GiB): storage and "
-            "the warm read time need a decision before Lever #1 caches captures this size."
+            "the warm read time need a decision before the capture cache keeps captures this size."
         ]
     return CaptureSizeReport(decision=decision, reasons=reasons, figures=figures, settings=settings)

@@ -15,7 +15,7 @@ from diag_assets.core.gates.report import (
     Table,
 )
 
-CONSUMER_MAP_LABEL = "G-C0"
+CONSUMER_MAP_LABEL = "consumer map"
 
 
 class ConsumerMapDecision(StrEnum):
@@ -63,7 +63,7 @@ class ConsumerMapReport(GateReport[ConsumerMapDecision, ConsumerMapFigures]):
 
     def heading(self) -> str:
         """The report's title."""
-        return f"{self.gate}: consumer map (where the skip and dataset_only are allowed)"
+        return f"{self.gate}: where the anchor skip and dataset_only are allowed"
 
     def tables(self) -> list[Table]:
         """The map: one row per diagnostic."""

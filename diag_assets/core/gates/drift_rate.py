@@ -10,7 +10,7 @@ from diag_assets.core.gates.history import DRIFT_EVENT, HistoryEvent
 from diag_assets.core.gates.measures import in_window, window_ending
 from diag_assets.core.gates.report import FROZEN, HistoryGateReport
 
-DRIFT_RATE_LABEL = "L1-G2"
+DRIFT_RATE_LABEL = "drift-rate gate"
 
 
 class DriftRateDecision(StrEnum):
@@ -75,7 +75,7 @@ class DriftRateReport(HistoryGateReport[DriftRateDecision, DriftRateFigures]):
 
     def heading(self) -> str:
         """The report's title."""
-        return f"{self.gate}: drift rate (Lever #1 Gate 2, default check_drift policy)"
+        return f"{self.gate}: the capture cache's default check_drift policy"
 
     def figure_rows(self) -> dict[str, Any]:
         """The figures and the recommended policy."""
@@ -111,7 +111,7 @@ def drift_rate_gate(
         rate=drifted / n if n else None,
         unreadable=len(checks) - n,
     )
-    resolves = "D11 (the default --check-drift policy) is resolved by this drift rate"
+    resolves = "this drift rate decides the drift policy (the default check_drift)"
     policy: str | None
     if n < settings.min_checks or figures.rate is None:
         decision, policy = DriftRateDecision.INSUFFICIENT_DATA, None

@@ -1,4 +1,4 @@
-"""The Phase-0 exit report: which features proceed, in what order, and why.
+"""The exit order: which features proceed, in what order, and why.
 
 The features are the anchor skip, the capture cache and the capture modes (dataset_only).
 The anchor skip comes first when the anchor's cost says so, then the capture cache on HIGH
@@ -24,27 +24,27 @@ from diag_assets.core.gates.reuse import REUSE_LABEL, ReuseDecision, ReuseReport
 from diag_assets.core.gates.seam import SEAM_LABEL
 from diag_assets.core.gates.trial_invariance import INVARIANCE_LABEL
 
-PHASE0_EXIT = "PHASE0-EXIT"
+EXIT_ORDER_LABEL = "exit order"
 
-# The features the report orders. The ids are the values stored in reports and shown in the
-# ``lever_order`` metadata, so they keep the plan's spelling.
-FEATURE_CAPTURE_CACHE = "lever1"
-FEATURE_ANCHOR_SKIP = "lever2"
-FEATURE_CAPTURE_MODES = "lever3"
+# The features the report orders: the ids stored in the report and shown in the
+# ``feature_order`` metadata, and the names its Markdown shows.
+FEATURE_CAPTURE_CACHE = "capture_cache"
+FEATURE_ANCHOR_SKIP = "anchor_skip"
+FEATURE_CAPTURE_MODES = "capture_modes"
 FEATURE_NAMES = {
-    FEATURE_CAPTURE_CACHE: "Lever #1 (capture cache)",
-    FEATURE_ANCHOR_SKIP: "Lever #2 (optional s22a1 anchor)",
-    FEATURE_CAPTURE_MODES: "Lever #3 (dataset_only capture)",
+    FEATURE_CAPTURE_CACHE: "capture cache",
+    FEATURE_ANCHOR_SKIP: "anchor skip (optional s22a1 anchor)",
+    FEATURE_CAPTURE_MODES: "capture modes (dataset_only capture)",
 }
 
 
 class ExitReport(BaseModel):
-    """The consolidated Phase-0 report: which features proceed, in what order, and why."""
+    """The consolidated report of the gates: which features proceed, in what order, and why."""
 
     model_config = FROZEN
 
-    gate: str = PHASE0_EXIT
-    order: list[str] = Field(description="Features to implement, first first ('lever2', ...).")
+    gate: str = EXIT_ORDER_LABEL
+    order: list[str] = Field(description="Features to implement, first first ('anchor_skip', ...).")
     blocked: dict[str, str] = Field(
         description="Features a gate stops (too little data, a failed or missing gate): why."
     )
@@ -65,7 +65,7 @@ class ExitReport(BaseModel):
         Args:
             appendix: Further sections by title (the history's plots), after the gates'.
         """
-        order = " -> ".join(FEATURE_NAMES[lever] for lever in self.order) or "none"
+        order = " -> ".join(FEATURE_NAMES[feature] for feature in self.order) or "none"
         reports = [
             self.anchor_cost,
             self.reuse,
@@ -74,13 +74,13 @@ class ExitReport(BaseModel):
             self.capture_size,
         ]
         return gate_markdown(
-            "Phase 0 exit",
-            f"Lever order: {order}",
+            "Exit order",
+            f"Feature order: {order}",
             self.reasons,
             tables=[Table(("gate", "decision"), list(self.decisions.items()))],
             notes={
-                title: [f"{FEATURE_NAMES[lever]}: {why}" for lever, why in levers.items()]
-                for title, levers in (("Blocked", self.blocked), ("Deferred", self.deferred))
+                title: [f"{FEATURE_NAMES[feature]}: {why}" for feature, why in features.items()]
+                for title, features in (("Blocked", self.blocked), ("Deferred", self.deferred))
             },
             sections=[
                 *(report.markdown() for report in reports if report is not None),
@@ -110,20 +110,22 @@ def _capture_modes_problems(
     """Why the capture modes' correctness gates do not pass; empty when they do."""
     problems = []
     if not consumer_map.figures.xy_only_diagnostics:
-        problems.append("G-C0 maps no xy_only consumer, so dataset_only would serve nobody")
+        problems.append(
+            "The consumer map has no xy_only consumer: dataset_only would serve nobody."
+        )
     if invariance_passed is None:
-        problems.append("G-C4 (trial invariance) has not run")
+        problems.append("The trial invariance gate has not run.")
     elif not invariance_passed:
         problems.append(
-            "G-C4 failed: X/y is not proven trial-invariant, so dataset_only is unsound "
-            "(STOP: Lever #3 abandoned or re-scoped)"
+            "The trial invariance gate failed: X/y is not proven trial-invariant, so "
+            "dataset_only is unsound (STOP: the capture modes are abandoned or re-scoped)."
         )
     if seam_found is None:
-        problems.append("G-C4b (prep/train seam) has not run")
+        problems.append("The prep/train seam gate has not run.")
     elif not seam_found:
         problems.append(
-            "G-C4b found no clean prep/train seam: dataset_only is unreachable; back to design "
-            "review (not an automatic single_fit)"
+            "The prep/train seam gate found no clean seam: dataset_only is unreachable; back "
+            "to design review (not an automatic single_fit)."
         )
     return problems
 
@@ -171,9 +173,11 @@ def exit_report(
     reasons: list[str] = []
 
     if anchor_cost.decision is AnchorCostDecision.INSUFFICIENT_DATA:
-        blocked[FEATURE_ANCHOR_SKIP] = f"G-B7 has too little data. {anchor_cost.reasons[0]}"
+        blocked[FEATURE_ANCHOR_SKIP] = (
+            f"The anchor cost gate has too little data. {anchor_cost.reasons[0]}"
+        )
     elif anchor_cost.decision is AnchorCostDecision.DEFER:
-        deferred[FEATURE_ANCHOR_SKIP] = f"G-B7 is DEFER. {anchor_cost.reasons[0]}"
+        deferred[FEATURE_ANCHOR_SKIP] = f"The anchor cost gate is DEFER. {anchor_cost.reasons[0]}"
     else:
         order.append(FEATURE_ANCHOR_SKIP)
         rollout = (
@@ -183,8 +187,9 @@ def exit_report(
         )
         figures = anchor_cost.figures
         reasons.append(
-            f"Lever #2 first: G-B7 is {anchor_cost.decision.value}, so skipping the anchor is "
-            f"worth {rollout} (p50 {fmt_s(figures.p50_s)}, p95 {fmt_s(figures.p95_s)})."
+            f"Anchor skip first: the anchor cost gate is {anchor_cost.decision.value}, so "
+            f"skipping the anchor is worth {rollout} (p50 {fmt_s(figures.p50_s)}, p95 "
+            f"{fmt_s(figures.p95_s)})."
         )
 
     problems = _capture_modes_problems(consumer_map, invariance_passed, seam_found)
@@ -195,49 +200,54 @@ def exit_report(
         else ""
     )
     capture_modes_gates = (
-        f"Lever #3's correctness gates pass (xy_only consumers: "
-        f"{', '.join(consumer_map.figures.xy_only_diagnostics)}; G-C4 passed; G-C4b found a seam)."
+        "The capture modes' correctness gates pass (xy_only consumers: "
+        f"{', '.join(consumer_map.figures.xy_only_diagnostics)}; trial invariance passed; the "
+        "prep/train seam gate found a seam)."
         f"{unknown_note}"
     )
     reuse_pct = "n/a" if reuse.figures.reuse_pct is None else f"{reuse.figures.reuse_pct:.1f}"
 
     if reuse.decision is ReuseDecision.INSUFFICIENT_DATA:
-        blocked[FEATURE_CAPTURE_CACHE] = f"G-A1 has too little data. {reuse.reasons[0]}"
+        blocked[FEATURE_CAPTURE_CACHE] = (
+            f"The re-audit reuse gate has too little data. {reuse.reasons[0]}"
+        )
         if capture_modes_ok:
             order.append(FEATURE_CAPTURE_MODES)
             reasons.append(
-                f"{capture_modes_gates} G-A1 only sets priority, so Lever #3 proceeds; its rank "
-                "against Lever #1 is open until G-A1 has data."
+                f"{capture_modes_gates} Re-audit reuse only sets priority, so the capture modes "
+                "proceed; their rank against the capture cache is open until the reuse gate "
+                "has data."
             )
     elif reuse.decision is ReuseDecision.HIGH:
         order.append(FEATURE_CAPTURE_CACHE)
         reasons.append(
-            f"Lever #1 next: G-A1 reuse is HIGH ({reuse_pct}%), and the capture cache removes the "
-            "cold capture re-paid on every re-audit."
+            f"Capture cache next: re-audit reuse is HIGH ({reuse_pct}%), and the capture cache "
+            "removes the cold capture re-paid on every re-audit."
         )
         if capture_modes_ok:
             order.append(FEATURE_CAPTURE_MODES)
             reasons.append(
-                f"{capture_modes_gates} With HIGH reuse Lever #3 is marginal, so it comes after "
-                "Lever #1 (the plan's measured order)."
+                f"{capture_modes_gates} With HIGH reuse the capture modes save little, so they "
+                "come after the capture cache (the plan's measured order)."
             )
     else:
         demand = (
             " Induced-demand note: the low reuse may be caused by the cost of a cold capture "
-            "itself; re-check G-A1 before parking Lever #1."
+            "itself; re-check re-audit reuse before parking the capture cache."
             if reuse.induced_demand_note
             else ""
         )
         deferred[FEATURE_CAPTURE_CACHE] = (
-            f"G-A1 reuse is LOW ({reuse_pct}%): a capture cache has little to serve.{demand}"
+            f"Re-audit reuse is LOW ({reuse_pct}%): a capture cache has little to serve.{demand}"
         )
         if capture_modes_ok:
             order.append(FEATURE_CAPTURE_MODES)
             reasons.append(
-                f"{capture_modes_gates} With LOW reuse Lever #3 leads: it cuts the cold path."
+                f"{capture_modes_gates} With LOW reuse the capture modes lead: they cut the "
+                "cold path."
             )
     if not capture_modes_ok:
-        blocked[FEATURE_CAPTURE_MODES] = "; ".join(problems) + "."
+        blocked[FEATURE_CAPTURE_MODES] = " ".join(problems)
 
     decisions = {
         ANCHOR_COST_LABEL: anchor_cost.decision.value,
@@ -249,16 +259,16 @@ def exit_report(
     if drift_rate is not None:
         decisions[DRIFT_RATE_LABEL] = drift_rate.decision.value
         reasons.append(
-            f"Lever #1 Gate 2 (drift rate) is {drift_rate.decision.value}: default check_drift "
-            f"{drift_rate.recommended_policy or 'undecided'} (D11)."
+            f"The drift-rate gate is {drift_rate.decision.value}: the drift policy (default "
+            f"check_drift) is {drift_rate.recommended_policy or 'undecided'}."
         )
     if capture_size is not None:
         decisions[CAPTURE_SIZE_LABEL] = capture_size.decision.value
         reasons.append(
-            f"Lever #1 Gate 3 (size) is {capture_size.decision.value}. {capture_size.reasons[0]}"
+            f"The capture size gate is {capture_size.decision.value}. {capture_size.reasons[0]}"
         )
     if not order:
-        reasons.append("No lever proceeds yet: see blocked and deferred.")
+        reasons.append("No feature proceeds yet: see blocked and deferred.")
     return ExitReport(
         order=order,
         blocked=blocked,

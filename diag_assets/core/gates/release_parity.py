@@ -25,7 +25,7 @@ from diag_assets.core.diagnostics.verdicts import S40Verdict
 from diag_assets.core.gates.records import ReleaseGateRecord, SeamRecord
 from diag_assets.core.gates.report import GateReport, Table
 
-RELEASE_PARITY_LABEL = "C7"
+RELEASE_PARITY_LABEL = "release parity gate"
 
 
 class ReleaseParityDecision(StrEnum):
@@ -150,7 +150,7 @@ class ReleaseParityReport(GateReport[ReleaseParityDecision, ReleaseParityFigures
 
     def heading(self) -> str:
         """The report's title: the gate and the recipe version under test."""
-        return f"{self.gate} release parity gate, {self.recipe_version}"
+        return f"{self.gate}, {self.recipe_version}"
 
     def tables(self) -> list[Table]:
         """One row per fold: both captures' hashes, verdicts and capture times."""
@@ -188,9 +188,9 @@ def release_parity_gate(
     if len(folds) < min_folds:
         problems.append(f"{len(folds)} fold(s) compared; the policy requires {min_folds}.")
     if seam is None or seam.recipe_version != recipe_version:
-        problems.append(f"G-C4b has not been run on recipe {recipe_version}.")
+        problems.append(f"The prep/train seam gate has not been run on recipe {recipe_version}.")
     elif not seam.seam:
-        problems.append(f"G-C4b found no prep/train seam in recipe {recipe_version}.")
+        problems.append(f"The prep/train seam gate found no seam in recipe {recipe_version}.")
     for fold in folds:
         if not fold.hash_parity:
             problems.append(
@@ -210,7 +210,7 @@ def release_parity_gate(
         reasons = [
             f"All {len(folds)} folds: dataset_only X/y equal full_replay's by canonical hash, "
             "and the s40 verdicts agree (signal, p-value, AUC).",
-            f"G-C4b found a prep/train seam in recipe {recipe_version}.",
+            f"The prep/train seam gate found a seam in recipe {recipe_version}.",
             "The capture mode policy may make dataset_only the default for xy_only consumers "
             "of this recipe version.",
         ]

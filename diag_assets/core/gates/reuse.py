@@ -19,7 +19,7 @@ from diag_assets.core.gates.report import (
     fmt_value,
 )
 
-REUSE_LABEL = "G-A1"
+REUSE_LABEL = "re-audit reuse gate"
 
 
 class ReuseDecision(StrEnum):
@@ -79,7 +79,7 @@ class ReuseReport(HistoryGateReport[ReuseDecision, ReuseFigures]):
 
     def heading(self) -> str:
         """The report's title."""
-        return f"{self.gate}: re-audit reuse (Lever #1 value, Lever #3 priority)"
+        return f"{self.gate}: the value of the capture cache, the priority of the capture modes"
 
 
 def reuse_gate(
@@ -135,14 +135,14 @@ def reuse_gate(
         reasons = [
             f"Reuse is {figures.reuse_pct:.1f}% ({n} audits of {distinct} distinct cells, "
             f"{n - distinct} re-runs) >= high_reuse_pct {settings.high_reuse_pct:.0f}%: HIGH "
-            "reuse, the re-audits are where a capture cache (Lever #1) wins."
+            "reuse, the re-audits are where a capture cache wins."
         ]
     else:
         decision = ReuseDecision.LOW
         reasons = [
             f"Reuse is {figures.reuse_pct:.1f}% ({n} audits of {distinct} distinct cells, "
             f"{n - distinct} re-runs) < high_reuse_pct {settings.high_reuse_pct:.0f}%: LOW "
-            "reuse, a capture cache (Lever #1) has little to serve."
+            "reuse, a capture cache has little to serve."
         ]
         cold_p50 = figures.cold_cost_p50_s
         if cold_p50 is None:

@@ -13,7 +13,7 @@ from diag_assets.core.gates.trial_invariance import (
     short_digest,
 )
 
-SEAM_LABEL = "G-C4b"
+SEAM_LABEL = "prep/train seam gate"
 NO_SEAM = "no seam: back to design review, not an automatic single_fit"
 
 
@@ -69,7 +69,7 @@ class SeamReport(GateReport[SeamDecision, SeamFigures]):
 
     def heading(self) -> str:
         """The report's title: the gate, the replayed cell and its recipe."""
-        return f"{self.gate} prep/train seam, {self.cell_ref} ({self.recipe})"
+        return f"{self.gate}, {self.cell_ref} ({self.recipe})"
 
 
 def _untraceable_dataset(trace: ReplayTrace, forms: set[str]) -> tuple[int, TraceEvent, str] | None:
@@ -202,7 +202,7 @@ def seam_gate(trace: ReplayTrace) -> SeamReport:
             "hashes), the same in every trial, and every trial's X/y hash equals the prep "
             "output's.",
             "dataset_only is reachable: X/y can be captured at the seam without training; "
-            "whether it is sound is G-C4's decision.",
+            "whether it is sound is the trial invariance gate's decision.",
         ]
         decision = SeamDecision.SEAM
     else:

@@ -1,9 +1,7 @@
 """Trial invariance: is a recipe's X/y the same for every trial, by construction and by hash?
 
-The gate judges :class:`~diag_assets.core.capture.trace.ReplayTrace` objects: the trace a
-full_replay capture stored (the shared fixture set, read through the capture cache), or one
-recorded by :func:`instrumented_replay`, which replays a cell like
-:func:`diag_assets.core.capture.replay.replay_cell` but writes nothing. See
+The gate judges :class:`~diag_assets.core.capture.trace.ReplayTrace` objects: the traces
+the shared fixture set's full_replay captures stored, read through the capture cache. See
 :mod:`diag_assets.core.capture.trace` for the events and how they are recorded. The divergence
 helpers here serve the prep/train seam gate (:mod:`diag_assets.core.gates.seam`) too.
 """
@@ -14,40 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from diag_assets.core.capture.replay import PreparedCell
-from diag_assets.core.capture.trace import EventKind, ReplayTrace, TraceEvent, XYDigest, tracing
+from diag_assets.core.capture.trace import EventKind, ReplayTrace, TraceEvent, XYDigest
 from diag_assets.core.gates.report import GateReport, Table
-from diag_assets.core.recipe.protocol import Recipe
 
-INVARIANCE_LABEL = "G-C4"
+INVARIANCE_LABEL = "trial invariance gate"
 _SHOWN_COLUMNS = 8
 _SHOWN_DIGEST = 16
-
-
-def instrumented_replay(prepared: PreparedCell, recipe: Recipe) -> ReplayTrace:
-    """Replay a cell like ``replay_cell`` (prep, then the trial loop), recording a trace.
-
-    Nothing is written and no X/y is kept: the trace holds hashes only.
-
-    Args:
-        prepared: The cell, from :func:`~diag_assets.core.capture.replay.prepare_cell`.
-        recipe: The recipe to replay; its ``prep`` is patched on the instance meanwhile.
-
-    Returns:
-        The ordered events of the replay.
-
-    Raises:
-        DiagInputError: The recipe's ``prep`` cannot be replaced on the instance.
-    """
-    with tracing(recipe) as tracer:
-        data = recipe.prep(prepared.window, prepared.fold)
-        trial_log = recipe.run_trials(data, prepared.config.trials, tracer.trial_started)
-    return tracer.trace(
-        cell_ref=str(prepared.cell),
-        recipe_version=prepared.recipe_version,
-        trials_requested=prepared.config.trials.n_trials,
-        trial_log=trial_log,
-    )
 
 
 def column_list(columns: Sequence[str]) -> str:
@@ -160,7 +130,7 @@ class InvarianceReport(GateReport[InvarianceDecision, InvarianceFigures]):
 
     def heading(self) -> str:
         """The report's title."""
-        return f"{self.gate} trial invariance"
+        return f"{self.gate}, {self.figures.folds} fold(s)"
 
     def figure_rows(self) -> dict[str, Any]:
         """The fold count, then trials and prep calls per fold."""
@@ -299,7 +269,7 @@ def trial_invariance_gate(traces: Sequence[tuple[str, ReplayTrace]]) -> Invarian
     (b) Empirical, per fold: every trial's per-column canonical hashes equal trial 0's.
 
     Args:
-        traces: ``(cell_ref, trace)`` per fold, from :func:`instrumented_replay`.
+        traces: ``(cell_ref, trace)`` per fold, from the fixture set's full_replay captures.
 
     Returns:
         PASS when every fold passes both checks; STOP otherwise (also on zero folds), naming
@@ -315,7 +285,7 @@ def trial_invariance_gate(traces: Sequence[tuple[str, ReplayTrace]]) -> Invarian
     if not folds:
         return InvarianceReport(
             decision=InvarianceDecision.STOP,
-            reasons=["G-C4 ran on 0 folds, so nothing is proven; run it on K >= 1 folds."],
+            reasons=["The gate ran on 0 folds, so nothing is proven; run it on K >= 1 folds."],
             figures=figures,
             folds=[],
             stop=None,
@@ -333,7 +303,7 @@ def trial_invariance_gate(traces: Sequence[tuple[str, ReplayTrace]]) -> Invarian
         )
         reasons.append(
             "X/y is trial-invariant on these folds, so dataset_only is sound for this recipe; "
-            "G-C4b decides whether it is reachable."
+            "the prep/train seam gate decides whether it is reachable."
         )
         return InvarianceReport(
             decision=InvarianceDecision.PASS,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.gates.report import GateReport, Table
 
-WARM_READ_LABEL = "Lever #1 Gate 4"
+WARM_READ_LABEL = "warm-read gate"
 
 
 class WarmReadDecision(StrEnum):
@@ -86,7 +86,7 @@ def warm_read_gate(reads: Sequence[WarmRead], *, budget_s: float) -> WarmReadRep
         if not read.verified_on_load:
             problems.append(f"{read.cell_ref}: X/y failed their canonical hashes on load.")
     if not reads:
-        problems.append("Gate 4 ran on 0 folds; nothing is proven.")
+        problems.append("The warm-read gate ran on 0 folds; nothing is proven.")
     figures = WarmReadFigures(
         folds=len(reads),
         cold_legs=sum(read.first_outcome != "HIT" for read in reads),
