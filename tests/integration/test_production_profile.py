@@ -73,7 +73,7 @@ def test_cold_then_warm_audit_on_postgres_and_s3(
     )
     warm_capture = _metadata(warm, "captured_fold")
     assert warm_capture["cache"] == "HIT" and warm_capture["producing_run_id"] == cold.run_id
-    # Gate 4 reproducibility: the warm audit's hashes and verdict equal the cold ones.
+    # Warm reads reproduce: the warm audit's hashes and verdict equal the cold ones.
     for field in ("x_hash", "y_hash", "trial_log_hash", "content_hash"):
         assert warm_capture[field] == cold_capture[field]
     assert _metadata(warm, "s40_verdict")["verdict"] == _metadata(cold, "s40_verdict")[
@@ -110,7 +110,8 @@ def test_the_shared_fixture_set_and_the_release_gate_on_postgres_and_s3(
     assert all(check.passed for check in result.get_asset_check_evaluations())
     with PostgresCatalog(postgres_dsn) as catalog:
         modes = sorted(entry.mode for entry in catalog.entries())
-    # Two fixture folds, captured once in each mode: G-C4b and C7 reused G-C4's full replays.
+    # Two fixture folds, captured once in each mode: the seam and release parity gates reused
+    # the full replays that trial invariance captured.
     assert modes == ["dataset_only", "dataset_only", "full_replay", "full_replay"]
     traces = [
         key

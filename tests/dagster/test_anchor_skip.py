@@ -1,4 +1,4 @@
-"""Lever #2: skipping the s22a1 anchor, and the downgrade reaching every consumer."""
+"""The anchor skip: skipping the s22a1 anchor, and the downgrade reaching every consumer."""
 
 import dagster as dg
 import pytest

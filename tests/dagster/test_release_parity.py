@@ -1,4 +1,4 @@
-"""Lever #3 through Dagster: the mode per run, the shared fixture set and the release gate."""
+"""The capture modes through Dagster: the mode per run, the shared fixture set, release parity."""
 
 import dagster as dg
 import pytest
@@ -98,7 +98,9 @@ def test_the_code_location_has_the_gates_and_the_jobs():
 def test_gates_share_one_fixture_set_captured_once(resources, instance):
     # Without approval and with nothing cached, the fixture set cannot be captured.
     refused = _gates(resources, instance, ["g_c4_invariance"], check=False)
-    assert "COLD_CAPTURE_REQUIRES_OPERATOR" in _failure(refused, "g_c4_invariance")
+    failure = _failure(refused, "g_c4_invariance")
+    assert failure.startswith("The trial invariance gate needs the fixture set in full_replay.")
+    assert "COLD_CAPTURE_REQUIRES_OPERATOR" in failure
 
     first = _gates(resources, instance, ["g_c4_invariance"], tags=APPROVED)
     assert materialized_metadata(first, "g_c4_invariance")["decision"] == "PASS"
