@@ -1,4 +1,4 @@
-"""Lever #2: a light s40 audit with the s22a1 anchor vs with it skipped.
+"""The anchor skip: a light s40 audit with the s22a1 anchor vs with it skipped.
 
 ``python -m benchmarks lever2 --profile small --json`` prints
 ``{"with_anchor_s", "skip_s", "ratio", "verdict_parity", ...}``.

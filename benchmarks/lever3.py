@@ -1,4 +1,4 @@
-"""Lever #3: one cell captured cold in full_replay vs in dataset_only mode.
+"""The capture modes: one cell captured cold in full_replay vs in dataset_only mode.
 
 ``python -m benchmarks lever3 --profile small --json`` prints
 ``{"full_replay_s", "dataset_only_s", "ratio", "hash_parity", ...}``.
@@ -30,7 +30,7 @@ from resources.capture_cache import CaptureCacheResource
 from resources.environment import embedded_capture_cache
 from resources.storage import LocalArtifactStore
 
-RUN_ID = "benchmark-lever3"
+RUN_ID = "benchmark-capture-modes"
 
 
 def _cache(root: Path, parity_check_rate: float = 0.0) -> CaptureCacheResource:

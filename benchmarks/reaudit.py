@@ -1,4 +1,4 @@
-"""Gate 4 of Lever #1: one cell re-audited cold, then warm, through Dagster.
+"""The capture cache's cold vs warm re-audit: one cell, twice, through Dagster.
 
 ``python -m benchmarks reaudit --profile small --json`` prints
 ``{"cold_s", "warm_s", "ratio", "captures", ...}``.

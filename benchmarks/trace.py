@@ -1,4 +1,4 @@
-"""The cost of the replay trace a full_replay capture records (Lever #3's shared fixtures).
+"""The cost of the replay trace a full_replay capture records for the fixture-set gates.
 
 ``python -m benchmarks trace --profile small [--trials N] [--pairs P] --json`` prints
 ``{"untraced_s", "traced_s", "overhead", ...}``.
