@@ -54,7 +54,7 @@ from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 
 S40_S22A1_SKIPPED = "s40_s22a1_skipped"
-DIAGNOSTICS_CODE_VERSION = "2"
+DIAGNOSTICS_CODE_VERSION = "3"
 
 
 def load_captured_fold(cell: CellRef, artifacts: ArtifactStoreResource) -> CapturedFold:

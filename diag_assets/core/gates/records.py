@@ -20,11 +20,12 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.names import RELEASE_PARITY_GATE, SEAM_GATE
 from diag_assets.core.storage.blob import BlobStore
 
-SEAM_RECORD = "gates/g_c4b_seam.record.json"
-RELEASE_GATE_RECORD = "gates/lever3_release_gate.record.json"
 REPORTS = "gates"
+SEAM_RECORD = f"{REPORTS}/{SEAM_GATE}.record.json"
+RELEASE_GATE_RECORD = f"{REPORTS}/{RELEASE_PARITY_GATE}.record.json"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -69,8 +70,8 @@ class GateVerdict(BaseModel):
 
 # The asset that writes each record, named in the fix when a stored record does not parse.
 _RECORDS: dict[type[BaseModel], tuple[str, str]] = {
-    SeamRecord: (SEAM_RECORD, "g_c4b_seam"),
-    ReleaseGateRecord: (RELEASE_GATE_RECORD, "lever3_release_gate"),
+    SeamRecord: (SEAM_RECORD, SEAM_GATE),
+    ReleaseGateRecord: (RELEASE_GATE_RECORD, RELEASE_PARITY_GATE),
 }
 
 
