@@ -1,4 +1,4 @@
-"""``capture_gc``: retire old captures and keep the store's lifecycle rules in place."""
+"""The capture GC job: retire old captures and keep the store's lifecycle rules in place."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -4,7 +4,6 @@ import dagster as dg
 import pytest
 
 import diag_assets.capture.assets as capture_module
-import diag_assets.gates.fixture_set as replay_gates_module
 from diag_assets.audit.diagnostics import anchor_and_consumers, s22a2_spread, s23_drift
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
@@ -14,6 +13,7 @@ from diag_assets.core.cells import CellRef
 from diag_assets.core.gates.records import read_release_gate, read_seam
 from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.definitions import defs
+from diag_assets.gates import fixture_set
 from diag_assets.gates.fixture_set import (
     g_c4_invariance,
     g_c4b_seam,
@@ -129,7 +129,7 @@ def test_gates_share_one_fixture_set_captured_once(resources, instance):
 
 
 def test_the_release_gate_blocks_when_invariance_fails(resources, instance, monkeypatch):
-    monkeypatch.setattr(replay_gates_module, "RECIPE", InLoopPrepRecipe())
+    monkeypatch.setattr(fixture_set, "RECIPE", InLoopPrepRecipe())
     result = _gates(
         resources,
         instance,
