@@ -15,6 +15,7 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.capture.assets import captured_fold
+from diag_assets.capture.readers import declares_diagnostic
 from diag_assets.core.audit.anchor_skip import SkipDecision, load_policy, resolve_skip_s22a1
 from diag_assets.core.capture.artifacts import CaptureVerificationError
 from diag_assets.core.capture.events import CaptureEvent
@@ -169,6 +170,7 @@ def _skip_metadata(decision: SkipDecision) -> dict[str, Any]:
             skippable=True,
             group_name="audit",
             kinds={"lightgbm"},
+            metadata=declares_diagnostic("s22a1"),
             code_version=DIAGNOSTICS_CODE_VERSION,
             description="The best trial re-fitted on the captured fold (300 rounds, early "
             "stopping): best_iter, curve, elapsed_s and rows. trial_dynamics.",
@@ -179,6 +181,7 @@ def _skip_metadata(decision: SkipDecision) -> dict[str, Any]:
             skippable=True,
             group_name="audit",
             kinds={"lightgbm"},
+            metadata=declares_diagnostic("s40"),
             code_version=DIAGNOSTICS_CODE_VERSION,
             description="Does X carry signal about y? A permutation probe (xy_only), "
             "cross-referenced with the anchor; DOWNGRADED when the anchor was skipped or the "
@@ -190,6 +193,7 @@ def _skip_metadata(decision: SkipDecision) -> dict[str, Any]:
             skippable=True,
             group_name="audit",
             kinds={"lightgbm"},
+            metadata=declares_diagnostic("s27"),
             code_version=DIAGNOSTICS_CODE_VERSION,
             description="Calibration of the anchor's model on validation (trial_dynamics); "
             "DOWNGRADED when the anchor was skipped or the capture is single_fit.",
@@ -395,6 +399,7 @@ class SuiteRunConfig(dg.Config):
 @dg.asset(
     partitions_def=cells_partitions,
     deps=[captured_fold],
+    metadata=declares_diagnostic("s22a2"),
     code_version=DIAGNOSTICS_CODE_VERSION,
     group_name="audit",
 )
@@ -421,6 +426,7 @@ def s22a2_spread(
 @dg.asset(
     partitions_def=cells_partitions,
     deps=[captured_fold],
+    metadata=declares_diagnostic("s23"),
     code_version=DIAGNOSTICS_CODE_VERSION,
     group_name="audit",
     kinds={"lightgbm"},

@@ -9,6 +9,7 @@ import os
 
 import dagster as dg
 
+from diag_assets.capture.readers import capture_readers
 from diag_assets.core.capture.mode_policy import (
     MODE_ENV,
     CaptureModePolicy,
@@ -16,58 +17,33 @@ from diag_assets.core.capture.mode_policy import (
     load_policy,
     resolve_capture_mode,
 )
-from diag_assets.core.diagnostics.consumers import CaptureRequirement, requirement_of
+from diag_assets.core.diagnostics.consumers import CaptureRequirement, consumers_of
 from diag_assets.core.gates.records import read_release_gate, read_seam
-from diag_assets.core.names import (
-    CAPTURED_FOLD,
-    S22A1_ANCHOR,
-    S22A2_SPREAD,
-    S23_DRIFT,
-    S27_CALIBRATION,
-    S40_VERDICT,
-)
 from resources.storage import ArtifactStoreResource
 
-CAPTURED_FOLD_KEY = dg.AssetKey(CAPTURED_FOLD)
-# The assets that read a captured fold, by the diagnostic each one runs. An asset that reads
-# captured_fold and is not here is an ``unknown`` consumer: it gets a full replay.
-CAPTURE_READERS: dict[str, str] = {
-    S22A1_ANCHOR: "s22a1",
-    S40_VERDICT: "s40",
-    S27_CALIBRATION: "s27",
-    S22A2_SPREAD: "s22a2",
-    S23_DRIFT: "s23",
-}
-
-
-def consumers_of(asset_names: list[str]) -> dict[str, CaptureRequirement]:
-    """The registered requirement of each reading asset (``unknown`` when not registered)."""
-    diagnostics = [CAPTURE_READERS.get(name, name) for name in asset_names]
-    return {name: requirement_of(name) for name in diagnostics}
+# Whoever reads a capture later, when no asset graph says who: served as an unknown consumer.
+LATER_READERS = "later readers"
 
 
 def run_consumers(context: dg.AssetExecutionContext) -> dict[str, CaptureRequirement]:
     """The diagnostics that read the capture: those this run materializes after it.
 
-    A run that materializes the capture alone (or a direct call of the asset) serves whoever
-    reads it later, so every known reader counts.
+    The readers and their diagnostics come from the code location's asset graph
+    (:mod:`diag_assets.capture.readers`). A run that materializes the capture alone serves
+    whoever reads it later, so every reader counts; a direct call of the asset
+    (``dg.build_asset_context``) has no asset graph, so its later readers are unknown.
     """
     try:
-        layer = context.job_def.asset_layer
+        readers = capture_readers(context)
+        selected = context.job_def.asset_layer.selected_asset_keys
     except dg.DagsterError:
-        # A direct call (dg.build_asset_context) has no job: Dagster refuses job_def with a
+        # A direct call has no job nor repository: Dagster refuses them with a
         # DagsterInvalidPropertyError, which it exports only as this base class.
-        in_run = []
-    else:
-        # The job's graph holds every spec of a subsettable multi-asset; only the selected
-        # ones run in this run.
-        children = layer.asset_graph.get(CAPTURED_FOLD_KEY).child_entity_keys
-        in_run = sorted(
-            key.to_user_string()
-            for key in children
-            if isinstance(key, dg.AssetKey) and key in layer.selected_asset_keys
-        )
-    return consumers_of(in_run or sorted(CAPTURE_READERS))
+        return {LATER_READERS: CaptureRequirement.UNKNOWN}
+    # A subsettable multi-asset has every spec in the graph; only the selected ones run here.
+    selected_names = {key.to_user_string() for key in selected}
+    in_run = [reader for reader in readers if reader.asset in selected_names]
+    return consumers_of(in_run or readers) or {LATER_READERS: CaptureRequirement.UNKNOWN}
 
 
 def decide_mode(

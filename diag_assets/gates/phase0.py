@@ -2,9 +2,10 @@
 
 The history gates (the anchor's cost, re-audit reuse, and the capture cache's drift-rate and
 size gates) read the instance's event log or an imported JSONL export; the consumer map reads
-the consumer registry. Trial invariance and the prep/train seam are judged on the shared
-fixture set of captures (:mod:`diag_assets.gates.fixture_set`). ``phase0_exit`` orders the
-features from the stored reports.
+the code location's asset graph and the consumer registry. Trial invariance and the
+prep/train seam are judged on the shared fixture set of captures
+(:mod:`diag_assets.gates.fixture_set`). ``phase0_exit`` orders the features from the stored
+reports.
 """
 
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import dagster as dg
 from pydantic import BaseModel, Field, ValidationError
 
+from diag_assets.capture.readers import capture_readers
 from diag_assets.core.diagnostics.consumers import DIAGNOSTIC_CAPTURE_REQUIREMENTS
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.anchor_cost import (
@@ -56,7 +58,6 @@ from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
 
 GROUP = "phase0"
-REFERENCE_SUITE = ("s22a1", "s22a2", "s40", "s23", "s27")
 
 
 class GateConfig(HistoryConfig):
@@ -190,10 +191,17 @@ def lever1_gate3_size(
 
 
 @dg.asset(group_name=GROUP, kinds={"python"})
-def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
-    """The consumer map: what each diagnostic needs of a capture; unknown = full_replay."""
+def g_c0_consumers(
+    context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """The consumer map: every asset that reads captured_fold and what it needs of a capture.
+
+    The readers are read from the code location's asset graph, each with the diagnostic it
+    declares; one that declares none (or an unregistered one) is unknown: full_replay.
+    """
     # The registry fills as the diagnostics' modules are imported (they are, by definitions).
-    report = consumer_map_gate(DIAGNOSTIC_CAPTURE_REQUIREMENTS, REFERENCE_SUITE)
+    readers = capture_readers(context)
+    report = consumer_map_gate(readers, DIAGNOSTIC_CAPTURE_REQUIREMENTS)
     return gate_result(report, write_report(artifacts.blob_store(), CONSUMERS_GATE, report))
 
 

@@ -8,7 +8,14 @@ from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
+from diag_assets.core.diagnostics.consumers import (
+    DIAGNOSTIC_CAPTURE_REQUIREMENTS,
+    CaptureRequirement,
+)
+from diag_assets.core.gates.consumer_map import ConsumerMapDecision, ConsumerMapReport
 from diag_assets.core.gates.history import HistoryEvent
+from diag_assets.core.gates.records import read_report
+from diag_assets.core.names import CONSUMERS_GATE, PHASE0_GATES_JOB
 from diag_assets.gates.history import history_from_instance
 from diag_assets.gates.phase0 import (
     g_a1_reuse,
@@ -19,10 +26,57 @@ from diag_assets.gates.phase0 import (
     phase0_exit,
 )
 from diag_assets.partitions import cell_partition_key
-from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources
 from tests.fixtures.history import write_jsonl
+from tests.fixtures.readers import ROOT_ENV, run_in_location
 
 GATES = [g_b7_cost, g_a1_reuse, lever1_gate2_drift, lever1_gate3_size, g_c0_consumers, phase0_exit]
+BUILT_IN = {
+    "s22a1_anchor": "s22a1",
+    "s40_verdict": "s40",
+    "s22a2_spread": "s22a2",
+    "s23_drift": "s23",
+    "s27_calibration": "s27",
+}
+
+
+def _consumer_map(location: str, instance, tmp_path, monkeypatch) -> ConsumerMapReport:
+    """Run the consumer map in the code location ``location``; the report it stored."""
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    result = run_in_location(
+        location, PHASE0_GATES_JOB, instance, asset_selection=[dg.AssetKey(CONSUMERS_GATE)]
+    )
+    assert result.success
+    store = local_resources(tmp_path)["artifacts"].blob_store()
+    report = read_report(store, CONSUMERS_GATE, ConsumerMapReport)
+    assert report is not None
+    return report
+
+
+def test_the_packaged_code_location_maps_exactly_its_five_diagnostics(
+    instance, tmp_path, monkeypatch
+):
+    report = _consumer_map("packaged_location", instance, tmp_path, monkeypatch)
+    assert report.decision is ConsumerMapDecision.MAPPED
+    assert {row.asset: row.diagnostic for row in report.rows} == BUILT_IN
+    for row in report.rows:
+        assert row.declared
+        assert row.requirement is DIAGNOSTIC_CAPTURE_REQUIREMENTS[BUILT_IN[row.asset]]
+    assert report.figures.xy_only_diagnostics == ["s23", "s40"]
+    assert (report.figures.trial_dynamics, report.figures.unknown) == (3, 0)
+
+
+def test_a_reader_that_declares_no_diagnostic_is_unknown_and_named(instance, tmp_path, monkeypatch):
+    report = _consumer_map("location_with_extra_readers", instance, tmp_path, monkeypatch)
+    assert report.decision is ConsumerMapDecision.UNKNOWN_PRESENT
+    rows = {row.asset: row for row in report.rows}
+    assert set(rows) == {*BUILT_IN, "finetune_audit", "drift_second_opinion"}
+    assert rows["finetune_audit"].diagnostic is None
+    assert rows["finetune_audit"].requirement is CaptureRequirement.UNKNOWN
+    # The second s23 reader declares its diagnostic once, on the asset: it is mapped.
+    assert rows["drift_second_opinion"].requirement is CaptureRequirement.XY_ONLY
+    assert report.figures.unknown_assets == ["finetune_audit"]
+    assert "no diagnostic declared: finetune_audit" in report.reasons[0]
 
 
 def _plan_history(now: datetime) -> list[HistoryEvent]:

@@ -7,9 +7,11 @@ import diag_assets.capture.assets as capture_module
 from diag_assets.audit.diagnostics import anchor_and_consumers, s22a2_spread, s23_drift
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.capture.assets import captured_fold
+from diag_assets.capture.modes import LATER_READERS, run_consumers
 from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModePolicy
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.cells import CellRef
+from diag_assets.core.diagnostics.consumers import CaptureRequirement
 from diag_assets.core.gates.records import read_release_gate, read_seam
 from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.definitions import defs
@@ -23,6 +25,7 @@ from diag_assets.gates.fixture_set import (
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
 from tests.fixtures.no_seam_recipe import InLoopPrepRecipe
+from tests.fixtures.readers import drift_second_opinion, finetune_audit
 
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-2")
 KEY = cell_partition_key(CELL)
@@ -50,7 +53,9 @@ def _catalog(resources) -> list:
         catalog.close()
 
 
-def _audit(resources, instance, selection, *, mode=None, skip=True, approved=True, check=True):
+def _audit(
+    resources, instance, selection, *, mode=None, skip=True, approved=True, check=True, extra=()
+):
     capture_config = dict(TINY_RUN_CONFIG["ops"]["captured_fold"]["config"])
     if mode is not None:
         capture_config["capture_mode"] = mode
@@ -61,7 +66,7 @@ def _audit(resources, instance, selection, *, mode=None, skip=True, approved=Tru
     if {"s22a1_anchor", "s40_verdict", "s27_calibration"} & set(selection):
         ops["anchor_and_consumers"] = {"config": {**probe, "skip_s22a1": skip}}
     return dg.materialize(
-        AUDIT,
+        [*AUDIT, *extra],
         selection=selection,
         resources=resources,
         instance=instance,
@@ -188,6 +193,35 @@ def test_the_policy_default_is_refused_until_the_gate_passed_then_serves_xy_only
     capture = materialized_metadata(full, "captured_fold")
     assert capture["mode"] == "full_replay" and "forced" in capture["mode_reason"]
     assert materialized_metadata(full, "s40_verdict")["certification"] == "CERTIFIED"
+
+
+def test_the_policy_default_serves_readers_by_the_diagnostic_they_declare(
+    resources, instance, monkeypatch
+):
+    monkeypatch.setattr(capture_module, "load_policy", lambda: DATASET_ONLY_DEFAULT)
+    _gates(
+        resources, instance, ["g_c4_invariance", "g_c4b_seam", "lever3_release_gate"], tags=APPROVED
+    )
+    readers = (finetune_audit, drift_second_opinion)
+
+    # A reader that declares no diagnostic is unknown: it is served a full replay, by name.
+    unknown = _audit(resources, instance, ["captured_fold", "finetune_audit"], extra=readers)
+    capture = materialized_metadata(unknown, "captured_fold")
+    assert capture["mode"] == "full_replay" and capture["mode_requested"] == "dataset_only"
+    assert (
+        "forced" in capture["mode_reason"] and "finetune_audit (unknown)" in capture["mode_reason"]
+    )
+    assert capture["consumers"] == {"finetune_audit": "unknown"}
+
+    # A reader that declares the xy_only s23 where it is defined gets the dataset_only default.
+    declared = _audit(resources, instance, ["captured_fold", "drift_second_opinion"], extra=readers)
+    capture = materialized_metadata(declared, "captured_fold")
+    assert capture["mode"] == "dataset_only" and capture["consumers"] == {"s23": "xy_only"}
+
+
+def test_a_direct_call_serves_unknown_later_readers():
+    with dg.build_asset_context() as context:
+        assert run_consumers(context) == {LATER_READERS: CaptureRequirement.UNKNOWN}
 
 
 def test_the_environment_override_and_the_anchor_guard(resources, instance, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from diag_assets.core.capture.source_drift import DriftPolicy
-from diag_assets.core.diagnostics.consumers import CaptureRequirement
+from diag_assets.core.diagnostics.consumers import CaptureReader, CaptureRequirement
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.anchor_cost import (
     AnchorCostDecision,
@@ -408,18 +408,27 @@ def test_reuse_window_stays_in_the_plans_range():
 # --- consumer map -----------------------------------------------------------------------------
 
 
-def test_consumer_map_mapped_when_every_diagnostic_declares():
+def readers(*diagnostics: str) -> list[CaptureReader]:
+    """One reading asset per diagnostic, named after it."""
+    return [CaptureReader(f"{name}_asset", name) for name in diagnostics]
+
+
+def test_consumer_map_mapped_when_every_reader_declares_a_registered_diagnostic():
     registry = {
         "s40": CaptureRequirement.XY_ONLY,
         "s23": CaptureRequirement.XY_ONLY,
         "s22a1": CaptureRequirement.TRIAL_DYNAMICS,
     }
-    report = consumer_map_gate(registry, ["s40", "s22a1"])
+    report = consumer_map_gate(readers("s40", "s22a1"), registry)
     assert report.decision is ConsumerMapDecision.MAPPED
-    assert [row.diagnostic for row in report.rows] == ["s22a1", "s23", "s40"]
-    assert report.figures.xy_only_diagnostics == ["s23", "s40"]
+    # The map lists the readers, not the registry: s23 has no reading asset here.
+    assert [(row.asset, row.diagnostic) for row in report.rows] == [
+        ("s22a1_asset", "s22a1"),
+        ("s40_asset", "s40"),
+    ]
+    assert report.figures.xy_only_diagnostics == ["s40"]
     assert (report.figures.xy_only, report.figures.trial_dynamics, report.figures.unknown) == (
-        2,
+        1,
         1,
         0,
     )
@@ -428,19 +437,33 @@ def test_consumer_map_mapped_when_every_diagnostic_declares():
     assert allowed["s22a1"] == "full_replay; needs the anchor/trial log"
 
 
-def test_consumer_map_unknown_present_names_the_undeclared_as_full_replay():
+def test_consumer_map_unknown_present_names_the_unknown_readers_as_full_replay():
     registry = {"s40": CaptureRequirement.XY_ONLY, "s99": CaptureRequirement.UNKNOWN}
-    report = consumer_map_gate(registry, ["s40", "s24", "s26"])
+    found = [*readers("s40", "s24", "s99"), CaptureReader("my_finetune_audit", None)]
+    report = consumer_map_gate(found, registry)
     assert report.decision is ConsumerMapDecision.UNKNOWN_PRESENT
-    assert "undeclared: s24, s26" in report.reasons[0]
-    assert "registered as unknown: s99" in report.reasons[0]
-    assert "full_replay" in report.reasons[0]
-    rows = {row.diagnostic: row for row in report.rows}
-    assert rows["s24"].requirement is CaptureRequirement.UNKNOWN and not rows["s24"].declared
-    assert rows["s24"].allowed == "full_replay (undeclared)"
+    reason = report.reasons[0]
+    assert "no diagnostic declared: my_finetune_audit" in reason
+    assert "diagnostic not registered: s24_asset (s24)" in reason
+    assert "registered as unknown: s99_asset (s99)" in reason
+    assert "full replay" in reason
+    rows = {row.asset: row for row in report.rows}
+    undeclared = rows["my_finetune_audit"]
+    assert undeclared.requirement is CaptureRequirement.UNKNOWN and not undeclared.declared
+    assert undeclared.diagnostic is None and undeclared.allowed == "full_replay (undeclared)"
+    assert not rows["s24_asset"].declared and rows["s99_asset"].declared
     assert report.figures.unknown == 3
+    assert report.figures.unknown_assets == ["my_finetune_audit", "s24_asset", "s99_asset"]
     text = report.markdown()
-    assert "**Decision: UNKNOWN_PRESENT**" in text and "| s24 | unknown |" in text
+    assert "**Decision: UNKNOWN_PRESENT**" in text
+    assert "| my_finetune_audit | none declared | unknown |" in text
+
+
+def test_consumer_map_without_readers_has_no_xy_only_consumer():
+    report = consumer_map_gate([], {"s40": CaptureRequirement.XY_ONLY})
+    assert report.decision is ConsumerMapDecision.MAPPED
+    assert report.rows == [] and report.figures.xy_only_diagnostics == []
+    assert report.reasons == ["No asset of this code location reads the capture."]
 
 
 # --- drift-rate gate --------------------------------------------------------------------------
@@ -578,7 +601,7 @@ def reuse_low(induced=False):
 
 
 def consumers_mapped():
-    return consumer_map_gate(REGISTRY, REGISTRY)
+    return consumer_map_gate(readers(*REGISTRY), REGISTRY)
 
 
 def test_exit_plan_measured_outcome_is_anchor_skip_then_capture_cache():
@@ -628,14 +651,16 @@ def test_exit_capture_modes_are_blocked_by_a_missing_or_failed_invariance_or_sea
 
 
 def test_exit_capture_modes_are_blocked_without_an_xy_only_consumer():
-    consumers = consumer_map_gate({"s22a1": CaptureRequirement.TRIAL_DYNAMICS}, ["s22a1", "s27"])
+    consumers = consumer_map_gate(
+        readers("s22a1", "s27"), {"s22a1": CaptureRequirement.TRIAL_DYNAMICS}
+    )
     report = exit_report(anchor_cost_go(), reuse_low(), consumers, True, True)
     assert report.order == ["anchor_skip"]
     assert "The consumer map has no xy_only consumer" in report.blocked["capture_modes"]
 
 
 def test_exit_unknown_consumers_do_not_block_capture_modes_but_are_named():
-    consumers = consumer_map_gate(REGISTRY, [*REGISTRY, "s26"])
+    consumers = consumer_map_gate(readers(*REGISTRY, "s26"), REGISTRY)
     report = exit_report(anchor_cost_go(), reuse_low(), consumers, True, True)
     assert report.order == ["anchor_skip", "capture_modes"]
     assert "1 unknown consumers stay on full_replay" in reasons_text(report)

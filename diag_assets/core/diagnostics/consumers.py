@@ -18,7 +18,7 @@ there.
 """
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -49,6 +49,35 @@ class ConsumerContractViolation(RuntimeError):
 def requirement_of(name: str) -> CaptureRequirement:
     """The registered requirement of ``name``; an undeclared diagnostic is ``unknown``."""
     return DIAGNOSTIC_CAPTURE_REQUIREMENTS.get(name, CaptureRequirement.UNKNOWN)
+
+
+@dataclass(frozen=True, order=True)
+class CaptureReader:
+    """An asset that reads a capture, and the diagnostic it declares it runs.
+
+    ``diagnostic`` is ``None`` when the asset declares none: it is an ``unknown`` consumer.
+    """
+
+    asset: str
+    diagnostic: str | None
+
+    @property
+    def consumer(self) -> str:
+        """The name the capture modes know this reader by: its diagnostic, else its asset."""
+        return self.diagnostic or self.asset
+
+    def requirement(
+        self, requirements: Mapping[str, CaptureRequirement] = DIAGNOSTIC_CAPTURE_REQUIREMENTS
+    ) -> CaptureRequirement:
+        """What this reader needs: its diagnostic's registered requirement, else ``unknown``."""
+        if self.diagnostic is None:
+            return CaptureRequirement.UNKNOWN
+        return CaptureRequirement(requirements.get(self.diagnostic, CaptureRequirement.UNKNOWN))
+
+
+def consumers_of(readers: Iterable[CaptureReader]) -> dict[str, CaptureRequirement]:
+    """The requirement of each reader, by the name the capture modes know it by."""
+    return {reader.consumer: reader.requirement() for reader in readers}
 
 
 @dataclass(frozen=True)

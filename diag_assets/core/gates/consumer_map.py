@@ -1,6 +1,9 @@
-"""The consumer map: what each diagnostic may read of a capture.
+"""The consumer map: every asset that reads a capture, and what it may read of it.
 
-An undeclared diagnostic is ``unknown`` and is served a full replay.
+The readers come from the code location's asset graph (every asset downstream of the
+capture), each with the diagnostic it declares and that diagnostic's registered requirement.
+A reader that declares no diagnostic, or one the registry does not know, is ``unknown`` and is
+served a full replay.
 """
 
 from collections.abc import Iterable, Mapping
@@ -8,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from diag_assets.core.diagnostics.consumers import CaptureRequirement
+from diag_assets.core.diagnostics.consumers import CaptureReader, CaptureRequirement
 from diag_assets.core.gates.report import (
     FROZEN,
     GateReport,
@@ -19,7 +22,7 @@ CONSUMER_MAP_LABEL = "consumer map"
 
 
 class ConsumerMapDecision(StrEnum):
-    """Whether every diagnostic declares what it reads of a capture."""
+    """Whether every asset that reads a capture declares what it reads of it."""
 
     MAPPED = "MAPPED"
     UNKNOWN_PRESENT = "UNKNOWN_PRESENT"
@@ -33,14 +36,15 @@ ALLOWED_BY_REQUIREMENT = {
 
 
 class ConsumerMapRow(BaseModel):
-    """One diagnostic of the consumer map."""
+    """One asset that reads a capture, and what it may read of it."""
 
     model_config = FROZEN
 
-    diagnostic: str
+    asset: str = Field(default="", description="The asset that reads the capture.")
+    diagnostic: str | None = Field(description="The diagnostic it declares it runs, if any.")
     requirement: CaptureRequirement
     declared: bool = Field(description="Whether the diagnostic is in the registry at all.")
-    allowed: str = Field(description="What the diagnostic may run on.")
+    allowed: str = Field(description="What the asset may run on.")
 
 
 class ConsumerMapFigures(BaseModel):
@@ -48,11 +52,12 @@ class ConsumerMapFigures(BaseModel):
 
     model_config = FROZEN
 
-    diagnostics: int
+    diagnostics: int = Field(description="Assets that read the capture.")
     xy_only: int
     trial_dynamics: int
     unknown: int
     xy_only_diagnostics: list[str]
+    unknown_assets: list[str] = Field(default_factory=list)
 
 
 class ConsumerMapReport(GateReport[ConsumerMapDecision, ConsumerMapFigures]):
@@ -66,72 +71,92 @@ class ConsumerMapReport(GateReport[ConsumerMapDecision, ConsumerMapFigures]):
         return f"{self.gate}: where the anchor skip and dataset_only are allowed"
 
     def tables(self) -> list[Table]:
-        """The map: one row per diagnostic."""
-        header = ("diagnostic", "requirement", "may use")
+        """The map: one row per asset that reads the capture."""
+        header = ("asset", "diagnostic", "requirement", "may use")
         return [
-            Table(header, [(row.diagnostic, row.requirement, row.allowed) for row in self.rows])
+            Table(
+                header,
+                [
+                    (row.asset, row.diagnostic or "none declared", row.requirement, row.allowed)
+                    for row in self.rows
+                ],
+            )
         ]
 
 
+def _row(reader: CaptureReader, requirements: Mapping[str, CaptureRequirement]) -> ConsumerMapRow:
+    requirement = reader.requirement(requirements)
+    return ConsumerMapRow(
+        asset=reader.asset,
+        diagnostic=reader.diagnostic,
+        requirement=requirement,
+        declared=reader.diagnostic is not None and reader.diagnostic in requirements,
+        allowed=ALLOWED_BY_REQUIREMENT[requirement],
+    )
+
+
+def _unknown_detail(rows: list[ConsumerMapRow]) -> str:
+    """Why each unknown reader is unknown, grouped by cause."""
+    causes = {
+        "no diagnostic declared": [row.asset for row in rows if row.diagnostic is None],
+        "diagnostic not registered": [
+            f"{row.asset} ({row.diagnostic})"
+            for row in rows
+            if row.diagnostic is not None and not row.declared
+        ],
+        "registered as unknown": [
+            f"{row.asset} ({row.diagnostic})"
+            for row in rows
+            if row.declared and row.requirement is CaptureRequirement.UNKNOWN
+        ],
+    }
+    return "; ".join(f"{cause}: {', '.join(names)}" for cause, names in causes.items() if names)
+
+
 def consumer_map_gate(
-    requirements: Mapping[str, CaptureRequirement], known_diagnostics: Iterable[str]
+    readers: Iterable[CaptureReader], requirements: Mapping[str, CaptureRequirement]
 ) -> ConsumerMapReport:
-    """Classify every diagnostic consumer; undeclared ones need a full replay.
+    """Classify every asset that reads a capture; unknown readers need a full replay.
 
     Args:
+        readers: Every asset downstream of the capture in the code location, with the
+            diagnostic it declares (``None`` when it declares none).
         requirements: The consumer registry (``DIAGNOSTIC_CAPTURE_REQUIREMENTS``).
-        known_diagnostics: Every diagnostic that exists, registered or not.
 
     Returns:
-        The map: MAPPED when every diagnostic declares ``xy_only`` or ``trial_dynamics``,
-        else UNKNOWN_PRESENT, naming the rest (they are treated as full_replay).
+        The map: MAPPED when every reader runs a diagnostic registered ``xy_only`` or
+        ``trial_dynamics``, else UNKNOWN_PRESENT, naming the other readers (they are served a
+        full replay).
     """
-    names = sorted(set(known_diagnostics) | set(requirements))
-    rows = []
-    for name in names:
-        declared = name in requirements
-        requirement = (
-            CaptureRequirement(requirements[name]) if declared else CaptureRequirement.UNKNOWN
-        )
-        rows.append(
-            ConsumerMapRow(
-                diagnostic=name,
-                requirement=requirement,
-                declared=declared,
-                allowed=ALLOWED_BY_REQUIREMENT[requirement],
-            )
-        )
+    rows = [_row(reader, requirements) for reader in sorted(set(readers))]
     by_requirement = {
-        requirement: [row.diagnostic for row in rows if row.requirement is requirement]
+        requirement: [row for row in rows if row.requirement is requirement]
         for requirement in CaptureRequirement
     }
     unknown = by_requirement[CaptureRequirement.UNKNOWN]
-    xy_only = by_requirement[CaptureRequirement.XY_ONLY]
+    xy_only = sorted(
+        {row.diagnostic or row.asset for row in by_requirement[CaptureRequirement.XY_ONLY]}
+    )
     figures = ConsumerMapFigures(
         diagnostics=len(rows),
-        xy_only=len(xy_only),
+        xy_only=len(by_requirement[CaptureRequirement.XY_ONLY]),
         trial_dynamics=len(by_requirement[CaptureRequirement.TRIAL_DYNAMICS]),
         unknown=len(unknown),
         xy_only_diagnostics=xy_only,
+        unknown_assets=[row.asset for row in unknown],
     )
     summary = (
-        f"{len(rows)} diagnostics: {figures.xy_only} xy_only "
+        f"{len(rows)} assets read the capture: {figures.xy_only} xy_only "
         f"({', '.join(xy_only) or 'none'}), {figures.trial_dynamics} trial_dynamics, "
         f"{figures.unknown} unknown."
     )
     if unknown:
-        undeclared = [name for name in unknown if name not in requirements]
-        registered_unknown = [name for name in unknown if name in requirements]
-        detail = []
-        if undeclared:
-            detail.append(f"undeclared: {', '.join(undeclared)}")
-        if registered_unknown:
-            detail.append(f"registered as unknown: {', '.join(registered_unknown)}")
         return ConsumerMapReport(
             decision=ConsumerMapDecision.UNKNOWN_PRESENT,
             reasons=[
-                f"{len(unknown)} diagnostics have no known requirement ({'; '.join(detail)}): "
-                "they are treated as full_replay, never skipped nor run on dataset_only.",
+                f"{len(unknown)} assets read the capture without a known requirement "
+                f"({_unknown_detail(rows)}): they are served a full replay, never run with "
+                "the anchor skipped nor on dataset_only.",
                 summary,
             ],
             figures=figures,
@@ -139,7 +164,11 @@ def consumer_map_gate(
         )
     return ConsumerMapReport(
         decision=ConsumerMapDecision.MAPPED,
-        reasons=[f"Every diagnostic declares what it reads. {summary}"],
+        reasons=[
+            f"Every asset that reads the capture declares a registered diagnostic. {summary}"
+            if rows
+            else "No asset of this code location reads the capture."
+        ],
         figures=figures,
         rows=rows,
     )
