@@ -9,7 +9,7 @@ import os
 
 import dagster as dg
 
-from diag_assets.capture.readers import capture_readers
+from diag_assets.capture.readers import job_readers, location_readers
 from diag_assets.core.capture.mode_policy import (
     MODE_ENV,
     CaptureModePolicy,
@@ -21,29 +21,32 @@ from diag_assets.core.diagnostics.consumers import CaptureRequirement, consumers
 from diag_assets.core.gates.records import read_release_gate, read_seam
 from resources.storage import ArtifactStoreResource
 
-# Whoever reads a capture later, when no asset graph says who: served as an unknown consumer.
+# Whoever reads a capture later, when nothing says who: served as an unknown consumer.
 LATER_READERS = "later readers"
 
 
 def run_consumers(context: dg.AssetExecutionContext) -> dict[str, CaptureRequirement]:
     """The diagnostics that read the capture: those this run materializes after it.
 
-    The readers and their diagnostics come from the code location's asset graph
-    (:mod:`diag_assets.capture.readers`). A run that materializes the capture alone serves
-    whoever reads it later, so every reader counts; a direct call of the asset
-    (``dg.build_asset_context``) has no asset graph, so its later readers are unknown.
+    Each reader's diagnostic is the one it declares in its definition metadata
+    (:mod:`diag_assets.capture.readers`). A run that materializes the capture without any of
+    its readers serves whoever reads it later, so every reader of the code location counts
+    (the code location hands them to the capture when it is composed; a capture outside a
+    composed code location counts the readers its job knows). A direct call of the asset
+    (``dg.build_asset_context``) outside a code location has no reader to count: its later
+    readers are unknown.
     """
+    declared = location_readers(context)
     try:
-        readers = capture_readers(context)
-        selected = context.job_def.asset_layer.selected_asset_keys
+        in_job, selected = job_readers(context)
     except dg.DagsterError:
-        # A direct call has no job nor repository: Dagster refuses them with a
-        # DagsterInvalidPropertyError, which it exports only as this base class.
-        return {LATER_READERS: CaptureRequirement.UNKNOWN}
+        # A direct call has no job: Dagster refuses job_def with a DagsterInvalidPropertyError,
+        # which it exports only as this base class.
+        in_job, selected = [], set()
     # A subsettable multi-asset has every spec in the graph; only the selected ones run here.
-    selected_names = {key.to_user_string() for key in selected}
-    in_run = [reader for reader in readers if reader.asset in selected_names]
-    return consumers_of(in_run or readers) or {LATER_READERS: CaptureRequirement.UNKNOWN}
+    in_run = [reader for reader in in_job if reader.asset in selected]
+    readers = in_run or declared or in_job
+    return consumers_of(readers) or {LATER_READERS: CaptureRequirement.UNKNOWN}
 
 
 def decide_mode(

@@ -1,21 +1,29 @@
-"""Who reads a captured fold: the assets downstream of ``captured_fold``, as the graph says.
+"""Who reads a captured fold: the assets that depend on ``captured_fold``, and their diagnostic.
 
 A diagnostic asset declares the diagnostic it runs once, where it is defined, with
-``metadata=declares_diagnostic(name)``. This module reads that back from the code location's
-asset graph: it is the one place that maps asset names to diagnostics, for the capture-mode
-resolver (which diagnostics a run serves) and for the consumer map (which readers exist). An
-asset that depends on ``captured_fold`` and declares nothing is an ``unknown`` reader and is
-served a full replay.
+``metadata=declares_diagnostic(name)``. This module reads that back: it is the one place that
+maps asset names to diagnostics, for the consumer map (which readers the code location has)
+and for the capture-mode resolver (which diagnostics a run serves). An asset that depends on
+``captured_fold`` and declares nothing is an ``unknown`` reader and is served a full replay.
+
+The readers of the code location are collected when its Definitions are composed
+(:func:`capture_readers`, from the asset specs) and handed to the assets that need them: the
+consumer map, and the capture itself, which lists them in its definition metadata
+(:func:`with_location_readers`) for runs that materialize it without any of them.
 """
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import dagster as dg
-from dagster_shared.check import CheckError
 
 from diag_assets.core.diagnostics.consumers import CaptureReader
 from diag_assets.core.names import CAPTURED_FOLD
 
 CAPTURED_FOLD_KEY = dg.AssetKey(CAPTURED_FOLD)
 DIAGNOSTIC_KEY = "diagnostic"
+# The capture's definition metadata: every reader of the code location, asset -> diagnostic.
+READERS_KEY = "readers"
 
 
 def declares_diagnostic(name: str) -> dict[str, str]:
@@ -23,43 +31,95 @@ def declares_diagnostic(name: str) -> dict[str, str]:
     return {DIAGNOSTIC_KEY: name}
 
 
-def code_location_graph(context: dg.AssetExecutionContext):
-    """The asset graph of the code location the running asset belongs to.
+def _plain(value: Any) -> Any:
+    # Definition metadata may keep a plain value or wrap it in a MetadataValue (``value``).
+    return getattr(value, "value", value)
 
-    A run of a loaded code location (the webserver, the daemon, ``dagster job execute``) has
-    its repository's graph. An in-process run (``dg.materialize``, ``execute_in_process``) has
-    no repository: it sees only its own job's graph, the assets it materializes (a
-    multi-asset with all its specs).
+
+def _declared(metadata: dict[str, Any]) -> str | None:
+    declared = _plain(metadata.get(DIAGNOSTIC_KEY))
+    return str(declared) if declared else None
+
+
+def _specs(assets: Iterable[object]) -> list[dg.AssetSpec]:
+    specs = []
+    for asset in assets:
+        if isinstance(asset, dg.AssetsDefinition):
+            specs.extend(asset.specs)
+        elif isinstance(asset, dg.AssetSpec):
+            specs.append(asset)
+    return specs
+
+
+def capture_readers(assets: Iterable[object]) -> list[CaptureReader]:
+    """Every asset among ``assets`` that reads ``captured_fold``, with the diagnostic it declares.
+
+    ``assets`` are the assets of a code location as it is composed (its Definitions' assets);
+    a multi-asset counts once per spec that depends on the capture, and what is neither an
+    assets definition nor an asset spec (a source asset) reads nothing. Sorted by asset name.
+    """
+    readers = {
+        CaptureReader(spec.key.to_user_string(), _declared(dict(spec.metadata)))
+        for spec in _specs(assets)
+        if any(dep.asset_key == CAPTURED_FOLD_KEY for dep in spec.deps)
+    }
+    return sorted(readers)
+
+
+def with_location_readers(
+    assets: Sequence[dg.AssetsDefinition], readers: Iterable[CaptureReader]
+) -> list[dg.AssetsDefinition]:
+    """``assets`` with the capture's definition metadata listing ``readers``.
+
+    Only the ``captured_fold`` spec changes; the other assets are returned as they are.
+    """
+    listed = {reader.asset: reader.diagnostic for reader in readers}
+
+    def _list_readers(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key != CAPTURED_FOLD_KEY:
+            return spec
+        return spec.merge_attributes(metadata={READERS_KEY: dg.MetadataValue.json(listed)})
+
+    return [
+        dg.map_asset_specs(_list_readers, [asset])[0] if CAPTURED_FOLD_KEY in asset.keys else asset
+        for asset in assets
+    ]
+
+
+def location_readers(context: dg.AssetExecutionContext) -> list[CaptureReader] | None:
+    """The readers the code location handed to the running capture, or ``None`` if none were.
+
+    ``None`` when the capture was not composed into a code location (the module-level asset,
+    as tests materialize it) or was called directly.
+    """
+    try:
+        metadata = context.assets_def.specs_by_key[CAPTURED_FOLD_KEY].metadata
+    except (dg.DagsterError, KeyError):
+        return None
+    listed = _plain(metadata.get(READERS_KEY))
+    if not isinstance(listed, dict):
+        return None
+    return sorted(CaptureReader(asset, diagnostic) for asset, diagnostic in listed.items())
+
+
+def job_readers(context: dg.AssetExecutionContext) -> tuple[list[CaptureReader], set[str]]:
+    """The readers of ``captured_fold`` in the running job's asset graph, and the selected assets.
+
+    The job's graph holds the assets the job may run (a multi-asset with all its specs); the
+    second item names the assets this run materializes.
 
     Raises:
         dg.DagsterError: the asset was called directly (``dg.build_asset_context``): there is
-            no run, so no graph.
+            no job, so no graph.
     """
-    try:
-        return context.repository_def.asset_graph
-    except CheckError:
-        # Dagster states "No repository definition was set on the step context" this way.
-        return context.job_def.asset_layer.asset_graph
-
-
-def capture_readers(context: dg.AssetExecutionContext) -> list[CaptureReader]:
-    """Every asset of the code location that reads ``captured_fold``, with its diagnostic.
-
-    The readers are the direct children of ``captured_fold`` in the code location's asset
-    graph, sorted by asset name; none when the code location has no ``captured_fold``.
-
-    Raises:
-        dg.DagsterError: the asset was called directly (see :func:`code_location_graph`).
-    """
-    graph = code_location_graph(context)
+    layer = context.job_def.asset_layer
+    graph = layer.asset_graph
+    selected = {key.to_user_string() for key in layer.selected_asset_keys}
     if not graph.has(CAPTURED_FOLD_KEY):
-        return []
-    readers = []
-    for key in graph.get(CAPTURED_FOLD_KEY).child_entity_keys:
-        if not isinstance(key, dg.AssetKey):
-            continue
-        declared = graph.get(key).metadata.get(DIAGNOSTIC_KEY)
-        # Definition metadata keeps a plain string; a MetadataValue carries it in ``value``.
-        declared = getattr(declared, "value", declared)
-        readers.append(CaptureReader(key.to_user_string(), str(declared) if declared else None))
-    return sorted(readers)
+        return [], selected
+    readers = [
+        CaptureReader(key.to_user_string(), _declared(dict(graph.get(key).metadata)))
+        for key in graph.get(CAPTURED_FOLD_KEY).child_entity_keys
+        if isinstance(key, dg.AssetKey)
+    ]
+    return sorted(readers), selected

@@ -1,22 +1,25 @@
 """Phase-0 gates as assets: each ends in recorded figures, a decision and its reasons.
 
 The history gates (the anchor's cost, re-audit reuse, and the capture cache's drift-rate and
-size gates) read the instance's event log or an imported JSONL export; the consumer map reads
-the code location's asset graph and the consumer registry. Trial invariance and the
-prep/train seam are judged on the shared fixture set of captures
+size gates) read the instance's event log or an imported JSONL export; the consumer map lists
+the readers of the capture the code location is composed with (:func:`consumer_map_asset`,
+built by :func:`diag_assets.definitions.build_definitions`) against the consumer registry.
+Trial invariance and the prep/train seam are judged on the shared fixture set of captures
 (:mod:`diag_assets.gates.fixture_set`). ``phase0_exit`` orders the features from the stored
 reports.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import dagster as dg
 from pydantic import BaseModel, Field, ValidationError
 
-from diag_assets.capture.readers import capture_readers
-from diag_assets.core.diagnostics.consumers import DIAGNOSTIC_CAPTURE_REQUIREMENTS
+from diag_assets.core.diagnostics.consumers import (
+    DIAGNOSTIC_CAPTURE_REQUIREMENTS,
+    CaptureReader,
+)
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.anchor_cost import (
     AnchorCostReport,
@@ -190,24 +193,32 @@ def lever1_gate3_size(
     return gate_result(report, write_report(artifacts.blob_store(), CAPTURE_SIZE_GATE, report))
 
 
-@dg.asset(group_name=GROUP, kinds={"python"})
-def g_c0_consumers(
-    context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource
-) -> dg.MaterializeResult:
-    """The consumer map: every asset that reads captured_fold and what it needs of a capture.
+def consumer_map_asset(readers: Iterable[CaptureReader]) -> dg.AssetsDefinition:
+    """The consumer map ``g_c0_consumers`` of a code location whose capture has ``readers``.
 
-    The readers are read from the code location's asset graph, each with the diagnostic it
-    declares; one that declares none (or an unregistered one) is unknown: full_replay.
+    ``readers`` are every asset of the code location that reads ``captured_fold``, with the
+    diagnostic each declares, collected when the code location is composed.
     """
-    # The registry fills as the diagnostics' modules are imported (they are, by definitions).
-    readers = capture_readers(context)
-    report = consumer_map_gate(readers, DIAGNOSTIC_CAPTURE_REQUIREMENTS)
-    return gate_result(report, write_report(artifacts.blob_store(), CONSUMERS_GATE, report))
+    listed = sorted(set(readers))
+
+    @dg.asset(name=CONSUMERS_GATE, group_name=GROUP, kinds={"python"})
+    def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+        """The consumer map: every asset that reads captured_fold and what it needs of a capture.
+
+        The readers are the code location's assets that depend on captured_fold, each with the
+        diagnostic it declares; one that declares none (or an unregistered one) is unknown:
+        full_replay.
+        """
+        # The registry fills as the diagnostics' modules are imported (they are, by definitions).
+        report = consumer_map_gate(listed, DIAGNOSTIC_CAPTURE_REQUIREMENTS)
+        return gate_result(report, write_report(artifacts.blob_store(), CONSUMERS_GATE, report))
+
+    return g_c0_consumers
 
 
 @dg.asset(
     group_name=GROUP,
-    deps=[g_b7_cost, g_a1_reuse, g_c0_consumers, lever1_gate2_drift, lever1_gate3_size],
+    deps=[g_b7_cost, g_a1_reuse, CONSUMERS_GATE, lever1_gate2_drift, lever1_gate3_size],
     kinds={"python"},
 )
 def phase0_exit(
@@ -253,13 +264,14 @@ def phase0_exit(
 
 phase0_gates_job = dg.define_asset_job(
     PHASE0_GATES_JOB,
+    # By key: the consumer map is built when the code location is composed.
     selection=[
-        g_b7_cost,
-        g_a1_reuse,
-        lever1_gate2_drift,
-        lever1_gate3_size,
-        g_c0_consumers,
-        phase0_exit,
+        g_b7_cost.key,
+        g_a1_reuse.key,
+        lever1_gate2_drift.key,
+        lever1_gate3_size.key,
+        dg.AssetKey(CONSUMERS_GATE),
+        phase0_exit.key,
     ],
     description="Recompute the history-based Phase-0 gates and the exit report.",
 )
@@ -271,15 +283,9 @@ gates_refresh = dg.ScheduleDefinition(
     description="Every morning: the gates read the latest history and re-decide.",
 )
 
+# Without the consumer map: the code location adds consumer_map_asset(its readers).
 defs = dg.Definitions(
-    assets=[
-        g_b7_cost,
-        g_a1_reuse,
-        lever1_gate2_drift,
-        lever1_gate3_size,
-        g_c0_consumers,
-        phase0_exit,
-    ],
+    assets=[g_b7_cost, g_a1_reuse, lever1_gate2_drift, lever1_gate3_size, phase0_exit],
     jobs=[phase0_gates_job],
     schedules=[gates_refresh],
 )

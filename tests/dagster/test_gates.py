@@ -16,21 +16,27 @@ from diag_assets.core.gates.consumer_map import ConsumerMapDecision, ConsumerMap
 from diag_assets.core.gates.history import HistoryEvent
 from diag_assets.core.gates.records import read_report
 from diag_assets.core.names import CONSUMERS_GATE, PHASE0_GATES_JOB
+from diag_assets.definitions import build_definitions, defs
 from diag_assets.gates.history import history_from_instance
 from diag_assets.gates.phase0 import (
     g_a1_reuse,
     g_b7_cost,
-    g_c0_consumers,
     lever1_gate2_drift,
     lever1_gate3_size,
     phase0_exit,
 )
 from diag_assets.partitions import cell_partition_key
-from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources
+from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
 from tests.fixtures.history import write_jsonl
-from tests.fixtures.readers import ROOT_ENV, run_in_location
+from tests.fixtures.readers import drift_second_opinion, finetune_audit
 
-GATES = [g_b7_cost, g_a1_reuse, lever1_gate2_drift, lever1_gate3_size, g_c0_consumers, phase0_exit]
+# The consumer map as the packaged code location builds it, with its readers.
+(CONSUMER_MAP,) = (
+    asset
+    for asset in defs.assets or []
+    if isinstance(asset, dg.AssetsDefinition) and dg.AssetKey(CONSUMERS_GATE) in asset.keys
+)
+GATES = [g_b7_cost, g_a1_reuse, lever1_gate2_drift, lever1_gate3_size, CONSUMER_MAP, phase0_exit]
 BUILT_IN = {
     "s22a1_anchor": "s22a1",
     "s40_verdict": "s40",
@@ -40,23 +46,20 @@ BUILT_IN = {
 }
 
 
-def _consumer_map(location: str, instance, tmp_path, monkeypatch) -> ConsumerMapReport:
-    """Run the consumer map in the code location ``location``; the report it stored."""
-    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    result = run_in_location(
-        location, PHASE0_GATES_JOB, instance, asset_selection=[dg.AssetKey(CONSUMERS_GATE)]
+def _consumer_map(resources, instance, extra_assets=()) -> ConsumerMapReport:
+    """Run the consumer map of the code location composed with ``extra_assets``; its report."""
+    location = build_definitions(extra_assets=extra_assets, resources=resources)
+    result = location.resolve_job_def(PHASE0_GATES_JOB).execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey(CONSUMERS_GATE)]
     )
     assert result.success
-    store = local_resources(tmp_path)["artifacts"].blob_store()
-    report = read_report(store, CONSUMERS_GATE, ConsumerMapReport)
+    report = read_report(resources["artifacts"].blob_store(), CONSUMERS_GATE, ConsumerMapReport)
     assert report is not None
     return report
 
 
-def test_the_packaged_code_location_maps_exactly_its_five_diagnostics(
-    instance, tmp_path, monkeypatch
-):
-    report = _consumer_map("packaged_location", instance, tmp_path, monkeypatch)
+def test_the_packaged_code_location_maps_exactly_its_five_diagnostics(resources, instance):
+    report = _consumer_map(resources, instance)
     assert report.decision is ConsumerMapDecision.MAPPED
     assert {row.asset: row.diagnostic for row in report.rows} == BUILT_IN
     for row in report.rows:
@@ -66,8 +69,8 @@ def test_the_packaged_code_location_maps_exactly_its_five_diagnostics(
     assert (report.figures.trial_dynamics, report.figures.unknown) == (3, 0)
 
 
-def test_a_reader_that_declares_no_diagnostic_is_unknown_and_named(instance, tmp_path, monkeypatch):
-    report = _consumer_map("location_with_extra_readers", instance, tmp_path, monkeypatch)
+def test_a_reader_that_declares_no_diagnostic_is_unknown_and_named(resources, instance):
+    report = _consumer_map(resources, instance, [finetune_audit, drift_second_opinion])
     assert report.decision is ConsumerMapDecision.UNKNOWN_PRESENT
     rows = {row.asset: row for row in report.rows}
     assert set(rows) == {*BUILT_IN, "finetune_audit", "drift_second_opinion"}

@@ -14,7 +14,7 @@ from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.consumers import CaptureRequirement
 from diag_assets.core.gates.records import read_release_gate, read_seam
 from diag_assets.core.storage.catalog.catalog import SqliteCatalog
-from diag_assets.definitions import defs
+from diag_assets.definitions import build_definitions, defs
 from diag_assets.gates import fixture_set
 from diag_assets.gates.fixture_set import (
     g_c4_invariance,
@@ -217,6 +217,40 @@ def test_the_policy_default_serves_readers_by_the_diagnostic_they_declare(
     declared = _audit(resources, instance, ["captured_fold", "drift_second_opinion"], extra=readers)
     capture = materialized_metadata(declared, "captured_fold")
     assert capture["mode"] == "dataset_only" and capture["consumers"] == {"s23": "xy_only"}
+
+
+def test_a_capture_alone_serves_every_reader_its_code_location_has(
+    resources, instance, monkeypatch
+):
+    monkeypatch.setattr(capture_module, "load_policy", lambda: DATASET_ONLY_DEFAULT)
+    _gates(
+        resources, instance, ["g_c4_invariance", "g_c4b_seam", "lever3_release_gate"], tags=APPROVED
+    )
+    location = build_definitions(extra_assets=[finetune_audit], resources=resources)
+    (capture_def,) = (
+        asset
+        for asset in location.assets or []
+        if isinstance(asset, dg.AssetsDefinition) and captured_fold.key in asset.keys
+    )
+    # Materialized alone, the capture serves its later readers: the code location's readers.
+    alone = dg.materialize(
+        [capture_def],
+        resources=resources,
+        instance=instance,
+        partition_key=KEY,
+        run_config={"ops": {"captured_fold": TINY_RUN_CONFIG["ops"]["captured_fold"]}},
+        tags=APPROVED,
+    )
+    capture = materialized_metadata(alone, "captured_fold")
+    assert capture["consumers"] == {
+        "s22a1": "trial_dynamics",
+        "s22a2": "trial_dynamics",
+        "s23": "xy_only",
+        "s27": "trial_dynamics",
+        "s40": "xy_only",
+        "finetune_audit": "unknown",
+    }
+    assert capture["mode"] == "full_replay" and "finetune_audit (unknown)" in capture["mode_reason"]
 
 
 def test_a_direct_call_serves_unknown_later_readers():

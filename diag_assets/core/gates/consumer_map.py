@@ -1,9 +1,9 @@
 """The consumer map: every asset that reads a capture, and what it may read of it.
 
-The readers come from the code location's asset graph (every asset downstream of the
-capture), each with the diagnostic it declares and that diagnostic's registered requirement.
-A reader that declares no diagnostic, or one the registry does not know, is ``unknown`` and is
-served a full replay.
+The readers are every asset of the code location that depends on the capture, collected when
+the code location is composed, each with the diagnostic it declares and that diagnostic's
+registered requirement. A reader that declares no diagnostic, or one the registry does not
+know, is ``unknown`` and is served a full replay.
 """
 
 from collections.abc import Iterable, Mapping
