@@ -13,10 +13,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.capture.replay import CapturedFold
-from diag_assets.core.diagnostics.certification import AnchorUse, Certification, certify
+from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView, diagnostic
-from diag_assets.core.diagnostics.verdicts import rounded
-from diag_assets.core.hashing.digests import hash_json
+from diag_assets.core.diagnostics.verdicts import Verdict, rounded
 from diag_assets.core.recipe.training import fit_booster
 
 # LightGBM clamps probabilities the same way in its binary_logloss metric.
@@ -89,37 +88,25 @@ class CalibrationFigures(BaseModel):
     reproduces_anchor: bool
 
 
-class S27Verdict(BaseModel):
+class S27Verdict(Verdict):
     """s27: are the anchor model's validation probabilities calibrated?
 
     ``calibration`` and ``figures`` are ``None`` only when the anchor was not available
     (DOWNGRADED, see :func:`s27_without_anchor`).
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    cell_ref: str
     calibration: CalibrationStatus | None
     figures: CalibrationFigures | None
     settings: CalibrationSettings
     anchor_available: bool
     anchor_hash: str | None
-    certification: Certification
-    certification_reason: str
-    capture_key: str
-    capture_content_hash: str
     x_hash: str
     y_hash: str
-    elapsed_s: float
 
     @property
     def anchor_use(self) -> AnchorUse:
         """Whether the anchor's model was judged, or the anchor was skipped."""
         return AnchorUse.USED if self.anchor_available else AnchorUse.SKIPPED
-
-    def content_hash(self) -> str:
-        """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
-        return hash_json(self.model_dump(mode="json", exclude={"elapsed_s"}))
 
 
 def _bin_index(probs: np.ndarray, n_bins: int) -> np.ndarray:

@@ -13,11 +13,10 @@ from typing import Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from diag_assets.core.diagnostics.certification import AnchorUse, Certification, certify
+from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView, diagnostic
 from diag_assets.core.diagnostics.probe import roc_auc
-from diag_assets.core.diagnostics.verdicts import rounded
-from diag_assets.core.hashing.digests import hash_json
+from diag_assets.core.diagnostics.verdicts import Verdict, rounded
 from diag_assets.core.recipe.training import fit_booster
 
 
@@ -83,30 +82,18 @@ class DriftFigures(BaseModel):
     top_features: list[FeatureGain]
 
 
-class S23Verdict(BaseModel):
+class S23Verdict(Verdict):
     """s23: can a classifier tell the fold's validation rows from its training rows?"""
 
-    model_config = ConfigDict(frozen=True)
-
-    cell_ref: str
     drift: DriftLevel
     figures: DriftFigures
     settings: DriftSettings
-    certification: Certification
-    certification_reason: str
-    capture_key: str
-    capture_content_hash: str
     x_hash: str
-    elapsed_s: float
 
     @property
     def anchor_use(self) -> AnchorUse:
         """s23 reads X alone, never the anchor."""
         return AnchorUse.NOT_NEEDED
-
-    def content_hash(self) -> str:
-        """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
-        return hash_json(self.model_dump(mode="json", exclude={"elapsed_s"}))
 
 
 def stratified_folds(labels: np.ndarray, n_splits: int, seed: int) -> np.ndarray:

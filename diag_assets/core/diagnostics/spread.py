@@ -13,10 +13,9 @@ from enum import StrEnum
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from diag_assets.core.diagnostics.certification import AnchorUse, Certification, certify
+from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView, diagnostic
-from diag_assets.core.diagnostics.verdicts import rounded
-from diag_assets.core.hashing.digests import hash_json
+from diag_assets.core.diagnostics.verdicts import Verdict, rounded
 from diag_assets.core.recipe.training import VALIDATION_METRIC
 
 # Scales a median absolute deviation to the standard deviation of a normal distribution.
@@ -83,31 +82,19 @@ class SpreadFigures(BaseModel):
     share_best_iter_1: float
 
 
-class S22a2Verdict(BaseModel):
+class S22a2Verdict(Verdict):
     """s22a2: does the best trial stand out from the spread of the trials?"""
 
-    model_config = ConfigDict(frozen=True)
-
-    cell_ref: str
     status: SpreadStatus
     stands_out: bool
     figures: SpreadFigures | None
     settings: SpreadSettings
-    certification: Certification
-    certification_reason: str
-    capture_key: str
-    capture_content_hash: str
     trial_log_hash: str
-    elapsed_s: float
 
     @property
     def anchor_use(self) -> AnchorUse:
         """s22a2 reads the trial log, never the anchor."""
         return AnchorUse.NOT_NEEDED
-
-    def content_hash(self) -> str:
-        """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
-        return hash_json(self.model_dump(mode="json", exclude={"elapsed_s"}))
 
 
 def robust_z(scores: np.ndarray) -> tuple[float, float, SpreadScale]:

@@ -73,36 +73,47 @@ class ProbeFigures(BaseModel):
     train_rows: int
 
 
-class S40Verdict(BaseModel):
+class Verdict(BaseModel):
+    """What every verdict carries: its cell, what it may claim and why, the capture it read.
+
+    ``certification`` and its reason come from
+    :func:`~diag_assets.core.diagnostics.certification.certify`. :meth:`content_hash` leaves
+    out the wall-clock ``elapsed_s``, so a verdict hashes the same on every run with the same
+    inputs and settings.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    cell_ref: str
+    certification: Certification
+    certification_reason: str
+    capture_key: str
+    capture_content_hash: str
+    elapsed_s: float
+
+    def content_hash(self) -> str:
+        """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
+        return hash_json(self.model_dump(mode="json", exclude={"elapsed_s"}))
+
+
+class S40Verdict(Verdict):
     """s40: does the fold's X carry signal about y, cross-referenced with the anchor.
 
     ``signal`` and ``probe`` are ``None`` only for an INCONCLUSIVE_TOOLING verdict: the probe
     did not run because its input was missing or failed verification.
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    cell_ref: str
     signal: Signal | None
     probe: ProbeFigures | None
     s22a1_crossref_status: CrossrefStatus
     s22a1_anchor_available: bool
     anchor_best_iter: int | None
-    certification: Certification
-    certification_reason: str
-    capture_key: str
-    capture_content_hash: str
     x_hash: str
     y_hash: str
     anchor_hash: str | None
-    elapsed_s: float
     capture_mode: str = "full_replay"
 
     @property
     def anchor_use(self) -> AnchorUse:
         """Whether the probe was cross-referenced with the anchor or went without it."""
         return AnchorUse.USED if self.s22a1_anchor_available else AnchorUse.SKIPPED
-
-    def content_hash(self) -> str:
-        """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
-        return hash_json(self.model_dump(mode="json", exclude={"elapsed_s"}))
