@@ -96,7 +96,6 @@ def postgres_capture_cache(
     *,
     check_drift: str = "off",
     lease_wait_s: float = DEFAULT_LEASE_WAIT_S,
-    parity_check_rate: float | None = None,
 ) -> CaptureCacheResource:
     """The production profile's capture cache: catalog and leases in PostgreSQL."""
     return CaptureCacheResource(
@@ -105,7 +104,6 @@ def postgres_capture_cache(
         lease=PostgresLeaseResource(dsn=dsn),
         lease_wait_s=lease_wait_s,
         check_drift=check_drift,
-        parity_check_rate=parity_check_rate,
     )
 
 

@@ -10,8 +10,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,18 +35,21 @@ def _admin_connection():
     return connection
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty database for this test session; dropped afterwards. Yields its DSN."""
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A database of its own on the test server, dropped on exit; yields its name.
+
+    Skips the test when the server cannot be reached.
+    """
     try:
         admin = _admin_connection()
     except Exception as error:  # noqa: BLE001 - any connection failure means "no server here"
         pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}: {error}")
-    name = f"diag_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield pg_dsn(name)
+        yield name
     finally:
         with admin.cursor() as cursor:
             cursor.execute(
@@ -53,6 +58,29 @@ def postgres_database() -> Iterator[str]:
             )
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
+
+
+def pg_query(dsn: str) -> Callable[[str], list[tuple[Any, ...]]]:
+    """A function that runs one SQL query on ``dsn`` in a connection of its own."""
+    import psycopg2
+
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        connection = psycopg2.connect(dsn)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty database for this test session; dropped afterwards. Yields its DSN."""
+    with fresh_database("diag_test") as name:
+        yield pg_dsn(name)
 
 
 @pytest.fixture

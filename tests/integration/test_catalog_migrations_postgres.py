@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from diag_assets.core.storage.catalog.catalog import PostgresCatalog
 from diag_assets.core.storage.catalog.dialects import PG_MIGRATION_LOCK_KEY
+from tests.services import pg_query
 from tests.unit.test_catalog_migrations import LEGACY, MigrationContract
 
 pytestmark = pytest.mark.postgres
@@ -29,6 +30,27 @@ def legacy_script() -> str:
     return "\n".join(line for line in lines if not line.startswith("\\"))
 
 
+def hold_migration_lock(dsn: str) -> Any:
+    """A connection holding the catalog's migration lock until it is closed."""
+    holder = connect(dsn)
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", (PG_MIGRATION_LOCK_KEY,))
+    return holder
+
+
+def migrate_in_background(dsn: str) -> tuple[threading.Thread, list[int]]:
+    """Opens and migrates the catalog in a thread; the list gets migrate()'s result."""
+    opened: list[int] = []
+
+    def open_and_migrate() -> None:
+        with PostgresCatalog(dsn) as catalog:
+            opened.append(catalog.migrate())
+
+    worker = threading.Thread(target=open_and_migrate, daemon=True)
+    worker.start()
+    return worker, opened
+
+
 class TestPostgresMigrations(MigrationContract):
     @pytest.fixture
     def location(self, postgres_dsn) -> tuple[str, str]:
@@ -36,16 +58,7 @@ class TestPostgresMigrations(MigrationContract):
 
     @pytest.fixture
     def query(self, postgres_dsn) -> Callable[[str], list[tuple[Any, ...]]]:
-        def run(sql: str) -> list[tuple[Any, ...]]:
-            connection = connect(postgres_dsn)
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql)
-                    return cursor.fetchall()
-            finally:
-                connection.close()
-
-        return run
+        return pg_query(postgres_dsn)
 
     @pytest.fixture
     def execute(self, postgres_dsn) -> Callable[[str], None]:
@@ -87,36 +100,18 @@ class TestPostgresMigrations(MigrationContract):
 
     def test_opening_an_up_to_date_catalog_takes_no_migration_lock(self, postgres_dsn):
         PostgresCatalog(postgres_dsn).close()
-        holder = connect(postgres_dsn)
-        opened: list[int] = []
+        holder = hold_migration_lock(postgres_dsn)
         try:
-            with holder.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_lock(%s)", (PG_MIGRATION_LOCK_KEY,))
-
-            def open_and_migrate() -> None:
-                with PostgresCatalog(postgres_dsn) as catalog:
-                    opened.append(catalog.migrate())
-
-            worker = threading.Thread(target=open_and_migrate, daemon=True)
-            worker.start()
+            worker, opened = migrate_in_background(postgres_dsn)
             worker.join(timeout=20)
             assert opened == [2], "opening an up-to-date catalog waited for the migration lock"
         finally:
             holder.close()
 
     def test_a_migration_waits_for_the_lock_of_another(self, postgres_dsn, query):
-        holder = connect(postgres_dsn)
-        opened: list[int] = []
+        holder = hold_migration_lock(postgres_dsn)
         try:
-            with holder.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_lock(%s)", (PG_MIGRATION_LOCK_KEY,))
-
-            def open_and_migrate() -> None:
-                with PostgresCatalog(postgres_dsn) as catalog:
-                    opened.append(catalog.migrate())
-
-            worker = threading.Thread(target=open_and_migrate, daemon=True)
-            worker.start()
+            worker, opened = migrate_in_background(postgres_dsn)
             worker.join(timeout=1)
             assert worker.is_alive() and opened == []
             assert query("SELECT to_regclass('diagnostic_capture')") == [(None,)]

@@ -8,6 +8,7 @@ import pytest
 
 from diag_assets.core.storage.catalog.catalog import PostgresCatalog
 from diag_assets.core.storage.catalog.model import CatalogUnavailable
+from tests.services import pg_query
 from tests.unit.test_catalog import CatalogContract, begin, ck
 
 pytestmark = pytest.mark.postgres
@@ -20,18 +21,7 @@ class TestPostgresCatalog(CatalogContract):
 
     @pytest.fixture
     def query(self, postgres_dsn) -> Callable[[str], list[tuple[Any, ...]]]:
-        import psycopg2
-
-        def run(sql: str) -> list[tuple[Any, ...]]:
-            connection = psycopg2.connect(postgres_dsn)
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql)
-                    return cursor.fetchall()
-            finally:
-                connection.close()
-
-        return run
+        return pg_query(postgres_dsn)
 
     def test_stores_timestamptz(self, catalog, query):
         begin(catalog, ck(1))

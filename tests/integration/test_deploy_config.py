@@ -1,7 +1,6 @@
 """The instance configs of deploy/ load into real instances; production's runs on PostgreSQL."""
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 from diag_assets.core.storage.catalog import upgrade
 from diag_assets.core.storage.catalog.catalog import PostgresCatalog
-from tests.services import PG_HOST, PG_PORT, PG_USER, pg_dsn
+from tests.services import PG_HOST, PG_PORT, PG_USER, fresh_database, pg_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,23 +40,8 @@ def production_instance_home(database: str, home: Path, monkeypatch) -> Path:
 @pytest.fixture
 def throwaway_database() -> Iterator[str]:
     """A database of its own, created for one test and dropped afterwards. Yields its name."""
-    try:
-        admin = connect(pg_dsn("postgres"))
-    except Exception as error:  # noqa: BLE001 - any connection failure means "no server here"
-        pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}: {error}")
-    name = f"diag_instance_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with fresh_database("diag_instance") as name:
         yield name
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
 
 
 @dg.asset
