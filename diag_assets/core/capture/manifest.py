@@ -3,6 +3,7 @@
 from pydantic import BaseModel, ConfigDict
 
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+from diag_assets.core.recipe.tasks import TaskKind
 
 # Version 2 added the capture modes and the replay trace; it is part of the capture key, so
 # a capture written under another schema is never served.
@@ -63,6 +64,8 @@ class CaptureManifest(BaseModel):
     mode: CaptureMode
     recipe: str
     recipe_version: str
+    # The recipe's task; manifests written before tasks existed are binary.
+    task: TaskKind = TaskKind.BINARY
     config: CaptureConfig
     fold_spec: dict[str, int]
     fold: dict[str, int]

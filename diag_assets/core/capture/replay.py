@@ -161,6 +161,7 @@ def replay_cell(
         mode=mode,
         recipe=recipe.name,
         recipe_version=prepared.recipe_version,
+        task=recipe.task,
         config=prepared.config,
         fold_spec=vars(prepared.fold_spec),
         fold={

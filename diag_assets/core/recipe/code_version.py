@@ -19,14 +19,14 @@ longer produces it. What it covers:
   distributions (``importlib.metadata.packages_distributions``) as ``{distribution:
   version}``. An imported module that no installed distribution provides (a loose module on
   ``sys.path``) is not covered: keep such code inside the recipe's package.
-* **The prep settings** (e.g. the dead zone), which change X/y.
+* **The recipe's parameters** (:meth:`Recipe.parameters`, e.g. the reference prep's dead
+  zone) and its task, which change X/y and what is trained.
 
 The code part is computed once per recipe class per process: the code that runs does not
 change while the process lives, even if its files do.
 """
 
 import ast
-import dataclasses
 import importlib
 import importlib.metadata
 import sys
@@ -48,22 +48,20 @@ _CODE_DIGESTS: dict[type, str] = {}
 
 
 def recipe_code_version(recipe: Any) -> str:
-    """The recipe's declared version plus a hash of its code and its prep settings.
+    """The recipe's declared version plus a hash of its code, its task and its parameters.
 
     Returns ``{name}-v{version}-{hash16}``. The hash moves with any edit to a module of the
     recipe's package (see the module docstring for what that is), a change of an imported
-    distribution's version, or different prep settings, even when nobody bumped ``version``.
+    distribution's version, or different parameters, even when nobody bumped ``version``.
 
     Raises:
         DiagInputError: the recipe's code cannot be read from disk (a class defined outside
             any file), so no capture of it could be told apart from a stale one.
     """
-    settings = getattr(recipe, "prep_settings", None)
     payload = {
         "code": recipe_code_digest(type(recipe)),
-        "prep_settings": dataclasses.asdict(settings)
-        if dataclasses.is_dataclass(settings) and not isinstance(settings, type)
-        else None,
+        "task": str(recipe.task),
+        "parameters": dict(recipe.parameters()),
     }
     return f"{recipe.name}-v{recipe.version}-{hash_json(payload)[:16]}"
 

@@ -7,8 +7,8 @@ the trial loop, and every trial receives the same frozen X/y; each trial records
 canonical hash of the X/y it trained on so that this can be proven after the fact.
 """
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from diag_assets.core.folds import Fold
 from diag_assets.core.hashing.digests import hash_json
 from diag_assets.core.recipe.prep import FoldData
+from diag_assets.core.recipe.tasks import TaskKind
 
 
 class TrialSettings(BaseModel):
@@ -75,10 +76,28 @@ TrialObserver = Callable[[int, FoldData], None]
 
 
 class Recipe(Protocol):
-    """What the harness needs of a fine-tune to replay it."""
+    """What the harness needs of a fine-tune to replay it: the recipe plug-in API.
+
+    A recipe is a class, named in an audit by import path (``team_pkg.recipes:MyRecipe``) or by
+    a name registered under the ``diag_harness.recipes`` entry point group, and built with the
+    audit's ``recipe_params`` as keyword arguments. ``name`` and ``version`` label its
+    captures; ``task`` says what its label is; :meth:`parameters` returns the parameters it
+    was built with (JSON values), which are part of the capture key together with a hash of
+    the recipe's package (:mod:`diag_assets.core.recipe.code_version`).
+
+    ``prep`` must be deterministic: the same bars and fold give the same X/y. ``y`` has a
+    ``label`` column (0/1 for binary, 0..K-1 for multiclass, a float for regression).
+    ``run_trials`` runs the seeded search and returns the trial log; its ``metric`` is the
+    validation loss each trial minimised (lower is better).
+    """
 
     name: str
     version: str
+    task: TaskKind
+
+    def parameters(self) -> Mapping[str, Any]:
+        """The parameters the recipe was built with; part of the capture key."""
+        ...
 
     def prep(self, bars: pd.DataFrame, fold: Fold) -> FoldData:
         """Bars of the fold's window -> X/y."""

@@ -1,7 +1,10 @@
 """The reference recipe: prep once upstream of the loop, then seeded LightGBM trials."""
 
+import dataclasses
 import math
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,6 +14,7 @@ from diag_assets.core.hashing.digests import combine_digests
 from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.core.recipe.prep import FoldData, PrepSettings, prepare_fold
 from diag_assets.core.recipe.protocol import TrialLog, TrialObserver, TrialRecord, TrialSettings
+from diag_assets.core.recipe.tasks import TaskKind
 from diag_assets.core.recipe.training import VALIDATION_METRIC, fit_booster
 
 
@@ -42,9 +46,20 @@ class ReferenceRecipe:
 
     name = "reference"
     version = "1"
+    task = TaskKind.BINARY
 
-    def __init__(self, prep_settings: PrepSettings | None = None) -> None:
+    def __init__(
+        self, prep_settings: PrepSettings | None = None, *, dead_zone_sigma: float | None = None
+    ) -> None:
+        if prep_settings is not None and dead_zone_sigma is not None:
+            raise TypeError("give either prep_settings or dead_zone_sigma, not both")
+        if dead_zone_sigma is not None:
+            prep_settings = PrepSettings(dead_zone_sigma=float(dead_zone_sigma))
         self.prep_settings = prep_settings or PrepSettings()
+
+    def parameters(self) -> Mapping[str, Any]:
+        """The prep settings (``dead_zone_sigma``), as an audit's ``recipe_params`` give them."""
+        return dataclasses.asdict(self.prep_settings)
 
     def prep(self, bars: pd.DataFrame, fold: Fold) -> FoldData:
         """Build the fold's features and labels (see :mod:`diag_assets.core.recipe.prep`)."""
