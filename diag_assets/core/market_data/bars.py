@@ -1,14 +1,17 @@
 """A bar series: the one shape every consumer of candles can rely on.
 
 :class:`Bars` holds the candles of one symbol in the canonical shape :func:`validate_bars
-<diag_assets.core.market_data.validation.validate_bars>` guarantees: columns exactly
-:data:`BAR_COLUMNS`, ``date`` as ``datetime64[ns, UTC]`` strictly increasing, prices and volume
-as float64, a ``RangeIndex``. Gaps (missing bars, e.g. exchange maintenance windows) are
-*reported* in a :class:`GapReport` and never filled, because filled bars would invent prices a
-model never could have traded on.
+<diag_assets.core.market_data.validation.validate_bars>` guarantees: columns :data:`BAR_COLUMNS`,
+then the file's other numeric columns (its *extra columns*, e.g. a funding rate or a trade
+count), ``date`` as ``datetime64[ns, UTC]`` strictly increasing, everything else float64, a
+``RangeIndex``. Only the OHLCV columns are validated; extra columns reach the recipe's prep and
+the canonical hash as they are, with NaN allowed (sparse data such as funding is common).
+Gaps (missing bars, e.g. exchange maintenance windows) are *reported* in a :class:`GapReport`
+and never filled, because filled bars would invent prices a model never could have traded on.
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -59,10 +62,19 @@ class Bars:
     Attributes:
         symbol: Upper-case symbol matching :data:`SYMBOL_PATTERN`, e.g. ``"BTCUSDT"``.
         timeframe: Bar length, e.g. ``"1h"``.
-        frame: Columns exactly :data:`BAR_COLUMNS`; ``date`` is ``datetime64[ns, UTC]``
-            (candle open time) strictly increasing; the others are float64; ``RangeIndex``.
+        frame: Columns :data:`BAR_COLUMNS`, then :attr:`extra_columns`; ``date`` is
+            ``datetime64[ns, UTC]`` (candle open time) strictly increasing; the others are
+            float64; ``RangeIndex``.
         source: Where the bars came from, e.g. ``"synthetic:UNIUSDC:seed=7"`` or a file path.
         gaps: The gaps found in ``frame.date``.
+        extra_columns: The source's numeric columns beyond date and OHLCV, in source order,
+            named as in ``frame`` (stripped, lower-case). Integers and booleans are stored
+            as float64 (``True`` is 1.0), so a column hashes alike whichever file format
+            carried it. They may hold NaN (missing), never infinity.
+        ignored_columns: The source's columns left out of ``frame``, as the source named
+            them: non-numeric ones (text, datetimes, categories) and unnamed ones (a header
+            cell left empty, typically a written row index).
+        extra_nan_counts: NaN count of each extra column, in :attr:`extra_columns` order.
     """
 
     symbol: str
@@ -70,6 +82,9 @@ class Bars:
     frame: pd.DataFrame
     source: str
     gaps: GapReport
+    extra_columns: tuple[str, ...] = ()
+    ignored_columns: tuple[str, ...] = ()
+    extra_nan_counts: Mapping[str, int] = field(default_factory=dict)
 
 
 def timeframe_to_timedelta(tf: str) -> pd.Timedelta:

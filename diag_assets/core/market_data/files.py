@@ -37,7 +37,10 @@ def load_bars_file(path: Path, *, symbol: str, timeframe: str) -> Bars:
 
     Supported formats, chosen by file extension: ``.feather`` (Arrow IPC, as freqtrade writes),
     ``.csv`` and ``.csv.gz`` (gzip by extension), ``.parquet``. The file must hold columns
-    date, open, high, low, close, volume; see :func:`validate_bars` for what is accepted.
+    date, open, high, low, close, volume; its other numeric columns (funding rate, open
+    interest, number of trades ...) are kept as extra columns, with the types the reader
+    gives them (CSV types are inferred by pandas). See :func:`validate_bars` for what is
+    accepted.
 
     Args:
         path: The file.

@@ -1,9 +1,14 @@
 """Bar validation and gap reporting: a bar table in, :class:`Bars` or a precise error out.
 
 Every consumer of candles goes through :func:`validate_bars`, so downstream code can rely on
-one shape (see :class:`~diag_assets.core.market_data.bars.Bars`). Errors name the source, the
-first bad row and the fix. Gaps are reported by :func:`detect_gaps`, never filled.
+one shape (see :class:`~diag_assets.core.market_data.bars.Bars`). OHLCV is validated; the
+other numeric columns pass through as extra columns, checked only for what float64 cannot
+carry. Errors name the source, the first bad row and the fix. Gaps are reported by
+:func:`detect_gaps`, never filled.
 """
+
+import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,6 +31,12 @@ _EPOCH_MS_MIN = 100_000_000_000
 _EPOCH_MS_MAX = 10_000_000_000_000
 
 _MAX_REPORTED_GAPS = 5
+
+# An empty name, or pandas' name for a column whose header cell is empty: "Unnamed: 3"
+# (or "Unnamed: 3_level_1").
+_UNNAMED = re.compile(r"(?:unnamed: \d+(?:_level_\d+)?)?")
+# Every integer of smaller magnitude is exact in float64; from here on some are not.
+_FLOAT64_EXACT_INT = 2.0**53
 
 
 def detect_gaps(dates: pd.Series, timeframe: str) -> GapReport:
@@ -84,23 +95,37 @@ def _fmt_ts(value: object) -> str:
     return repr(value)
 
 
-def _map_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Return a frame holding exactly BAR_COLUMNS, matched case-insensitively."""
-    if not any(str(c).strip().lower() == "date" for c in frame.columns) and (
-        str(frame.index.name or "").strip().lower() == "date"
+@dataclass(frozen=True)
+class _Columns:
+    """A bar table split by column role."""
+
+    ohlcv: pd.DataFrame
+    extras: tuple[tuple[str, pd.Series], ...]
+    ignored: tuple[str, ...]
+
+
+def _column_key(label: object) -> str:
+    return str(label).strip().lower()
+
+
+def _map_columns(frame: pd.DataFrame, source: str) -> _Columns:
+    """Split a frame into BAR_COLUMNS (matched case-insensitively), extras and ignored names."""
+    if not any(_column_key(c) == "date" for c in frame.columns) and (
+        _column_key(frame.index.name or "") == "date"
     ):
         # A date index (e.g. from set_index("date")) is as good as a date column.
         frame = frame.reset_index()
     found: dict[str, object] = {}
     for col in frame.columns:
-        key = str(col).strip().lower()
-        if key not in BAR_COLUMNS:
-            continue
+        key = _column_key(col)
         if key in found:
+            what = f"keep only one {key!r} column in the data."
+            if key not in BAR_COLUMNS:
+                what = "rename or drop one of them: every column needs a name of its own."
             raise DiagInputError(
                 f"{source}: columns {found[key]!r} and {col!r} both map to {key!r} "
-                "(names are matched case-insensitively).",
-                f"keep only one {key!r} column in the data.",
+                "(names are stripped and matched case-insensitively).",
+                what,
             )
         found[key] = col
     missing = [c for c in BAR_COLUMNS if c not in found]
@@ -108,12 +133,33 @@ def _map_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         raise DiagInputError(
             f"{source}: missing column(s) {', '.join(missing)}; found columns "
             f"{[str(c) for c in frame.columns]}.",
-            f"provide columns {', '.join(BAR_COLUMNS)} (any letter case; extra columns are "
-            "dropped).",
+            f"provide columns {', '.join(BAR_COLUMNS)} (any letter case; other numeric "
+            "columns are kept as extra columns).",
         )
-    out = frame[[found[c] for c in BAR_COLUMNS]].copy()
-    out.columns = list(BAR_COLUMNS)
-    return out.reset_index(drop=True)
+    # Keys are unique, so labels are too: label lookups below are unambiguous.
+    ohlcv = frame[[found[c] for c in BAR_COLUMNS]].copy()
+    ohlcv.columns = list(BAR_COLUMNS)
+    extras: list[tuple[str, pd.Series]] = []
+    ignored: list[str] = []
+    for key, col in found.items():
+        if key in BAR_COLUMNS:
+            continue
+        series = frame[col].reset_index(drop=True)
+        if _UNNAMED.fullmatch(key) or not _is_numeric(series):
+            ignored.append(str(col))
+        else:
+            extras.append((key, series))
+    return _Columns(
+        ohlcv=ohlcv.reset_index(drop=True), extras=tuple(extras), ignored=tuple(ignored)
+    )
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    """Integers, floats and booleans, numpy or pandas nullable (complex is not numeric here)."""
+    types, dtype = pd.api.types, series.dtype
+    return bool(
+        types.is_bool_dtype(dtype) or types.is_integer_dtype(dtype) or types.is_float_dtype(dtype)
+    )
 
 
 def _first_bad(mask: np.ndarray) -> int:
@@ -194,6 +240,30 @@ def _parse_values(raw: pd.Series, column: str, dates: pd.Series, source: str) ->
     return parsed.astype(np.float64)
 
 
+def _parse_extra(raw: pd.Series, column: str, dates: pd.Series, source: str) -> np.ndarray:
+    """An extra column as float64, or an error naming the first row float64 cannot carry."""
+    values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_integer_dtype(raw.dtype):
+        _raise_first_row(
+            np.abs(values) >= _FLOAT64_EXACT_INT,
+            dates,
+            source,
+            f"extra column {column!r} holds an integer of magnitude 2**53 or more, which "
+            "float64 cannot store exactly",
+            f"drop column {column!r} or store it in a coarser unit (e.g. epoch milliseconds "
+            "instead of nanoseconds); extra columns are kept as float64.",
+        )
+    _raise_first_row(
+        np.isinf(values),
+        dates,
+        source,
+        f"extra column {column!r} is infinite",
+        f"replace the infinite values of {column!r} with finite numbers or leave them empty "
+        f"(NaN, counted as missing), or drop column {column!r}.",
+    )
+    return values
+
+
 def _raise_first_row(mask: np.ndarray, dates: pd.Series, source: str, what: str, fix: str) -> None:
     if not mask.any():
         return
@@ -208,9 +278,17 @@ def _raise_first_row(mask: np.ndarray, dates: pd.Series, source: str, what: str,
 def validate_bars(frame: pd.DataFrame, *, symbol: str, timeframe: str, source: str) -> Bars:
     """Check a bar table and return it in the canonical shape, or explain what is wrong.
 
-    Columns are matched case-insensitively (``Close`` is ``close``); extra columns are
-    dropped; a ``date`` index is accepted in place of a ``date`` column. The input is not
-    modified. Rows are never sorted, de-duplicated or filled: such problems are errors.
+    Column names are stripped and matched case-insensitively (``Close`` is ``close``); a
+    ``date`` index is accepted in place of a ``date`` column. The input is not modified.
+    Rows are never sorted, de-duplicated or filled: such problems are errors.
+
+    Columns beyond date and OHLCV are *extra columns* when their dtype is integer, float or
+    boolean: they follow ``volume`` in source order, named in lower case, as float64, and
+    only two checks apply to them: no infinity, and no integer float64 cannot hold exactly
+    (magnitude 2**53 or more). NaN is allowed and counted. Other columns (text, datetimes,
+    categories) and unnamed ones (``Unnamed: 0``, a written row index) are left out and
+    listed in ``Bars.ignored_columns``. Two columns whose names match once stripped and
+    lower-cased are an error, whatever their role.
 
     The ``date`` column (candle open time) may be:
 
@@ -224,16 +302,18 @@ def validate_bars(frame: pd.DataFrame, *, symbol: str, timeframe: str, source: s
     increasing; consecutive bars at least one timeframe apart; no column entirely NaN; no
     NaN or infinity in any price or volume; prices > 0; ``high >= max(open, close)``;
     ``low <= min(open, close)``; ``volume >= 0`` (zero-volume bars are allowed: real data
-    has them). Row positions in messages are 0-based positions in ``frame``.
+    has them); then the extra columns' checks. Row positions in messages are 0-based
+    positions in ``frame``.
 
     Args:
-        frame: Bar table with columns date, open, high, low, close, volume.
+        frame: Bar table with columns date, open, high, low, close, volume, and any others.
         symbol: Symbol the bars belong to.
         timeframe: Bar length, see :func:`timeframe_to_timedelta`.
         source: Where the table came from (a file path or a label); named in every error.
 
     Returns:
-        The validated bars, with the gaps reported in ``Bars.gaps``.
+        The validated bars, with the gaps reported in ``Bars.gaps`` and the extra and
+        ignored columns listed.
 
     Raises:
         DiagInputError: Any check fails; the message names ``source``, the first bad row
@@ -251,7 +331,8 @@ def validate_bars(frame: pd.DataFrame, *, symbol: str, timeframe: str, source: s
             f"{source}: the bar table is empty (0 rows).",
             "point the loader at a file that holds candles for this symbol and timeframe.",
         )
-    table = _map_columns(frame, source)
+    columns = _map_columns(frame, source)
+    table = columns.ohlcv
     dates = _parse_dates(table["date"], source)
 
     duplicated = dates.duplicated(keep="first").to_numpy()
@@ -344,7 +425,9 @@ def validate_bars(frame: pd.DataFrame, *, symbol: str, timeframe: str, source: s
         "repair the rows with negative volume; volume must be >= 0.",
     )
 
-    clean = pd.DataFrame({"date": dates, **arrays})
+    extras = {name: _parse_extra(raw, name, dates, source) for name, raw in columns.extras}
+
+    clean = pd.DataFrame({"date": dates, **arrays, **extras})
     clean.index = pd.RangeIndex(len(clean))
     return Bars(
         symbol=symbol,
@@ -352,4 +435,7 @@ def validate_bars(frame: pd.DataFrame, *, symbol: str, timeframe: str, source: s
         frame=clean,
         source=source,
         gaps=detect_gaps(clean["date"], timeframe),
+        extra_columns=tuple(extras),
+        ignored_columns=columns.ignored,
+        extra_nan_counts={name: int(np.isnan(v).sum()) for name, v in extras.items()},
     )
