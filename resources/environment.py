@@ -212,3 +212,32 @@ resources_by_env: dict[Environment, Callable[[], dict[str, Any]]] = {
 def resources_for_current_env() -> dict[str, Any]:
     """The resource set of the profile ``DIAG_ENV`` selects."""
     return resources_by_env[get_env()]()
+
+
+_ENV_KEYS = (
+    "DIAG_ENV",
+    "DIAG_STORAGE_DIR",
+    "DIAG_CHECK_DRIFT",
+    "DIAG_REQUESTS_DIR",
+    "DIAG_PG_DSN",
+    "DIAG_S3_BUCKET",
+    "DIAG_S3_ENDPOINT_URL",
+    "DIAG_S3_PREFIX",
+    "AWS_REGION",
+)
+_SHARED: dict[tuple[str | None, ...], dict[str, Any]] = {}
+
+
+def location_resources() -> dict[str, Any]:
+    """The resources every audit of the code location shares: artifacts, cache, requests.
+
+    The same objects for every caller while the environment is the same, so the audits of one
+    code location, each built by its own component, merge into one resource set (Dagster
+    merges definitions whose resources under one key are the same object).
+    """
+    signature = tuple(os.environ.get(name) for name in _ENV_KEYS)
+    shared = _SHARED.get(signature)
+    if shared is None:
+        every = resources_for_current_env()
+        shared = _SHARED[signature] = {k: v for k, v in every.items() if k != "market_data"}
+    return shared

@@ -3,14 +3,17 @@
 from abc import ABC, abstractmethod
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import FoldSpec
 from diag_assets.core.market_data.files import DirectoryMarketData
 from diag_assets.core.market_data.sources import MarketDataSource
 from diag_assets.core.market_data.synthetic import DEFI_TOP5, SyntheticMarketData
+from diag_assets.core.plugins import load_plugin
 
 
 class MarketDataResource(dg.ConfigurableResource, ABC):
@@ -73,3 +76,35 @@ class DirectoryMarketDataResource(MarketDataResource):
         return DirectoryMarketData(
             Path(self.directory), universe=self.universe, timeframe=self.timeframe
         )
+
+
+class SourceMarketDataResource(MarketDataResource):
+    """A team's own market data source: a ``MarketDataSource`` subclass named by import path."""
+
+    source_class: str = Field(description="Import path of the class, package.module:Class.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments the class is built with."
+    )
+
+    def source(self) -> MarketDataSource:
+        """An instance of the named class, built with ``params``.
+
+        Raises:
+            DiagInputError: the path does not resolve to a MarketDataSource subclass, or the
+                class refuses its parameters.
+        """
+        target = load_plugin(self.source_class, "diag_harness.market_data", what="market source")
+        if not (isinstance(target, type) and issubclass(target, MarketDataSource)):
+            raise DiagInputError(
+                f"The market source {self.source_class!r} is {target!r}, not a "
+                "MarketDataSource subclass.",
+                "point market_data.source at a subclass of "
+                "diag_assets.core.market_data.sources.MarketDataSource.",
+            )
+        try:
+            return target(**self.params)
+        except TypeError as error:
+            raise DiagInputError(
+                f"The market source {self.source_class!r} refuses params {self.params}: {error}",
+                "give market_data.params the keyword arguments of the class.",
+            ) from error

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from diag_assets.audit.reports import audit_job
-from diag_assets.capture.assets import RECIPE, CaptureRunConfig
+from diag_assets.capture.assets import CaptureRunConfig
+from diag_assets.component.audit import Audit
 from diag_assets.core.audit.requests import read_requests
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.names import (
     ALLOW_COLD_CAPTURE_TAG,
+    AUDIT_JOB,
     REAUDIT_SENSOR,
     REQUEST_ID_TAG,
     REQUESTED_BY_TAG,
@@ -24,74 +25,85 @@ from diag_assets.core.names import (
 )
 from diag_assets.partitions import cell_partition_key
 from resources.capture_cache import CaptureCacheResource
-from resources.market_data import MarketDataResource
 from resources.requests import AuditRequestsResource
 
 
-@dg.sensor(name=REAUDIT_SENSOR, job=audit_job, minimum_interval_seconds=60)
-def reaudit_requests(
-    context: dg.SensorEvaluationContext,
-    market_data: MarketDataResource,
-    capture_cache: CaptureCacheResource,
-    audit_requests: AuditRequestsResource,
-) -> dg.SensorResult | dg.SkipReason:
-    """Turn pending re-audit requests for warm cells into audit runs."""
-    handled = set(json.loads(context.cursor)["handled"]) if context.cursor else set()
-    pending = [
-        p for p in read_requests(Path(audit_requests.directory)) if p.request_id not in handled
-    ]
-    if not pending:
-        return dg.SkipReason(f"No new requests in {audit_requests.directory}.")
+def build_reaudit_requests(audit: Audit) -> dg.SensorDefinition:
+    """The audit's re-audit sensor: request files for its cells become its audit runs."""
 
-    source = market_data.source()
-    fold_spec = market_data.fold_spec()
-    default_config = CaptureRunConfig().to_core()
-    run_requests, cold, rejected = [], [], []
-    with capture_cache.open() as cache:
-        for item in pending:
-            if item.request is None:
-                rejected.append(item.error or item.path.name)
-                handled.add(item.request_id)
-                continue
-            cell = item.request.cell()
-            try:
-                warm = cache.is_warm(cell, source, fold_spec, RECIPE, default_config)
-            except DiagInputError as refused:
-                rejected.append(f"{item.path.name}: {refused}")
-                handled.add(item.request_id)
-                continue
-            if not warm:
-                cold.append(str(cell))
-                continue
-            run_requests.append(
-                dg.RunRequest(
-                    run_key=f"reaudit:{item.request_id}",
-                    partition_key=cell_partition_key(cell),
-                    tags={
-                        REQUEST_ID_TAG: item.request_id,
-                        REQUESTED_BY_TAG: item.request.requested_by,
-                        SOURCE_TAG: REAUDIT_SENSOR,
-                    },
-                )
-            )
-            handled.add(item.request_id)
-
-    for problem in rejected:
-        context.log.warning(f"Rejected re-audit request: {problem}")
-    if cold:
-        context.log.info(
-            f"Cold cells need operator approval: {', '.join(sorted(set(cold)))}. Launch the "
-            f"audit job for them with the run tag {ALLOW_COLD_CAPTURE_TAG}=true; their requests "
-            "stay pending and launch once the capture exists."
-        )
-    cursor = json.dumps({"handled": sorted(handled)})
-    if run_requests:
-        return dg.SensorResult(run_requests=run_requests, cursor=cursor)
-    reason = (
-        f"{len(set(cold))} cold cell(s) need operator approval before a re-audit: "
-        f"{', '.join(sorted(set(cold)))} (run tag {ALLOW_COLD_CAPTURE_TAG}=true)."
-        if cold
-        else f"{len(rejected)} request(s) rejected; see the tick's logs."
+    @dg.sensor(
+        name=audit.name(REAUDIT_SENSOR),
+        job_name=audit.name(AUDIT_JOB),
+        minimum_interval_seconds=60,
+        required_resource_keys={audit.market_data_key, "capture_cache", "audit_requests"},
     )
-    context.update_cursor(cursor)
-    return dg.SkipReason(reason)
+    def reaudit_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        """Turn pending re-audit requests for warm cells into audit runs."""
+        capture_cache: CaptureCacheResource = context.resources.capture_cache
+        audit_requests: AuditRequestsResource = context.resources.audit_requests
+        market_data = getattr(context.resources, audit.market_data_key)
+        handled = set(json.loads(context.cursor)["handled"]) if context.cursor else set()
+        # A request for another audit of the code location is that audit's sensor's to handle.
+        pending = [
+            p
+            for p in read_requests(Path(audit_requests.directory))
+            if p.request_id not in handled
+            and (p.request is None or p.request.audit == audit.prefix)
+        ]
+        if not pending:
+            return dg.SkipReason(f"No new requests in {audit_requests.directory}.")
+
+        source = market_data.source()
+        fold_spec = market_data.fold_spec()
+        default_config = CaptureRunConfig().to_core(defaults=audit.trials)
+        run_requests, cold, rejected = [], [], []
+        with capture_cache.open() as cache:
+            for item in pending:
+                if item.request is None:
+                    rejected.append(item.error or item.path.name)
+                    handled.add(item.request_id)
+                    continue
+                cell = item.request.cell()
+                try:
+                    warm = cache.is_warm(cell, source, fold_spec, audit.recipe, default_config)
+                except DiagInputError as refused:
+                    rejected.append(f"{item.path.name}: {refused}")
+                    handled.add(item.request_id)
+                    continue
+                if not warm:
+                    cold.append(str(cell))
+                    continue
+                run_requests.append(
+                    dg.RunRequest(
+                        run_key=f"reaudit:{item.request_id}",
+                        partition_key=cell_partition_key(cell),
+                        tags={
+                            REQUEST_ID_TAG: item.request_id,
+                            REQUESTED_BY_TAG: item.request.requested_by,
+                            SOURCE_TAG: REAUDIT_SENSOR,
+                        },
+                    )
+                )
+                handled.add(item.request_id)
+
+        for problem in rejected:
+            context.log.warning(f"Rejected re-audit request: {problem}")
+        if cold:
+            context.log.info(
+                f"Cold cells need operator approval: {', '.join(sorted(set(cold)))}. Launch the "
+                f"audit job for them with the run tag {ALLOW_COLD_CAPTURE_TAG}=true; their "
+                "requests stay pending and launch once the capture exists."
+            )
+        cursor = json.dumps({"handled": sorted(handled)})
+        if run_requests:
+            return dg.SensorResult(run_requests=run_requests, cursor=cursor)
+        reason = (
+            f"{len(set(cold))} cold cell(s) need operator approval before a re-audit: "
+            f"{', '.join(sorted(set(cold)))} (run tag {ALLOW_COLD_CAPTURE_TAG}=true)."
+            if cold
+            else f"{len(rejected)} request(s) rejected; see the tick's logs."
+        )
+        context.update_cursor(cursor)
+        return dg.SkipReason(reason)
+
+    return reaudit_requests

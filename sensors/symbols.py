@@ -1,19 +1,28 @@
-"""``register_symbols``: keeps the symbols partitions in step with the market data source."""
+"""``register_symbols``: keeps an audit's symbols partitions in step with its market data."""
 
 import dagster as dg
 
-from diag_assets.core.names import SYMBOLS_PARTITIONS
-from diag_assets.partitions import symbols_partitions
-from resources.market_data import MarketDataResource
+from diag_assets.component.audit import Audit
+from diag_assets.core.names import REGISTER_SYMBOLS_SENSOR
 
 
-@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
-def register_symbols(
-    context: dg.SensorEvaluationContext, market_data: MarketDataResource
-) -> dg.SensorResult | dg.SkipReason:
-    """Add every symbol the market data source serves as a partition; never removes one."""
-    known = set(context.instance.get_dynamic_partitions(SYMBOLS_PARTITIONS))
-    new = [s for s in market_data.source().symbols() if s not in known]
-    if not new:
-        return dg.SkipReason(f"All {len(known)} symbols are registered.")
-    return dg.SensorResult(dynamic_partitions_requests=[symbols_partitions.build_add_request(new)])
+def build_register_symbols(audit: Audit) -> dg.SensorDefinition:
+    """The sensor that registers every symbol of the audit's market data as a partition."""
+    partitions = audit.symbols_partitions
+
+    @dg.sensor(
+        name=audit.name(REGISTER_SYMBOLS_SENSOR),
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={audit.market_data_key},
+    )
+    def register_symbols(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        """Add every symbol the market data source serves as a partition; never removes one."""
+        market_data = getattr(context.resources, audit.market_data_key)
+        known = set(context.instance.get_dynamic_partitions(partitions.name or ""))
+        new = [s for s in market_data.source().symbols() if s not in known]
+        if not new:
+            return dg.SkipReason(f"All {len(known)} symbols are registered.")
+        return dg.SensorResult(dynamic_partitions_requests=[partitions.build_add_request(new)])
+
+    return register_symbols

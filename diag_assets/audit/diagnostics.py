@@ -1,10 +1,13 @@
-"""The diagnostic assets of a cell.
+"""The diagnostic assets of an audit, one per diagnostic it runs.
 
-``s22a1_anchor``, ``s40_verdict`` and ``s27_calibration`` are one subsettable multi-asset
+The anchor ``s22a1_anchor`` and the diagnostics that read it (``s40_verdict``,
+``s27_calibration``, and any plug-in that ``reads_anchor``) are one subsettable multi-asset,
 because they share a decision: whether this run skips the s22a1 anchor (the anchor skip).
 The step resolves it once; with the anchor skipped, ``s22a1_anchor`` is neither materialized
-nor read, and both anchor consumers come out DOWNGRADED. ``s22a2_spread`` and ``s23_drift``
-read only the captured fold. What each verdict may claim is decided in
+nor read, and the anchor's readers run without it (DOWNGRADED). Every other diagnostic
+(``s22a2_spread``, ``s23_drift``, plug-ins) is an asset of its own that reads only the
+captured fold. Each runs through :func:`~diag_assets.core.diagnostics.plugin.run_diagnostic`
+behind the consumer guard; what a verdict may claim is decided in
 :mod:`diag_assets.core.diagnostics.certification`.
 """
 
@@ -12,10 +15,10 @@ import json
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from diag_assets.capture.assets import captured_fold
 from diag_assets.capture.readers import declares_diagnostic
+from diag_assets.component.audit import Audit
 from diag_assets.core.audit.anchor_skip import SkipDecision, load_policy, resolve_skip_s22a1
 from diag_assets.core.capture.artifacts import CaptureVerificationError
 from diag_assets.core.capture.events import CaptureEvent
@@ -23,16 +26,17 @@ from diag_assets.core.capture.manifest import X_FILE, CaptureManifest
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.cells import CellRef
-from diag_assets.core.diagnostics.anchor import run_anchor
-from diag_assets.core.diagnostics.calibration import (
-    CalibrationSettings,
-    run_s27,
-    s27_without_anchor,
+from diag_assets.core.diagnostics.builtins import (
+    ANCHOR,
+    AnchorSettings,
+    Calibration,
+    SignalProbe,
 )
+from diag_assets.core.diagnostics.calibration import CalibrationSettings
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
-from diag_assets.core.diagnostics.drift import DriftSettings, run_s23
-from diag_assets.core.diagnostics.probe import ProbeSettings, inconclusive_s40, judge_s40
-from diag_assets.core.diagnostics.spread import SpreadSettings, run_s22a2
+from diag_assets.core.diagnostics.drift import DriftSettings
+from diag_assets.core.diagnostics.plugin import Diagnostic, NotApplicable, run_diagnostic
+from diag_assets.core.diagnostics.probe import ProbeSettings, inconclusive_s40
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
 from diag_assets.core.metadata import AnchorMetadata
 from diag_assets.core.names import (
@@ -42,38 +46,41 @@ from diag_assets.core.names import (
     CERTIFICATION_KEY,
     ELAPSED_S_KEY,
     S22A1_ANCHOR,
-    S22A2_SPREAD,
-    S23_DRIFT,
-    S27_CALIBRATION,
-    S40_VERDICT,
     SKIP_TAG,
     VERDICT_KEY,
+    diagnostic_asset,
 )
-from diag_assets.metadata_values import contract_metadata
-from diag_assets.partitions import cell_from_partition_key, cells_partitions
-from resources.market_data import MarketDataResource
+from diag_assets.market.assets import market_data_of
+from diag_assets.metadata_values import contract_metadata, metadata_value
+from diag_assets.partitions import cell_from_partition_key
 from resources.storage import ArtifactStoreResource
 
 S40_S22A1_SKIPPED = "s40_s22a1_skipped"
 DIAGNOSTICS_CODE_VERSION = "3"
 
 
-def load_captured_fold(cell: CellRef, artifacts: ArtifactStoreResource) -> CapturedFold:
+def load_captured_fold(
+    audit: Audit, cell: CellRef, artifacts: ArtifactStoreResource
+) -> CapturedFold:
     """The cell's latest captured fold, with its bytes and hashes verified."""
-    manifest = artifacts.results().read(CAPTURED_FOLD, cell, CaptureManifest)
+    manifest = audit.results(artifacts).read(CAPTURED_FOLD, cell, CaptureManifest)
     if manifest is None:
-        raise dg.Failure(no_capture_message(cell))
+        raise dg.Failure(no_capture_message(audit, cell))
     return artifacts.captures().load(manifest)
 
 
-def no_capture_message(cell: CellRef) -> str:
+def no_capture_message(audit: Audit, cell: CellRef) -> str:
     """What a diagnostic says when its cell was never captured."""
-    return f"{cell} has no captured fold yet. Materialize captured_fold for this cell first."
+    return (
+        f"{cell} has no captured fold yet. Materialize {audit.asset_name(CAPTURED_FOLD)} for "
+        "this cell first."
+    )
 
 
-def cell_of(context: dg.AssetExecutionContext, market_data: MarketDataResource) -> CellRef:
+def cell_of(context: dg.AssetExecutionContext, audit: Audit) -> CellRef:
     """The validated cell of the step's partition."""
-    return cell_from_partition_key(context.partition_key, market_data.source().universe)
+    universe = market_data_of(context, audit).source().universe
+    return cell_from_partition_key(context.partition_key, universe)
 
 
 class AuditRunConfig(dg.Config):
@@ -138,11 +145,14 @@ def verdict_metadata(verdict: S40Verdict, uri: str) -> dict[str, Any]:
     }
     if verdict.probe is not None:
         probe = verdict.probe
+        # The binary probe's statistic is the validation AUC: observed_auc, as released.
+        name = "auc" if probe.statistic == "validation_auc" else probe.statistic
         metadata |= {
+            "statistic": probe.statistic,
             "p_value": dg.MetadataValue.float(probe.p_value),
-            "observed_auc": dg.MetadataValue.float(probe.observed),
-            "permutation_mean_auc": dg.MetadataValue.float(probe.permutation_mean),
-            "permutation_max_auc": dg.MetadataValue.float(probe.permutation_max),
+            f"observed_{name}": dg.MetadataValue.float(probe.observed),
+            f"permutation_mean_{name}": dg.MetadataValue.float(probe.permutation_mean),
+            f"permutation_max_{name}": dg.MetadataValue.float(probe.permutation_max),
             "n_permutations": dg.MetadataValue.int(probe.n_permutations),
         }
     return metadata | {
@@ -161,62 +171,123 @@ def _skip_metadata(decision: SkipDecision) -> dict[str, Any]:
     }
 
 
-@dg.multi_asset(
-    name=ANCHOR_AND_CONSUMERS,
-    specs=[
-        dg.AssetSpec(
-            S22A1_ANCHOR,
-            deps=[captured_fold],
-            skippable=True,
-            group_name="audit",
-            kinds={"lightgbm"},
-            metadata=declares_diagnostic("s22a1"),
-            code_version=DIAGNOSTICS_CODE_VERSION,
-            description="The best trial re-fitted on the captured fold (300 rounds, early "
-            "stopping): best_iter, curve, elapsed_s and rows. trial_dynamics.",
-        ),
-        dg.AssetSpec(
-            S40_VERDICT,
-            deps=[captured_fold, S22A1_ANCHOR],
-            skippable=True,
-            group_name="audit",
-            kinds={"lightgbm"},
-            metadata=declares_diagnostic("s40"),
-            code_version=DIAGNOSTICS_CODE_VERSION,
-            description="Does X carry signal about y? A permutation probe (xy_only), "
-            "cross-referenced with the anchor; DOWNGRADED when the anchor was skipped or the "
-            "capture is single_fit.",
-        ),
-        dg.AssetSpec(
-            S27_CALIBRATION,
-            deps=[captured_fold, S22A1_ANCHOR],
-            skippable=True,
-            group_name="audit",
-            kinds={"lightgbm"},
-            metadata=declares_diagnostic("s27"),
-            code_version=DIAGNOSTICS_CODE_VERSION,
-            description="Calibration of the anchor's model on validation (trial_dynamics); "
-            "DOWNGRADED when the anchor was skipped or the capture is single_fit.",
-        ),
-    ],
-    partitions_def=cells_partitions,
-    can_subset=True,
-)
-def anchor_and_consumers(
+class SuiteRunConfig(dg.Config):
+    """Knobs of the diagnostics with an asset of their own (s22a2, s23, plug-ins)."""
+
+    seed: int = Field(default=0, ge=0, description="Seed of the s23 fits.")
+    num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
+
+
+def run_settings(
+    audit: Audit, diagnostic: Diagnostic, config: AuditRunConfig | SuiteRunConfig
+) -> BaseModel:
+    """The settings ``diagnostic`` runs with.
+
+    The built-ins with run-config knobs take them from the run config; every other
+    diagnostic takes the audit's ``diagnostic_settings`` (or its defaults).
+    """
+    if isinstance(config, AuditRunConfig):
+        if diagnostic.name == ANCHOR.name:
+            return AnchorSettings(num_threads=config.num_threads)
+        if isinstance(diagnostic, SignalProbe):
+            return config.probe()
+        if isinstance(diagnostic, Calibration):
+            return CalibrationSettings(n_bins=config.calibration_bins)
+    if diagnostic.settings_model is DriftSettings and isinstance(config, SuiteRunConfig):
+        return DriftSettings(seed=config.seed, num_threads=config.num_threads)
+    return audit.settings_of(diagnostic)
+
+
+def result_metadata(diagnostic: Diagnostic, result: BaseModel, uri: str) -> dict[str, Any]:
+    """What the UI shows of any diagnostic's result: certification first, then its figures."""
+    if isinstance(result, NotApplicable):
+        return {
+            CERTIFICATION_KEY: result.status,
+            "certification_reason": result.reason,
+            "finding": result.status,
+            "capture_content_hash": result.capture_content_hash,
+            "verdict_uri": dg.MetadataValue.path(uri),
+            VERDICT_KEY: dg.MetadataValue.json(result.model_dump(mode="json")),
+        }
+    if isinstance(result, S40Verdict):
+        return verdict_metadata(result, uri)
+    certification = getattr(result, "certification", None)
+    metadata: dict[str, Any] = {}
+    if certification is not None:
+        metadata[CERTIFICATION_KEY] = str(certification)
+        metadata["certification_reason"] = str(getattr(result, "certification_reason", ""))
+    metadata["finding"] = diagnostic.finding(result)
+    for name, value in diagnostic.figures(result).items():
+        metadata[name] = metadata_value(value)
+    elapsed = getattr(result, "elapsed_s", None)
+    if elapsed is not None:
+        metadata[ELAPSED_S_KEY] = dg.MetadataValue.float(float(elapsed))
+    return metadata | {
+        "capture_content_hash": str(getattr(result, "capture_content_hash", "")),
+        "verdict_uri": dg.MetadataValue.path(uri),
+        VERDICT_KEY: dg.MetadataValue.json(result.model_dump(mode="json")),
+    }
+
+
+def _diagnostic_spec(audit: Audit, diagnostic: Diagnostic, deps: list[dg.AssetKey]) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        audit.key(diagnostic_asset(diagnostic.name)),
+        deps=deps,
+        skippable=True,
+        group_name=audit.group("audit"),
+        kinds={"lightgbm"} if diagnostic.name in {"s22a1", "s40", "s27", "s23"} else None,
+        metadata=declares_diagnostic(diagnostic.name),
+        code_version=DIAGNOSTICS_CODE_VERSION,
+        description=diagnostic.description or None,
+    )
+
+
+def build_diagnostics(audit: Audit) -> dg.Definitions:
+    """The audit's diagnostic assets: the anchor's step, and one asset per other diagnostic."""
+    assets: list[dg.AssetsDefinition] = []
+    if audit.has_anchor:
+        assets.append(_anchor_step(audit))
+    assets.extend(_standalone(audit, diagnostic) for diagnostic in audit.standalone)
+    return dg.Definitions(assets=assets)
+
+
+def _anchor_step(audit: Audit) -> dg.AssetsDefinition:
+    capture = audit.key(CAPTURED_FOLD)
+    anchor_key = audit.key(S22A1_ANCHOR)
+    readers = audit.anchor_readers
+    specs = [_diagnostic_spec(audit, ANCHOR, [capture])]
+    specs += [_diagnostic_spec(audit, reader, [capture, anchor_key]) for reader in readers]
+
+    @dg.multi_asset(
+        name=audit.name(ANCHOR_AND_CONSUMERS),
+        specs=specs,
+        partitions_def=audit.cells_partitions,
+        can_subset=True,
+        required_resource_keys={audit.market_data_key, "artifacts"},
+    )
+    def anchor_and_consumers(context: dg.AssetExecutionContext, config: AuditRunConfig):
+        """The s22a1 anchor and the diagnostics that read it, under one skip decision."""
+        artifacts: ArtifactStoreResource = context.resources.artifacts
+        yield from _run_anchor_step(context, audit, config, artifacts)
+
+    return anchor_and_consumers
+
+
+def _run_anchor_step(
     context: dg.AssetExecutionContext,
+    audit: Audit,
     config: AuditRunConfig,
-    market_data: MarketDataResource,
     artifacts: ArtifactStoreResource,
 ):
-    """The s22a1 anchor and the verdicts that cross-reference it, under one skip decision."""
-    cell = cell_of(context, market_data)
-    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    cell = cell_of(context, audit)
+    selected = {audit.unprefixed(key) for key in context.selected_asset_keys}
     decision = resolve_skip(context, config)
     context.log.info(decision.reason)
     extra = _skip_metadata(decision)
-    manifest = artifacts.results().read(CAPTURED_FOLD, cell, CaptureManifest)
+    results = audit.results(artifacts)
+    manifest = results.read(CAPTURED_FOLD, cell, CaptureManifest)
     if manifest is None and not decision.skip:
-        raise dg.Failure(no_capture_message(cell))
+        raise dg.Failure(no_capture_message(audit, cell))
     problem = _skip_precondition(cell, manifest, artifacts) if decision.skip else None
     captured: CapturedFold | None = None
     if problem is None and manifest is not None:
@@ -226,9 +297,10 @@ def anchor_and_consumers(
             problem = f"captured fold failed verification: {error}"
     if decision.skip:
         extra |= _announce_skip(context, cell, decision, selected, manifest, problem, artifacts)
+    readers = [r for r in audit.anchor_readers if diagnostic_asset(r.name) in selected]
     if captured is None:
         yield from _inconclusive(
-            context, cell, problem or "", selected, artifacts, decision, manifest
+            context, audit, cell, problem or "", readers, decision, manifest, artifacts
         )
         return
 
@@ -241,27 +313,67 @@ def anchor_and_consumers(
             "re-materialize captured_fold with capture_mode full_replay."
         )
     if not decision.skip:
-        anchor = yield from _anchor(cell, captured, selected, decision, artifacts, config)
-    if S40_VERDICT in selected:
-        verdict = judge_s40(captured, anchor, config.probe())
-        yield _s40_result(context, cell, verdict, artifacts, extra)
-    if S27_CALIBRATION in selected:
-        calibration = (
-            run_s27(captured, CalibrationSettings(n_bins=config.calibration_bins), anchor=anchor)
-            if anchor is not None
-            else s27_without_anchor(captured)
-        )
-        yield _s27_result(cell, calibration, artifacts, extra)
+        anchor = yield from _anchor(audit, cell, captured, selected, decision, artifacts, config)
+    for reader in readers:
+        result = run_diagnostic(reader, captured, run_settings(audit, reader, config), anchor)
+        yield _result(context, audit, reader, cell, result, artifacts, extra)
 
 
-def _anchor(cell, captured, selected, decision, artifacts, config):
+def _standalone(audit: Audit, diagnostic: Diagnostic) -> dg.AssetsDefinition:
+    spec = _diagnostic_spec(audit, diagnostic, [audit.key(CAPTURED_FOLD)])
+
+    @dg.asset(
+        key=spec.key,
+        deps=list(spec.deps),
+        partitions_def=audit.cells_partitions,
+        metadata=dict(spec.metadata),
+        code_version=DIAGNOSTICS_CODE_VERSION,
+        group_name=spec.group_name,
+        kinds=set(spec.kinds) or None,
+        description=spec.description,
+        required_resource_keys={audit.market_data_key, "artifacts"},
+    )
+    def diagnostic_asset_fn(
+        context: dg.AssetExecutionContext, config: SuiteRunConfig
+    ) -> dg.MaterializeResult:
+        artifacts: ArtifactStoreResource = context.resources.artifacts
+        cell = cell_of(context, audit)
+        captured = load_captured_fold(audit, cell, artifacts)
+        result = run_diagnostic(diagnostic, captured, run_settings(audit, diagnostic, config))
+        return _result(context, audit, diagnostic, cell, result, artifacts, {})
+
+    return diagnostic_asset_fn
+
+
+def _result(
+    context: dg.AssetExecutionContext,
+    audit: Audit,
+    diagnostic: Diagnostic,
+    cell: CellRef,
+    result: BaseModel,
+    artifacts: ArtifactStoreResource,
+    extra: dict[str, Any],
+) -> dg.MaterializeResult:
+    asset = diagnostic_asset(diagnostic.name)
+    uri = audit.results(artifacts).write(asset, cell, result)
+    context.log.info(f"{cell}: {diagnostic.name} {diagnostic.finding(result)}")
+    content_hash = getattr(result, "content_hash", None)
+    return dg.MaterializeResult(
+        asset_key=audit.key(asset),
+        data_version=dg.DataVersion(content_hash()) if callable(content_hash) else None,
+        metadata=result_metadata(diagnostic, result, uri) | extra,
+    )
+
+
+def _anchor(audit, cell, captured, selected, decision, artifacts, config):
     """Fit the anchor if this run materializes it, else read the stored one (a generator)."""
-    results = artifacts.results()
+    results = audit.results(artifacts)
     if S22A1_ANCHOR in selected:
-        anchor = run_anchor(captured, num_threads=config.num_threads)
+        anchor = run_diagnostic(ANCHOR, captured, run_settings(audit, ANCHOR, config))
+        assert isinstance(anchor, AnchorResult)
         uri = results.write(S22A1_ANCHOR, cell, anchor)
         yield dg.MaterializeResult(
-            asset_key=S22A1_ANCHOR,
+            asset_key=audit.key(S22A1_ANCHOR),
             data_version=dg.DataVersion(anchor.content_hash()),
             metadata=_anchor_metadata(anchor, uri) | _skip_metadata(decision),
         )
@@ -270,8 +382,8 @@ def _anchor(cell, captured, selected, decision, artifacts, config):
     if anchor is None:
         raise dg.Failure(
             f"{cell} has no s22a1 anchor and this run keeps the anchor ({decision.source}). "
-            "Materialize s22a1_anchor for the cell, or skip it (run config skip_s22a1: true, "
-            f"or the tag {SKIP_TAG}=true).",
+            f"Materialize {audit.asset_name(S22A1_ANCHOR)} for the cell, or skip it (run "
+            f"config skip_s22a1: true, or the tag {SKIP_TAG}=true).",
         )
     return anchor
 
@@ -327,19 +439,30 @@ def _announce_skip(
     return parquet | {S40_S22A1_SKIPPED: dg.MetadataValue.json(json.loads(event.to_json()))}
 
 
-def _inconclusive(context, cell, reason, selected, artifacts, decision, manifest):
+def _inconclusive(context, audit, cell, reason, readers, decision, manifest, artifacts):
+    """No verified fold: s40 says INCONCLUSIVE_TOOLING; any other reader fails with why."""
     context.log.error(f"{cell}: {reason}")
-    if S40_VERDICT in selected:
-        verdict = inconclusive_s40(str(cell), reason, manifest)
-        yield _s40_result(context, cell, verdict, artifacts, _skip_metadata(decision))
-    if S27_CALIBRATION in selected:
-        # s27 cannot be computed without a verified fold either; it inherits the reason.
-        s27 = certify(
+    failed = []
+    for reader in readers:
+        if isinstance(reader, SignalProbe):
+            verdict = inconclusive_s40(str(cell), reason, manifest)
+            asset = diagnostic_asset(reader.name)
+            uri = audit.results(artifacts).write(asset, cell, verdict)
+            yield dg.MaterializeResult(
+                asset_key=audit.key(asset),
+                data_version=dg.DataVersion(verdict.content_hash()),
+                metadata=verdict_metadata(verdict, uri) | _skip_metadata(decision),
+            )
+        else:
+            failed.append(reader.name)
+    if failed:
+        # They cannot be computed without a verified fold either; they inherit the reason.
+        claim = certify(
             capture_mode=manifest.mode if manifest else None,
             anchor=AnchorUse.SKIPPED if decision.skip else AnchorUse.USED,
             problem=reason or "the captured fold could not be read.",
         )
-        raise dg.Failure(f"s27_calibration for {cell} is {s27.certification}: {s27.reason}")
+        raise dg.Failure(f"{', '.join(failed)} for {cell}: {claim.certification}: {claim.reason}")
 
 
 def _anchor_metadata(anchor: AnchorResult, uri: str) -> dict[str, Any]:
@@ -357,101 +480,3 @@ def _anchor_metadata(anchor: AnchorResult, uri: str) -> dict[str, Any]:
         "curve": dg.MetadataValue.json({"validation_logloss": anchor.curve}),
         "result_uri": dg.MetadataValue.path(uri),
     }
-
-
-def _s40_result(context, cell, verdict: S40Verdict, artifacts, extra) -> dg.MaterializeResult:
-    uri = artifacts.results().write(S40_VERDICT, cell, verdict)
-    context.log.info(
-        f"{cell}: {verdict.signal.value if verdict.signal else 'NOT_RUN'}, "
-        f"{verdict.s22a1_crossref_status.value}, {verdict.certification.value}"
-    )
-    return dg.MaterializeResult(
-        asset_key=S40_VERDICT,
-        data_version=dg.DataVersion(verdict.content_hash()),
-        metadata=verdict_metadata(verdict, uri) | extra,
-    )
-
-
-def _s27_result(cell, verdict, artifacts, extra) -> dg.MaterializeResult:
-    uri = artifacts.results().write(S27_CALIBRATION, cell, verdict)
-    return dg.MaterializeResult(
-        asset_key=S27_CALIBRATION,
-        data_version=dg.DataVersion(verdict.content_hash()),
-        metadata={
-            "certification": verdict.certification.value,
-            "certification_reason": verdict.certification_reason,
-            "calibration": verdict.calibration.value if verdict.calibration else "NOT_RUN",
-            "anchor_available": dg.MetadataValue.bool(verdict.anchor_available),
-            "verdict_uri": dg.MetadataValue.path(uri),
-            "verdict": dg.MetadataValue.json(verdict.model_dump(mode="json")),
-        }
-        | extra,
-    )
-
-
-class SuiteRunConfig(dg.Config):
-    """Knobs of the X/y and trial-log diagnostics."""
-
-    seed: int = Field(default=0, ge=0, description="Seed of the fits.")
-    num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
-
-
-@dg.asset(
-    partitions_def=cells_partitions,
-    deps=[captured_fold],
-    metadata=declares_diagnostic("s22a2"),
-    code_version=DIAGNOSTICS_CODE_VERSION,
-    group_name="audit",
-)
-def s22a2_spread(
-    context: dg.AssetExecutionContext,
-    market_data: MarketDataResource,
-    artifacts: ArtifactStoreResource,
-) -> dg.MaterializeResult:
-    """Does the best trial stand out from the spread of trials? Reads the trial log only."""
-    cell = cell_of(context, market_data)
-    verdict = run_s22a2(load_captured_fold(cell, artifacts), SpreadSettings())
-    uri = artifacts.results().write(S22A2_SPREAD, cell, verdict)
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(verdict.content_hash()),
-        metadata={
-            "certification": verdict.certification.value,
-            "status": verdict.status.value,
-            "verdict_uri": dg.MetadataValue.path(uri),
-            "verdict": dg.MetadataValue.json(verdict.model_dump(mode="json")),
-        },
-    )
-
-
-@dg.asset(
-    partitions_def=cells_partitions,
-    deps=[captured_fold],
-    metadata=declares_diagnostic("s23"),
-    code_version=DIAGNOSTICS_CODE_VERSION,
-    group_name="audit",
-    kinds={"lightgbm"},
-)
-def s23_drift(
-    context: dg.AssetExecutionContext,
-    config: SuiteRunConfig,
-    market_data: MarketDataResource,
-    artifacts: ArtifactStoreResource,
-) -> dg.MaterializeResult:
-    """Do training and validation rows differ? Adversarial validation on X (xy_only)."""
-    cell = cell_of(context, market_data)
-    settings = DriftSettings(seed=config.seed, num_threads=config.num_threads)
-    verdict = run_s23(load_captured_fold(cell, artifacts), settings)
-    uri = artifacts.results().write(S23_DRIFT, cell, verdict)
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(verdict.content_hash()),
-        metadata={
-            "certification": verdict.certification.value,
-            "drift": verdict.drift.value,
-            "auc": dg.MetadataValue.float(verdict.figures.auc),
-            "verdict_uri": dg.MetadataValue.path(uri),
-            "verdict": dg.MetadataValue.json(verdict.model_dump(mode="json")),
-        },
-    )
-
-
-defs = dg.Definitions(assets=[anchor_and_consumers, s22a2_spread, s23_drift])

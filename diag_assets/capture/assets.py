@@ -1,5 +1,6 @@
 """``captured_fold``: a cell's replayed X/y and trial log, stored as Parquet and JSON."""
 
+import inspect
 import json
 import warnings
 from typing import Any
@@ -8,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.capture.modes import decide_mode, run_consumers
+from diag_assets.component.audit import Audit
 from diag_assets.core.capture.cache import CaptureResult, ColdCaptureRequiresOperator
 from diag_assets.core.capture.events import CaptureEvent, EventRecorder
 from diag_assets.core.capture.manifest import CaptureManifest
@@ -15,41 +17,57 @@ from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModeRefused, l
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.metadata import CaptureMetadata
-from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, CAPTURED_FOLD
-from diag_assets.core.recipe.code_version import recipe_code_version
+from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, CAPTURED_FOLD, MARKET_BARS
 from diag_assets.core.recipe.protocol import TrialSettings
-from diag_assets.core.recipe.reference import ReferenceRecipe
-from diag_assets.market.assets import market_bars
+from diag_assets.market.assets import market_data_of
 from diag_assets.metadata_values import contract_metadata
-from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key, cells_partitions
+from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key
 from resources.capture_cache import CaptureCacheResource
-from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 
-RECIPE = ReferenceRecipe()
+AUDIT_DEFAULT = "Unset: the audit's trials setting."
 
 
 class CaptureRunConfig(dg.Config):
-    """How to replay the cell's fine-tune; every field is part of the capture key."""
+    """How to replay the cell's fine-tune; every field is part of the capture key.
 
-    n_trials: int = Field(default=8, ge=1, le=500, description="Hyper-parameter trials.")
-    seed: int = Field(default=0, ge=0, description="Seed of the parameter draws and fits.")
-    max_rounds: int = Field(default=300, ge=1, le=5_000, description="Rounds per trial.")
-    early_stopping_rounds: int = Field(
-        default=30, ge=1, description="Rounds without improvement before a trial stops."
+    A field left unset takes the audit's ``trials`` setting (its defaults: 8 trials, seed 0,
+    300 rounds, early stopping after 30, 2 threads).
+    """
+
+    n_trials: int | None = Field(
+        default=None, ge=1, le=500, description=f"Hyper-parameter trials. {AUDIT_DEFAULT}"
     )
-    num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
+    seed: int | None = Field(
+        default=None, ge=0, description=f"Seed of the parameter draws and fits. {AUDIT_DEFAULT}"
+    )
+    max_rounds: int | None = Field(
+        default=None, ge=1, le=5_000, description=f"Rounds per trial. {AUDIT_DEFAULT}"
+    )
+    early_stopping_rounds: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"Rounds without improvement before a trial stops. {AUDIT_DEFAULT}",
+    )
+    num_threads: int | None = Field(
+        default=None, ge=1, le=64, description=f"LightGBM threads per fit. {AUDIT_DEFAULT}"
+    )
     capture_mode: str | None = Field(
         default=None,
         description="Capture mode override: full_replay, dataset_only or single_fit. Unset: "
         f"{MODE_ENV}, then the policy file diag_assets/policy/capture_mode.json.",
     )
 
-    def to_core(self, mode: CaptureMode = CaptureMode.FULL_REPLAY) -> CaptureConfig:
-        """The core capture config in ``mode``."""
-        return CaptureConfig(
-            mode=mode, trials=TrialSettings(**self.model_dump(exclude={"capture_mode"}))
-        )
+    def trials(self, defaults: TrialSettings | None = None) -> TrialSettings:
+        """The trial settings: the fields given here over ``defaults`` (the audit's)."""
+        given = self.model_dump(exclude={"capture_mode"}, exclude_none=True)
+        return (defaults or TrialSettings()).model_copy(update=given)
+
+    def to_core(
+        self, mode: CaptureMode = CaptureMode.FULL_REPLAY, defaults: TrialSettings | None = None
+    ) -> CaptureConfig:
+        """The core capture config in ``mode``, over the audit's trial settings ``defaults``."""
+        return CaptureConfig(mode=mode, trials=self.trials(defaults))
 
 
 def capture_record(result: CaptureResult) -> CaptureMetadata:
@@ -114,17 +132,33 @@ def _event_dicts(events: list[CaptureEvent]) -> list[dict[str, Any]]:
     return [json.loads(event.to_json()) for event in events]
 
 
-@dg.asset(
-    partitions_def=cells_partitions,
-    deps=[dg.AssetDep(market_bars, partition_mapping=CELL_TO_SYMBOL)],
-    code_version=recipe_code_version(RECIPE),
-    group_name="audit",
-    kinds={"lightgbm", "parquet"},
-)
-def captured_fold(
+def build_capture(audit: Audit) -> dg.Definitions:
+    """The audit's ``captured_fold``; its code version is the audit recipe's."""
+
+    @dg.asset(
+        key=audit.key(CAPTURED_FOLD),
+        partitions_def=audit.cells_partitions,
+        deps=[dg.AssetDep(audit.key(MARKET_BARS), partition_mapping=CELL_TO_SYMBOL)],
+        code_version=audit.recipe_version,
+        group_name=audit.group("audit"),
+        kinds={"lightgbm", "parquet"},
+        required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
+        description=inspect.cleandoc(capture_cell.__doc__ or ""),
+    )
+    def captured_fold(
+        context: dg.AssetExecutionContext, config: CaptureRunConfig
+    ) -> dg.MaterializeResult:
+        artifacts: ArtifactStoreResource = context.resources.artifacts
+        capture_cache: CaptureCacheResource = context.resources.capture_cache
+        return capture_cell(context, audit, config, artifacts, capture_cache)
+
+    return dg.Definitions(assets=[captured_fold])
+
+
+def capture_cell(
     context: dg.AssetExecutionContext,
+    audit: Audit,
     config: CaptureRunConfig,
-    market_data: MarketDataResource,
     artifacts: ArtifactStoreResource,
     capture_cache: CaptureCacheResource,
 ) -> dg.MaterializeResult:
@@ -139,16 +173,17 @@ def captured_fold(
     policy) is checked against the diagnostics this run materializes from the capture; a
     dataset_only capture serves xy_only diagnostics only.
     """
+    market_data = market_data_of(context, audit)
     source = market_data.source()
     cell = cell_from_partition_key(context.partition_key, source.universe)
-    consumers = run_consumers(context)
+    consumers = run_consumers(context, audit.key(CAPTURED_FOLD))
     policy = load_policy()
     try:
         decision = decide_mode(
             config_mode=config.capture_mode,
             consumers=consumers,
-            artifacts=artifacts,
-            recipe_version=recipe_code_version(RECIPE),
+            store=audit.store(artifacts),
+            recipe_version=audit.recipe_version,
             policy=policy,
         )
     except CaptureModeRefused as refused:
@@ -173,8 +208,8 @@ def captured_fold(
                 cell,
                 source,
                 market_data.fold_spec(),
-                RECIPE,
-                config.to_core(decision.mode),
+                audit.recipe,
+                config.to_core(decision.mode, audit.trials),
                 allow_cold=allow_cold,
                 run_id=context.op_execution_context.run_id,
                 events=recorder,
@@ -193,7 +228,7 @@ def captured_fold(
                 "capture_events": dg.MetadataValue.json(_event_dicts(recorder.events)),
             },
         ) from refused
-    artifacts.results().write(CAPTURED_FOLD, cell, result.manifest)
+    audit.results(artifacts).write(CAPTURED_FOLD, cell, result.manifest)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(result.manifest.content_hash),
         metadata={
@@ -210,6 +245,3 @@ def captured_fold(
             "consumers": dg.MetadataValue.json({k: str(v) for k, v in consumers.items()}),
         },
     )
-
-
-defs = dg.Definitions(assets=[captured_fold])

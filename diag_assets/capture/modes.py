@@ -19,13 +19,15 @@ from diag_assets.core.capture.mode_policy import (
 )
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, consumers_of
 from diag_assets.core.gates.records import read_release_gate, read_seam
-from resources.storage import ArtifactStoreResource
+from diag_assets.core.storage.blob import BlobStore
 
 # Whoever reads a capture later, when nothing says who: served as an unknown consumer.
 LATER_READERS = "later readers"
 
 
-def run_consumers(context: dg.AssetExecutionContext) -> dict[str, CaptureRequirement]:
+def run_consumers(
+    context: dg.AssetExecutionContext, capture: dg.AssetKey
+) -> dict[str, CaptureRequirement]:
     """The diagnostics that read the capture: those this run materializes after it.
 
     Each reader's diagnostic is the one it declares in its definition metadata
@@ -36,9 +38,9 @@ def run_consumers(context: dg.AssetExecutionContext) -> dict[str, CaptureRequire
     (``dg.build_asset_context``) outside a code location has no reader to count: its later
     readers are unknown.
     """
-    declared = location_readers(context)
+    declared = location_readers(context, capture)
     try:
-        in_job, selected = job_readers(context)
+        in_job, selected = job_readers(context, capture)
     except dg.DagsterError:
         # A direct call has no job: Dagster refuses job_def with a DagsterInvalidPropertyError,
         # which it exports only as this base class.
@@ -53,7 +55,7 @@ def decide_mode(
     *,
     config_mode: str | None,
     consumers: dict[str, CaptureRequirement],
-    artifacts: ArtifactStoreResource,
+    store: BlobStore,
     recipe_version: str,
     policy: CaptureModePolicy | None = None,
 ) -> ModeDecision:
@@ -62,8 +64,8 @@ def decide_mode(
         config_mode=config_mode,
         env_mode=os.environ.get(MODE_ENV),
         policy=policy or load_policy(),
-        release_gate=read_release_gate(artifacts.blob_store()),
-        seam=read_seam(artifacts.blob_store()),
+        release_gate=read_release_gate(store),
+        seam=read_seam(store),
         consumers=consumers,
         recipe_version=recipe_version,
     )

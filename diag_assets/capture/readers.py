@@ -18,9 +18,7 @@ from typing import Any
 import dagster as dg
 
 from diag_assets.core.diagnostics.consumers import CaptureReader
-from diag_assets.core.names import CAPTURED_FOLD
 
-CAPTURED_FOLD_KEY = dg.AssetKey(CAPTURED_FOLD)
 DIAGNOSTIC_KEY = "diagnostic"
 # The capture's definition metadata: every reader of the code location, asset -> diagnostic.
 READERS_KEY = "readers"
@@ -51,8 +49,8 @@ def _specs(assets: Iterable[object]) -> list[dg.AssetSpec]:
     return specs
 
 
-def capture_readers(assets: Iterable[object]) -> list[CaptureReader]:
-    """Every asset among ``assets`` that reads ``captured_fold``, with the diagnostic it declares.
+def capture_readers(assets: Iterable[object], capture: dg.AssetKey) -> list[CaptureReader]:
+    """Every asset among ``assets`` that reads the capture ``capture``, with its diagnostic.
 
     ``assets`` are the assets of a code location as it is composed (its Definitions' assets);
     a multi-asset counts once per spec that depends on the capture, and what is neither an
@@ -61,39 +59,43 @@ def capture_readers(assets: Iterable[object]) -> list[CaptureReader]:
     readers = {
         CaptureReader(spec.key.to_user_string(), _declared(dict(spec.metadata)))
         for spec in _specs(assets)
-        if any(dep.asset_key == CAPTURED_FOLD_KEY for dep in spec.deps)
+        if any(dep.asset_key == capture for dep in spec.deps)
     }
     return sorted(readers)
 
 
 def with_location_readers(
-    assets: Sequence[dg.AssetsDefinition], readers: Iterable[CaptureReader]
+    assets: Sequence[dg.AssetsDefinition],
+    readers: Iterable[CaptureReader],
+    capture: dg.AssetKey,
 ) -> list[dg.AssetsDefinition]:
     """``assets`` with the capture's definition metadata listing ``readers``.
 
-    Only the ``captured_fold`` spec changes; the other assets are returned as they are.
+    Only the spec of ``capture`` changes; the other assets are returned as they are.
     """
     listed = {reader.asset: reader.diagnostic for reader in readers}
 
     def _list_readers(spec: dg.AssetSpec) -> dg.AssetSpec:
-        if spec.key != CAPTURED_FOLD_KEY:
+        if spec.key != capture:
             return spec
         return spec.merge_attributes(metadata={READERS_KEY: dg.MetadataValue.json(listed)})
 
     return [
-        dg.map_asset_specs(_list_readers, [asset])[0] if CAPTURED_FOLD_KEY in asset.keys else asset
+        dg.map_asset_specs(_list_readers, [asset])[0] if capture in asset.keys else asset
         for asset in assets
     ]
 
 
-def location_readers(context: dg.AssetExecutionContext) -> list[CaptureReader] | None:
+def location_readers(
+    context: dg.AssetExecutionContext, capture: dg.AssetKey
+) -> list[CaptureReader] | None:
     """The readers the code location handed to the running capture, or ``None`` if none were.
 
     ``None`` when the capture was not composed into a code location (the module-level asset,
     as tests materialize it) or was called directly.
     """
     try:
-        metadata = context.assets_def.specs_by_key[CAPTURED_FOLD_KEY].metadata
+        metadata = context.assets_def.specs_by_key[capture].metadata
     except (dg.DagsterError, KeyError):
         return None
     listed = _plain(metadata.get(READERS_KEY))
@@ -102,8 +104,10 @@ def location_readers(context: dg.AssetExecutionContext) -> list[CaptureReader] |
     return sorted(CaptureReader(asset, diagnostic) for asset, diagnostic in listed.items())
 
 
-def job_readers(context: dg.AssetExecutionContext) -> tuple[list[CaptureReader], set[str]]:
-    """The readers of ``captured_fold`` in the running job's asset graph, and the selected assets.
+def job_readers(
+    context: dg.AssetExecutionContext, capture: dg.AssetKey
+) -> tuple[list[CaptureReader], set[str]]:
+    """The readers of ``capture`` in the running job's asset graph, and the selected assets.
 
     The job's graph holds the assets the job may run (a multi-asset with all its specs); the
     second item names the assets this run materializes.
@@ -115,11 +119,11 @@ def job_readers(context: dg.AssetExecutionContext) -> tuple[list[CaptureReader],
     layer = context.job_def.asset_layer
     graph = layer.asset_graph
     selected = {key.to_user_string() for key in layer.selected_asset_keys}
-    if not graph.has(CAPTURED_FOLD_KEY):
+    if not graph.has(capture):
         return [], selected
     readers = [
         CaptureReader(key.to_user_string(), _declared(dict(graph.get(key).metadata)))
-        for key in graph.get(CAPTURED_FOLD_KEY).child_entity_keys
+        for key in graph.get(capture).child_entity_keys
         if isinstance(key, dg.AssetKey)
     ]
     return sorted(readers), selected

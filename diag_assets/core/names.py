@@ -19,6 +19,21 @@ S23_DRIFT = "s23_drift"
 AUDIT_REPORT = "audit_report"
 AUDIT_SUMMARY = "audit_summary"
 
+# The asset of each built-in diagnostic; a plug-in diagnostic's asset is named after it.
+DIAGNOSTIC_ASSETS = {
+    "s22a1": S22A1_ANCHOR,
+    "s40": S40_VERDICT,
+    "s27": S27_CALIBRATION,
+    "s22a2": S22A2_SPREAD,
+    "s23": S23_DRIFT,
+}
+
+
+def diagnostic_asset(diagnostic: str) -> str:
+    """The asset name of the diagnostic ``diagnostic`` (a built-in's, or its own name)."""
+    return DIAGNOSTIC_ASSETS.get(diagnostic, diagnostic)
+
+
 # The op that materializes the anchor and the verdicts that cross-reference it (its name is
 # where run config addresses them).
 ANCHOR_AND_CONSUMERS = "anchor_and_consumers"
@@ -51,6 +66,7 @@ PHASE0_GATES_SCHEDULE = "phase0_gates_refresh"
 RELEASE_PARITY_JOB = "lever3_release"
 FIXTURE_GATES_JOB = "fixture_gates"
 REAUDIT_SENSOR = "reaudit_requests"
+REGISTER_SYMBOLS_SENSOR = "register_symbols"
 
 # Partitions: the dynamic partitions of the market's symbols.
 SYMBOLS_PARTITIONS = "symbols"

@@ -28,16 +28,20 @@ class HistoryConfig(dg.Config):
     )
 
 
-def history_from_instance(instance: dg.DagsterInstance, since: datetime) -> list[HistoryEvent]:
-    """Every gate-relevant materialization since ``since``, as history events, oldest first."""
+def history_from_instance(
+    instance: dg.DagsterInstance, since: datetime, prefix: str = ""
+) -> list[HistoryEvent]:
+    """Every gate-relevant materialization since ``since``, as history events, oldest first.
+
+    ``prefix`` is the audit's: its assets' keys are ``prefix/<asset>``.
+    """
     events: list[HistoryEvent] = []
     for asset in HISTORY_ASSETS:
+        key = dg.AssetKey([prefix, asset]) if prefix else dg.AssetKey(asset)
         cursor = None
         while True:
             page = instance.fetch_materializations(
-                dg.AssetRecordsFilter(
-                    asset_key=dg.AssetKey(asset), after_timestamp=since.timestamp()
-                ),
+                dg.AssetRecordsFilter(asset_key=key, after_timestamp=since.timestamp()),
                 limit=PAGE,
                 cursor=cursor,
                 ascending=True,
@@ -56,11 +60,12 @@ def history_from_instance(instance: dg.DagsterInstance, since: datetime) -> list
 
 
 def load_history(
-    config: HistoryConfig, instance: dg.DagsterInstance, now: datetime
+    config: HistoryConfig, instance: dg.DagsterInstance, now: datetime, prefix: str = ""
 ) -> list[HistoryEvent]:
-    """The history ``config`` names."""
+    """The history ``config`` names, of the audit with ``prefix``."""
     if config.source == "instance":
-        return history_from_instance(instance, now - timedelta(days=config.lookback_days))
+        since = now - timedelta(days=config.lookback_days)
+        return history_from_instance(instance, since, prefix)
     if config.source == "jsonl":
         if not config.jsonl_path:
             raise DiagInputError(

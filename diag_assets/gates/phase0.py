@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import dagster as dg
 from pydantic import BaseModel, Field, ValidationError
 
+from diag_assets.component.audit import Audit
 from diag_assets.core.diagnostics.consumers import (
     DIAGNOSTIC_CAPTURE_REQUIREMENTS,
     CaptureReader,
@@ -119,56 +120,15 @@ def _plot_series(history: list[HistoryEvent]) -> tuple[list[float], dict[str, fl
 
 def _history_gate(
     context: dg.AssetExecutionContext,
+    audit: Audit,
     config: GateConfig,
     gate: Callable[..., ReportT],
     settings_model: type[BaseModel],
 ) -> tuple[list[HistoryEvent], ReportT]:
     """Read the configured history and run ``gate`` on it with the configured thresholds."""
     now = datetime.now(UTC)
-    history = load_history(config, context.instance, now)
+    history = load_history(config, context.instance, now, audit.prefix)
     return history, gate(history, _settings(settings_model, config.thresholds), now=now)
-
-
-@dg.asset(group_name=GROUP, kinds={"python"})
-def g_b7_cost(
-    context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
-) -> dg.MaterializeResult:
-    """The anchor's cost: is skipping the s22a1 anchor (the anchor skip) worth wiring?
-
-    The anchor's cost (p50, p95, variance and how much data size explains it) decides GO,
-    GO_LIMITED, DEFER or INSUFFICIENT_DATA.
-    """
-    history, report = _history_gate(context, config, anchor_cost_gate, AnchorCostSettings)
-    elapsed, _ = _plot_series(history)
-    uri = write_report(artifacts.blob_store(), ANCHOR_COST_GATE, report)
-    return gate_result(report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed)))
-
-
-@dg.asset(group_name=GROUP, kinds={"python"})
-def g_a1_reuse(
-    context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
-) -> dg.MaterializeResult:
-    """Re-audit reuse, the capture cache's value: how often are the same cells re-audited?
-
-    HIGH or LOW reuse, with the induced-demand note when low reuse may be caused by the cost
-    of a re-audit itself.
-    """
-    history, report = _history_gate(context, config, reuse_gate, ReuseSettings)
-    _, per_cell = _plot_series(history)
-    uri = write_report(artifacts.blob_store(), REUSE_GATE, report)
-    return gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
-
-
-@dg.asset(group_name=GROUP, kinds={"python"})
-def lever1_gate2_drift(
-    context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
-) -> dg.MaterializeResult:
-    """The capture cache's drift rate: the share of drift checks that found drift.
-
-    It argues for the default check_drift policy.
-    """
-    _, report = _history_gate(context, config, drift_rate_gate, DriftRateSettings)
-    return gate_result(report, write_report(artifacts.blob_store(), DRIFT_RATE_GATE, report))
 
 
 class CaptureSizeGateConfig(dg.Config):
@@ -180,28 +140,16 @@ class CaptureSizeGateConfig(dg.Config):
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"python"})
-def lever1_gate3_size(
-    config: CaptureSizeGateConfig,
-    capture_cache: CaptureCacheResource,
-    artifacts: ArtifactStoreResource,
-) -> dg.MaterializeResult:
-    """The capture cache's size gate: artifact bytes per capture, from the capture catalog."""
-    with capture_cache.open() as cache:
-        sizes = capture_bytes(cache.entries())
-    report = capture_size_gate(sizes, _settings(CaptureSizeSettings, config.thresholds))
-    return gate_result(report, write_report(artifacts.blob_store(), CAPTURE_SIZE_GATE, report))
+def consumer_map_asset(audit: Audit, readers: Iterable[CaptureReader]) -> dg.AssetsDefinition:
+    """The consumer map ``g_c0_consumers`` of an audit whose capture has ``readers``.
 
-
-def consumer_map_asset(readers: Iterable[CaptureReader]) -> dg.AssetsDefinition:
-    """The consumer map ``g_c0_consumers`` of a code location whose capture has ``readers``.
-
-    ``readers`` are every asset of the code location that reads ``captured_fold``, with the
-    diagnostic each declares, collected when the code location is composed.
+    ``readers`` are every asset of the code location that reads the audit's
+    ``captured_fold``, with the diagnostic each declares, collected when the code location is
+    composed.
     """
     listed = sorted(set(readers))
 
-    @dg.asset(name=CONSUMERS_GATE, group_name=GROUP, kinds={"python"})
+    @dg.asset(key=audit.key(CONSUMERS_GATE), group_name=audit.group(GROUP), kinds={"python"})
     def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
         """The consumer map: every asset that reads captured_fold and what it needs of a capture.
 
@@ -211,81 +159,157 @@ def consumer_map_asset(readers: Iterable[CaptureReader]) -> dg.AssetsDefinition:
         """
         # The registry fills as the diagnostics' modules are imported (they are, by definitions).
         report = consumer_map_gate(listed, DIAGNOSTIC_CAPTURE_REQUIREMENTS)
-        return gate_result(report, write_report(artifacts.blob_store(), CONSUMERS_GATE, report))
+        return gate_result(report, write_report(audit.store(artifacts), CONSUMERS_GATE, report))
 
     return g_c0_consumers
 
 
-@dg.asset(
-    group_name=GROUP,
-    deps=[g_b7_cost, g_a1_reuse, CONSUMERS_GATE, lever1_gate2_drift, lever1_gate3_size],
-    kinds={"python"},
-)
-def phase0_exit(
-    context: dg.AssetExecutionContext, config: HistoryConfig, artifacts: ArtifactStoreResource
-) -> dg.MaterializeResult:
-    """The consolidated Phase-0 report: every gate's decision and the feature order.
+def build_phase0(audit: Audit) -> dg.Definitions:
+    """The audit's history gates, its exit report, and their job and schedule.
 
-    The gates order the anchor skip, the capture cache and the capture modes; the Markdown
-    carries every gate's numbers and reasons, and the report is also stored as JSON.
+    Without the consumer map: the code location adds :func:`consumer_map_asset` with the
+    readers of the audit's capture once every asset is known.
     """
-    store = artifacts.blob_store()
-    anchor_cost = read_report(store, ANCHOR_COST_GATE, AnchorCostReport)
-    reuse = read_report(store, REUSE_GATE, ReuseReport)
-    consumer_map = read_report(store, CONSUMERS_GATE, ConsumerMapReport)
-    stored = ((ANCHOR_COST_GATE, anchor_cost), (REUSE_GATE, reuse), (CONSUMERS_GATE, consumer_map))
-    missing = [name for name, r in stored if r is None]
-    if anchor_cost is None or reuse is None or consumer_map is None:
-        raise dg.Failure(f"phase0_exit needs {', '.join(missing)}: materialize them first.")
-    invariance = read_report(store, INVARIANCE_GATE, GateVerdict)
-    seam = read_report(store, SEAM_GATE, GateVerdict)
-    report = exit_report(
-        anchor_cost,
-        reuse,
-        consumer_map,
-        invariance.passed if invariance else None,
-        seam.passed if seam else None,
-        drift_rate=read_report(store, DRIFT_RATE_GATE, DriftRateReport),
-        capture_size=read_report(store, CAPTURE_SIZE_GATE, CaptureSizeReport),
+
+    @dg.asset(key=audit.key(ANCHOR_COST_GATE), group_name=audit.group(GROUP), kinds={"python"})
+    def g_b7_cost(
+        context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+    ) -> dg.MaterializeResult:
+        """The anchor's cost: is skipping the s22a1 anchor (the anchor skip) worth wiring?
+
+        The anchor's cost (p50, p95, variance and how much data size explains it) decides GO,
+        GO_LIMITED, DEFER or INSUFFICIENT_DATA.
+        """
+        history, report = _history_gate(
+            context, audit, config, anchor_cost_gate, AnchorCostSettings
+        )
+        elapsed, _ = _plot_series(history)
+        uri = write_report(audit.store(artifacts), ANCHOR_COST_GATE, report)
+        return gate_result(
+            report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed))
+        )
+
+    @dg.asset(key=audit.key(REUSE_GATE), group_name=audit.group(GROUP), kinds={"python"})
+    def g_a1_reuse(
+        context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+    ) -> dg.MaterializeResult:
+        """Re-audit reuse, the capture cache's value: how often are the same cells re-audited?
+
+        HIGH or LOW reuse, with the induced-demand note when low reuse may be caused by the cost
+        of a re-audit itself.
+        """
+        history, report = _history_gate(context, audit, config, reuse_gate, ReuseSettings)
+        _, per_cell = _plot_series(history)
+        uri = write_report(audit.store(artifacts), REUSE_GATE, report)
+        return gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
+
+    @dg.asset(key=audit.key(DRIFT_RATE_GATE), group_name=audit.group(GROUP), kinds={"python"})
+    def lever1_gate2_drift(
+        context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+    ) -> dg.MaterializeResult:
+        """The capture cache's drift rate: the share of drift checks that found drift.
+
+        It argues for the default check_drift policy.
+        """
+        _, report = _history_gate(context, audit, config, drift_rate_gate, DriftRateSettings)
+        return gate_result(report, write_report(audit.store(artifacts), DRIFT_RATE_GATE, report))
+
+    @dg.asset(key=audit.key(CAPTURE_SIZE_GATE), group_name=audit.group(GROUP), kinds={"python"})
+    def lever1_gate3_size(
+        config: CaptureSizeGateConfig,
+        capture_cache: CaptureCacheResource,
+        artifacts: ArtifactStoreResource,
+    ) -> dg.MaterializeResult:
+        """The capture cache's size gate: artifact bytes per capture, from the capture catalog."""
+        with capture_cache.open() as cache:
+            sizes = capture_bytes(cache.entries())
+        report = capture_size_gate(sizes, _settings(CaptureSizeSettings, config.thresholds))
+        return gate_result(report, write_report(audit.store(artifacts), CAPTURE_SIZE_GATE, report))
+
+    @dg.asset(
+        key=audit.key(PHASE0_EXIT),
+        group_name=audit.group(GROUP),
+        deps=[
+            g_b7_cost,
+            g_a1_reuse,
+            audit.key(CONSUMERS_GATE),
+            lever1_gate2_drift,
+            lever1_gate3_size,
+        ],
+        kinds={"python"},
     )
-    uri = write_report(store, PHASE0_EXIT, report)
-    elapsed, per_cell = _plot_series(load_history(config, context.instance, datetime.now(UTC)))
-    plots = {"s22a1 elapsed (s)": text_histogram(elapsed), "audits per cell": text_bars(per_cell)}
-    return dg.MaterializeResult(
-        metadata={
-            FEATURE_ORDER_KEY: " -> ".join(report.order) or "none",
-            BLOCKED_KEY: dg.MetadataValue.json(report.blocked),
-            "deferred": dg.MetadataValue.json(report.deferred),
-            "report": dg.MetadataValue.md(report.markdown(appendix=plots)),
-            "report_uri": dg.MetadataValue.path(uri),
+    def phase0_exit(
+        context: dg.AssetExecutionContext, config: HistoryConfig, artifacts: ArtifactStoreResource
+    ) -> dg.MaterializeResult:
+        """The consolidated Phase-0 report: every gate's decision and the feature order.
+
+        The gates order the anchor skip, the capture cache and the capture modes; the Markdown
+        carries every gate's numbers and reasons, and the report is also stored as JSON.
+        """
+        store = audit.store(artifacts)
+        anchor_cost = read_report(store, ANCHOR_COST_GATE, AnchorCostReport)
+        reuse = read_report(store, REUSE_GATE, ReuseReport)
+        consumer_map = read_report(store, CONSUMERS_GATE, ConsumerMapReport)
+        stored = (
+            (ANCHOR_COST_GATE, anchor_cost),
+            (REUSE_GATE, reuse),
+            (CONSUMERS_GATE, consumer_map),
+        )
+        missing = [name for name, r in stored if r is None]
+        if anchor_cost is None or reuse is None or consumer_map is None:
+            raise dg.Failure(f"phase0_exit needs {', '.join(missing)}: materialize them first.")
+        invariance = read_report(store, INVARIANCE_GATE, GateVerdict)
+        seam = read_report(store, SEAM_GATE, GateVerdict)
+        report = exit_report(
+            anchor_cost,
+            reuse,
+            consumer_map,
+            invariance.passed if invariance else None,
+            seam.passed if seam else None,
+            drift_rate=read_report(store, DRIFT_RATE_GATE, DriftRateReport),
+            capture_size=read_report(store, CAPTURE_SIZE_GATE, CaptureSizeReport),
+        )
+        uri = write_report(store, PHASE0_EXIT, report)
+        elapsed, per_cell = _plot_series(
+            load_history(config, context.instance, datetime.now(UTC), audit.prefix)
+        )
+        plots = {
+            "s22a1 elapsed (s)": text_histogram(elapsed),
+            "audits per cell": text_bars(per_cell),
         }
+        return dg.MaterializeResult(
+            metadata={
+                FEATURE_ORDER_KEY: " -> ".join(report.order) or "none",
+                BLOCKED_KEY: dg.MetadataValue.json(report.blocked),
+                "deferred": dg.MetadataValue.json(report.deferred),
+                "report": dg.MetadataValue.md(report.markdown(appendix=plots)),
+                "report_uri": dg.MetadataValue.path(uri),
+            }
+        )
+
+    phase0_gates_job = dg.define_asset_job(
+        audit.name(PHASE0_GATES_JOB),
+        # By key: the consumer map is built when the code location is composed.
+        selection=[
+            g_b7_cost.key,
+            g_a1_reuse.key,
+            lever1_gate2_drift.key,
+            lever1_gate3_size.key,
+            audit.key(CONSUMERS_GATE),
+            phase0_exit.key,
+        ],
+        description="Recompute the history-based Phase-0 gates and the exit report.",
     )
 
+    gates_refresh = dg.ScheduleDefinition(
+        name=audit.name(PHASE0_GATES_SCHEDULE),
+        job=phase0_gates_job,
+        cron_schedule="0 6 * * *",
+        description="Every morning: the gates read the latest history and re-decide.",
+    )
 
-phase0_gates_job = dg.define_asset_job(
-    PHASE0_GATES_JOB,
-    # By key: the consumer map is built when the code location is composed.
-    selection=[
-        g_b7_cost.key,
-        g_a1_reuse.key,
-        lever1_gate2_drift.key,
-        lever1_gate3_size.key,
-        dg.AssetKey(CONSUMERS_GATE),
-        phase0_exit.key,
-    ],
-    description="Recompute the history-based Phase-0 gates and the exit report.",
-)
-
-gates_refresh = dg.ScheduleDefinition(
-    name=PHASE0_GATES_SCHEDULE,
-    job=phase0_gates_job,
-    cron_schedule="0 6 * * *",
-    description="Every morning: the gates read the latest history and re-decide.",
-)
-
-# Without the consumer map: the code location adds consumer_map_asset(its readers).
-defs = dg.Definitions(
-    assets=[g_b7_cost, g_a1_reuse, lever1_gate2_drift, lever1_gate3_size, phase0_exit],
-    jobs=[phase0_gates_job],
-    schedules=[gates_refresh],
-)
+    return dg.Definitions(
+        assets=[g_b7_cost, g_a1_reuse, lever1_gate2_drift, lever1_gate3_size, phase0_exit],
+        jobs=[phase0_gates_job],
+        schedules=[gates_refresh],
+    )

@@ -1,15 +1,20 @@
 """The capture GC job: retire old captures and keep the store's lifecycle rules in place."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
 
+from diag_assets.component.audit import AUDITS_NAMESPACE
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.names import CAPTURE_GC_JOB, CAPTURED_FOLD
 from diag_assets.core.storage.s3 import StoreUnavailable
 from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
+
+# ``<prefix>/results/captured_fold/<cell>.json`` below the audits' namespace.
+_AUDIT_POINTER = re.compile(rf"^[a-z][a-z0-9_]*/results/{CAPTURED_FOLD}/[^/]+\.json$")
 
 
 class CaptureGcConfig(dg.Config):
@@ -21,11 +26,23 @@ class CaptureGcConfig(dg.Config):
 
 
 def captures_in_use(artifacts: ArtifactStoreResource) -> set[str]:
-    """Capture keys the cells' diagnostics currently read (their captured_fold pointers)."""
+    """Capture keys the cells' diagnostics currently read (their captured_fold pointers).
+
+    Of every audit the store holds results of: the packaged audit's (``results/``) and each
+    prefixed audit's (``audits/<prefix>/results/``), whether or not this code location still
+    defines it.
+    """
     results = artifacts.results()
+    store = results.store
+    pointers = store.list_keys(f"{results.prefix}/{CAPTURED_FOLD}")
+    pointers += [
+        key
+        for key in store.list_keys(AUDITS_NAMESPACE)
+        if _AUDIT_POINTER.match(key.removeprefix(f"{AUDITS_NAMESPACE}/"))
+    ]
     keys = set()
-    for key in results.store.list_keys(f"{results.prefix}/{CAPTURED_FOLD}"):
-        manifest = CaptureManifest.model_validate_json(results.store.read_bytes(key))
+    for key in pointers:
+        manifest = CaptureManifest.model_validate_json(store.read_bytes(key))
         keys.add(manifest.capture_key)
     return keys
 

@@ -3,14 +3,19 @@
 import dagster as dg
 import pytest
 
-from diag_assets.audit.diagnostics import anchor_and_consumers, s22a2_spread, s23_drift
-from diag_assets.audit.reports import audit_report, audit_summary
-from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
 from diag_assets.core.storage.results import ResultStore
 from diag_assets.definitions import defs
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+from tests.fixtures.audit import (
+    anchor_and_consumers,
+    audit_report,
+    audit_summary,
+    captured_fold,
+    s22a2_spread,
+    s23_drift,
+)
 
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-2")
 KEY = cell_partition_key(CELL)

@@ -3,21 +3,16 @@
 import dagster as dg
 import pytest
 
-from diag_assets.audit.diagnostics import (
-    AuditRunConfig,
-    SuiteRunConfig,
-    anchor_and_consumers,
-    s23_drift,
-)
-from diag_assets.capture.assets import CaptureRunConfig, captured_fold
+from diag_assets.audit.diagnostics import AuditRunConfig, SuiteRunConfig
+from diag_assets.capture.assets import CaptureRunConfig
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.certification import Certification
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
 from diag_assets.core.names import CAPTURED_FOLD, S22A1_ANCHOR, S40_VERDICT
-from diag_assets.market.assets import market_bars
 from diag_assets.partitions import cell_from_partition_key, cell_partition_key
 from tests.dagster.conftest import APPROVED
+from tests.fixtures.audit import anchor_and_consumers, captured_fold, market_bars, s23_drift
 
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-3")
 KEY = cell_partition_key(CELL)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diag_assets.capture.assets import CaptureRunConfig, captured_fold
+from diag_assets.capture.assets import CaptureRunConfig
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.partitions import cell_from_partition_key
@@ -19,6 +19,7 @@ from tests.dagster.conftest import (
     real_market_data,
     tiny_market_data,
 )
+from tests.fixtures.audit import captured_fold
 
 
 def _capture_error(resources, instance, symbol: str, fold: str = "fold-1") -> str:

@@ -4,9 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
-from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.consumers import (
     DIAGNOSTIC_CAPTURE_REQUIREMENTS,
@@ -27,6 +25,7 @@ from diag_assets.gates.phase0 import (
 )
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+from tests.fixtures.audit import anchor_and_consumers, captured_fold
 from tests.fixtures.history import write_jsonl
 from tests.fixtures.readers import drift_second_opinion, finetune_audit
 

@@ -4,13 +4,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
-from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
-from diag_assets.market.assets import market_bars
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources, real_market_data
+from tests.fixtures.audit import anchor_and_consumers, captured_fold, market_bars
 
 AUDIT = [captured_fold, anchor_and_consumers]
 

@@ -5,8 +5,6 @@ from typing import Any
 
 import dagster as dg
 
-from diag_assets.audit.diagnostics import anchor_and_consumers
-from diag_assets.capture.assets import captured_fold
 from diag_assets.core.capture.cache import CaptureOutcome
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
@@ -29,6 +27,7 @@ from diag_assets.core.names import (
 from diag_assets.gates.history import history_from_instance
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources
+from tests.fixtures.audit import anchor_and_consumers, captured_fold
 
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-1")
 

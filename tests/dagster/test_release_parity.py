@@ -4,9 +4,7 @@ import dagster as dg
 import pytest
 
 import diag_assets.capture.assets as capture_module
-from diag_assets.audit.diagnostics import anchor_and_consumers, s22a2_spread, s23_drift
 from diag_assets.audit.run_results import materialized_metadata
-from diag_assets.capture.assets import captured_fold
 from diag_assets.capture.modes import LATER_READERS, run_consumers
 from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModePolicy
 from diag_assets.core.capture.modes import CaptureMode
@@ -24,6 +22,7 @@ from diag_assets.gates.fixture_set import (
 )
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+from tests.fixtures.audit import anchor_and_consumers, captured_fold, s22a2_spread, s23_drift
 from tests.fixtures.no_seam_recipe import InLoopPrepRecipe
 from tests.fixtures.readers import drift_second_opinion, finetune_audit
 

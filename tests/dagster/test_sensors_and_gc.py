@@ -5,14 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from diag_assets.capture.assets import captured_fold
 from diag_assets.core.capture.gc import plan_gc
 from diag_assets.core.cells import CellRef
 from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
 from diag_assets.definitions import defs
 from diag_assets.partitions import cell_partition_key
-from sensors.reaudit import reaudit_requests
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+from tests.fixtures.audit import captured_fold, reaudit_requests
 
 WARM = CellRef.parse("defi_top5/UNIUSDC/fold-1")
 COLD = CellRef.parse("defi_top5/OPUSDC/fold-1")

@@ -4,15 +4,14 @@ import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
-from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
 from diag_assets.core.storage.catalog.catalog import PostgresCatalog
 from diag_assets.partitions import cell_partition_key
 from resources.environment import build_production_resources
 from resources.storage import S3ArtifactStore
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, tiny_market_data
+from tests.fixtures.audit import anchor_and_consumers, captured_fold
 from tests.services import s3_client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]

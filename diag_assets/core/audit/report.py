@@ -10,7 +10,7 @@ reads as downgraded in its first line and says why (a single_fit capture, the an
 or both); the summary counts only CERTIFIED cells as complete.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.diagnostics.certification import AnchorUse, Certification, certify
-from diag_assets.core.diagnostics.verdicts import S40Verdict
+from diag_assets.core.diagnostics.plugin import NOT_APPLICABLE, NotApplicable
 
 CERTIFICATION_ORDER = {
     Certification.INCONCLUSIVE_TOOLING: 0,
@@ -38,6 +38,7 @@ class DiagnosticLine(BaseModel):
     certification: Certification | None
     finding: str
     stale: bool = False
+    applicable: bool = True
 
 
 class AuditReport(BaseModel):
@@ -104,7 +105,11 @@ class _CellFacts:
         return AnchorUse.USED if self.anchor_used_by else AnchorUse.NOT_NEEDED
 
 
-def _gather(current: str | None, verdicts: Mapping[str, Verdict | None]) -> _CellFacts:
+def _gather(
+    current: str | None,
+    verdicts: Mapping[str, Verdict | NotApplicable | None],
+    findings: Mapping[str, str],
+) -> _CellFacts:
     facts = _CellFacts(problems=[] if verdicts else ["no diagnostic ran."])
     for name, verdict in verdicts.items():
         if verdict is None:
@@ -112,6 +117,19 @@ def _gather(current: str | None, verdicts: Mapping[str, Verdict | None]) -> _Cel
                 DiagnosticLine(name=name, present=False, certification=None, finding="not run")
             )
             facts.problems.append(f"{name} did not run.")
+            continue
+        if isinstance(verdict, NotApplicable):
+            # It claims nothing, so it neither supports nor weakens the cell's certification.
+            facts.lines.append(
+                DiagnosticLine(
+                    name=name,
+                    present=True,
+                    certification=None,
+                    finding=f"{NOT_APPLICABLE}: {verdict.reason}",
+                    stale=current is not None and verdict.capture_content_hash != current,
+                    applicable=False,
+                )
+            )
             continue
         certification = Certification(verdict.certification)
         verdict_capture = verdict.capture_content_hash
@@ -121,7 +139,7 @@ def _gather(current: str | None, verdicts: Mapping[str, Verdict | None]) -> _Cel
                 name=name,
                 present=True,
                 certification=certification,
-                finding=_finding(name, verdict),
+                finding=findings.get(name) or verdict.certification_reason,
                 stale=stale,
             )
         )
@@ -139,15 +157,21 @@ def _gather(current: str | None, verdicts: Mapping[str, Verdict | None]) -> _Cel
 
 
 def build_audit_report(
-    cell_ref: str, manifest: CaptureManifest | None, verdicts: Mapping[str, Verdict | None]
+    cell_ref: str,
+    manifest: CaptureManifest | None,
+    verdicts: Mapping[str, Verdict | NotApplicable | None],
+    findings: Mapping[str, str] | None = None,
 ) -> AuditReport:
     """Assemble a cell's report from its latest verdicts (``None`` = never run).
 
-    A verdict computed from another capture than the cell's current one is shown as stale
-    and cannot support a CERTIFIED report; neither can a cell without a captured fold.
+    ``findings`` are each diagnostic's one-line finding (its plug-in's ``finding``); a
+    verdict without one shows its certification reason. A verdict computed from another
+    capture than the cell's current one is shown as stale and cannot support a CERTIFIED
+    report; neither can a cell without a captured fold. A NOT_APPLICABLE diagnostic is shown
+    and claims nothing.
     """
     current = manifest.content_hash if manifest is not None else None
-    facts = _gather(current, verdicts)
+    facts = _gather(current, verdicts, findings or {})
     if manifest is None:
         facts.problems.insert(0, "the cell has no captured fold.")
     problems = " ".join(facts.problems)
@@ -181,23 +205,11 @@ def build_audit_report(
     )
 
 
-def _finding(name: str, verdict: Verdict) -> str:
-    if isinstance(verdict, S40Verdict):
-        signal = verdict.signal.value if verdict.signal else "NOT_RUN"
-        p_value = f", p={verdict.probe.p_value:.3f}" if verdict.probe else ""
-        return f"{signal}{p_value}; crossref {verdict.s22a1_crossref_status.value}"
-    for attribute in ("status", "drift", "calibration"):
-        value = getattr(verdict, attribute, None)
-        if value is not None:
-            return str(value)
-    return verdict.certification_reason
-
-
 def _markdown(
     cell_ref: str, headline: str, manifest: CaptureManifest | None, lines: list[DiagnosticLine]
 ) -> str:
     rows = "\n".join(
-        f"| {line.name} | {line.certification.value if line.certification else '-'} | "
+        f"| {line.name} | {_claim(line)} | "
         f"{line.finding}{' (stale: computed on another capture)' if line.stale else ''} |"
         for line in lines
     )
@@ -213,21 +225,43 @@ def _markdown(
     )
 
 
-def summarize(reports: list[AuditReport]) -> AuditSummary:
-    """Counts by certification, and each cell's reasons; only CERTIFIED cells are complete."""
+def _claim(line: DiagnosticLine) -> str:
+    if not line.applicable:
+        return NOT_APPLICABLE
+    return line.certification.value if line.certification else "-"
+
+
+def _column(report: AuditReport, name: str) -> str:
+    line = next((line for line in report.diagnostics if line.name == name), None)
+    if line is None or not line.present:
+        return "not run"
+    return _claim(line)
+
+
+def summarize(reports: list[AuditReport], diagnostics: Sequence[str] = ()) -> AuditSummary:
+    """Counts by certification, each cell's reasons, and a column per diagnostic.
+
+    ``diagnostics`` name the columns (the audit's diagnostics, in order); each shows what
+    that diagnostic's verdict claims for the cell. Only CERTIFIED cells are complete.
+    """
     by = {c: [r for r in reports if r.certification is c] for c in Certification}
     rows = [
         {
             "cell_ref": r.cell_ref,
             "certification": r.certification.value,
             "complete": "yes" if r.certification is Certification.CERTIFIED else "NO",
+            **{name: _column(r, name) for name in diagnostics},
             "headline": r.headline,
             "why": " ".join(r.reasons) or "-",
         }
         for r in sorted(reports, key=lambda r: r.cell_ref)
     ]
+    columns = "".join(f" {name} |" for name in diagnostics)
+    rule = "---|" * len(diagnostics)
     table = "\n".join(
-        f"| {row['cell_ref']} | {row['certification']} | {row['complete']} | {row['why']} |"
+        f"| {row['cell_ref']} | {row['certification']} | {row['complete']} |"
+        + "".join(f" {row[name]} |" for name in diagnostics)
+        + f" {row['why']} |"
         for row in rows
     )
     certified = len(by[Certification.CERTIFIED])
@@ -236,7 +270,7 @@ def summarize(reports: list[AuditReport]) -> AuditSummary:
     markdown = (
         f"**{certified} of {len(reports)} cells complete (CERTIFIED)**; {downgraded} "
         f"DOWNGRADED (not complete); {inconclusive} INCONCLUSIVE_TOOLING.\n\n"
-        f"| cell | certification | complete | why |\n|---|---|---|---|\n{table}\n"
+        f"| cell | certification | complete |{columns} why |\n|---|---|---|{rule}---|\n{table}\n"
     )
     return AuditSummary(
         cells=len(reports),

@@ -4,7 +4,8 @@ One file per request, ``<anything>.json``::
 
     {"cell_ref": "defi_top5/UNIUSDC/fold-3", "requested_by": "alice", "reason": "new model"}
 
-``cell_ref`` is required; the other fields are free text recorded on the run. A request is
+``cell_ref`` is required; ``audit`` names the audit by its prefix (leave it out for the
+packaged audit); the other fields are free text recorded on the run. A request is
 identified by its file name and content, so editing a file makes it a new request.
 """
 
@@ -25,6 +26,7 @@ class AuditRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cell_ref: str
+    audit: str = ""
     requested_by: str = "unknown"
     reason: str = ""
 

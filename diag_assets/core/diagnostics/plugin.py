@@ -83,12 +83,6 @@ class Diagnostic(ABC):
     tasks: ClassVar[frozenset[TaskKind]] = frozenset(TaskKind)
     description: ClassVar[str] = ""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if getattr(cls, "__abstractmethods__", None):
-            return
-        check_declarations(cls)
-
     @abstractmethod
     def run(self, view: CaptureView, settings: Any, anchor: AnchorResult | None) -> BaseModel:
         """The diagnostic's result for one capture.
@@ -97,6 +91,22 @@ class Diagnostic(ABC):
         result for a diagnostic that ``reads_anchor``, or ``None`` when the run skipped the
         anchor (the result should then say it went without it); always ``None`` for the others.
         """
+
+    def evaluate(
+        self, captured: CapturedFold, settings: Any, anchor: AnchorResult | None
+    ) -> BaseModel:
+        """Run on a verified capture: :meth:`run` on a view cut to the requirement.
+
+        The built-in diagnostics override this to call their guarded core functions, which
+        cut the same view.
+        """
+        view = CaptureView(
+            self.name,
+            self.requirement,
+            captured,
+            anchor if self.requirement is CaptureRequirement.TRIAL_DYNAMICS else None,
+        )
+        return self.run(view, settings, anchor if self.reads_anchor else None)
 
     def finding(self, result: BaseModel) -> str:
         """One line for the cell's report: what the result found."""
@@ -178,8 +188,10 @@ def register(diagnostic: Diagnostic) -> Diagnostic:
     Registering the same class again is a no-op; another class under a taken name is refused.
 
     Raises:
-        DiagInputError: the name belongs to another diagnostic.
+        DiagInputError: a declaration is missing (:func:`check_declarations`), or the name
+            belongs to another diagnostic.
     """
+    check_declarations(type(diagnostic))
     known = _REGISTERED.get(diagnostic.name)
     if known is not None:
         if type(known) is type(diagnostic):
@@ -251,13 +263,7 @@ def run_diagnostic(
             capture_content_hash=manifest.content_hash,
         )
     refuse_reduced_capture(diagnostic.name, diagnostic.requirement, manifest)
-    view = CaptureView(
-        diagnostic.name,
-        diagnostic.requirement,
-        captured,
-        anchor if diagnostic.requirement is CaptureRequirement.TRIAL_DYNAMICS else None,
-    )
-    result = diagnostic.run(view, settings, anchor if diagnostic.reads_anchor else None)
+    result = diagnostic.evaluate(captured, settings, anchor if diagnostic.reads_anchor else None)
     if not isinstance(result, diagnostic.result_model):
         raise TypeError(
             f"Diagnostic {diagnostic.name!r} returned {type(result).__name__}, not its "

@@ -131,3 +131,47 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class NamespacedBlobStore(BlobStore):
+    """A view of ``store`` under ``namespace/``: one audit's results and gate records.
+
+    Keys given to and returned by the view are relative to the namespace, so code that writes
+    and reads a store works unchanged on an audit's own part of a shared one.
+    """
+
+    def __init__(self, store: BlobStore, namespace: str) -> None:
+        self.inner = store
+        self.namespace = check_key(namespace.strip("/"))
+
+    def _key(self, key: str) -> str:
+        return f"{self.namespace}/{key}"
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write under the namespace."""
+        self.inner.write_bytes(self._key(key), data)
+
+    def read_bytes(self, key: str) -> bytes:
+        """Read from the namespace."""
+        return self.inner.read_bytes(self._key(key))
+
+    def exists(self, key: str) -> bool:
+        """Whether the key exists in the namespace."""
+        return self.inner.exists(self._key(key))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Keys below ``prefix`` in the namespace, relative to it."""
+        start = len(self.namespace) + 1
+        return [key[start:] for key in self.inner.list_keys(self._key(prefix))]
+
+    def delete(self, key: str) -> None:
+        """Delete from the namespace."""
+        self.inner.delete(self._key(key))
+
+    def uri(self, key: str) -> str:
+        """The URI of the namespaced object."""
+        return self.inner.uri(self._key(key))
+
+    def digest(self, key: str) -> tuple[int, str]:
+        """Size and digest of the namespaced object."""
+        return self.inner.digest(self._key(key))

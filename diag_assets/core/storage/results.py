@@ -33,6 +33,13 @@ class ResultStore:
         self.store.write_bytes(key, result.model_dump_json(indent=2).encode())
         return self.store.uri(key)
 
+    def read_raw(self, asset: str, cell: CellRef) -> bytes | None:
+        """The cell's latest result of ``asset`` as stored, or ``None`` if it has none."""
+        try:
+            return self.store.read_bytes(self.key_of(asset, cell))
+        except FileNotFoundError:
+            return None
+
     def read(self, asset: str, cell: CellRef, model: type[ModelT]) -> ModelT | None:
         """The cell's latest result of ``asset``, or ``None`` if it has none."""
         try:

@@ -1,0 +1,3 @@
+from diag_assets.component.component import AuditComponent
+
+__all__ = ["AuditComponent"]

@@ -1,0 +1,194 @@
+"""The built-in diagnostics, declared through the plug-in API like any team's diagnostic.
+
+``s22a1`` (the anchor), ``s40`` (the permutation probe), ``s27`` (calibration), ``s22a2``
+(trial spread) and ``s23`` (adversarial drift). Their logic lives in the modules of this
+package, each guarded by the consumer registry; the classes here declare what an audit
+needs to run them and read their results.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from diag_assets.core.capture.replay import CapturedFold
+from diag_assets.core.diagnostics.anchor import run_anchor
+from diag_assets.core.diagnostics.calibration import (
+    CalibrationSettings,
+    S27Verdict,
+    run_s27,
+    s27_without_anchor,
+)
+from diag_assets.core.diagnostics.consumers import CaptureView
+from diag_assets.core.diagnostics.drift import DriftSettings, S23Verdict, run_s23
+from diag_assets.core.diagnostics.plugin import Diagnostic, register
+from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40, run_probe
+from diag_assets.core.diagnostics.spread import S22a2Verdict, SpreadSettings, run_s22a2
+from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
+from diag_assets.core.recipe.tasks import TaskKind
+
+
+class AnchorSettings(BaseModel):
+    """The anchor's fit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads.")
+
+
+class _BuiltIn(Diagnostic):
+    """A built-in: its core function is already guarded, so it is called with the capture."""
+
+    def run(self, view: CaptureView, settings: Any, anchor: AnchorResult | None) -> BaseModel:
+        """Unused: built-ins are evaluated on the capture (see :meth:`evaluate`)."""
+        raise NotImplementedError(f"{self.name} is evaluated on the captured fold")
+
+
+class Anchor(_BuiltIn):
+    """s22a1: the best trial re-fitted on the captured fold (300 rounds, early stopping)."""
+
+    name = "s22a1"
+    requirement = run_anchor.requirement
+    result_model = AnchorResult
+    settings_model = AnchorSettings
+    description = (
+        "The best trial re-fitted on the captured fold (300 rounds, early stopping): "
+        "best_iter, curve, elapsed_s and rows. trial_dynamics."
+    )
+
+    def evaluate(
+        self, captured: CapturedFold, settings: AnchorSettings, anchor: AnchorResult | None
+    ) -> AnchorResult:
+        """Fit the anchor."""
+        return run_anchor(captured, num_threads=settings.num_threads)
+
+    def finding(self, result: BaseModel) -> str:
+        """The anchor's best iteration."""
+        assert isinstance(result, AnchorResult)
+        return f"best_iter={result.best_iter}"
+
+    def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
+        """best_iter and best_score."""
+        assert isinstance(result, AnchorResult)
+        return {"best_iter": result.best_iter, "best_score": result.best_score}
+
+
+class SignalProbe(_BuiltIn):
+    """s40: does X carry signal about y? A permutation probe, cross-referenced with the anchor."""
+
+    name = "s40"
+    requirement = run_probe.requirement
+    reads_anchor = True
+    result_model = S40Verdict
+    settings_model = ProbeSettings
+    description = (
+        "Does X carry signal about y? A permutation probe (xy_only), cross-referenced with the "
+        "anchor; DOWNGRADED when the anchor was skipped or the capture is single_fit."
+    )
+
+    def evaluate(
+        self, captured: CapturedFold, settings: ProbeSettings, anchor: AnchorResult | None
+    ) -> S40Verdict:
+        """Probe, then cross-reference with the anchor (none: SKIPPED, DOWNGRADED)."""
+        return judge_s40(captured, anchor, settings)
+
+    def finding(self, result: BaseModel) -> str:
+        """Signal, p-value and the cross-reference."""
+        assert isinstance(result, S40Verdict)
+        signal = result.signal.value if result.signal else "NOT_RUN"
+        p_value = f", p={result.probe.p_value:.3f}" if result.probe else ""
+        return f"{signal}{p_value}; crossref {result.s22a1_crossref_status.value}"
+
+    def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
+        """The probe's p-value and observed statistic."""
+        assert isinstance(result, S40Verdict)
+        if result.probe is None:
+            return {"signal": "NOT_RUN"}
+        return {
+            "signal": result.signal.value if result.signal else "NOT_RUN",
+            "p_value": result.probe.p_value,
+            result.probe.statistic: result.probe.observed,
+        }
+
+
+class Calibration(_BuiltIn):
+    """s27: are the anchor model's validation probabilities calibrated? Binary tasks only."""
+
+    name = "s27"
+    requirement = run_s27.requirement
+    reads_anchor = True
+    result_model = S27Verdict
+    settings_model = CalibrationSettings
+    tasks = frozenset({TaskKind.BINARY})
+    description = (
+        "Calibration of the anchor's model on validation (trial_dynamics); DOWNGRADED when "
+        "the anchor was skipped or the capture is single_fit. Binary tasks only."
+    )
+
+    def evaluate(
+        self, captured: CapturedFold, settings: CalibrationSettings, anchor: AnchorResult | None
+    ) -> S27Verdict:
+        """Judge the anchor's model, or say it went without the anchor."""
+        if anchor is None:
+            return s27_without_anchor(captured, settings)
+        return run_s27(captured, settings, anchor=anchor)
+
+    def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
+        """Expected calibration error and Brier score."""
+        assert isinstance(result, S27Verdict)
+        if result.figures is None:
+            return {}
+        return {"ece": result.figures.ece, "brier": result.figures.brier}
+
+
+class TrialSpread(_BuiltIn):
+    """s22a2: does the best trial stand out from the spread of trials?"""
+
+    name = "s22a2"
+    requirement = run_s22a2.requirement
+    result_model = S22a2Verdict
+    settings_model = SpreadSettings
+    description = "Does the best trial stand out from the spread of trials? Reads the trial log."
+
+    def evaluate(
+        self, captured: CapturedFold, settings: SpreadSettings, anchor: AnchorResult | None
+    ) -> S22a2Verdict:
+        """Judge the trial log's spread."""
+        return run_s22a2(captured, settings)
+
+    def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
+        """The best trial's robust z."""
+        assert isinstance(result, S22a2Verdict)
+        return {"robust_z": None if result.figures is None else result.figures.robust_z}
+
+
+class AdversarialDrift(_BuiltIn):
+    """s23: can a classifier tell the validation rows from the training rows?"""
+
+    name = "s23"
+    requirement = run_s23.requirement
+    result_model = S23Verdict
+    settings_model = DriftSettings
+    description = "Do training and validation rows differ? Adversarial validation on X (xy_only)."
+
+    def evaluate(
+        self, captured: CapturedFold, settings: DriftSettings, anchor: AnchorResult | None
+    ) -> S23Verdict:
+        """Fit the adversarial classifier."""
+        return run_s23(captured, settings)
+
+    def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
+        """The adversarial AUC."""
+        assert isinstance(result, S23Verdict)
+        return {"auc": result.figures.auc}
+
+
+ANCHOR = register(Anchor())
+BUILT_IN: tuple[Diagnostic, ...] = (
+    ANCHOR,
+    register(SignalProbe()),
+    register(Calibration()),
+    register(TrialSpread()),
+    register(AdversarialDrift()),
+)
+BUILT_IN_NAMES = tuple(d.name for d in BUILT_IN)
