@@ -21,7 +21,7 @@ from diag_assets.component.component import AuditComponent
 from diag_assets.core.names import CAPTURED_FOLD
 from diag_assets.gates.fixture_set import build_fixture_gates
 from diag_assets.gates.phase0 import build_phase0, consumer_map_asset
-from diag_assets.maintenance import gc
+from diag_assets.maintenance.gc import build_gc
 from diag_assets.market.assets import build_market
 from resources.environment import location_resources, market_data_resource
 from resources.market_data import MarketDataResource
@@ -56,6 +56,7 @@ def build_audit(audit: Audit) -> AuditDefinitions:
             build_reports(audit),
             build_phase0(audit),
             build_fixture_gates(audit),
+            build_gc(audit),
             dg.Definitions(sensors=[build_register_symbols(audit), build_reaudit_requests(audit)]),
         ),
     )
@@ -103,7 +104,6 @@ def build_location(
     shared = {**location_resources(), **{a.market_data_key: md for a, md in audits}}
     return dg.Definitions.merge(
         *parts,
-        gc.defs,
         dg.Definitions(assets=list(extra_assets), resources={**shared, **(resources or {})}),
     )
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diag_assets.component.audit import Audit, settings_for
@@ -47,7 +48,7 @@ from resources.market_data import (
 RECIPE_METHODS = ("prep", "run_trials", "parameters")
 
 
-class MarketDataSettings(dg.Model):
+class MarketDataSettings(dg.Resolvable, dg.Model):
     """Where the audit's bars come from."""
 
     model_config = ConfigDict(extra="forbid")
@@ -73,7 +74,7 @@ class MarketDataSettings(dg.Model):
     )
 
 
-class FoldSettings(dg.Model):
+class FoldSettings(dg.Resolvable, dg.Model):
     """The walk-forward fold layout of every symbol (sizes in bars)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -131,6 +132,7 @@ class AuditComponent(dg.Component, dg.Resolvable, dg.Model):
         from diag_assets.definitions import build_location
 
         where = Path(context.path)
+        refuse_shared_prefix(self.prefix, where, Path(context.defs_module_path))
         audit, market_data = self.resolve(where)
         return build_location([(audit, market_data)])
 
@@ -204,6 +206,36 @@ class AuditComponent(dg.Component, dg.Resolvable, dg.Model):
         )
         resource.source()  # resolve it now: a wrong import path fails the load, not a run
         return resource
+
+
+def refuse_shared_prefix(prefix: str, where: Path, defs_root: Path) -> None:
+    """Refuse a prefix another audit component of the same defs folder already uses.
+
+    Raises:
+        DiagInputError: another ``defs.yaml`` under ``defs_root`` declares an audit with the
+            same ``attributes.prefix``.
+    """
+    own = (where / "defs.yaml").resolve()
+    for path in sorted(defs_root.rglob("defs.yaml")):
+        if path.resolve() == own:
+            continue
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError:
+            continue  # Dagster reports that file's own syntax error when it loads it
+        for document in documents:
+            if not isinstance(document, dict) or not str(document.get("type", "")).endswith(
+                "AuditComponent"
+            ):
+                continue
+            other = (document.get("attributes") or {}).get("prefix", "") or ""
+            if other == prefix:
+                shown = repr(prefix) if prefix else "'' (no prefix)"
+                raise DiagInputError(
+                    f"{own}: attributes.prefix {shown} is also the prefix of the audit in "
+                    f"{path}; two audits with one prefix would share assets, jobs and results.",
+                    "give each audit's defs.yaml its own attributes.prefix.",
+                )
 
 
 def resolve_recipe(reference: str, params: dict[str, Any]) -> Recipe:

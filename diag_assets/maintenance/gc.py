@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
-from diag_assets.component.audit import AUDITS_NAMESPACE
+from diag_assets.component.audit import AUDITS_NAMESPACE, Audit
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.names import CAPTURE_GC_JOB, CAPTURED_FOLD
 from diag_assets.core.storage.s3 import StoreUnavailable
@@ -97,13 +97,28 @@ def collect_capture_garbage(
     )
 
 
-@dg.job(
-    name=CAPTURE_GC_JOB,
-    description="Retire captures unused for a TTL, keeping the newest per cell.",
+GC_DESCRIPTION = (
+    "Retire captures unused for a TTL, keeping the newest per cell. Captures are shared by "
+    "every audit of the store; none that any audit's results point at is retired."
 )
+
+
+@dg.job(name=CAPTURE_GC_JOB, description=GC_DESCRIPTION)
 def capture_gc_job() -> None:
     """The capture GC."""
     collect_capture_garbage()
 
 
-defs = dg.Definitions(jobs=[capture_gc_job])
+def build_gc(audit: Audit) -> dg.Definitions:
+    """The capture GC job, under the audit's name (each audit of a project has one).
+
+    Every one of them collects the whole shared store, so running any of them is enough.
+    """
+    if not audit.prefix:
+        return dg.Definitions(jobs=[capture_gc_job])
+
+    @dg.job(name=audit.name(CAPTURE_GC_JOB), description=GC_DESCRIPTION)
+    def audit_capture_gc_job() -> None:
+        collect_capture_garbage()
+
+    return dg.Definitions(jobs=[audit_capture_gc_job])
