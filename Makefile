@@ -10,10 +10,12 @@ export DIAG_STORAGE_DIR ?= $(DIAG_DIR)/artifacts
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The harness, and the example team package whose audit CI runs (examples/forward_returns).
+$(VENV)/.installed: pyproject.toml examples/forward_returns/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e examples/forward_returns
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml

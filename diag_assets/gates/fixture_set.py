@@ -78,7 +78,7 @@ class FixtureSetConfig(dg.Config):
     cell_refs: list[str] = Field(
         default_factory=list,
         description="Cells of the fixture set (K folds); default: folds 1 and 3 of the first "
-        "symbol. Every gate of one release must use the same set to share its captures.",
+        "symbol (the last two folds when the layout has fewer than 4). Every gate of one release must use the same set to share its captures.",
     )
     n_trials: int = Field(default=4, ge=2, le=100, description="Trials per fixture replay.")
     max_rounds: int = Field(default=60, ge=1, le=5_000, description="Rounds per trial.")
@@ -88,7 +88,9 @@ class FixtureSetConfig(dg.Config):
         if self.cell_refs:
             return [CellRef.parse(ref) for ref in self.cell_refs]
         source = market_data.source()
-        return [CellRef(source.universe, source.symbols()[0], fold) for fold in (1, 3)]
+        n_folds = market_data.fold_spec().n_folds
+        folds = (1, 3) if n_folds > 3 else tuple(range(max(0, n_folds - 2), n_folds))
+        return [CellRef(source.universe, source.symbols()[0], fold) for fold in folds]
 
     def capture_config(self, mode: CaptureMode) -> CaptureConfig:
         """The capture request of the fixture set in ``mode``."""
