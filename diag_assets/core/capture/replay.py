@@ -22,6 +22,7 @@ from diag_assets.core.market_data.sources import MarketDataSource
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.prep import FoldData
 from diag_assets.core.recipe.protocol import Recipe, TrialLog, TrialSettings
+from diag_assets.core.recipe.tasks import validate_labels
 
 
 class CaptureParityFailed(RuntimeError):
@@ -122,6 +123,10 @@ def replay_cell(
         prepared: The cell, from :func:`prepare_cell`.
         recipe: The recipe to replay.
         check_parity: Run the invariance assertion (``dataset_only`` only).
+
+    Raises:
+        DiagInputError: the prep's labels do not fit the recipe's task
+            (:func:`~diag_assets.core.recipe.tasks.validate_labels`); nothing was trained.
     """
     mode = prepared.config.mode
     started = time.perf_counter()
@@ -130,6 +135,7 @@ def replay_cell(
     if mode is CaptureMode.FULL_REPLAY:
         with tracing(recipe) as tracer:
             data = recipe.prep(prepared.window, prepared.fold)
+            validate_labels(recipe.task, data.y, data.n_train)
             prep_s = time.perf_counter() - started
             trial_log = recipe.run_trials(data, prepared.config.trials, tracer.trial_started)
         trace = tracer.trace(
@@ -140,6 +146,7 @@ def replay_cell(
         )
     else:
         data = recipe.prep(prepared.window, prepared.fold)
+        validate_labels(recipe.task, data.y, data.n_train)
         prep_s = time.perf_counter() - started
         if mode is CaptureMode.SINGLE_FIT:
             trial_log = recipe.run_trials(data, _one_trial(prepared.config.trials))
@@ -222,6 +229,7 @@ def full_replay_parity(
         )
 
     fresh = recipe.prep(prepared.window, prepared.fold)
+    validate_labels(recipe.task, fresh.y, fresh.n_train)
     recipe.run_trials(fresh, _one_trial(prepared.config.trials), observe)
     seen_x, seen_y, seen_n_train = received.get(0, ("trial 0 never observed", "-", -1))
     return ParityCheck(

@@ -3,7 +3,8 @@
 It re-fits the anchor's params for exactly the anchor's ``best_iter`` rounds, with the
 anchor's seed, and bins the validation probabilities. It needs the anchor
 (``trial_dynamics``): with the anchor skipped its verdict is DOWNGRADED and carries no
-figures (:func:`s27_without_anchor`).
+figures (:func:`s27_without_anchor`). It judges probabilities of class 1, so it applies to
+binary tasks only (:data:`CALIBRATION_TASKS`). Brier score and log-loss are scikit-learn's.
 """
 
 import time
@@ -11,15 +12,19 @@ from enum import StrEnum
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from sklearn.metrics import brier_score_loss, log_loss
 
+from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView, diagnostic
 from diag_assets.core.diagnostics.verdicts import Verdict, rounded
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.recipe.tasks import TaskKind
 from diag_assets.core.recipe.training import fit_booster
 
-# LightGBM clamps probabilities the same way in its binary_logloss metric.
-LOGLOSS_EPSILON = 1e-15
+# The tasks s27 judges: the calibration of a probability of class 1.
+CALIBRATION_TASKS: frozenset[TaskKind] = frozenset({TaskKind.BINARY})
 # The refit must reproduce the anchor's validation loss to this tolerance, or it is not the
 # anchor's model that is being judged.
 ANCHOR_REPRODUCTION_TOLERANCE = 1e-9
@@ -114,37 +119,43 @@ def _bin_index(probs: np.ndarray, n_bins: int) -> np.ndarray:
     return np.minimum((probs * n_bins).astype(np.int64), n_bins - 1)
 
 
+def _binned(
+    labels: np.ndarray, probs: np.ndarray, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin: row count, sum of predicted probabilities, sum of labels."""
+    probs = np.asarray(probs, np.float64)
+    labels = np.asarray(labels, np.float64)
+    index = _bin_index(probs, n_bins)
+    return (
+        np.bincount(index, minlength=n_bins),
+        np.bincount(index, weights=probs, minlength=n_bins),
+        np.bincount(index, weights=labels, minlength=n_bins),
+    )
+
+
 def brier_score(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean squared difference between the predicted probability and the 0/1 label."""
-    return float(np.mean((np.asarray(probs, np.float64) - np.asarray(labels, np.float64)) ** 2))
+    return float(brier_score_loss(np.asarray(labels), np.asarray(probs, np.float64)))
 
 
 def binary_logloss(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Mean negative log-likelihood, probabilities clamped to ``[1e-15, 1 - 1e-15]``."""
-    p = np.clip(np.asarray(probs, np.float64), LOGLOSS_EPSILON, 1 - LOGLOSS_EPSILON)
-    y = np.asarray(labels, np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    """Mean negative log-likelihood of the 0/1 labels under the predicted probabilities."""
+    return float(log_loss(np.asarray(labels), np.asarray(probs, np.float64), labels=[0, 1]))
 
 
 def reliability_table(labels: np.ndarray, probs: np.ndarray, n_bins: int) -> list[ReliabilityBin]:
     """Per equal-width bin of the predicted probability: count, mean prediction, frequency."""
-    probs = np.asarray(probs, np.float64)
-    labels = np.asarray(labels, np.float64)
-    index = _bin_index(probs, n_bins)
-    table = []
-    for b in range(n_bins):
-        members = index == b
-        count = int(members.sum())
-        table.append(
-            ReliabilityBin(
-                lower=rounded(b / n_bins),
-                upper=rounded((b + 1) / n_bins),
-                count=count,
-                mean_predicted=rounded(probs[members].mean()) if count else None,
-                observed_frequency=rounded(labels[members].mean()) if count else None,
-            )
+    counts, prob_sums, label_sums = _binned(labels, probs, n_bins)
+    return [
+        ReliabilityBin(
+            lower=rounded(b / n_bins),
+            upper=rounded((b + 1) / n_bins),
+            count=int(count),
+            mean_predicted=rounded(prob_sums[b] / count) if count else None,
+            observed_frequency=rounded(label_sums[b] / count) if count else None,
         )
-    return table
+        for b, count in enumerate(counts)
+    ]
 
 
 def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: int) -> float:
@@ -158,16 +169,26 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: in
     Returns:
         The ECE in ``[0, 1]``; 0.0 for no rows.
     """
-    probs = np.asarray(probs, np.float64)
-    labels = np.asarray(labels, np.float64)
     if len(probs) == 0:
         return 0.0
-    index = _bin_index(probs, n_bins)
-    counts = np.bincount(index, minlength=n_bins)
-    prob_sums = np.bincount(index, weights=probs, minlength=n_bins)
-    label_sums = np.bincount(index, weights=labels, minlength=n_bins)
+    counts, prob_sums, label_sums = _binned(labels, probs, n_bins)
     # |sum_p - sum_y| / N per bin is n_b / N * |mean_p - freq| without dividing by empty bins.
     return float(np.abs(prob_sums - label_sums).sum() / counts.sum())
+
+
+def refuse_non_binary(manifest: CaptureManifest) -> None:
+    """Raise unless the capture's task is one s27 judges (:data:`CALIBRATION_TASKS`).
+
+    Raises:
+        DiagInputError: the capture's task is multiclass or regression.
+    """
+    if manifest.task not in CALIBRATION_TASKS:
+        raise DiagInputError(
+            f"s27 judges the calibration of binary probabilities, but the capture of "
+            f"{manifest.cell_ref} is a {manifest.task} task.",
+            "leave s27 out of the audit for this recipe (it applies to the tasks in "
+            "CALIBRATION_TASKS: binary).",
+        )
 
 
 @diagnostic("s27", CaptureRequirement.TRIAL_DYNAMICS)
@@ -187,13 +208,15 @@ def run_s27(view: CaptureView, settings: CalibrationSettings | None = None) -> S
         anchor's would have been judged.
 
     Raises:
+        DiagInputError: the capture's task is not binary (:data:`CALIBRATION_TASKS`).
         LookupError: no anchor was given (use :func:`s27_without_anchor` then).
         ValueError: the anchor was computed on a different capture.
     """
     started = time.perf_counter()
     settings = settings or CalibrationSettings()
-    anchor = view.anchor
     manifest = view.manifest
+    refuse_non_binary(manifest)
+    anchor = view.anchor
     if anchor.capture_content_hash != manifest.content_hash:
         raise ValueError(
             f"The s22a1 anchor of {manifest.cell_ref} was fitted on capture "
@@ -273,8 +296,13 @@ def run_s27(view: CaptureView, settings: CalibrationSettings | None = None) -> S
 def s27_without_anchor(
     captured: CapturedFold, settings: CalibrationSettings | None = None
 ) -> S27Verdict:
-    """The s27 verdict when the s22a1 anchor was skipped: DOWNGRADED, no figures, no claim."""
+    """The s27 verdict when the s22a1 anchor was skipped: DOWNGRADED, no figures, no claim.
+
+    Raises:
+        DiagInputError: the capture's task is not binary (:data:`CALIBRATION_TASKS`).
+    """
     manifest = captured.manifest
+    refuse_non_binary(manifest)
     decision = certify(
         capture_mode=manifest.mode, anchor=AnchorUse.SKIPPED, without_anchor=WITHOUT_ANCHOR
     )

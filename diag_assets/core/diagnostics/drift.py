@@ -12,6 +12,7 @@ from typing import Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sklearn.model_selection import StratifiedKFold
 
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView, diagnostic
@@ -26,7 +27,10 @@ class DriftSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     n_splits: int = Field(
-        default=3, ge=2, le=20, description="Cross-validation folds (stratified, shuffled)."
+        default=3,
+        ge=2,
+        le=20,
+        description="Cross-validation folds (scikit-learn's StratifiedKFold, shuffled).",
     )
     num_rounds: int = Field(default=50, ge=1, le=1_000, description="Rounds per fit.")
     num_leaves: int = Field(default=15, ge=2, le=255, description="Leaves per tree.")
@@ -97,23 +101,24 @@ class S23Verdict(Verdict):
 
 
 def stratified_folds(labels: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
-    """Assign each row to one of ``n_splits`` folds, each class shuffled and dealt evenly.
+    """Assign each row to one of ``n_splits`` folds, stratified and shuffled with ``seed``.
 
     Rows are in time order, so contiguous folds would hold mostly one class (the validation
-    block sits at the end); dealing each class separately puts both classes in every fold.
+    block sits at the end); scikit-learn's shuffled ``StratifiedKFold`` puts each class in
+    every fold in its share.
 
     Raises:
         ValueError: a class has fewer rows than ``n_splits``.
     """
-    rng = np.random.default_rng(seed)
-    assignment = np.empty(len(labels), dtype=np.int64)
+    labels = np.asarray(labels)
     for cls in (0, 1):
-        members = np.flatnonzero(labels == cls)
-        if len(members) < n_splits:
-            raise ValueError(
-                f"class {cls} has {len(members)} rows, fewer than the {n_splits} folds."
-            )
-        assignment[rng.permutation(members)] = np.arange(len(members)) % n_splits
+        count = int(np.count_nonzero(labels == cls))
+        if count < n_splits:
+            raise ValueError(f"class {cls} has {count} rows, fewer than the {n_splits} folds.")
+    assignment = np.empty(len(labels), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for k, (_, held) in enumerate(splitter.split(np.zeros((len(labels), 1)), labels)):
+        assignment[held] = k
     return assignment
 
 

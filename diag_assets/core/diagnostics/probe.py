@@ -2,13 +2,19 @@
 
 The probe reads X/y only (``xy_only``), so it runs with the s22a1 anchor skipped and on a
 reduced capture; its verdict cross-references the anchor when there is one. It never replays
-the recipe.
+the recipe. It fits the capture's task and scores the validation predictions with that
+task's statistic, higher is better (:func:`probe_statistic`): ROC AUC for binary, macro
+one-vs-rest ROC AUC for multiclass, Spearman rank IC for regression.
 """
 
 import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
 
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.replay import CapturedFold
@@ -21,6 +27,8 @@ from diag_assets.core.diagnostics.verdicts import (
     S40Verdict,
     Signal,
 )
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.recipe.tasks import TaskKind, num_classes, task_spec
 from diag_assets.core.recipe.training import fit_booster
 
 WITHOUT_ANCHOR = "the probe was not cross-referenced with the anchor"
@@ -49,41 +57,104 @@ class ProbeSettings(BaseModel):
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve via the rank-sum (Mann-Whitney U), ties averaged."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    # Average the ranks of tied scores so the AUC does not depend on input order.
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [len(scores)]))
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    positives = labels == 1
-    n_pos = int(positives.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    """Area under the ROC curve (ties averaged); 0.5 when the labels hold a single class."""
+    labels = np.asarray(labels)
+    if np.unique(labels).size < 2:
         return 0.5
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(labels, np.asarray(scores, np.float64)))
+
+
+def auc_ovr_macro(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Macro average over the K classes of each class's one-vs-rest ROC AUC.
+
+    Args:
+        labels: Class numbers 0..K-1.
+        probabilities: The ``(n, K)`` class probabilities, rows summing to 1.
+
+    Raises:
+        DiagInputError: a class has no row among ``labels`` (its AUC is undefined).
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    k = probabilities.shape[1]
+    missing = sorted(set(range(k)) - {int(v) for v in np.unique(labels)})
+    if missing:
+        raise DiagInputError(
+            f"The validation rows hold no row of class {', '.join(map(str, missing))}, so the "
+            "one-vs-rest AUC of that class is undefined.",
+            "lengthen the validation block or merge the rare classes.",
+        )
+    return float(
+        roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=range(k))
+    )
+
+
+def spearman_ic(labels: np.ndarray, predictions: np.ndarray) -> float:
+    """Spearman rank correlation of predictions and targets; 0.0 when either is constant."""
+    labels = np.asarray(labels, np.float64)
+    predictions = np.asarray(predictions, np.float64)
+    if np.ptp(labels) == 0 or np.ptp(predictions) == 0:
+        return 0.0  # nothing is ranked: no information either way
+    result: Any = spearmanr(labels, predictions)  # scipy's stubs do not type the result
+    return float(result.statistic)
+
+
+PROBE_STATISTICS: Mapping[TaskKind, Callable[[np.ndarray, np.ndarray], float]] = {
+    TaskKind.BINARY: roc_auc,
+    TaskKind.MULTICLASS: auc_ovr_macro,
+    TaskKind.REGRESSION: spearman_ic,
+}
+
+
+def probe_statistic(task: TaskKind, labels: np.ndarray, predicted: np.ndarray) -> float:
+    """The task's score of a booster's validation predictions, higher is better.
+
+    ``predicted`` is what ``Booster.predict`` returns: one value per row for binary (the
+    probability of class 1) and regression, an ``(n, K)`` probability matrix for multiclass.
+
+    Raises:
+        ValueError: ``predicted`` does not have the task's shape.
+    """
+    predicted = np.asarray(predicted, np.float64)
+    expected_dims = 2 if task is TaskKind.MULTICLASS else 1
+    if predicted.ndim != expected_dims or len(predicted) != len(labels):
+        raise ValueError(
+            f"A {task} prediction of {len(labels)} rows has shape {predicted.shape}; expected "
+            f"{'(n, K)' if expected_dims == 2 else '(n,)'} with n = {len(labels)}."
+        )
+    return PROBE_STATISTICS[task](np.asarray(labels), predicted)
 
 
 @diagnostic("s40", CaptureRequirement.XY_ONLY)
 def run_probe(view: CaptureView, settings: ProbeSettings) -> tuple[Signal, ProbeFigures]:
-    """Validation AUC on the real labels vs on ``n_permutations`` shuffled training labels.
+    """The validation statistic on the real labels vs on ``n_permutations`` shuffled ones.
 
-    The p-value is ``(1 + #{permuted AUC >= observed}) / (n_permutations + 1)``. Registered
+    The statistic is the capture's task's (:func:`probe_statistic`). The p-value is
+    ``(1 + #{permuted statistic >= observed}) / (n_permutations + 1)``. Registered
     ``xy_only``: it sees X/y and nothing else, which is what lets it run without the anchor.
+
+    Raises:
+        DiagInputError: a multiclass class has no row among the probe's training rows or the
+            validation rows.
     """
+    task = view.manifest.task
     x_train, y_train, x_val, y_val = view.data.split()
     # Walk-forward: the rows nearest the validation block are the ones the model would use.
     x_train, y_train = x_train[-settings.max_train_rows :], y_train[-settings.max_train_rows :]
+    if task is TaskKind.MULTICLASS:
+        try:
+            num_classes(y_train, y_val)
+        except DiagInputError as error:
+            raise DiagInputError(
+                f"s40 trains on the {len(y_train)} most recent training rows: {error.problem}",
+                f"raise the probe's max_train_rows, or {error.fix}",
+            ) from error
     params = {
         "num_leaves": settings.num_leaves,
         "learning_rate": settings.learning_rate,
         "min_data_in_leaf": 50,
     }
 
-    def validation_auc(train_labels: np.ndarray, seed: int) -> float:
+    def validation_statistic(train_labels: np.ndarray, seed: int) -> float:
         fit = fit_booster(
             params,
             x_train,
@@ -96,20 +167,21 @@ def run_probe(view: CaptureView, settings: ProbeSettings) -> tuple[Signal, Probe
             seed=seed,
             # The probe scores the final model once; a per-round validation curve is waste.
             track_validation=False,
+            task=task,
         )
-        return roc_auc(y_val, np.asarray(fit.booster.predict(x_val)))
+        return probe_statistic(task, y_val, np.asarray(fit.booster.predict(x_val)))
 
-    observed = validation_auc(y_train, settings.seed)
+    observed = validation_statistic(y_train, settings.seed)
     rng = np.random.default_rng(settings.seed)
     permuted = np.array(
         [
-            validation_auc(rng.permutation(y_train), settings.seed + 1 + i)
+            validation_statistic(rng.permutation(y_train), settings.seed + 1 + i)
             for i in range(settings.n_permutations)
         ]
     )
     p_value = (1 + int(np.count_nonzero(permuted >= observed))) / (settings.n_permutations + 1)
     figures = ProbeFigures(
-        statistic="validation_auc",
+        statistic=task_spec(task).statistic,
         observed=round(observed, 6),
         permutation_mean=round(float(permuted.mean()), 6),
         permutation_max=round(float(permuted.max()), 6),

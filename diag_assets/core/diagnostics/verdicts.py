@@ -58,7 +58,12 @@ class AnchorResult(BaseModel):
 
 
 class ProbeFigures(BaseModel):
-    """The numbers behind an s40 verdict."""
+    """The numbers behind an s40 verdict.
+
+    ``statistic`` names the task's score of the validation predictions, higher is better:
+    ``validation_auc`` (binary), ``auc_ovr_macro`` (multiclass) or ``spearman_ic``
+    (regression); ``observed`` and the permutation figures are values of it.
+    """
 
     model_config = ConfigDict(frozen=True)
 

@@ -1,7 +1,9 @@
 """The one place that calls ``lightgbm.train``.
 
 Trials, the s22a1 anchor and the s40 probe all fit through :func:`fit_booster`, so every fit
-gets the same determinism settings and a replay can be instrumented at a single seam.
+gets the same determinism settings and a replay can be instrumented at a single seam. The
+objective and validation metric come from the fit's task
+(:func:`~diag_assets.core.recipe.tasks.lightgbm_params`).
 """
 
 import math
@@ -12,14 +14,15 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-VALIDATION_METRIC = "binary_logloss"
+from diag_assets.core.recipe.tasks import TaskKind, lightgbm_params, task_spec
+
+# The binary task's validation metric, which the reference recipe's trials minimise.
+VALIDATION_METRIC = task_spec(TaskKind.BINARY).metric
 
 # Fixed so that the same inputs give the same trees, curve and best_iter on every run:
 # LightGBM is only reproducible with deterministic=True, a fixed thread count and a fixed
-# histogram layout.
+# histogram layout. The objective and metric are the task's.
 DETERMINISM_PARAMS: dict[str, Any] = {
-    "objective": "binary",
-    "metric": VALIDATION_METRIC,
     "deterministic": True,
     "force_row_wise": True,
     "verbosity": -1,
@@ -49,17 +52,30 @@ def fit_booster(
     num_threads: int,
     seed: int,
     track_validation: bool = True,
+    task: TaskKind = TaskKind.BINARY,
 ) -> FitResult:
-    """Fit a binary LightGBM model, tracking the validation log-loss every round.
+    """Fit a LightGBM model of ``task``, tracking the task's validation loss every round.
 
+    The loss is binary log-loss, multiclass log-loss (``num_class`` is the largest label + 1)
+    or l2 for regression.
     ``best_iter`` is the 1-based round with the lowest validation loss (LightGBM's own count);
     without early stopping it is still the best round of the recorded curve. With
     ``track_validation=False`` (no early stopping allowed) the validation rows are not
     evaluated each round: the curve is empty, ``best_iter`` is ``num_rounds`` and
     ``best_score`` is NaN. A caller that only needs the final model's predictions saves
     most of the fit's time that way.
+
+    Raises:
+        DiagInputError: a multiclass class has no training row.
     """
-    full_params = {**params, **DETERMINISM_PARAMS, "num_threads": num_threads, "seed": seed}
+    objective = lightgbm_params(task, y_train, y_val)
+    full_params = {
+        **params,
+        **objective,
+        **DETERMINISM_PARAMS,
+        "num_threads": num_threads,
+        "seed": seed,
+    }
     train_set = lgb.Dataset(x_train, label=y_train, free_raw_data=False)
     if not track_validation:
         if early_stopping_rounds:
@@ -88,7 +104,7 @@ def fit_booster(
         callbacks=callbacks,
     )
     elapsed = time.perf_counter() - started
-    curve = [float(v) for v in history["validation"][VALIDATION_METRIC]]
+    curve = [float(v) for v in history["validation"][objective["metric"]]]
     best_iter = int(np.argmin(curve)) + 1
     return FitResult(
         booster=booster,
