@@ -56,7 +56,8 @@ from diag_assets.partitions import cell_from_partition_key
 from resources.storage import ArtifactStoreResource
 
 S40_S22A1_SKIPPED = "s40_s22a1_skipped"
-DIAGNOSTICS_CODE_VERSION = "3"
+# 4: s23 deals its folds with scikit-learn, and the fits follow the recipe's task.
+DIAGNOSTICS_CODE_VERSION = "4"
 
 
 def load_captured_fold(

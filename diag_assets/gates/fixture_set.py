@@ -78,7 +78,8 @@ class FixtureSetConfig(dg.Config):
     cell_refs: list[str] = Field(
         default_factory=list,
         description="Cells of the fixture set (K folds); default: folds 1 and 3 of the first "
-        "symbol (the last two folds when the layout has fewer than 4). Every gate of one release must use the same set to share its captures.",
+        "symbol (the last two folds when the layout has fewer than 4). Every gate of one "
+        "release must use the same set to share its captures.",
     )
     n_trials: int = Field(default=4, ge=2, le=100, description="Trials per fixture replay.")
     max_rounds: int = Field(default=60, ge=1, le=5_000, description="Rounds per trial.")

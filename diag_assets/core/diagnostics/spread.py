@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView, diagnostic
 from diag_assets.core.diagnostics.verdicts import Verdict, rounded
-from diag_assets.core.recipe.training import VALIDATION_METRIC
+from diag_assets.core.recipe.tasks import task_spec
 
 # Scales a median absolute deviation to the standard deviation of a normal distribution.
 MAD_TO_SIGMA = 1.4826
@@ -55,7 +55,7 @@ class SpreadScale(StrEnum):
 
 
 class SpreadFigures(BaseModel):
-    """The numbers behind an s22a2 verdict; scores are validation log-loss (lower is better).
+    """The numbers behind an s22a2 verdict; scores are the validation loss (lower is better).
 
     ``robust_z`` is ``(median - best) / scale``, where the scale is ``1.4826 x MAD`` of the
     trials' best scores, or ``1.2533 x`` their mean absolute deviation when the MAD is 0. When
@@ -132,17 +132,19 @@ def run_s22a2(view: CaptureView, settings: SpreadSettings | None = None) -> S22a
         complete.
 
     Raises:
-        ValueError: the log's metric is not the validation log-loss, so "lower is better"
-            would not hold.
+        ValueError: the log's metric is not the validation loss of the capture's task
+            (binary_logloss, multi_logloss or l2), so "lower is better" would not hold.
     """
     started = time.perf_counter()
     settings = settings or SpreadSettings()
     log = view.trial_log
     manifest = view.manifest
-    if log.metric != VALIDATION_METRIC:
+    expected = task_spec(manifest.task).metric
+    if log.metric != expected:
         raise ValueError(
             f"s22a2 of {manifest.cell_ref}: the trial log's metric is {log.metric!r}; s22a2 "
-            f"reads best_score as {VALIDATION_METRIC} (lower is better)."
+            f"reads best_score as the {manifest.task} task's validation loss {expected} "
+            "(lower is better)."
         )
 
     def verdict(

@@ -28,6 +28,17 @@ DETERMINISM_PARAMS: dict[str, Any] = {
     "verbosity": -1,
 }
 
+# LightGBM's boolean parameters. A trial log stores parameters as numbers (True as 1), and
+# LightGBM refuses 1 or 1.0 for these; they are handed back as booleans.
+BOOLEAN_PARAMS = frozenset(
+    {"extra_trees", "linear_tree", "xgboost_dart_mode", "uniform_drop", "boost_from_average"}
+)
+
+
+def lightgbm_ready(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the boolean ones (stored as 0/1 in a trial log) as booleans."""
+    return {k: bool(v) if k in BOOLEAN_PARAMS else v for k, v in params.items()}
+
 
 @dataclass(frozen=True)
 class FitResult:
@@ -70,7 +81,7 @@ def fit_booster(
     """
     objective = lightgbm_params(task, y_train, y_val)
     full_params = {
-        **params,
+        **lightgbm_ready(params),
         **objective,
         **DETERMINISM_PARAMS,
         "num_threads": num_threads,

@@ -20,9 +20,9 @@ from diag_assets.core.recipe.prep import MIN_TRAIN_ROWS, MIN_VALIDATION_ROWS, Fo
 from diag_assets.core.recipe.protocol import TrialLog, TrialObserver, TrialRecord, TrialSettings
 from diag_assets.core.recipe.reference import xy_hash
 from diag_assets.core.recipe.tasks import TaskKind
+from diag_assets.core.recipe.training import fit_booster
 
 from forward_returns.features import FEATURE_NAMES, build_features, forward_log_return
-from forward_returns.fitting import fit_with_early_stopping, lightgbm_params, trial_seed
 
 METRIC = "l2"
 MAX_HORIZON = 168
@@ -42,6 +42,11 @@ def draw_params(rng: np.random.Generator) -> dict[str, float | int]:
         "extra_trees": int(rng.integers(0, 2)),
         "feature_fraction": round(float(rng.uniform(0.5, 1.0)), 6),
     }
+
+
+def trial_seed(seed: int, trial: int) -> int:
+    """LightGBM's seed for a trial: the reference recipe's, which the anchor also uses."""
+    return seed * 1_000 + trial
 
 
 class ForwardReturnsRecipe:
@@ -208,19 +213,17 @@ class ForwardReturnsRecipe:
         x_train, y_train, x_val, y_val = data.split()
         params = draw_params(np.random.default_rng([settings.seed, trial]))
         started = time.perf_counter()
-        fit = fit_with_early_stopping(
-            lightgbm_params(
-                params,
-                self.task,
-                num_threads=settings.num_threads,
-                seed=trial_seed(settings.seed, trial),
-            ),
+        fit = fit_booster(
+            params,
             x_train,
             y_train,
             x_val,
             y_val,
             num_rounds=settings.max_rounds,
             early_stopping_rounds=settings.early_stopping_rounds,
+            num_threads=settings.num_threads,
+            seed=trial_seed(settings.seed, trial),
+            task=self.task,
         )
         return TrialRecord(
             trial=trial,

@@ -25,11 +25,12 @@ from diag_assets.core.diagnostics.plugin import Diagnostic
 from diag_assets.core.diagnostics.verdicts import AnchorResult, Verdict, rounded
 from diag_assets.core.recipe.prep import FoldData
 from diag_assets.core.recipe.protocol import TrialRecord
-from diag_assets.core.recipe.tasks import TaskKind
+from diag_assets.core.recipe.tasks import TaskKind, task_spec
+from diag_assets.core.recipe.training import fit_booster
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import rankdata, spearmanr
 
-from forward_returns.fitting import OBJECTIVES, fit_rounds, lightgbm_params, trial_seed
+from forward_returns.recipe import trial_seed
 
 
 class StabilitySettings(BaseModel):
@@ -109,11 +110,21 @@ def refit(
 
     With the trial's parameters and seed this is the trial's model at its best round.
     """
-    x_train, y_train, _, _ = data.split()
-    params = lightgbm_params(
-        trial.params, task, num_threads=num_threads, seed=trial_seed(seed, trial.trial)
+    x_train, y_train, x_val, y_val = data.split()
+    fit = fit_booster(
+        dict(trial.params),
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        num_rounds=min(trial.best_iter, max_rounds),
+        early_stopping_rounds=None,
+        num_threads=num_threads,
+        seed=trial_seed(seed, trial.trial),
+        track_validation=False,
+        task=task,
     )
-    return fit_rounds(params, x_train, y_train, num_rounds=min(trial.best_iter, max_rounds))
+    return fit.booster
 
 
 class ImportanceStability(Diagnostic):
@@ -124,7 +135,7 @@ class ImportanceStability(Diagnostic):
     reads_anchor = False
     result_model = ImportanceStabilityVerdict
     settings_model = StabilitySettings
-    tasks: ClassVar[frozenset[TaskKind]] = frozenset(OBJECTIVES)
+    tasks: ClassVar[frozenset[TaskKind]] = frozenset({TaskKind.REGRESSION, TaskKind.BINARY})
     description = "Mean pairwise Spearman correlation of the best trials' gain importances."
 
     def run(
@@ -196,7 +207,7 @@ class ImportanceStability(Diagnostic):
         mean_correlation = rounded(float(np.mean(correlations))) if correlations else None
         figures = StabilityFigures(
             task=manifest.task,
-            objective=OBJECTIVES[manifest.task][0],
+            objective=task_spec(manifest.task).objective,
             trials_used=[t.trial for t in best],
             rounds=[b.current_iteration() for b in boosters],
             unranked_trials=[t.trial for t, g in zip(best, gains, strict=True) if np.ptp(g) == 0],
