@@ -162,8 +162,8 @@ class Audit:
 
     @property
     def verdicts(self) -> tuple[Diagnostic, ...]:
-        """The diagnostics whose results the report shows: all but the anchor."""
-        return tuple(d for d in self.diagnostics if d.name != ANCHOR.name)
+        """The diagnostics whose results the report weighs: all but the anchor."""
+        return tuple(d for d in self.diagnostics if d.reported)
 
     def settings_of(self, diagnostic: Diagnostic) -> BaseModel:
         """The audit's settings of ``diagnostic`` (its defaults unless given)."""

@@ -50,6 +50,7 @@ class Anchor(_BuiltIn):
     name = "s22a1"
     requirement = run_anchor.requirement
     result_model = AnchorResult
+    reported = False
     settings_model = AnchorSettings
     description = (
         "The best trial re-fitted on the captured fold (300 rounds, early stopping): "

@@ -9,9 +9,10 @@ A diagnostic is a subclass of :class:`Diagnostic` that declares
 - ``reads_anchor``: whether it takes the s22a1 anchor's result when the run has one (then it
   runs in the anchor's step, under the same skip decision, and gets ``anchor=None`` when the
   run skips the anchor);
-- ``result_model``: the pydantic model of what it returns, usually a
-  :class:`~diag_assets.core.diagnostics.verdicts.Verdict` with a certification from
-  :func:`~diag_assets.core.diagnostics.certification.certify`;
+- ``result_model``: the model of what it returns, a subclass of
+  :class:`~diag_assets.core.diagnostics.verdicts.Verdict` (its cell, its certification from
+  :func:`~diag_assets.core.diagnostics.certification.certify` and the capture it read), so
+  the cell's report can weigh it;
 - ``settings_model`` (optional): its settings, given per audit in ``diagnostic_settings``;
 - ``tasks`` (optional): the recipe tasks it makes sense for; on another task it is not run
   and says :data:`NOT_APPLICABLE` instead.
@@ -38,7 +39,7 @@ from diag_assets.core.diagnostics.consumers import (
     CaptureView,
     refuse_reduced_capture,
 )
-from diag_assets.core.diagnostics.verdicts import AnchorResult
+from diag_assets.core.diagnostics.verdicts import AnchorResult, Verdict
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.hashing.digests import hash_json
 from diag_assets.core.plugins import DIAGNOSTICS_GROUP, load_plugin
@@ -79,6 +80,9 @@ class Diagnostic(ABC):
     requirement: ClassVar[CaptureRequirement]
     reads_anchor: ClassVar[bool] = False
     result_model: ClassVar[type[BaseModel]]
+    # Whether the cell's report weighs the result: every verdict; not the s22a1 anchor, whose
+    # result is an input of its readers.
+    reported: ClassVar[bool] = True
     settings_model: ClassVar[type[BaseModel]] = NoSettings
     tasks: ClassVar[frozenset[TaskKind]] = frozenset(TaskKind)
     description: ClassVar[str] = ""
@@ -160,10 +164,13 @@ def check_declarations(cls: type) -> None:
             "CaptureRequirement.TRIAL_DYNAMICS (also reads the trial log).",
         )
     model = getattr(cls, "result_model", None)
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+    base = Verdict if getattr(cls, "reported", True) else BaseModel
+    if not (isinstance(model, type) and issubclass(model, base)):
         raise DiagInputError(
-            f"Diagnostic {name!r} ({where}) declares no result model ({model!r}).",
-            "set result_model to the pydantic model its run() returns.",
+            f"Diagnostic {name!r} ({where}) declares no {base.__name__} result model "
+            f"({model!r}).",
+            "set result_model to the model its run() returns, a subclass of "
+            "diag_assets.core.diagnostics.verdicts.Verdict.",
         )
     settings = getattr(cls, "settings_model", None)
     if not (isinstance(settings, type) and issubclass(settings, BaseModel)):

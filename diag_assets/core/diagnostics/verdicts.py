@@ -100,6 +100,11 @@ class Verdict(BaseModel):
         """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
         return hash_json(self.model_dump(mode="json", exclude={"elapsed_s"}))
 
+    @property
+    def anchor_use(self) -> AnchorUse:
+        """What the s22a1 anchor was to the verdict; a verdict that reads it says otherwise."""
+        return AnchorUse.NOT_NEEDED
+
 
 class S40Verdict(Verdict):
     """s40: does the fold's X carry signal about y, cross-referenced with the anchor.
