@@ -9,7 +9,7 @@ import os
 
 import dagster as dg
 
-from diag_assets.capture.readers import job_readers, location_readers
+from diag_assets.capture.readers import job_readers, location_readers, repository_readers
 from diag_assets.core.capture.mode_policy import (
     MODE_ENV,
     CaptureModePolicy,
@@ -38,7 +38,11 @@ def run_consumers(
     (``dg.build_asset_context``) outside a code location has no reader to count: its later
     readers are unknown.
     """
-    declared = location_readers(context, capture)
+    # The readers the audit was composed with, and any other asset of the code location that
+    # depends on the capture (a team's asset beside the audit component).
+    declared = sorted(
+        set(location_readers(context, capture) or []) | set(repository_readers(context, capture))
+    )
     try:
         in_job, selected = job_readers(context, capture)
     except dg.DagsterError:

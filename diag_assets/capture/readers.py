@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import dagster as dg
+from dagster_shared.check import CheckError
 
 from diag_assets.core.diagnostics.consumers import CaptureReader
 
@@ -127,3 +128,26 @@ def job_readers(
         if isinstance(key, dg.AssetKey)
     ]
     return sorted(readers), selected
+
+
+def repository_readers(
+    context: dg.AssetExecutionContext, capture: dg.AssetKey
+) -> list[CaptureReader]:
+    """Every asset of the running code location that depends on ``capture``, with its diagnostic.
+
+    Read from the code location's whole asset graph, so it sees the assets defined beside the
+    audit (in another component or module of the same project). Empty when the run has no
+    code location (a job executed in process from a Definitions object, or a direct call).
+    """
+    try:
+        graph = context.repository_def.asset_graph
+    except (dg.DagsterError, CheckError):
+        # Dagster's invariant check when no repository was set on the step.
+        return []
+    if not graph.has(capture):
+        return []
+    return sorted(
+        CaptureReader(key.to_user_string(), _declared(dict(graph.get(key).metadata)))
+        for key in graph.get(capture).child_entity_keys
+        if isinstance(key, dg.AssetKey)
+    )

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import dagster as dg
 from pydantic import BaseModel, Field, ValidationError
 
+from diag_assets.capture.readers import repository_readers
 from diag_assets.component.audit import Audit
 from diag_assets.core.diagnostics.consumers import (
     DIAGNOSTIC_CAPTURE_REQUIREMENTS,
@@ -44,6 +45,7 @@ from diag_assets.core.names import (
     ANCHOR_COST_GATE,
     BLOCKED_KEY,
     CAPTURE_SIZE_GATE,
+    CAPTURED_FOLD,
     CONSUMERS_GATE,
     DECISION_KEY,
     DRIFT_RATE_GATE,
@@ -143,21 +145,25 @@ class CaptureSizeGateConfig(dg.Config):
 def consumer_map_asset(audit: Audit, readers: Iterable[CaptureReader]) -> dg.AssetsDefinition:
     """The consumer map ``g_c0_consumers`` of an audit whose capture has ``readers``.
 
-    ``readers`` are every asset of the code location that reads the audit's
-    ``captured_fold``, with the diagnostic each declares, collected when the code location is
-    composed.
+    ``readers`` are the assets that read the audit's ``captured_fold``, with the diagnostic
+    each declares, collected when the audit's definitions are composed. When it runs, the map
+    adds every other asset of the code location that depends on the capture (a team's own
+    asset beside the component, say), so no reader escapes it.
     """
-    listed = sorted(set(readers))
+    capture = audit.key(CAPTURED_FOLD)
+    composed = set(readers)
 
     @dg.asset(key=audit.key(CONSUMERS_GATE), group_name=audit.group(GROUP), kinds={"python"})
-    def g_c0_consumers(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
+    def g_c0_consumers(
+        context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource
+    ) -> dg.MaterializeResult:
         """The consumer map: every asset that reads captured_fold and what it needs of a capture.
 
         The readers are the code location's assets that depend on captured_fold, each with the
         diagnostic it declares; one that declares none (or an unregistered one) is unknown:
         full_replay.
         """
-        # The registry fills as the diagnostics' modules are imported (they are, by definitions).
+        listed = sorted(composed | set(repository_readers(context, capture)))
         report = consumer_map_gate(listed, DIAGNOSTIC_CAPTURE_REQUIREMENTS)
         return gate_result(report, write_report(audit.store(artifacts), CONSUMERS_GATE, report))
 

@@ -1,12 +1,16 @@
 """The audit component: a team's project of two audits, from defs.yaml, side by side."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
-from tests.component.conftest import TINY_PROBE
+from tests.component.conftest import PROJECT, TINY_PROBE
 
 CELL = dg.MultiPartitionKey({"symbol": "AAAUSDC", "fold": "fold-1"})
 
@@ -36,7 +40,8 @@ def test_two_audits_live_side_by_side_with_distinct_assets_checks_and_jobs(team_
     # The second audit lists its diagnostics: no s27 there.
     assert "small/s27_calibration" in asset_keys
     assert "wide/s27_calibration" not in asset_keys
-    assert not any("/" not in key for key in asset_keys)
+    # Besides the team's own dashboard, every asset belongs to one of the two audits.
+    assert {key for key in asset_keys if "/" not in key} == {"capture_dashboard"}
 
     jobs = {job.name for job in team_project.resolve_all_job_defs()}
     assert {"small__audit", "wide__audit", "small__lever3_release", "wide__phase0_gates"} <= jobs
@@ -91,3 +96,41 @@ def test_the_team_project_materializes_an_audit_of_one_cell(team_project, storag
         # Nothing of the other audit was written, and nothing at the packaged audit's place.
         assert not (storage / "audits/wide").exists()
         assert not (storage / "results").exists()
+
+
+@pytest.mark.slow
+def test_the_consumer_map_finds_a_reader_defined_beside_the_audit(tmp_path):
+    # Through the code location as Dagster serves it: the team's dashboard in defs/dashboards
+    # reads small/captured_fold and declares nothing, so it is an unknown reader.
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{PROJECT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "DIAG_STORAGE_DIR": str(tmp_path / "store"),
+        "DIAG_ENV": "local",
+    }
+    (tmp_path / "home").mkdir()
+    run = subprocess.run(
+        [
+            Path(sys.executable).parent / "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "team_audits.definitions",
+            "--select",
+            "small/g_c0_consumers",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "store/audits/small/gates/g_c0_consumers.json").read_text())
+    assert report["decision"] == "UNKNOWN_PRESENT"
+    assert report["figures"]["unknown_assets"] == ["capture_dashboard"]
+    readers = {row["asset"]: row["requirement"] for row in report["rows"]}
+    assert readers["small/s40_verdict"] == "xy_only"
+    assert readers["small/s22a1_anchor"] == "trial_dynamics"
+    assert "wide/s40_verdict" not in readers

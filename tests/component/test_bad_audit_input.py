@@ -81,9 +81,7 @@ def test_a_recipe_missing_a_method_or_declaring_an_unknown_task(project_dir):
 
 
 def test_recipe_params_the_recipe_refuses(project_dir):
-    message = load_error(
-        project_dir, {"a": audit_yaml(extra="recipe_params: {dead_zone: 0.3}")}
-    )
+    message = load_error(project_dir, {"a": audit_yaml(extra="recipe_params: {dead_zone: 0.3}")})
     assert "recipe_params" in message and "dead_zone_sigma" in message
 
 
@@ -118,9 +116,7 @@ def test_an_anchor_reader_without_the_anchor(project_dir):
 
 
 def test_two_audits_with_the_same_prefix(project_dir):
-    message = load_error(
-        project_dir, {"one": audit_yaml("shared"), "two": audit_yaml("shared")}
-    )
+    message = load_error(project_dir, {"one": audit_yaml("shared"), "two": audit_yaml("shared")})
     assert "attributes.prefix 'shared'" in message
     assert "its own attributes.prefix" in message
 
@@ -144,9 +140,18 @@ def test_dagster_definitions_validate_refuses_the_project_before_anything_runs(p
         "from pathlib import Path\nimport dagster as dg\n\n\n@dg.definitions\ndef defs():\n"
         "    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)\n"
     )
-    env = {**os.environ, "PYTHONPATH": f"{project_dir}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{project_dir}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
     validate = subprocess.run(
-        [Path(sys.executable).parent / "dagster", "definitions", "validate", "-m", "proj.definitions"],
+        [
+            Path(sys.executable).parent / "dagster",
+            "definitions",
+            "validate",
+            "-m",
+            "proj.definitions",
+        ],
         capture_output=True,
         text=True,
         env=env,

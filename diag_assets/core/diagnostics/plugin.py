@@ -167,8 +167,7 @@ def check_declarations(cls: type) -> None:
     base = Verdict if getattr(cls, "reported", True) else BaseModel
     if not (isinstance(model, type) and issubclass(model, base)):
         raise DiagInputError(
-            f"Diagnostic {name!r} ({where}) declares no {base.__name__} result model "
-            f"({model!r}).",
+            f"Diagnostic {name!r} ({where}) declares no {base.__name__} result model ({model!r}).",
             "set result_model to the model its run() returns, a subclass of "
             "diag_assets.core.diagnostics.verdicts.Verdict.",
         )
