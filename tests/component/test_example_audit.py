@@ -1,0 +1,104 @@
+"""The example team package's audit, from its defs.yaml, end to end on real BTC/ETH candles.
+
+Its own recipe (a forward-return regression) and its own diagnostic (importance stability)
+come in through their entry points, as in a team's installed project: the full audit of a
+cell, the Phase-0 gates and the release gate all run from the YAML.
+"""
+
+import importlib.metadata
+import json
+
+import dagster as dg
+import pytest
+
+from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
+
+pytestmark = pytest.mark.slow
+
+APPROVED = {ALLOW_COLD_CAPTURE_TAG: "true"}
+CELL = dg.MultiPartitionKey({"symbol": "BTCUSDT", "fold": "fold-2"})
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    return {
+        event.asset_key.to_user_string(): {
+            key: value.value for key, value in event.materialization.metadata.items()
+        }
+        for event in result.get_asset_materialization_events()
+    }
+
+
+def test_the_example_package_registers_its_plug_ins():
+    recipes = {
+        e.name: e.value for e in importlib.metadata.entry_points(group="diag_harness.recipes")
+    }
+    checks = {
+        e.name: e.value for e in importlib.metadata.entry_points(group="diag_harness.diagnostics")
+    }
+    assert recipes["forward_returns"] == "forward_returns.recipe:ForwardReturnsRecipe"
+    assert recipes["reference"] == "diag_assets.core.recipe.reference:ReferenceRecipe"
+    assert checks["importance_stability"] == "forward_returns.stability:ImportanceStability"
+
+
+def test_the_example_audits_real_candles_and_passes_its_gates(storage):
+    from forward_returns.definitions import defs
+
+    location = defs()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("btc_eth__symbols", ["BTCUSDT", "ETHUSDT"])
+        audit = location.resolve_job_def("btc_eth__audit").execute_in_process(
+            instance=instance, partition_key=CELL, tags=APPROVED
+        )
+        assert audit.success
+        audited = materialized(audit)
+        assert audited["btc_eth/captured_fold"]["cache"] == "MISS"
+        probe = json.loads(json.dumps(audited["btc_eth/s40_verdict"]["verdict"]))
+        assert probe["probe"]["statistic"] == "spearman_ic"
+        # Calibration needs a binary task: it says so and claims nothing.
+        assert audited["btc_eth/s27_calibration"]["certification"] == "NOT_APPLICABLE"
+        stability = audited["btc_eth/importance_stability"]
+        assert stability["certification"] == "CERTIFIED"
+        assert -1.0 <= stability["mean_rank_correlation"] <= 1.0
+        report = json.loads(
+            (
+                storage / "audits/btc_eth/results/audit_report/binance__BTCUSDT__fold-2.json"
+            ).read_text()
+        )
+        lines = {line["name"]: line for line in report["diagnostics"]}
+        assert set(lines) == {"s40", "s27", "importance_stability", "s22a2", "s23"}
+        assert lines["s27"]["applicable"] is False
+        assert lines["importance_stability"]["finding"].startswith(("STABLE", "UNSTABLE"))
+        assert report["certification"] == "CERTIFIED"
+
+        summary = location.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey(["btc_eth", "audit_summary"])]
+        )
+        table = materialized(summary)["btc_eth/audit_summary"]["summary"]
+        assert "importance_stability" in table.splitlines()[2]
+        assert "| binance/BTCUSDT/fold-2 | CERTIFIED | yes |" in table
+
+        gates = location.resolve_job_def("btc_eth__phase0_gates").execute_in_process(
+            instance=instance
+        )
+        assert gates.success
+        decided = materialized(gates)
+        assert decided["btc_eth/g_c0_consumers"]["decision"] == "MAPPED"
+        assert "importance_stability" in decided["btc_eth/g_c0_consumers"]["report"]
+
+        release = location.resolve_job_def("btc_eth__lever3_release").execute_in_process(
+            instance=instance, tags=APPROVED
+        )
+        assert release.success
+        decided = materialized(release)
+        assert decided["btc_eth/g_c4_invariance"]["decision"] == "PASS"
+        assert decided["btc_eth/g_c4b_seam"]["decision"] == "SEAM"
+        assert decided["btc_eth/lever3_release_gate"]["decision"] == "PASS"
+        checks = {
+            evaluation.check_name: evaluation.passed
+            for evaluation in release.get_asset_check_evaluations()
+        }
+        assert checks == {
+            "trial_invariance_holds": True,
+            "dataset_only_hash_parity": True,
+            "dataset_only_verdict_parity": True,
+        }
