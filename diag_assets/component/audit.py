@@ -26,7 +26,8 @@ from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import Recipe, TrialSettings
 from diag_assets.core.storage.blob import BlobStore, NamespacedBlobStore
 from diag_assets.core.storage.results import ResultStore
-from diag_assets.partitions import FOLD_DIMENSION, SYMBOL_DIMENSION, folds_partitions
+from diag_assets.core.cells import fold_partition_key
+from diag_assets.partitions import FOLD_DIMENSION, MAX_FOLDS, SYMBOL_DIMENSION, folds_partitions
 from resources.storage import ArtifactStoreResource
 
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -58,6 +59,8 @@ class Audit:
     trials: TrialSettings = field(default_factory=TrialSettings)
     diagnostic_settings: Mapping[str, BaseModel] = field(default_factory=dict)
     description: str = ""
+    # Folds per symbol of the audit's layout: its cells are fold-0 .. fold-{n_folds - 1}.
+    n_folds: int = MAX_FOLDS
 
     def __post_init__(self) -> None:
         check_prefix(self.prefix)
@@ -117,9 +120,14 @@ class Audit:
 
     @cached_property
     def cells_partitions(self) -> dg.MultiPartitionsDefinition:
-        """The audit's cells: symbol x fold."""
+        """The audit's cells: symbol x the folds of its layout."""
+        folds = (
+            folds_partitions
+            if self.n_folds == MAX_FOLDS
+            else dg.StaticPartitionsDefinition([fold_partition_key(k) for k in range(self.n_folds)])
+        )
         return dg.MultiPartitionsDefinition(
-            {SYMBOL_DIMENSION: self.symbols_partitions, FOLD_DIMENSION: folds_partitions}
+            {SYMBOL_DIMENSION: self.symbols_partitions, FOLD_DIMENSION: folds}
         )
 
     # Storage -----------------------------------------------------------------------------

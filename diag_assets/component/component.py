@@ -153,6 +153,7 @@ class AuditComponent(dg.Component, dg.Resolvable, dg.Model):
                 trials=_trials(self.trials),
                 diagnostic_settings=_plugin_settings(diagnostics, self.diagnostic_settings),
                 description=self.description,
+                n_folds=self.folds.n_folds,
             )
             return audit, self.market_data_resource(where)
         except DiagInputError as error:
