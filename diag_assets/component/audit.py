@@ -18,6 +18,7 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel
 
+from diag_assets.core.cells import fold_partition_key
 from diag_assets.core.diagnostics.builtins import ANCHOR
 from diag_assets.core.diagnostics.plugin import Diagnostic
 from diag_assets.core.errors import DiagInputError
@@ -26,7 +27,6 @@ from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import Recipe, TrialSettings
 from diag_assets.core.storage.blob import BlobStore, NamespacedBlobStore
 from diag_assets.core.storage.results import ResultStore
-from diag_assets.core.cells import fold_partition_key
 from diag_assets.partitions import FOLD_DIMENSION, MAX_FOLDS, SYMBOL_DIMENSION, folds_partitions
 from resources.storage import ArtifactStoreResource
 
