@@ -74,7 +74,9 @@ def test_audit_assets_by_direct_call(resources, instance):
 
 def test_diagnostics_refuse_to_run_without_a_captured_fold(resources, instance):
     with (
-        dg.build_asset_context(partition_key=KEY, instance=instance, resources=resources) as context,
+        dg.build_asset_context(
+            partition_key=KEY, instance=instance, resources=resources
+        ) as context,
         pytest.raises(dg.Failure, match="no captured fold yet"),
     ):
         list(anchor_and_consumers(context, TINY_AUDIT))

@@ -17,8 +17,8 @@ from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
 from tests.fixtures.audit import (
     anchor_and_consumers,
-    captured_fold,
     assets_of,
+    captured_fold,
     g_c4_invariance,
     g_c4b_seam,
     lever1_gate4_warm,
@@ -253,7 +253,9 @@ def test_a_capture_alone_serves_every_reader_its_code_location_has(
 
 def test_a_direct_call_serves_unknown_later_readers():
     with dg.build_asset_context() as context:
-        assert run_consumers(context, captured_fold.key) == {LATER_READERS: CaptureRequirement.UNKNOWN}
+        assert run_consumers(context, captured_fold.key) == {
+            LATER_READERS: CaptureRequirement.UNKNOWN
+        }
 
 
 def test_the_environment_override_and_the_anchor_guard(resources, instance, monkeypatch):
