@@ -16,9 +16,7 @@ import dagster as dg
 
 from benchmarks.profiles import profile_from_args
 from benchmarks.reaudit import QUIET, capture_run_config, profile_resources
-from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
-from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
 from diag_assets.core.names import (
     ALLOW_COLD_CAPTURE_TAG,
@@ -29,9 +27,11 @@ from diag_assets.core.names import (
     SYMBOLS_PARTITIONS,
     VERDICT_KEY,
 )
+from diag_assets.definitions import defs
 from diag_assets.partitions import cell_partition_key
 
-ASSETS = [captured_fold, anchor_and_consumers]
+# The packaged code location's capture and the anchor's step (the anchor and its readers).
+ASSETS = [defs.get_assets_def(CAPTURED_FOLD), defs.get_assets_def(S22A1_ANCHOR)]
 
 
 def _s40(result) -> dict:

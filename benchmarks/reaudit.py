@@ -17,9 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from benchmarks.profiles import Profile, profile_from_args
-from diag_assets.audit.diagnostics import anchor_and_consumers
 from diag_assets.audit.run_results import materialized_metadata
-from diag_assets.capture.assets import captured_fold
 from diag_assets.core.cells import CellRef
 from diag_assets.core.metadata import CaptureMetadata
 from diag_assets.core.names import (
@@ -30,6 +28,7 @@ from diag_assets.core.names import (
     SYMBOLS_PARTITIONS,
     VERDICT_KEY,
 )
+from diag_assets.definitions import defs
 from diag_assets.partitions import cell_partition_key
 from resources.environment import build_local_resources
 from resources.market_data import SyntheticMarketDataResource
@@ -60,7 +59,8 @@ def capture_run_config(profile: Profile) -> dict:
     }
 
 
-ASSETS = [captured_fold, anchor_and_consumers]
+# The packaged code location's capture and the anchor's step (the anchor and its readers).
+ASSETS = [defs.get_assets_def(CAPTURED_FOLD), defs.get_assets_def(S22A1_ANCHOR)]
 
 
 def _timed(selection, resources, instance, key, run_config, tags=None):

@@ -37,8 +37,12 @@ def build_reaudit_requests(audit: Audit) -> dg.SensorDefinition:
         minimum_interval_seconds=60,
         required_resource_keys={audit.market_data_key, "capture_cache", "audit_requests"},
     )
-    def reaudit_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def reaudit_requests(
+        context: dg.SensorEvaluationContext, **_called_with: object
+    ) -> dg.SensorResult | dg.SkipReason:
         """Turn pending re-audit requests for warm cells into audit runs."""
+        # A direct call (dg.build_sensor_context) also passes the required resources by
+        # key; they are read from the context, as in a tick.
         capture_cache: CaptureCacheResource = context.resources.capture_cache
         audit_requests: AuditRequestsResource = context.resources.audit_requests
         market_data = getattr(context.resources, audit.market_data_key)

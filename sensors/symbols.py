@@ -16,8 +16,12 @@ def build_register_symbols(audit: Audit) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys={audit.market_data_key},
     )
-    def register_symbols(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def register_symbols(
+        context: dg.SensorEvaluationContext, **_called_with: object
+    ) -> dg.SensorResult | dg.SkipReason:
         """Add every symbol the market data source serves as a partition; never removes one."""
+        # A direct call (dg.build_sensor_context) also passes the required resources by
+        # key; they are read from the context, as in a tick.
         market_data = getattr(context.resources, audit.market_data_key)
         known = set(context.instance.get_dynamic_partitions(partitions.name or ""))
         new = [s for s in market_data.source().symbols() if s not in known]

@@ -361,7 +361,7 @@ def _result(
     content_hash = getattr(result, "content_hash", None)
     return dg.MaterializeResult(
         asset_key=audit.key(asset),
-        data_version=dg.DataVersion(content_hash()) if callable(content_hash) else None,
+        data_version=dg.DataVersion(str(content_hash())) if callable(content_hash) else None,
         metadata=result_metadata(diagnostic, result, uri) | extra,
     )
 

@@ -1,13 +1,14 @@
 """``audit_report[cell]`` and ``audit_summary``: where a person reads the verdicts."""
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import dagster as dg
 from pydantic import BaseModel, ValidationError
 
 from diag_assets.audit.diagnostics import cell_of
 from diag_assets.component.audit import Audit
-from diag_assets.core.audit.report import AuditReport, build_audit_report, summarize
+from diag_assets.core.audit.report import AuditReport, Verdict, build_audit_report, summarize
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.plugin import Diagnostic, NotApplicable
@@ -80,7 +81,10 @@ def build_reports(audit: Audit) -> dg.Definitions:
             for d in audit.verdicts
             if (verdict := verdicts[d.name]) is not None and not isinstance(verdict, NotApplicable)
         }
-        report = build_audit_report(str(cell), manifest, verdicts, findings)
+        # A diagnostic's result model is a verdict: it carries its certification, its reason,
+        # the capture it was computed on and its anchor use (the plug-in interface).
+        claims = cast(Mapping[str, Verdict | NotApplicable | None], verdicts)
+        report = build_audit_report(str(cell), manifest, claims, findings)
         uri = results.write(AUDIT_REPORT, cell, report)
         return dg.MaterializeResult(metadata=report_metadata(report, uri))
 

@@ -31,9 +31,11 @@ def _value(metadata_value):
 
 
 def test_market_bars_records_hash_and_gaps(resources, instance):
-    with dg.build_asset_context(partition_key="UNIUSDC", instance=instance) as context:
-        result = market_bars(context, market_data=resources["market_data"])
-        again = market_bars(context, market_data=resources["market_data"])
+    with dg.build_asset_context(
+        partition_key="UNIUSDC", instance=instance, resources=resources
+    ) as context:
+        result = market_bars(context)
+        again = market_bars(context)
     assert result.data_version is not None and len(result.data_version.value) == 32
     assert result.metadata["bars"].value == 3_200
     assert result.metadata["gaps"].value >= 1  # the generator plants maintenance gaps
@@ -41,16 +43,16 @@ def test_market_bars_records_hash_and_gaps(resources, instance):
 
 
 def test_audit_assets_by_direct_call(resources, instance):
-    market_data, artifacts = resources["market_data"], resources["artifacts"]
-    with dg.build_asset_context(partition_key=KEY, instance=instance, run_tags=APPROVED) as context:
-        capture = captured_fold(
-            context, TINY_CAPTURE, market_data, artifacts, resources["capture_cache"]
-        )
+    artifacts = resources["artifacts"]
+    with dg.build_asset_context(
+        partition_key=KEY, instance=instance, run_tags=APPROVED, resources=resources
+    ) as context:
+        capture = captured_fold(context, TINY_CAPTURE)
         results = {
             result.asset_key.to_user_string(): result
-            for result in anchor_and_consumers(context, TINY_AUDIT, market_data, artifacts)
+            for result in anchor_and_consumers(context, TINY_AUDIT)
         }
-        drift = s23_drift(context, SuiteRunConfig(), market_data, artifacts)
+        drift = s23_drift(context, SuiteRunConfig())
     manifest = artifacts.results().read(CAPTURED_FOLD, CELL, CaptureManifest)
     assert manifest is not None
     assert capture.data_version == dg.DataVersion(manifest.content_hash)
@@ -71,9 +73,10 @@ def test_audit_assets_by_direct_call(resources, instance):
 
 
 def test_diagnostics_refuse_to_run_without_a_captured_fold(resources, instance):
-    market_data, artifacts = resources["market_data"], resources["artifacts"]
     with (
-        dg.build_asset_context(partition_key=KEY, instance=instance) as context,
+        dg.build_asset_context(
+            partition_key=KEY, instance=instance, resources=resources
+        ) as context,
         pytest.raises(dg.Failure, match="no captured fold yet"),
     ):
-        list(anchor_and_consumers(context, TINY_AUDIT, market_data, artifacts))
+        list(anchor_and_consumers(context, TINY_AUDIT))

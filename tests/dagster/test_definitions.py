@@ -45,8 +45,8 @@ def test_workspace_loads_with_the_dagster_cli(tmp_path):
 
 
 def test_register_symbols_sensor_adds_new_symbols_once():
-    from sensors.symbols import register_symbols
     from tests.dagster.conftest import tiny_market_data
+    from tests.fixtures.audit import register_symbols
 
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(

@@ -16,16 +16,17 @@ from diag_assets.core.gates.records import read_report
 from diag_assets.core.names import CONSUMERS_GATE, PHASE0_GATES_JOB
 from diag_assets.definitions import build_definitions, defs
 from diag_assets.gates.history import history_from_instance
-from diag_assets.gates.phase0 import (
+from diag_assets.partitions import cell_partition_key
+from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+from tests.fixtures.audit import (
+    anchor_and_consumers,
+    captured_fold,
     g_a1_reuse,
     g_b7_cost,
     lever1_gate2_drift,
     lever1_gate3_size,
     phase0_exit,
 )
-from diag_assets.partitions import cell_partition_key
-from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
-from tests.fixtures.audit import anchor_and_consumers, captured_fold
 from tests.fixtures.history import write_jsonl
 from tests.fixtures.readers import drift_second_opinion, finetune_audit
 
@@ -157,7 +158,7 @@ def test_history_is_read_from_the_instance_event_log(resources, instance):
 
 
 def test_replay_gates_need_approval_then_pass_on_the_reference_recipe(resources, instance):
-    from diag_assets.gates.fixture_set import g_c4_invariance, g_c4b_seam
+    from tests.fixtures.audit import g_c4_invariance, g_c4b_seam
 
     small = {"config": {"n_trials": 3, "max_rounds": 20}}
     run_config = {"ops": {"g_c4_invariance": small, "g_c4b_seam": small}}

@@ -13,16 +13,20 @@ from diag_assets.core.diagnostics.consumers import CaptureRequirement
 from diag_assets.core.gates.records import read_release_gate, read_seam
 from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.definitions import build_definitions, defs
-from diag_assets.gates import fixture_set
-from diag_assets.gates.fixture_set import (
+from diag_assets.partitions import cell_partition_key
+from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
+from tests.fixtures.audit import (
+    anchor_and_consumers,
+    assets_of,
+    captured_fold,
     g_c4_invariance,
     g_c4b_seam,
     lever1_gate4_warm,
     lever3_release_gate,
+    s22a2_spread,
+    s23_drift,
+    with_recipe,
 )
-from diag_assets.partitions import cell_partition_key
-from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
-from tests.fixtures.audit import anchor_and_consumers, captured_fold, s22a2_spread, s23_drift
 from tests.fixtures.no_seam_recipe import InLoopPrepRecipe
 from tests.fixtures.readers import drift_second_opinion, finetune_audit
 
@@ -76,9 +80,9 @@ def _audit(
     )
 
 
-def _gates(resources, instance, selection, *, tags=None, check=True):
+def _gates(resources, instance, selection, *, tags=None, check=True, gates=GATES):
     return dg.materialize(
-        GATES,
+        gates,
         selection=selection,
         resources=resources,
         instance=instance,
@@ -133,14 +137,9 @@ def test_gates_share_one_fixture_set_captured_once(resources, instance):
 
 
 def test_the_release_gate_blocks_when_invariance_fails(resources, instance, monkeypatch):
-    monkeypatch.setattr(fixture_set, "RECIPE", InLoopPrepRecipe())
-    result = _gates(
-        resources,
-        instance,
-        ["g_c4_invariance", "g_c4b_seam", "lever3_release_gate"],
-        tags=APPROVED,
-        check=False,
-    )
+    selection = ["g_c4_invariance", "g_c4b_seam", "lever3_release_gate"]
+    no_seam = assets_of(with_recipe(InLoopPrepRecipe()), *selection)
+    result = _gates(resources, instance, selection, tags=APPROVED, check=False, gates=no_seam)
     assert not result.success
     assert materialized_metadata(result, "g_c4_invariance")["decision"] == "STOP"
     (check,) = result.get_asset_check_evaluations()
@@ -254,7 +253,9 @@ def test_a_capture_alone_serves_every_reader_its_code_location_has(
 
 def test_a_direct_call_serves_unknown_later_readers():
     with dg.build_asset_context() as context:
-        assert run_consumers(context) == {LATER_READERS: CaptureRequirement.UNKNOWN}
+        assert run_consumers(context, captured_fold.key) == {
+            LATER_READERS: CaptureRequirement.UNKNOWN
+        }
 
 
 def test_the_environment_override_and_the_anchor_guard(resources, instance, monkeypatch):

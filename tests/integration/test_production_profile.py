@@ -86,7 +86,7 @@ def test_cold_then_warm_audit_on_postgres_and_s3(
 def test_the_shared_fixture_set_and_the_release_gate_on_postgres_and_s3(
     s3_endpoint, s3_bucket, postgres_dsn, instance, tmp_path
 ):
-    from diag_assets.gates.fixture_set import g_c4_invariance, g_c4b_seam, lever3_release_gate
+    from tests.fixtures.audit import g_c4_invariance, g_c4b_seam, lever3_release_gate
 
     resources = production_resources(s3_endpoint, s3_bucket, postgres_dsn, tmp_path)
     fixtures = {"n_trials": 3, "max_rounds": 20}
