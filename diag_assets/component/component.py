@@ -25,7 +25,7 @@ the fix, and nothing runs.
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import dagster as dg
 import yaml
@@ -246,12 +246,13 @@ def resolve_recipe(reference: str, params: dict[str, Any]) -> Recipe:
         DiagInputError: it does not resolve, lacks a method, declares an unknown task, or
             refuses its parameters.
     """
-    target = load_plugin(reference, RECIPES_GROUP, what="recipe")
+    target: Any = load_plugin(reference, RECIPES_GROUP, what="recipe")
     if not inspect.isclass(target):
         raise DiagInputError(
             f"The recipe {reference!r} is {target!r}, not a class.",
             "point recipe at the recipe class (package.module:Class).",
         )
+    target = cast(Any, target)
     missing = [name for name in RECIPE_METHODS if not callable(getattr(target, name, None))]
     for attribute in ("name", "version", "task"):
         if not hasattr(target, attribute):
@@ -271,7 +272,7 @@ def resolve_recipe(reference: str, params: dict[str, Any]) -> Recipe:
             f"declare one of {', '.join(TaskKind)} (diag_assets.core.recipe.tasks.TaskKind).",
         ) from None
     try:
-        recipe = target(**params)
+        recipe = cast(Recipe, target(**params))
     except (TypeError, ValueError) as error:
         if isinstance(error, DiagInputError):
             raise

@@ -19,10 +19,10 @@ from diag_assets.core.diagnostics.calibration import (
     run_s27,
     s27_without_anchor,
 )
-from diag_assets.core.diagnostics.consumers import CaptureView
+from diag_assets.core.diagnostics.consumers import CaptureView, requirement_of
 from diag_assets.core.diagnostics.drift import DriftSettings, S23Verdict, run_s23
 from diag_assets.core.diagnostics.plugin import Diagnostic, register
-from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40, run_probe
+from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40
 from diag_assets.core.diagnostics.spread import S22a2Verdict, SpreadSettings, run_s22a2
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
 from diag_assets.core.recipe.tasks import TaskKind
@@ -48,7 +48,7 @@ class Anchor(_BuiltIn):
     """s22a1: the best trial re-fitted on the captured fold (300 rounds, early stopping)."""
 
     name = "s22a1"
-    requirement = run_anchor.requirement
+    requirement = requirement_of("s22a1")  # as run_anchor registered it
     result_model = AnchorResult
     reported = False
     settings_model = AnchorSettings
@@ -78,7 +78,7 @@ class SignalProbe(_BuiltIn):
     """s40: does X carry signal about y? A permutation probe, cross-referenced with the anchor."""
 
     name = "s40"
-    requirement = run_probe.requirement
+    requirement = requirement_of("s40")  # as run_probe registered it
     reads_anchor = True
     result_model = S40Verdict
     settings_model = ProbeSettings
@@ -116,7 +116,7 @@ class Calibration(_BuiltIn):
     """s27: are the anchor model's validation probabilities calibrated? Binary tasks only."""
 
     name = "s27"
-    requirement = run_s27.requirement
+    requirement = requirement_of("s27")  # as run_s27 registered it
     reads_anchor = True
     result_model = S27Verdict
     settings_model = CalibrationSettings
@@ -146,7 +146,7 @@ class TrialSpread(_BuiltIn):
     """s22a2: does the best trial stand out from the spread of trials?"""
 
     name = "s22a2"
-    requirement = run_s22a2.requirement
+    requirement = requirement_of("s22a2")  # as run_s22a2 registered it
     result_model = S22a2Verdict
     settings_model = SpreadSettings
     description = "Does the best trial stand out from the spread of trials? Reads the trial log."
@@ -167,7 +167,7 @@ class AdversarialDrift(_BuiltIn):
     """s23: can a classifier tell the validation rows from the training rows?"""
 
     name = "s23"
-    requirement = run_s23.requirement
+    requirement = requirement_of("s23")  # as run_s23 registered it
     result_model = S23Verdict
     settings_model = DriftSettings
     description = "Do training and validation rows differ? Adversarial validation on X (xy_only)."
