@@ -1,8 +1,6 @@
 """Capture keys: the hash of everything a capture depends on, and its data version."""
 
-import lightgbm
-import pandas as pd
-import pyarrow
+import importlib.metadata
 
 from diag_assets.core.capture.manifest import MANIFEST_SCHEMA_VERSION
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
@@ -27,16 +25,16 @@ def check_cell_universe(cell: CellRef, universe: str) -> None:
 
 
 def library_versions() -> dict[str, str]:
-    """major.minor of the libraries whose behaviour shapes a capture."""
+    """major.minor of the libraries whose behaviour shapes a capture.
 
-    def major_minor(version: str) -> str:
-        return ".".join(version.split(".")[:2])
+    Read from the installed distributions' metadata, so loading a code location does not
+    import them.
+    """
 
-    return {
-        "lightgbm": major_minor(lightgbm.__version__),
-        "pandas": major_minor(pd.__version__),
-        "pyarrow": major_minor(pyarrow.__version__),
-    }
+    def major_minor(distribution: str) -> str:
+        return ".".join(importlib.metadata.version(distribution).split(".")[:2])
+
+    return {name: major_minor(name) for name in ("lightgbm", "pandas", "pyarrow")}
 
 
 def _request_payload(

@@ -45,7 +45,6 @@ from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
 
-import lightgbm
 import numpy as np
 import pandas as pd
 import xxhash
@@ -304,6 +303,8 @@ def _arguments(signature: inspect.Signature, *args: Any, **kwargs: Any) -> dict[
 @contextmanager
 def _instrumented(recipe: Recipe, recorder: _Recorder) -> Iterator[None]:
     """Record prep, Dataset and train calls while the block runs; always restore them."""
+    import lightgbm  # imported when a replay is traced, not when the code location loads
+
     original_prep = recipe.prep
     original_init = lightgbm.Dataset.__init__
     original_train = lightgbm.train

@@ -12,7 +12,6 @@ from enum import StrEnum
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.metrics import brier_score_loss, log_loss
 
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.replay import CapturedFold
@@ -135,11 +134,15 @@ def _binned(
 
 def brier_score(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean squared difference between the predicted probability and the 0/1 label."""
+    from sklearn.metrics import brier_score_loss
+
     return float(brier_score_loss(np.asarray(labels), np.asarray(probs, np.float64)))
 
 
 def binary_logloss(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean negative log-likelihood of the 0/1 labels under the predicted probabilities."""
+    from sklearn.metrics import log_loss
+
     return float(log_loss(np.asarray(labels), np.asarray(probs, np.float64), labels=[0, 1]))
 
 

@@ -12,7 +12,6 @@ from typing import Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sklearn.model_selection import StratifiedKFold
 
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView, diagnostic
@@ -116,6 +115,8 @@ def stratified_folds(labels: np.ndarray, n_splits: int, seed: int) -> np.ndarray
         if count < n_splits:
             raise ValueError(f"class {cls} has {count} rows, fewer than the {n_splits} folds.")
     assignment = np.empty(len(labels), dtype=np.int64)
+    from sklearn.model_selection import StratifiedKFold
+
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for k, (_, held) in enumerate(splitter.split(np.zeros((len(labels), 1)), labels)):
         assignment[held] = k

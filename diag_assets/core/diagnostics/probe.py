@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.stats import spearmanr
-from sklearn.metrics import roc_auc_score
 
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.replay import CapturedFold
@@ -61,6 +59,8 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     labels = np.asarray(labels)
     if np.unique(labels).size < 2:
         return 0.5
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(labels, np.asarray(scores, np.float64)))
 
 
@@ -83,6 +83,8 @@ def auc_ovr_macro(labels: np.ndarray, probabilities: np.ndarray) -> float:
             "one-vs-rest AUC of that class is undefined.",
             "lengthen the validation block or merge the rare classes.",
         )
+    from sklearn.metrics import roc_auc_score
+
     return float(
         roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=range(k))
     )
@@ -94,6 +96,8 @@ def spearman_ic(labels: np.ndarray, predictions: np.ndarray) -> float:
     predictions = np.asarray(predictions, np.float64)
     if np.ptp(labels) == 0 or np.ptp(predictions) == 0:
         return 0.0  # nothing is ranked: no information either way
+    from scipy.stats import spearmanr
+
     result: Any = spearmanr(labels, predictions)  # scipy's stubs do not type the result
     return float(result.statistic)
 

@@ -9,12 +9,14 @@ objective and validation metric come from the fit's task
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 
 from diag_assets.core.recipe.tasks import TaskKind, lightgbm_params, task_spec
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 # The binary task's validation metric, which the reference recipe's trials minimise.
 VALIDATION_METRIC = task_spec(TaskKind.BINARY).metric
@@ -44,7 +46,7 @@ def lightgbm_ready(params: dict[str, Any]) -> dict[str, Any]:
 class FitResult:
     """What one fit tells an audit."""
 
-    booster: lgb.Booster
+    booster: "lgb.Booster"
     best_iter: int
     best_score: float
     curve: list[float]
@@ -79,6 +81,10 @@ def fit_booster(
     Raises:
         DiagInputError: a multiclass class has no training row.
     """
+    # Imported here, not at module load: a code location loads without paying for LightGBM.
+    # The replay trace patches the module's attributes, which this still reaches.
+    import lightgbm as lgb
+
     objective = lightgbm_params(task, y_train, y_val)
     full_params = {
         **lightgbm_ready(params),
