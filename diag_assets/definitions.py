@@ -7,105 +7,17 @@ released ones. A team's Dagster project gets the same audit graph from a ``defs.
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
-from diag_assets.audit.diagnostics import build_diagnostics
-from diag_assets.audit.reports import build_reports
-from diag_assets.capture.assets import build_capture
-from diag_assets.capture.readers import capture_readers, with_location_readers
-from diag_assets.component.audit import Audit, unique_prefixes
+from diag_assets.component.audit import Audit
 from diag_assets.component.component import AuditComponent
-from diag_assets.core.names import CAPTURED_FOLD
-from diag_assets.gates.fixture_set import build_fixture_gates
-from diag_assets.gates.phase0 import build_phase0, consumer_map_asset
-from diag_assets.maintenance.gc import build_gc
-from diag_assets.market.assets import build_market
-from resources.environment import location_resources, market_data_resource
+from diag_assets.component.location import AuditDefinitions, build_audit, build_location
+from resources.environment import market_data_resource
 from resources.market_data import MarketDataResource
-from sensors.reaudit import build_reaudit_requests
-from sensors.symbols import build_register_symbols
 
-
-@dataclass(frozen=True)
-class AuditDefinitions:
-    """One audit's definitions, before the code location hands its capture the readers."""
-
-    audit: Audit
-    defs: dg.Definitions
-
-    def asset(self, name: str) -> dg.AssetsDefinition:
-        """The audit's assets definition that holds the asset ``name`` (unprefixed)."""
-        key = self.audit.key(name)
-        for asset in self.defs.assets or []:
-            if isinstance(asset, dg.AssetsDefinition) and key in asset.keys:
-                return asset
-        raise KeyError(f"The audit {self.audit.label} has no asset {name}.")
-
-
-def build_audit(audit: Audit) -> AuditDefinitions:
-    """Everything one audit defines, except the consumer map (see :func:`build_location`)."""
-    return AuditDefinitions(
-        audit,
-        dg.Definitions.merge(
-            build_market(audit),
-            build_capture(audit),
-            build_diagnostics(audit),
-            build_reports(audit),
-            build_phase0(audit),
-            build_fixture_gates(audit),
-            build_gc(audit),
-            dg.Definitions(sensors=[build_register_symbols(audit), build_reaudit_requests(audit)]),
-        ),
-    )
-
-
-def build_location(
-    audits: Sequence[tuple[Audit, MarketDataResource]],
-    extra_assets: Sequence[dg.AssetsDefinition] = (),
-    resources: Mapping[str, Any] | None = None,
-) -> dg.Definitions:
-    """A code location of ``audits``, each with its market data, plus ``extra_assets``.
-
-    ``resources`` replace the shared resource set of the profile ``DIAG_ENV`` selects (and may
-    replace an audit's market data, by its resource key). The readers of each audit's
-    captured fold are collected from every composed asset (``extra_assets`` included) and
-    handed to its consumer map and to the capture itself.
-
-    Raises:
-        DiagInputError: two audits share a prefix.
-    """
-    unique_prefixes([audit for audit, _ in audits])
-    built = [build_audit(audit) for audit, _ in audits]
-    every_asset = [
-        asset
-        for part in built
-        for asset in part.defs.assets or []
-        if isinstance(asset, dg.AssetsDefinition)
-    ] + list(extra_assets)
-    parts = []
-    for part in built:
-        capture = part.audit.key(CAPTURED_FOLD)
-        readers = capture_readers(every_asset, capture)
-        own = [a for a in part.defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-        parts.append(
-            dg.Definitions(
-                assets=[
-                    *with_location_readers(own, readers, capture),
-                    consumer_map_asset(part.audit, readers),
-                ],
-                jobs=part.defs.jobs,
-                sensors=part.defs.sensors,
-                schedules=part.defs.schedules,
-            )
-        )
-    shared = {**location_resources(), **{a.market_data_key: md for a, md in audits}}
-    return dg.Definitions.merge(
-        *parts,
-        dg.Definitions(assets=list(extra_assets), resources={**shared, **(resources or {})}),
-    )
+__all__ = ["AuditDefinitions", "build_audit", "build_definitions", "build_location", "defs"]
 
 
 def packaged_audit() -> tuple[Audit, MarketDataResource]:

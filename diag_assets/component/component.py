@@ -129,7 +129,8 @@ class AuditComponent(dg.Component, dg.Resolvable, dg.Model):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """The audit's definitions, with the code location's shared resources."""
-        from diag_assets.definitions import build_location
+        # The builders import the Audit from this package: imported when building, not at load.
+        from diag_assets.component.location import build_location
 
         where = Path(context.path)
         refuse_shared_prefix(self.prefix, where, Path(context.defs_module_path))

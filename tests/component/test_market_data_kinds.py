@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from diag_assets.component import AuditComponent
+from diag_assets.component.location import build_location
 from diag_assets.core.errors import DiagInputError
-from diag_assets.definitions import build_location
 
 KLINES = Path(__file__).resolve().parents[1] / "data" / "klines"
 FOLDS = {

@@ -7,9 +7,9 @@ import dagster as dg
 import pytest
 
 from diag_assets.component import AuditComponent
+from diag_assets.component.location import build_location
 from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.recipe.code_version import forget_recipe_code_digests
-from diag_assets.definitions import build_location
 
 CELL = dg.MultiPartitionKey({"symbol": "AAAUSDC", "fold": "fold-0"})
 ONE_CAPTURE = {"ops": {"team__captured_fold": {"config": {"n_trials": 2, "max_rounds": 30}}}}
