@@ -13,10 +13,9 @@ import os
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from diag_assets.core.errors import DiagInputError
 from resources.capture_cache import (
@@ -32,7 +31,10 @@ from resources.market_data import (
     SyntheticMarketDataResource,
 )
 from resources.requests import AuditRequestsResource
-from resources.storage import ArtifactStoreResource, LocalArtifactStore, S3ArtifactStore
+from resources.storage import ArtifactStoreResource, LocalArtifactStore
+
+if TYPE_CHECKING:
+    from resources.s3_storage import S3ArtifactStore
 
 DEFAULT_STORAGE_DIR = ".diag/artifacts"
 
@@ -134,7 +136,7 @@ def build_local_resources(
 
 
 def build_production_resources(
-    artifacts: S3ArtifactStore,
+    artifacts: "S3ArtifactStore",
     dsn: str | dg.EnvVar,
     *,
     requests_dir: Path,
@@ -185,6 +187,11 @@ def production_resources() -> dict[str, Any]:
             "set DIAG_PG_DSN (libpq DSN of the catalog database) and DIAG_S3_BUCKET (the "
             "artifact bucket); see OPERATIONS.md.",
         )
+    # Imported with the profile: the local one loads without boto3 and dagster-aws.
+    from dagster_aws.s3 import S3Resource
+
+    from resources.s3_storage import S3ArtifactStore
+
     artifacts = S3ArtifactStore(
         s3=S3Resource(
             endpoint_url=os.environ.get("DIAG_S3_ENDPOINT_URL") or None,

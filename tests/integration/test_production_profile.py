@@ -9,7 +9,7 @@ from diag_assets.core.cells import CellRef
 from diag_assets.core.storage.catalog.catalog import PostgresCatalog
 from diag_assets.partitions import cell_partition_key
 from resources.environment import build_production_resources
-from resources.storage import S3ArtifactStore
+from resources.s3_storage import S3ArtifactStore
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, tiny_market_data
 from tests.fixtures.audit import anchor_and_consumers, captured_fold
 from tests.services import s3_client

@@ -30,7 +30,7 @@ from diag_assets.core.storage.s3 import (
     StoreUnavailable,
     ensure_bucket_lifecycle,
 )
-from resources.storage import S3ArtifactStore
+from resources.s3_storage import S3ArtifactStore
 from tests.conftest import TINY_CAPTURE, TINY_FOLDS
 from tests.services import s3_client
 
