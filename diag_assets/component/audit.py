@@ -18,11 +18,12 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel
 
+from diag_assets.core import names
 from diag_assets.core.cells import fold_partition_key
 from diag_assets.core.diagnostics.builtins import ANCHOR
 from diag_assets.core.diagnostics.plugin import Diagnostic
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.names import SYMBOLS_PARTITIONS
+from diag_assets.core.names import DIAGNOSTIC_ASSETS, SYMBOLS_PARTITIONS
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import Recipe, TrialSettings
 from diag_assets.core.storage.blob import BlobStore, NamespacedBlobStore
@@ -33,6 +34,13 @@ from resources.storage import ArtifactStoreResource
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 MARKET_DATA_RESOURCE = "market_data"
 AUDITS_NAMESPACE = "audits"
+# The names an audit gives its assets, checks, jobs and sensors (names.py holds them): no
+# plug-in diagnostic may take one for its asset.
+RESERVED_ASSET_NAMES = frozenset(
+    value
+    for key, value in vars(names).items()
+    if key.isupper() and isinstance(value, str) and not key.endswith(("_TAG", "_KEY"))
+)
 
 
 def check_prefix(prefix: str) -> str:
@@ -70,6 +78,17 @@ class Audit:
             raise DiagInputError(
                 f"The audit {self.label} lists the diagnostic(s) {', '.join(twice)} twice.",
                 "list each diagnostic once.",
+            )
+        taken = sorted(
+            d.name
+            for d in self.diagnostics
+            if d.name not in DIAGNOSTIC_ASSETS and d.name in RESERVED_ASSET_NAMES
+        )
+        if taken:
+            raise DiagInputError(
+                f"The diagnostic name(s) {', '.join(taken)} of the audit {self.label} are names "
+                "of the audit's own assets.",
+                "rename the plug-in diagnostic (its class attribute name).",
             )
         readers = [d.name for d in self.diagnostics if d.reads_anchor]
         if readers and not self.has_anchor:

@@ -110,6 +110,26 @@ def test_a_diagnostic_without_a_capture_requirement(project_dir):
     assert "CaptureRequirement.XY_ONLY" in message
 
 
+def test_a_diagnostic_named_like_an_asset_of_the_audit(project_dir):
+    (project_dir / "clash.py").write_text(
+        textwrap.dedent(
+            """
+            from diag_assets.core.diagnostics.consumers import CaptureRequirement
+            from diag_assets.core.diagnostics.plugin import Diagnostic
+            from diag_assets.core.diagnostics.verdicts import Verdict
+
+            class Report(Diagnostic):
+                name = "audit_report"
+                requirement = CaptureRequirement.XY_ONLY
+                result_model = Verdict
+                def run(self, view, settings, anchor): ...
+            """
+        )
+    )
+    message = load_error(project_dir, {"a": audit_yaml(extra="diagnostics: [clash:Report]")})
+    assert "audit_report" in message and "rename the plug-in diagnostic" in message
+
+
 def test_an_anchor_reader_without_the_anchor(project_dir):
     message = load_error(project_dir, {"a": audit_yaml(extra="diagnostics: [s40, s23]")})
     assert "s22a1" in message and "add s22a1" in message
