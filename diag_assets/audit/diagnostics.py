@@ -50,6 +50,7 @@ from diag_assets.core.names import (
     VERDICT_KEY,
     diagnostic_asset,
 )
+from diag_assets.core.recipe.tasks import TaskKind, task_spec
 from diag_assets.market.assets import market_data_of
 from diag_assets.metadata_values import contract_metadata, metadata_value
 from diag_assets.partitions import cell_from_partition_key
@@ -376,7 +377,8 @@ def _anchor(audit, cell, captured, selected, decision, artifacts, config):
         yield dg.MaterializeResult(
             asset_key=audit.key(S22A1_ANCHOR),
             data_version=dg.DataVersion(anchor.content_hash()),
-            metadata=_anchor_metadata(anchor, uri) | _skip_metadata(decision),
+            metadata=_anchor_metadata(anchor, uri, captured.manifest.task)
+            | _skip_metadata(decision),
         )
         return anchor
     anchor = results.read(S22A1_ANCHOR, cell, AnchorResult)
@@ -466,7 +468,10 @@ def _inconclusive(context, audit, cell, reason, readers, decision, manifest, art
         raise dg.Failure(f"{', '.join(failed)} for {cell}: {claim.certification}: {claim.reason}")
 
 
-def _anchor_metadata(anchor: AnchorResult, uri: str) -> dict[str, Any]:
+def _anchor_metadata(anchor: AnchorResult, uri: str, task: TaskKind) -> dict[str, Any]:
+    # The curve is the task's validation loss; the binary one keeps its released name.
+    metric = task_spec(task).metric
+    curve_name = "validation_logloss" if task is TaskKind.BINARY else f"validation_{metric}"
     record = AnchorMetadata(
         cell_ref=anchor.cell_ref,
         elapsed_s=anchor.elapsed_s,
@@ -478,6 +483,6 @@ def _anchor_metadata(anchor: AnchorResult, uri: str) -> dict[str, Any]:
         "n_rounds": dg.MetadataValue.int(anchor.n_rounds),
         "trial": dg.MetadataValue.int(anchor.trial),
         "capture_content_hash": anchor.capture_content_hash,
-        "curve": dg.MetadataValue.json({"validation_logloss": anchor.curve}),
+        "curve": dg.MetadataValue.json({curve_name: anchor.curve}),
         "result_uri": dg.MetadataValue.path(uri),
     }

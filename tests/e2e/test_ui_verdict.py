@@ -11,28 +11,25 @@ Needs Debian's chromium at /usr/bin/chromium (``.ci/install-browser``) and playw
 ``dev`` extra); ``playwright install`` is never called.
 """
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import dagster as dg
 import pytest
-import requests
-from dagster_graphql import DagsterGraphQLClient
 
 from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.partitions import cells_partitions
+from tests.e2e.servers import (
+    UiServer,
+    free_port,
+    stop,
+    wait_for_success,
+    wait_until_served,
+)
 
 pytestmark = [
     # Dagster's own per-dimension partition tags trip its tag-key lint; gql warns about the
@@ -79,29 +76,7 @@ telemetry:
   enabled: false
 """
 
-SERVER_START_TIMEOUT_S = 90
-RUN_TIMEOUT_S = 240
 UI_TIMEOUT_MS = 60_000
-
-WORKSPACE_QUERY = """
-query Workspace {
-  workspaceOrError {
-    __typename
-    ... on Workspace {
-      locationEntries {
-        name
-        loadStatus
-        locationOrLoadError {
-          __typename
-          ... on PythonError { message stack }
-          ... on RepositoryLocation { repositories { name jobs { name } } }
-        }
-      }
-    }
-    ... on PythonError { message }
-  }
-}
-"""
 
 VERDICT_QUERY = """
 query Verdict($partition: String!) {
@@ -121,113 +96,6 @@ query Verdict($partition: String!) {
 }
 """
 
-RUN_ERRORS_QUERY = """
-query RunErrors($runId: ID!) {
-  runOrError(runId: $runId) {
-    __typename
-    ... on Run {
-      status
-      eventConnection(limit: 5000) {
-        events {
-          __typename
-          ... on MessageEvent { message stepKey level }
-          ... on ErrorEvent { error { message } }
-        }
-      }
-    }
-    ... on PythonError { message }
-  }
-}
-"""
-
-
-@dataclass(frozen=True)
-class UiServer:
-    """A running dagster-webserver and the jobs of its code location."""
-
-    port: int
-    jobs: frozenset[str]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self) -> DagsterGraphQLClient:
-        return DagsterGraphQLClient("127.0.0.1", port_number=self.port, timeout=60)
-
-    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = requests.post(
-            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
-        )
-        response.raise_for_status()
-        body = response.json()
-        assert not body.get("errors"), f"GraphQL errors: {body['errors']}"
-        return body["data"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    if not path.exists():
-        return "(no server log)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Terminate the webserver and everything it started (code server, run workers)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=20)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the same process group
-    process.wait(timeout=10)
-
-
-def _wait_until_served(server: UiServer, process: subprocess.Popen) -> frozenset[str]:
-    """Wait for /server_info, then for the code location to load; its job names."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"dagster-webserver exited with {process.returncode}:\n{_tail(server.log)}")
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"dagster-webserver did not answer {server.url}/server_info within "
-                f"{SERVER_START_TIMEOUT_S} s:\n{_tail(server.log)}"
-            )
-        try:
-            with urllib.request.urlopen(f"{server.url}/server_info", timeout=5) as response:
-                if response.status == 200:
-                    break
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    while True:
-        workspace = server.graphql(WORKSPACE_QUERY)["workspaceOrError"]
-        assert workspace["__typename"] == "Workspace", workspace
-        entries = workspace["locationEntries"]
-        if entries and all(entry["loadStatus"] == "LOADED" for entry in entries):
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(f"the code location did not load within {SERVER_START_TIMEOUT_S} s")
-        time.sleep(0.5)
-    jobs: set[str] = set()
-    for entry in entries:
-        location = entry["locationOrLoadError"]
-        if location["__typename"] == "PythonError":
-            pytest.fail(
-                f"code location {entry['name']} failed to load: {location['message']}\n"
-                + "".join(location["stack"])
-            )
-        for repository in location["repositories"]:
-            jobs.update(job["name"] for job in repository["jobs"])
-    return frozenset(jobs)
-
 
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
@@ -246,7 +114,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
         "DIAG_STORAGE_DIR": str(root / "artifacts"),
         "DIAG_REQUESTS_DIR": str(root / "requests"),
     }
-    port = _free_port()
+    port = free_port()
     log = root / "webserver.log"
     command = [sys.executable, "-m", "dagster_webserver"]
     command += ["-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"]
@@ -262,38 +130,10 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
         )
     try:
         server = UiServer(port=port, jobs=frozenset(), log=log)
-        jobs = _wait_until_served(server, process)
+        jobs = wait_until_served(server, process)
         yield UiServer(port=port, jobs=jobs, log=log)
     finally:
-        _stop(process)
-
-
-def _run_errors(server: UiServer, run_id: str) -> str:
-    run = server.graphql(RUN_ERRORS_QUERY, {"runId": run_id})["runOrError"]
-    if run["__typename"] != "Run":
-        return str(run)
-    lines = []
-    for event in run["eventConnection"]["events"]:
-        if event.get("level") == "ERROR" or event["__typename"].endswith("FailureEvent"):
-            error = (event.get("error") or {}).get("message", "")
-            lines.append(f"[{event.get('stepKey') or 'run'}] {event.get('message', '')} {error}")
-    return "\n".join(lines) or f"no error event (status {run['status']})"
-
-
-def _wait_for_success(server: UiServer, run_id: str) -> float:
-    client = server.client()
-    started = time.monotonic()
-    status = None
-    while time.monotonic() - started < RUN_TIMEOUT_S:
-        status = client.get_run_status(run_id)
-        if status == dg.DagsterRunStatus.SUCCESS:
-            return time.monotonic() - started
-        if status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
-            pytest.fail(f"run {run_id} ended {status.value}:\n{_run_errors(server, run_id)}")
-        time.sleep(1)
-    pytest.fail(
-        f"run {run_id} still {status} after {RUN_TIMEOUT_S} s:\n{_run_errors(server, run_id)}"
-    )
+        stop(process)
 
 
 def _verdict_metadata(server: UiServer) -> tuple[str, dict[str, str]]:
@@ -360,7 +200,7 @@ def test_s40_verdict_is_read_back_and_seen(
     tags = {**PARTITION_TAGS, ALLOW_COLD_CAPTURE_TAG: "true"}  # the run captures cold
 
     run_id = ui_server.client().submit_job_execution(job, run_config=RUN_CONFIG, tags=tags)
-    _wait_for_success(ui_server, run_id)
+    wait_for_success(ui_server, run_id)
 
     verdict_run_id, metadata = _verdict_metadata(ui_server)
     assert verdict_run_id == run_id, "the latest s40_verdict of the cell is not this run's"
