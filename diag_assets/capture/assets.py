@@ -19,6 +19,7 @@ from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.metadata import CaptureMetadata
 from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, CAPTURED_FOLD, MARKET_BARS
 from diag_assets.core.recipe.protocol import TrialSettings
+from diag_assets.core.recipe.tasks import TaskKind
 from diag_assets.market.assets import market_data_of
 from diag_assets.metadata_values import contract_metadata
 from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key
@@ -86,6 +87,7 @@ def capture_record(result: CaptureResult) -> CaptureMetadata:
 
 def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
     """What else an operator reads about a capture in the UI."""
+    label = "label_balance" if manifest.task is TaskKind.BINARY else "label_mean"
     return {
         "capture_key": manifest.capture_key,
         "artifact_uri": dg.MetadataValue.path(uri),
@@ -93,8 +95,10 @@ def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
         "train_rows": dg.MetadataValue.int(manifest.n_train),
         "validation_rows": dg.MetadataValue.int(manifest.rows - manifest.n_train),
         "columns": dg.MetadataValue.int(len(manifest.feature_names)),
-        "label_balance_train": dg.MetadataValue.float(manifest.label_balance_train),
-        "label_balance_validation": dg.MetadataValue.float(manifest.label_balance_validation),
+        # The manifest's label means: the share of 1s for a binary task, else the mean label.
+        f"{label}_train": dg.MetadataValue.float(manifest.label_balance_train),
+        f"{label}_validation": dg.MetadataValue.float(manifest.label_balance_validation),
+        "task": str(manifest.task),
         "trials": dg.MetadataValue.int(manifest.n_trials),
         "best_trial": _int_or_null(manifest.best_trial),
         "best_iter": _int_or_null(manifest.best_iter),

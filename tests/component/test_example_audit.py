@@ -51,7 +51,11 @@ def test_the_example_audits_real_candles_and_passes_its_gates(storage):
         )
         assert audit.success
         audited = materialized(audit)
-        assert audited["btc_eth/captured_fold"]["cache"] == "MISS"
+        capture = audited["btc_eth/captured_fold"]
+        assert capture["cache"] == "MISS"
+        assert capture["task"] == "regression"
+        assert "label_mean_train" in capture and "label_balance_train" not in capture
+        assert capture["recipe_version"].startswith("forward_returns-v1-")
         probe = json.loads(json.dumps(audited["btc_eth/s40_verdict"]["verdict"]))
         assert probe["probe"]["statistic"] == "spearman_ic"
         # Calibration needs a binary task: it says so and claims nothing.
