@@ -160,9 +160,12 @@ def test_dagster_definitions_validate_refuses_the_project_before_anything_runs(p
         "from pathlib import Path\nimport dagster as dg\n\n\n@dg.definitions\ndef defs():\n"
         "    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)\n"
     )
+    (project_dir / "dagster_home").mkdir()
     env = {
         **os.environ,
         "PYTHONPATH": f"{project_dir}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        # Its own instance folder: the one `make test` exports may not exist on a fresh clone.
+        "DAGSTER_HOME": str(project_dir / "dagster_home"),
     }
     validate = subprocess.run(
         [
