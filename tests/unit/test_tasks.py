@@ -26,8 +26,7 @@ from diag_assets.core.diagnostics.verdicts import Signal
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import Fold
 from diag_assets.core.recipe.prep import FoldData, PrepSettings
-from diag_assets.core.recipe.protocol import TrialLog, TrialObserver, TrialRecord, TrialSettings
-from diag_assets.core.recipe.reference import ReferenceRecipe, draw_params, xy_hash
+from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.recipe.tasks import (
     TASK_SPECS,
     TaskKind,
@@ -56,41 +55,7 @@ def forward_returns(bars: pd.DataFrame, fold: Fold, open_times: pd.Series) -> np
 
 
 class TaskRecipe(ReferenceRecipe):
-    """The reference features and search, fitted for the recipe's own task."""
-
-    def run_trials(
-        self, data: FoldData, settings: TrialSettings, observer: TrialObserver | None = None
-    ) -> TrialLog:
-        records = []
-        x_train, y_train, x_val, y_val = data.split()
-        for trial in range(settings.n_trials):
-            if observer is not None:
-                observer(trial, data)
-            params = draw_params(np.random.default_rng([settings.seed, trial]))
-            fit = fit_booster(
-                params,
-                x_train,
-                y_train,
-                x_val,
-                y_val,
-                num_rounds=settings.max_rounds,
-                early_stopping_rounds=settings.early_stopping_rounds,
-                num_threads=settings.num_threads,
-                seed=settings.seed * 1_000 + trial,
-                task=self.task,
-            )
-            records.append(
-                TrialRecord(
-                    trial=trial,
-                    params=params,
-                    best_iter=fit.best_iter,
-                    best_score=fit.best_score,
-                    curve=fit.curve,
-                    elapsed_s=0.0,
-                    xy_hash=xy_hash(data),
-                )
-            )
-        return TrialLog(metric=task_spec(self.task).metric, trials=records)
+    """The reference features and search; the reference trial loop fits the declared task."""
 
 
 class ForwardReturnRecipe(TaskRecipe):

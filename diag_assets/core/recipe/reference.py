@@ -14,8 +14,8 @@ from diag_assets.core.hashing.digests import combine_digests
 from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.core.recipe.prep import FoldData, PrepSettings, prepare_fold
 from diag_assets.core.recipe.protocol import TrialLog, TrialObserver, TrialRecord, TrialSettings
-from diag_assets.core.recipe.tasks import TaskKind
-from diag_assets.core.recipe.training import VALIDATION_METRIC, fit_booster
+from diag_assets.core.recipe.tasks import TaskKind, task_spec
+from diag_assets.core.recipe.training import fit_booster
 
 
 def draw_params(rng: np.random.Generator) -> dict[str, float | int]:
@@ -73,15 +73,18 @@ class ReferenceRecipe:
         for trial in range(settings.n_trials):
             if observer is not None:
                 observer(trial, data)
-            records.append(fit_trial(trial, data, settings))
-        return TrialLog(metric=VALIDATION_METRIC, trials=records)
+            records.append(fit_trial(trial, data, settings, task=self.task))
+        return TrialLog(metric=task_spec(self.task).metric, trials=records)
 
 
-def fit_trial(trial: int, data: FoldData, settings: TrialSettings) -> TrialRecord:
-    """One trial of the reference search: its own seeded params, fitted on ``data``.
+def fit_trial(
+    trial: int, data: FoldData, settings: TrialSettings, task: TaskKind = TaskKind.BINARY
+) -> TrialRecord:
+    """One trial of the reference search: its own seeded params, fitted on ``data`` for ``task``.
 
-    The X/y hash is taken from what this trial receives, so the log can prove (or disprove)
-    that every trial trained on the same X/y.
+    A recipe that keeps the reference search but another label (a subclass declaring another
+    task) gets the task's objective and loss. The X/y hash is taken from what this trial
+    receives, so the log can prove (or disprove) that every trial trained on the same X/y.
     """
     x_train, y_train, x_val, y_val = data.split()
     trial_xy_hash = xy_hash(data)
@@ -97,6 +100,7 @@ def fit_trial(trial: int, data: FoldData, settings: TrialSettings) -> TrialRecor
         early_stopping_rounds=settings.early_stopping_rounds,
         num_threads=settings.num_threads,
         seed=settings.seed * 1_000 + trial,
+        task=task,
     )
     return TrialRecord(
         trial=trial,
