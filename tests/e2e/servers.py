@@ -175,3 +175,28 @@ def wait_for_success(server: UiServer, run_id: str) -> float:
     pytest.fail(
         f"run {run_id} still {status} after {RUN_TIMEOUT_S} s:\n{run_errors(server, run_id)}"
     )
+
+
+@contextlib.contextmanager
+def serving(command: list[str], cwd: Path, env: dict[str, str], log: Path, port: int):
+    """Run ``command`` (a webserver on ``port``) until the block ends; yields the served UI.
+
+    The process gets its own process group, so stopping it ends the code server and the run
+    workers it started too.
+    """
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        server = UiServer(port=port, jobs=frozenset(), log=log)
+        jobs = wait_until_served(server, process)
+        yield UiServer(port=port, jobs=jobs, log=log)
+    finally:
+        stop(process)

@@ -12,7 +12,6 @@ Needs Debian's chromium at /usr/bin/chromium (``.ci/install-browser``) and playw
 """
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +25,8 @@ from diag_assets.partitions import cells_partitions
 from tests.e2e.servers import (
     UiServer,
     free_port,
-    stop,
+    serving,
     wait_for_success,
-    wait_until_served,
 )
 
 pytestmark = [
@@ -118,22 +116,8 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
     log = root / "webserver.log"
     command = [sys.executable, "-m", "dagster_webserver"]
     command += ["-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # one process group: _stop ends the code server too
-        )
-    try:
-        server = UiServer(port=port, jobs=frozenset(), log=log)
-        jobs = wait_until_served(server, process)
-        yield UiServer(port=port, jobs=jobs, log=log)
-    finally:
-        stop(process)
+    with serving(command, PROJECT_ROOT, env, log, port) as server:
+        yield server
 
 
 def _verdict_metadata(server: UiServer) -> tuple[str, dict[str, str]]:

@@ -7,7 +7,6 @@ operator does from the Launchpad, and reads the cell's report back over GraphQL.
 """
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,10 +19,9 @@ from tests.e2e.servers import (
     SERVER_START_TIMEOUT_S,
     UiServer,
     free_port,
-    stop,
+    serving,
     tail,
     wait_for_success,
-    wait_until_served,
 )
 
 pytestmark = [
@@ -82,22 +80,8 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
     log = root / "dagster_dev.log"
     command = [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml"]
     command += ["-h", "127.0.0.1", "-p", str(port)]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=EXAMPLE,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        server = UiServer(port=port, jobs=frozenset(), log=log)
-        jobs = wait_until_served(server, process)
-        yield UiServer(port=port, jobs=jobs, log=log)
-    finally:
-        stop(process)
+    with serving(command, EXAMPLE, env, log, port) as server:
+        yield server
 
 
 def _partitions(server: UiServer) -> set[str]:
