@@ -221,18 +221,8 @@ def resources_for_current_env() -> dict[str, Any]:
     return resources_by_env[get_env()]()
 
 
-_ENV_KEYS = (
-    "DIAG_ENV",
-    "DIAG_STORAGE_DIR",
-    "DIAG_CHECK_DRIFT",
-    "DIAG_REQUESTS_DIR",
-    "DIAG_PG_DSN",
-    "DIAG_S3_BUCKET",
-    "DIAG_S3_ENDPOINT_URL",
-    "DIAG_S3_PREFIX",
-    "AWS_REGION",
-)
-_SHARED: dict[tuple[str | None, ...], dict[str, Any]] = {}
+# Keyed by the environment the profiles read (every DIAG_* and AWS_* variable).
+_SHARED: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
 
 
 def location_resources() -> dict[str, Any]:
@@ -242,7 +232,9 @@ def location_resources() -> dict[str, Any]:
     code location, each built by its own component, merge into one resource set (Dagster
     merges definitions whose resources under one key are the same object).
     """
-    signature = tuple(os.environ.get(name) for name in _ENV_KEYS)
+    signature = tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith(("DIAG_", "AWS_")))
+    )
     shared = _SHARED.get(signature)
     if shared is None:
         every = resources_for_current_env()

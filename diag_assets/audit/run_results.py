@@ -6,11 +6,14 @@ import dagster as dg
 
 
 def materialized_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    """The metadata values of the one materialization of ``asset`` in ``result``."""
+    """The metadata values of the one materialization of ``asset`` in ``result``.
+
+    ``asset`` is the asset's user string: ``s40_verdict``, or ``btc_eth/s40_verdict`` for an
+    audit with a prefix.
+    """
+    key = dg.AssetKey.from_user_string(asset)
     events = [
-        event
-        for event in result.get_asset_materialization_events()
-        if event.asset_key == dg.AssetKey(asset)
+        event for event in result.get_asset_materialization_events() if event.asset_key == key
     ]
     if len(events) != 1:
         raise LookupError(

@@ -8,9 +8,36 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
+
 PROJECT = Path(__file__).resolve().parents[1] / "component_project"
 
 TINY_PROBE = {"num_rounds": 20, "n_permutations": 4, "alpha": 0.2}
+APPROVED = {ALLOW_COLD_CAPTURE_TAG: "true"}
+
+
+def audit_cell(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    prefix: str,
+    symbols: list[str],
+    cell: dg.MultiPartitionKey,
+    *,
+    tiny_probe: bool = True,
+) -> dg.ExecuteInProcessResult:
+    """Run the ``prefix__audit`` job for ``cell``, with the operator's approval of a cold capture.
+
+    ``symbols`` are registered first, as the audit's sensor would; ``tiny_probe`` gives the s40
+    probe a small budget.
+    """
+    instance.add_dynamic_partitions(f"{prefix}__symbols", symbols)
+    probe = {"ops": {f"{prefix}__anchor_and_consumers": {"config": TINY_PROBE}}}
+    return defs.resolve_job_def(f"{prefix}__audit").execute_in_process(
+        instance=instance,
+        partition_key=cell,
+        tags=APPROVED,
+        run_config=probe if tiny_probe else {},
+    )
 
 
 def load_project(root: Path) -> dg.Definitions:

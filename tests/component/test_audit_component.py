@@ -9,8 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
-from tests.component.conftest import PROJECT, TINY_PROBE
+from tests.component.conftest import PROJECT, audit_cell
 
 CELL = dg.MultiPartitionKey({"symbol": "AAAUSDC", "fold": "fold-1"})
 
@@ -68,13 +67,7 @@ def test_each_audit_versions_its_capture_by_its_own_recipe(team_project):
 @pytest.mark.slow
 def test_the_team_project_materializes_an_audit_of_one_cell(team_project, storage):
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("small__symbols", ["AAAUSDC", "BBBUSDC"])
-        result = team_project.resolve_job_def("small__audit").execute_in_process(
-            instance=instance,
-            partition_key=CELL,
-            tags={ALLOW_COLD_CAPTURE_TAG: "true"},
-            run_config={"ops": {"small__anchor_and_consumers": {"config": TINY_PROBE}}},
-        )
+        result = audit_cell(team_project, instance, "small", ["AAAUSDC", "BBBUSDC"], CELL)
         assert result.success
         materialized = {
             event.asset_key.to_user_string() for event in result.get_asset_materialization_events()

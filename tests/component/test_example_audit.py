@@ -11,21 +11,12 @@ import json
 import dagster as dg
 import pytest
 
-from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
+from diag_assets.audit.run_results import materialized_metadata
+from tests.component.conftest import APPROVED, audit_cell
 
 pytestmark = pytest.mark.slow
 
-APPROVED = {ALLOW_COLD_CAPTURE_TAG: "true"}
 CELL = dg.MultiPartitionKey({"symbol": "BTCUSDT", "fold": "fold-2"})
-
-
-def materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
-    return {
-        event.asset_key.to_user_string(): {
-            key: value.value for key, value in event.materialization.metadata.items()
-        }
-        for event in result.get_asset_materialization_events()
-    }
 
 
 def test_the_example_package_registers_its_plug_ins():
@@ -45,22 +36,23 @@ def test_the_example_audits_real_candles_and_passes_its_gates(storage):
 
     location = defs()
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("btc_eth__symbols", ["BTCUSDT", "ETHUSDT"])
-        audit = location.resolve_job_def("btc_eth__audit").execute_in_process(
-            instance=instance, partition_key=CELL, tags=APPROVED
+        audit = audit_cell(
+            location, instance, "btc_eth", ["BTCUSDT", "ETHUSDT"], CELL, tiny_probe=False
         )
         assert audit.success
-        audited = materialized(audit)
-        capture = audited["btc_eth/captured_fold"]
+        capture = materialized_metadata(audit, "btc_eth/captured_fold")
         assert capture["cache"] == "MISS"
         assert capture["task"] == "regression"
         assert "label_mean_train" in capture and "label_balance_train" not in capture
         assert capture["recipe_version"].startswith("forward_returns-v1-")
-        probe = json.loads(json.dumps(audited["btc_eth/s40_verdict"]["verdict"]))
+        probe = materialized_metadata(audit, "btc_eth/s40_verdict")["verdict"]
         assert probe["probe"]["statistic"] == "spearman_ic"
         # Calibration needs a binary task: it says so and claims nothing.
-        assert audited["btc_eth/s27_calibration"]["certification"] == "NOT_APPLICABLE"
-        stability = audited["btc_eth/importance_stability"]
+        assert (
+            materialized_metadata(audit, "btc_eth/s27_calibration")["certification"]
+            == "NOT_APPLICABLE"
+        )
+        stability = materialized_metadata(audit, "btc_eth/importance_stability")
         assert stability["certification"] == "CERTIFIED"
         assert -1.0 <= stability["mean_rank_correlation"] <= 1.0
         report = json.loads(
@@ -77,7 +69,7 @@ def test_the_example_audits_real_candles_and_passes_its_gates(storage):
         summary = location.resolve_implicit_global_asset_job_def().execute_in_process(
             instance=instance, asset_selection=[dg.AssetKey(["btc_eth", "audit_summary"])]
         )
-        table = materialized(summary)["btc_eth/audit_summary"]["summary"]
+        table = materialized_metadata(summary, "btc_eth/audit_summary")["summary"]
         assert "importance_stability" in table.splitlines()[2]
         assert "| binance/BTCUSDT/fold-2 | CERTIFIED | yes |" in table
 
@@ -85,18 +77,19 @@ def test_the_example_audits_real_candles_and_passes_its_gates(storage):
             instance=instance
         )
         assert gates.success
-        decided = materialized(gates)
-        assert decided["btc_eth/g_c0_consumers"]["decision"] == "MAPPED"
-        assert "importance_stability" in decided["btc_eth/g_c0_consumers"]["report"]
+        assert materialized_metadata(gates, "btc_eth/g_c0_consumers")["decision"] == "MAPPED"
+        assert (
+            "importance_stability"
+            in materialized_metadata(gates, "btc_eth/g_c0_consumers")["report"]
+        )
 
         release = location.resolve_job_def("btc_eth__lever3_release").execute_in_process(
             instance=instance, tags=APPROVED
         )
         assert release.success
-        decided = materialized(release)
-        assert decided["btc_eth/g_c4_invariance"]["decision"] == "PASS"
-        assert decided["btc_eth/g_c4b_seam"]["decision"] == "SEAM"
-        assert decided["btc_eth/lever3_release_gate"]["decision"] == "PASS"
+        assert materialized_metadata(release, "btc_eth/g_c4_invariance")["decision"] == "PASS"
+        assert materialized_metadata(release, "btc_eth/g_c4b_seam")["decision"] == "SEAM"
+        assert materialized_metadata(release, "btc_eth/lever3_release_gate")["decision"] == "PASS"
         checks = {
             evaluation.check_name: evaluation.passed
             for evaluation in release.get_asset_check_evaluations()

@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.component import AuditComponent
 from diag_assets.component.location import build_location
 from diag_assets.core.errors import DiagInputError
@@ -31,8 +32,7 @@ def materialize_bars(component: AuditComponent, symbol: str) -> dict:
             asset_selection=[dg.AssetKey([component.prefix, "market_bars"])],
             partition_key=symbol,
         )
-    (event,) = result.get_asset_materialization_events()
-    return {key: value.value for key, value in event.materialization.metadata.items()}
+    return materialized_metadata(result, f"{component.prefix}/market_bars")
 
 
 def test_market_bars_lists_the_extra_columns_of_real_candles(tmp_path, storage):

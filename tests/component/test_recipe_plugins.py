@@ -8,8 +8,8 @@ import pytest
 
 from diag_assets.component import AuditComponent
 from diag_assets.component.location import build_location
-from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.recipe.code_version import forget_recipe_code_digests
+from tests.component.conftest import APPROVED
 
 CELL = dg.MultiPartitionKey({"symbol": "AAAUSDC", "fold": "fold-0"})
 ONE_CAPTURE = {"ops": {"team__captured_fold": {"config": {"n_trials": 2, "max_rounds": 30}}}}
@@ -73,7 +73,7 @@ def capture(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInP
         asset_selection=[dg.AssetKey(["team", "captured_fold"])],
         partition_key=CELL,
         run_config=ONE_CAPTURE,
-        tags={ALLOW_COLD_CAPTURE_TAG: "true"},
+        tags=APPROVED,
         raise_on_error=False,
     )
 

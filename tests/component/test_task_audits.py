@@ -5,11 +5,11 @@ import sys
 import dagster as dg
 import pytest
 
+from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.component import AuditComponent
 from diag_assets.component.location import build_location
-from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.recipe.code_version import forget_recipe_code_digests
-from tests.component.conftest import TINY_PROBE
+from tests.component.conftest import audit_cell
 
 CELL = dg.MultiPartitionKey({"symbol": "AAAUSDC", "fold": "fold-1"})
 
@@ -71,24 +71,16 @@ def test_a_multiclass_recipe_is_audited_with_its_own_objective_and_metric(direct
     )
     defs = build_location([component.resolve()])
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("direction__symbols", ["AAAUSDC"])
-        result = defs.resolve_job_def("direction__audit").execute_in_process(
-            instance=instance,
-            partition_key=CELL,
-            tags={ALLOW_COLD_CAPTURE_TAG: "true"},
-            run_config={"ops": {"direction__anchor_and_consumers": {"config": TINY_PROBE}}},
-        )
+        result = audit_cell(defs, instance, "direction", ["AAAUSDC"], CELL)
     assert result.success
-    metadata = {
-        event.asset_key.to_user_string(): {
-            key: value.value for key, value in event.materialization.metadata.items()
-        }
-        for event in result.get_asset_materialization_events()
-    }
-    assert metadata["direction/captured_fold"]["task"] == "multiclass"
-    assert metadata["direction/s22a1_anchor"]["curve"].keys() == {"validation_multi_logloss"}
-    assert metadata["direction/s40_verdict"]["statistic"] == "auc_ovr_macro"
-    assert 0.0 <= metadata["direction/s40_verdict"]["observed_auc_ovr_macro"] <= 1.0
-    assert metadata["direction/s22a2_spread"]["certification"] == "CERTIFIED"
-    assert metadata["direction/s27_calibration"]["certification"] == "NOT_APPLICABLE"
-    assert metadata["direction/audit_report"]["certification"] == "CERTIFIED"
+
+    def metadata(asset: str) -> dict:
+        return materialized_metadata(result, f"direction/{asset}")
+
+    assert metadata("captured_fold")["task"] == "multiclass"
+    assert metadata("s22a1_anchor")["curve"].keys() == {"validation_multi_logloss"}
+    assert metadata("s40_verdict")["statistic"] == "auc_ovr_macro"
+    assert 0.0 <= metadata("s40_verdict")["observed_auc_ovr_macro"] <= 1.0
+    assert metadata("s22a2_spread")["certification"] == "CERTIFIED"
+    assert metadata("s27_calibration")["certification"] == "NOT_APPLICABLE"
+    assert metadata("audit_report")["certification"] == "CERTIFIED"

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.diagnostics.anchor import run_anchor
 from diag_assets.core.diagnostics.calibration import (
+    CALIBRATION_TASKS,
     CalibrationSettings,
     S27Verdict,
     run_s27,
@@ -25,7 +26,6 @@ from diag_assets.core.diagnostics.plugin import Diagnostic, register
 from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40
 from diag_assets.core.diagnostics.spread import S22a2Verdict, SpreadSettings, run_s22a2
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
-from diag_assets.core.recipe.tasks import TaskKind
 
 
 class AnchorSettings(BaseModel):
@@ -120,7 +120,7 @@ class Calibration(_BuiltIn):
     reads_anchor = True
     result_model = S27Verdict
     settings_model = CalibrationSettings
-    tasks = frozenset({TaskKind.BINARY})
+    tasks = CALIBRATION_TASKS
     description = (
         "Calibration of the anchor's model on validation (trial_dynamics); DOWNGRADED when "
         "the anchor was skipped or the capture is single_fit. Binary tasks only."

@@ -213,11 +213,6 @@ def register(diagnostic: Diagnostic) -> Diagnostic:
     return diagnostic
 
 
-def registered(name: str) -> Diagnostic | None:
-    """The registered diagnostic called ``name``, if any."""
-    return _REGISTERED.get(name)
-
-
 def resolve_diagnostic(reference: str) -> Diagnostic:
     """The diagnostic an audit names: a registered name, an entry point, or an import path.
 
