@@ -237,7 +237,7 @@ def _diagnostic_spec(audit: Audit, diagnostic: Diagnostic, deps: list[dg.AssetKe
         deps=deps,
         skippable=True,
         group_name=audit.group("audit"),
-        kinds={"lightgbm"} if diagnostic.name in {"s22a1", "s40", "s27", "s23"} else None,
+        kinds=set(diagnostic.kinds) or None,
         metadata=declares_diagnostic(diagnostic.name),
         code_version=DIAGNOSTICS_CODE_VERSION,
         description=diagnostic.description or None,

@@ -166,16 +166,9 @@ class AuditComponent(dg.Component, dg.Resolvable, dg.Model):
         settings = self.market_data
         folds = self.folds.model_dump()
         if settings.kind == "synthetic":
-            given = {
-                key: value
-                for key, value in {
-                    "universe": settings.universe,
-                    "symbols": settings.symbols,
-                    "n_bars": settings.n_bars,
-                    "seed": settings.seed,
-                }.items()
-                if value is not None
-            }
+            given = settings.model_dump(
+                include={"universe", "symbols", "n_bars", "seed"}, exclude_none=True
+            )
             return SyntheticMarketDataResource(**given, timeframe=settings.timeframe, **folds)
         if settings.kind == "directory":
             if not settings.directory or not settings.universe:

@@ -50,6 +50,7 @@ class Anchor(_BuiltIn):
     name = "s22a1"
     requirement = requirement_of("s22a1")  # as run_anchor registered it
     result_model = AnchorResult
+    kinds = frozenset({"lightgbm"})
     reported = False
     settings_model = AnchorSettings
     description = (
@@ -81,6 +82,7 @@ class SignalProbe(_BuiltIn):
     requirement = requirement_of("s40")  # as run_probe registered it
     reads_anchor = True
     result_model = S40Verdict
+    kinds = frozenset({"lightgbm"})
     settings_model = ProbeSettings
     description = (
         "Does X carry signal about y? A permutation probe (xy_only), cross-referenced with the "
@@ -119,6 +121,7 @@ class Calibration(_BuiltIn):
     requirement = requirement_of("s27")  # as run_s27 registered it
     reads_anchor = True
     result_model = S27Verdict
+    kinds = frozenset({"lightgbm"})
     settings_model = CalibrationSettings
     tasks = CALIBRATION_TASKS
     description = (
@@ -169,6 +172,7 @@ class AdversarialDrift(_BuiltIn):
     name = "s23"
     requirement = requirement_of("s23")  # as run_s23 registered it
     result_model = S23Verdict
+    kinds = frozenset({"lightgbm"})
     settings_model = DriftSettings
     description = "Do training and validation rows differ? Adversarial validation on X (xy_only)."
 

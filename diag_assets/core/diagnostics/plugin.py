@@ -15,7 +15,8 @@ A diagnostic is a subclass of :class:`Diagnostic` that declares
   the cell's report can weigh it;
 - ``settings_model`` (optional): its settings, given per audit in ``diagnostic_settings``;
 - ``tasks`` (optional): the recipe tasks it makes sense for; on another task it is not run
-  and says :data:`NOT_APPLICABLE` instead.
+  and says :data:`NOT_APPLICABLE` instead;
+- ``description`` and ``kinds`` (optional): what the UI shows of its asset.
 
 and implements :meth:`Diagnostic.run`, which receives a
 :class:`~diag_assets.core.diagnostics.consumers.CaptureView` cut to its requirement (an
@@ -86,6 +87,8 @@ class Diagnostic(ABC):
     settings_model: ClassVar[type[BaseModel]] = NoSettings
     tasks: ClassVar[frozenset[TaskKind]] = frozenset(TaskKind)
     description: ClassVar[str] = ""
+    # What the UI badges its asset with (Dagster asset kinds), e.g. {"lightgbm"} if it fits.
+    kinds: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def run(self, view: CaptureView, settings: Any, anchor: AnchorResult | None) -> BaseModel:

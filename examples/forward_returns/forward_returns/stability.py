@@ -136,6 +136,7 @@ class ImportanceStability(Diagnostic):
     result_model = ImportanceStabilityVerdict
     settings_model = StabilitySettings
     tasks: ClassVar[frozenset[TaskKind]] = frozenset({TaskKind.REGRESSION, TaskKind.BINARY})
+    kinds: ClassVar[frozenset[str]] = frozenset({"lightgbm"})
     description = "Mean pairwise Spearman correlation of the best trials' gain importances."
 
     def run(
