@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from diag_assets.core.storage.lease.base import Lease, LeaseUnavailable
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.storage.lease.base import Lease, LeaseLost, LeaseUnavailable
 from diag_assets.core.storage.lease.postgres import PostgresLease, _lock_tag, advisory_lock_id
 from tests.unit.test_lease import LeaseContract
 
@@ -78,6 +79,56 @@ def test_dsn_password_never_reaches_messages():
 def test_malformed_dsn_is_refused():
     with pytest.raises(ValueError, match="Invalid lease DSN"):
         PostgresLease("host=127.0.0.1 port")
+
+
+@pytest.mark.parametrize(
+    "dsn", ["host=127.0.0.1 password=hunter2 bogus", "postgresql://diag:hunter2@[::1/diag"]
+)
+def test_a_malformed_dsn_names_the_setting_and_the_fix_without_the_password(dsn: str):
+    with pytest.raises(DiagInputError) as raised:
+        PostgresLease(dsn)
+    message = str(raised.value)
+    assert "Invalid lease DSN" in message and "Fix: set DIAG_PG_DSN" in message
+    assert "host=127.0.0.1 port=5432 dbname=diag user=diag" in message
+    assert "hunter2" not in message and raised.value.__cause__ is None
+
+
+def test_a_terminated_lease_session_loses_the_lease(postgres_dsn: str, admin):
+    key = f"ck-{uuid.uuid4().hex}"
+    lease = PostgresLease(postgres_dsn, holder="fenced-holder")
+    other = PostgresLease(postgres_dsn)
+    with lease.hold(key, wait_s=0) as grant:
+        grant.ensure_held()
+        [(pid, name)] = query(admin, HOLDERS_SQL, {"id": advisory_lock_id(key)})
+        assert name == "diag-lease fenced-holder"
+        query(admin, "SELECT pg_terminate_backend(%s)", (pid,))
+        with other.hold(key, wait_s=5) as taken:
+            taken.ensure_held()  # the second holder's proof stands, the first one's fails
+            with pytest.raises(LeaseLost) as lost:
+                grant.ensure_held()
+        with pytest.raises(LeaseLost):
+            grant.ensure_held()  # a dead session never comes back
+    message = str(lost.value)
+    assert f"Lease {key!r} (postgres backend) was lost" in message
+    assert "lease session to PostgreSQL" in message and "is gone" in message
+    assert "Fix: nothing to repair, retry the run" in message
+    lease.close()
+    other.close()
+
+
+def test_a_lock_released_behind_the_holders_back_loses_the_lease(postgres_dsn: str):
+    # What a transaction-mode pooler does: the session is still there, the lock is not.
+    key = f"ck-{uuid.uuid4().hex}"
+    lease = PostgresLease(postgres_dsn)
+    attempt = lease._open_attempt(key)
+    try:
+        assert attempt.try_acquire() and attempt.why_lost() is None
+        with attempt._connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", (advisory_lock_id(key),))
+        assert "no longer holds advisory lock" in (attempt.why_lost() or "")
+    finally:
+        attempt.abandon()
+    lease.close()
 
 
 @pytest.mark.parametrize("key", ["ck-abc", "x", "ck-" + "f" * 64, "K" * 200])
@@ -182,3 +233,14 @@ def test_lease_session_survives_idle_session_timeout_and_has_keepalives(postgres
     # Over TCP the server reports what the session set.
     assert settings["tcp_keepalives_idle"] == "30"
     assert settings["tcp_keepalives_count"] == "3"
+
+
+def test_lease_sessions_time_out_on_the_client_side_too(postgres_dsn: str):
+    lease = PostgresLease(postgres_dsn)
+    connection = lease._connect()
+    try:
+        parameters = connection.get_dsn_parameters()
+    finally:
+        connection.close()
+    assert parameters["keepalives"] == "1"
+    assert parameters["tcp_user_timeout"] == "60000"

@@ -24,6 +24,7 @@ from diag_assets.core.storage.lease.base import (
     Lease,
     LeaseAttempt,
     LeaseGrant,
+    LeaseLost,
     LeaseTimeout,
     LeaseUnavailable,
     check_lease_key,
@@ -337,6 +338,14 @@ class LeaseContract:
         with pytest.raises(ValueError, match="Invalid lease key"):
             lease.is_held(bad)
 
+    def test_the_grant_proves_the_lease_while_held_and_never_after(self, lease: Lease, key: str):
+        with lease.hold(key, wait_s=0) as grant:
+            grant.ensure_held()
+            grant.ensure_held()
+        with pytest.raises(LeaseLost, match="already exited") as lost:
+            grant.ensure_held()
+        assert (lost.value.key, lost.value.backend) == (key, self.backend)
+
     def test_longest_valid_key_is_accepted(self, lease: Lease):
         key = "K" * 200
         with lease.hold(key, wait_s=0):
@@ -390,6 +399,29 @@ class TestFileLease(LeaseContract):
         with lease.hold(key, wait_s=0):
             assert path.stat().st_ino == inode
 
+    @pytest.mark.parametrize("change", ["deleted", "replaced"])
+    def test_a_lock_file_deleted_or_replaced_under_the_holder_loses_its_lease(
+        self, target: str, key: str, change: str
+    ):
+        lease = FileLease(target)
+        path = Path(target) / f"{key}.lock"
+        with lease.hold(key, wait_s=0) as grant:
+            path.unlink()
+            if change == "replaced":
+                # What the next caller does: it creates and locks a new file at the path.
+                with FileLease(target).hold(key, wait_s=0) as other:
+                    other.ensure_held()
+                    with pytest.raises(LeaseLost) as lost:
+                        grant.ensure_held()
+            else:
+                with pytest.raises(LeaseLost) as lost:
+                    grant.ensure_held()
+        message = str(lost.value)
+        assert f"Lease {key!r} (file backend) was lost" in message
+        assert f"{path} was {change}" in message
+        assert "abandoned" in message and "Fix: nothing to repair, retry the run" in message
+        assert lost.value.found.startswith("its lock file")
+
     def test_timeout_quotes_the_recorded_holder(self, target: str, key: str):
         holder = FileLease(target, holder="run-1234abcd")
         with (
@@ -437,6 +469,9 @@ class ScriptedAttempt(LeaseAttempt):
 
     def abandon(self) -> None:
         self.abandoned += 1
+
+    def why_lost(self) -> str | None:
+        return None
 
 
 class ScriptedLease(Lease):
@@ -515,3 +550,13 @@ def test_bad_wait_or_poll_is_refused(wait_s: float, poll_s: float):
 def test_lease_timeout_survives_pickling():
     error = LeaseTimeout("held", key="ck-1", waited_s=1.0, wait_s=1.0)
     assert str(pickle.loads(pickle.dumps(error))) == "held"
+
+
+def test_lease_lost_survives_pickling():
+    error = LeaseLost("lost", key="ck-1", backend="file", found="deleted")
+    assert str(pickle.loads(pickle.dumps(error))) == "lost"
+
+
+def test_a_grant_no_hold_handed_out_proves_nothing():
+    with pytest.raises(LeaseLost, match="no hold block"):
+        LeaseGrant(key="ck-1", waited_s=0.0, waited=False, backend="file").ensure_held()

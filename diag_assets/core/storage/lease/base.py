@@ -18,6 +18,24 @@ interval that grows from ``poll_s`` to 0.5 s, and raises :class:`LeaseTimeout` o
 exits, also on an exception. Leases are not re-entrant: holding a key and asking for it
 again, even from the same process or thread, waits like any other caller.
 
+**A lease can be lost while its block runs**, and then the block must stop before it
+publishes anything: a PostgreSQL lease ends with its session (a server restart,
+``pg_terminate_backend``, a network partition the server's keepalives notice), a file lease
+with its lock file (deleted or replaced, after which the next caller locks a new file). Nothing
+interrupts the holder when that happens, so the block proves the lease right before each step
+another holder must never see twice, with the grant it was given::
+
+    with lease.hold(key, wait_s=600) as grant:
+        write_the_data()
+        grant.ensure_held()  # raises LeaseLost if another process may hold the key now
+        publish()
+
+:meth:`LeaseGrant.ensure_held` asks the backend (Postgres: does this lease's own session
+still hold the advisory lock in ``pg_locks``; file: is the locked descriptor still the file
+at the lock path) and raises :class:`LeaseLost` if not, or once the block has exited. The
+proof holds when it is given; a step that must stay exclusive after it (a catalog commit)
+is also fenced where it lands (see the capture catalog's attempt ids).
+
 ``is_held(key)`` says whether anyone, this process included, holds the key right now. It is a
 snapshot: the answer can be stale the moment it returns, so use it for reports and GC
 planning, and take the lease itself (``hold(key, wait_s=0)``) before acting on a key.
@@ -35,7 +53,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 MAX_POLL_S = 0.5
@@ -59,6 +77,24 @@ class LeaseGrant:
     waited_s: float
     waited: bool
     backend: str
+    # What the backend says about the lease now (None: still held); set by ``hold``.
+    proof: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
+
+    def ensure_held(self) -> None:
+        """Prove that the lease is still held, right before a step only the holder may take.
+
+        Raises:
+            LeaseLost: The lease was lost (the backend no longer shows it as ours), or the
+                ``hold`` block has already exited; the step must not be taken.
+        """
+        found = "no hold block handed out this grant" if self.proof is None else self.proof()
+        if found is not None:
+            raise LeaseLost(
+                _lost_message(self.key, self.backend, found),
+                key=self.key,
+                backend=self.backend,
+                found=found,
+            )
 
 
 class LeaseTimeout(RuntimeError):
@@ -72,6 +108,33 @@ class LeaseTimeout(RuntimeError):
         self.key = key
         self.waited_s = waited_s
         self.wait_s = wait_s
+
+
+class LeaseLost(RuntimeError):
+    """The lease was lost while its block ran: another process may hold the key now.
+
+    Attributes:
+        key: The key whose lease was lost.
+        backend: ``"file"`` or ``"postgres"``.
+        found: What showed the loss (a terminated session, a replaced lock file).
+    """
+
+    def __init__(self, message: str, *, key: str = "", backend: str = "", found: str = "") -> None:
+        # Defaults keep the exception picklable (unpickling calls cls(*args)).
+        super().__init__(message)
+        self.key = key
+        self.backend = backend
+        self.found = found
+
+
+def _lost_message(key: str, backend: str, found: str) -> str:
+    return (
+        f"Lease {key!r} ({backend} backend) was lost while its holder was working: {found}. "
+        f"Another process may hold the key now, so this holder stopped before publishing "
+        f"anything; the work under the lease is abandoned. Fix: nothing to repair, retry the "
+        f"run. If it keeps happening, check what ends lease sessions or touches lock files "
+        f"(server restarts, idle-session killers, network drops, a cleanup of the lease folder)."
+    )
 
 
 class LeaseUnavailable(RuntimeError):
@@ -111,6 +174,14 @@ class LeaseAttempt(ABC):
     @abstractmethod
     def abandon(self) -> None:
         """Free the resources of an attempt that never acquired; must not raise."""
+
+    @abstractmethod
+    def why_lost(self) -> str | None:
+        """``None`` while this attempt still holds its lease, else what shows it does not.
+
+        Called by the holder between :meth:`try_acquire` and :meth:`release`; must not raise
+        (a backend that cannot tell counts the lease as lost and says why).
+        """
 
     def holder_hint(self) -> str:
         """Who holds the key, for a timeout message; empty if unknown."""
@@ -161,9 +232,19 @@ class Lease(ABC):
         finally:
             if not acquired:
                 attempt.abandon()
+        released = False
+
+        def why_lost() -> str | None:
+            if released:
+                return "the hold block had already exited and released the lease"
+            return attempt.why_lost()
+
         try:
-            yield LeaseGrant(key=key, waited_s=waited_s, waited=waited, backend=self.backend)
+            yield LeaseGrant(
+                key=key, waited_s=waited_s, waited=waited, backend=self.backend, proof=why_lost
+            )
         finally:
+            released = True
             attempt.release()
 
     def _acquire(

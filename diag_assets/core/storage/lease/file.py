@@ -11,7 +11,10 @@ quotes them. Operators: ``fuser -v <root>/<key>.lock`` or ``lsof`` show the hold
 process. This module never deletes a lock file: deleting a locked file lets the next
 caller lock a *new* inode while the old holder still holds the old one, which breaks
 mutual exclusion. They are tiny files, one per key ever leased; delete them only when no
-run is active. Flock is reliable on local file systems only; for
+run is active. A holder whose lock file was deleted or replaced anyway has lost its lease:
+``grant.ensure_held()`` compares the inode of the locked descriptor with the file now at
+the path and raises ``LeaseLost`` when they differ, so the old holder stops before it
+publishes. Flock is reliable on local file systems only; for
 several machines use the Postgres backend, not a lock folder on NFS. ``is_held`` probes
 with a momentary shared lock: the holder is not disturbed, but a ``hold(key, wait_s=0)``
 that tries in the same microsecond as a probe gets ``LeaseTimeout`` (with ``wait_s > 0``
@@ -65,6 +68,24 @@ class _FileAttempt(LeaseAttempt):
             # The note only feeds timeout messages; the lock itself is already ours.
             LOGGER.debug("Could not record the holder in %s: %s", self._path, error)
         return True
+
+    def why_lost(self) -> str | None:
+        try:
+            ours = os.fstat(self._fd)
+        except OSError as error:
+            return f"its lock file descriptor is unusable ({error.strerror or error})"
+        try:
+            there = os.stat(self._path)
+        except FileNotFoundError:
+            return f"its lock file {self._path} was deleted"
+        except OSError as error:
+            return f"its lock file {self._path} cannot be checked ({error.strerror or error})"
+        if (ours.st_dev, ours.st_ino) != (there.st_dev, there.st_ino):
+            return (
+                f"its lock file {self._path} was replaced by another file (inode {there.st_ino}, "
+                f"the lock is on inode {ours.st_ino})"
+            )
+        return None
 
     def holder_hint(self) -> str:
         try:

@@ -21,8 +21,16 @@ Lease sessions are named ``diag-lease`` (plus the ``holder`` given to the lease)
 lock; for a holder whose *machine* vanishes, the session sets server-side TCP keepalives
 (30 s idle, 10 s interval, 3 probes) so the server notices within about a minute instead
 of the kernel default of hours, and turns ``idle_session_timeout`` off (PostgreSQL 14+),
-since a lease session is idle by design. ``is_held`` reads ``pg_locks`` on a separate
+since a lease session is idle by design. The client side of the connection has keepalives
+and a TCP user timeout too, so a query on a lease session whose server vanished fails
+within about a minute instead of hanging. ``is_held`` reads ``pg_locks`` on a separate
 connection (kept open until :meth:`Lease.close`) and never touches the lock.
+
+**A lease ends with its session**, also while the holder still works: a server restart,
+``pg_terminate_backend`` or a network partition takes the lock away, and another process can
+take it. ``grant.ensure_held()`` asks the lease's own session whether ``pg_locks`` still
+shows the lock granted to it (``pg_backend_pid()``); a query that fails, a closed connection
+or a missing lock raise ``LeaseLost``, so the old holder stops before it publishes.
 
 **Session-level advisory locks need a session-pinned connection.** PgBouncer (or any
 pooler) in *transaction* pooling mode breaks them: the lock can be taken on one server
@@ -36,9 +44,11 @@ import contextlib
 import hashlib
 import logging
 import math
+import re
 import threading
 from typing import Any
 
+from diag_assets.core.errors import DiagInputError
 from diag_assets.core.storage.lease.base import (
     Lease,
     LeaseAttempt,
@@ -55,7 +65,18 @@ _PG_KEEPALIVES = {
     "tcp_keepalives_interval": 10,
     "tcp_keepalives_count": 3,
 }
+# Client-side: a query on a session whose server vanished fails within about a minute, so a
+# holder proving its lease (ensure_held) learns it lost it instead of hanging for hours.
+_PG_CLIENT_KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
 _PG_APPLICATION_NAME = "diag-lease"
+# The setting that carries the lease DSN in the packaged profiles, for error messages.
+LEASE_DSN_SETTING = "DIAG_PG_DSN"
 _PG_NAME_LIMIT = 63  # NAMEDATALEN - 1: the server truncates application_name there
 
 
@@ -91,6 +112,28 @@ class _PostgresAttempt(LeaseAttempt):
                 f"lock: {error}. Fix: check that the server is up and reachable."
             ) from error
         return bool(row and row[0])
+
+    def why_lost(self) -> str | None:
+        import psycopg2
+
+        if self._connection.closed:
+            return f"its lease session to PostgreSQL at {self._where} is closed"
+        try:
+            with self._connection.cursor() as cursor:
+                cursor.execute(_OWN_SQL, _lock_tag(self._lock_id))
+                row = cursor.fetchone()
+        except psycopg2.Error as error:
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else "no detail"
+            return (
+                f"its lease session to PostgreSQL at {self._where} is gone ({detail}); the "
+                f"server freed advisory lock {self._lock_id} when the session ended"
+            )
+        if not (row and row[0]):
+            return (
+                f"its lease session at {self._where} no longer holds advisory lock "
+                f"{self._lock_id} (is the lease DSN going through a transaction-mode pooler?)"
+            )
+        return None
 
     def holder_hint(self) -> str:
         try:
@@ -150,6 +193,16 @@ SELECT EXISTS (
 )
 """
 
+# Held by *this* session: the lease's own connection asks about itself.
+_OWN_SQL = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND classid = %s::oid AND objid = %s::oid AND objsubid = 1 AND granted
+)
+"""
+
 _HOLDER_SQL = """
 SELECT l.pid, a.application_name, a.client_addr::text, a.backend_start
 FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
@@ -158,6 +211,12 @@ WHERE l.locktype = 'advisory'
   AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 1 AND l.granted
 LIMIT 1
 """
+
+
+def _without_dsn_text(message: str) -> str:
+    """The parse error of libpq without the parts of the DSN it quotes (maybe a password)."""
+    text = message.strip().removeprefix("invalid dsn:").strip()
+    return re.sub(r'"([^"]*)"', lambda m: m[0] if m[1] in {"=", "]"} else '"..."', text)
 
 
 def _lock_tag(lock_id: int) -> tuple[int, int]:
@@ -176,7 +235,8 @@ class PostgresLease(Lease):
             session's ``application_name`` and in other callers' timeout messages.
 
     Raises:
-        ValueError: ``dsn`` cannot be parsed.
+        DiagInputError: ``dsn`` cannot be parsed (a ``ValueError``); the message names the
+            setting and never shows the DSN, which may hold a password.
     """
 
     backend = "postgres"
@@ -187,7 +247,15 @@ class PostgresLease(Lease):
         try:
             params = psycopg2.extensions.parse_dsn(dsn)
         except psycopg2.Error as error:
-            raise ValueError(f"Invalid lease DSN: {error}") from error
+            raise DiagInputError(
+                f"Invalid lease DSN: it is not a libpq connection string or URI "
+                f"({_without_dsn_text(str(error))}; the DSN is not shown, it may hold a "
+                f"password).",
+                f"set {LEASE_DSN_SETTING} (the PostgreSQL database of the catalog and the "
+                f"leases; the lease resource's dsn when it is configured by hand) to a DSN such "
+                f"as 'host=127.0.0.1 port=5432 dbname=diag user=diag' or a URI such as "
+                f"'postgresql://diag@127.0.0.1:5432/diag'.",
+            ) from None
         host = params.get("host") or params.get("hostaddr") or "the default socket"
         port = params.get("port") or "5432"
         database = params.get("dbname") or params.get("user") or "the default database"
@@ -210,6 +278,7 @@ class PostgresLease(Lease):
                 self._dsn,
                 connect_timeout=self._connect_timeout,
                 application_name=self._application_name,
+                **_PG_CLIENT_KEEPALIVES,
             )
         except psycopg2.Error as error:
             raise LeaseUnavailable(
