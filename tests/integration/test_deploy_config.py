@@ -119,9 +119,9 @@ def test_the_catalog_shares_the_production_instance_database(
             dagster_history = cursor.fetchall()
             assert len(dagster_history) == 1
             with PostgresCatalog(dsn) as catalog:
-                assert catalog.migrate() == 2
+                assert catalog.migrate() == 3
             cursor.execute(f"SELECT version_num FROM {upgrade.VERSION_TABLE}")
-            assert cursor.fetchall() == [("0002",)]
+            assert cursor.fetchall() == [("0003",)]
             cursor.execute("SELECT version_num FROM alembic_version")
             assert cursor.fetchall() == dagster_history
     finally:

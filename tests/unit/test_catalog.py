@@ -19,13 +19,19 @@ from typing import Any
 import pytest
 
 from diag_assets.core.storage.catalog.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
-from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry, CatalogUnavailable
+from diag_assets.core.storage.catalog.model import (
+    CaptureFenced,
+    CaptureStatus,
+    CatalogEntry,
+    CatalogUnavailable,
+)
 
 CELL = "defi_top5/UNIUSDC/fold-3"
 OTHER_CELL = "defi_top5/OPUSDC/fold-3"
 REQUEST = "rq-" + "a" * 32
 OTHER_REQUEST = "rq-" + "b" * 32
 T0 = datetime(2026, 1, 5, 12, 0, 0, 123456, tzinfo=UTC)
+ATTEMPT = "at-1"
 
 
 def ck(n: int) -> str:
@@ -57,6 +63,7 @@ def begin(catalog: CaptureCatalog, key: str, **overrides: Any) -> CatalogEntry:
         "mode": "full_replay",
         "source_version": "sv-1",
         "run_id": "run-1",
+        "attempt_id": ATTEMPT,
     }
     return catalog.begin_capture(key, **{**fields, **overrides})
 
@@ -70,8 +77,13 @@ def complete(catalog: CaptureCatalog, key: str, **overrides: Any) -> CatalogEntr
         "content_hash": "c" * 32,
         "bytes": 12_345,
         "run_id": "run-1",
+        "attempt_id": ATTEMPT,
     }
     return catalog.complete_capture(key, **{**fields, **overrides})
+
+
+def fail(catalog: CaptureCatalog, key: str, reason: str, attempt_id: str = ATTEMPT) -> bool:
+    return catalog.fail_capture(key, reason, attempt_id=attempt_id)
 
 
 def run_concurrently(workers: int, task: Callable[[int], None]) -> None:
@@ -141,6 +153,7 @@ class CatalogContract:
             use_count=0,
             producing_run_id="run-1",
             status_reason=None,
+            attempt_id=ATTEMPT,
         )
         done_at = clock.tick(90)
         completed = complete(catalog, ck(1), bytes=2**40, run_id="run-2")
@@ -180,7 +193,7 @@ class CatalogContract:
         if previous == "failed":
             catalog.mark_stale(ck(1), "bytes changed")
             begin(catalog, ck(1))
-            catalog.fail_capture(ck(1), "out of memory")
+            fail(catalog, ck(1), "out of memory")
         elif previous == "stale":
             catalog.mark_stale(ck(1), "bytes changed")
         else:
@@ -189,11 +202,12 @@ class CatalogContract:
         before = catalog.get(ck(1))
         assert before is not None and before.status == previous
         now = clock.tick()
-        again = begin(catalog, ck(1), run_id="run-2")
+        again = begin(catalog, ck(1), run_id="run-2", attempt_id="at-2")
         assert again == before.model_copy(
             update={
                 "status": CaptureStatus.CAPTURING,
                 "producing_run_id": "run-2",
+                "attempt_id": "at-2",
                 "updated_at": now,
                 "status_reason": None,
                 "artifact_uri": None,
@@ -216,7 +230,7 @@ class CatalogContract:
         for n in (1, 2, 3):
             complete(catalog, ck(n))
         catalog.mark_stale(ck(3), "source changed")
-        catalog.fail_capture(ck(4), "crashed")
+        fail(catalog, ck(4), "crashed")
         begin(catalog, ck(6), request_key=OTHER_REQUEST)
         complete(catalog, ck(6))
 
@@ -243,7 +257,7 @@ class CatalogContract:
             clock.tick()
         complete(catalog, ck(4))
         complete(catalog, ck(3))
-        catalog.fail_capture(ck(1), "boom")
+        fail(catalog, ck(1), "boom")
 
         def keys(**filters: Any) -> list[str]:
             return [entry.key for entry in catalog.entries(**filters)]
@@ -263,7 +277,7 @@ class CatalogContract:
         begin(catalog, ck(2))
         complete(catalog, ck(2))
         now = clock.tick()
-        catalog.fail_capture(ck(1), "trial loop crashed")
+        assert fail(catalog, ck(1), "trial loop crashed")
         catalog.mark_stale(ck(2), "x hash mismatch")
         failed, stale = catalog.get(ck(1)), catalog.get(ck(2))
         assert failed is not None and stale is not None
@@ -278,17 +292,96 @@ class CatalogContract:
             now,
         )
         assert stale.content_hash == "c" * 32
-        for change in (catalog.fail_capture, catalog.mark_stale):
-            with pytest.raises(KeyError):
-                change(ck(99), "no such capture")
+        with pytest.raises(KeyError):
+            fail(catalog, ck(99), "no such capture")
+        with pytest.raises(KeyError):
+            catalog.mark_stale(ck(99), "no such capture")
         assert catalog.get(ck(99)) is None
 
     def test_fail_capture_never_downgrades_a_complete_entry(self, catalog, clock):
         begin(catalog, ck(1))
         completed = complete(catalog, ck(1))
         clock.tick()
-        catalog.fail_capture(ck(1), "the other run failed")
+        assert not fail(catalog, ck(1), "the other run failed")
         assert catalog.get(ck(1)) == completed
+
+    # -- fencing: only the attempt that began a row completes or fails it --------------------
+
+    def test_a_complete_by_an_overtaken_attempt_is_fenced_and_changes_nothing(
+        self, catalog, clock, query
+    ):
+        begin(catalog, ck(1), run_id="run-old", attempt_id="at-old")
+        clock.tick()
+        taken_over = begin(catalog, ck(1), run_id="run-new", attempt_id="at-new")
+        stored = query("SELECT * FROM diagnostic_capture")
+        clock.tick()
+        with pytest.raises(CaptureFenced) as fenced:
+            complete(catalog, ck(1), run_id="run-old", attempt_id="at-old", content_hash="old")
+        message = str(fenced.value)
+        assert f"Capture {ck(1)}: attempt at-old may not complete it" in message
+        assert "status capturing, run run-new, attempt at-new" in message
+        assert "lost its lease" in message and "Fix: nothing to repair" in message
+        assert (fenced.value.status, fenced.value.holder_attempt_id) == ("capturing", "at-new")
+        assert catalog.get(ck(1)) == taken_over
+        assert query("SELECT * FROM diagnostic_capture") == stored
+        done = complete(catalog, ck(1), run_id="run-new", attempt_id="at-new", content_hash="new")
+        assert (done.status, done.content_hash, done.attempt_id) == ("complete", "new", "at-new")
+
+    def test_a_complete_row_is_never_completed_again(self, catalog):
+        begin(catalog, ck(1))
+        completed = complete(catalog, ck(1), content_hash="first")
+        with pytest.raises(CaptureFenced, match="status complete, run run-1, attempt at-1"):
+            complete(catalog, ck(1), content_hash="second")
+        assert catalog.get(ck(1)) == completed
+        # A writer that lost its lease after a takeover finds a begin that changes nothing.
+        assert begin(catalog, ck(1), attempt_id="at-2") == completed
+        with pytest.raises(CaptureFenced):
+            complete(catalog, ck(1), attempt_id="at-2")
+
+    @pytest.mark.parametrize("previous", ["failed", "stale"])
+    def test_a_finished_attempt_cannot_complete_after_its_row_moved_on(self, catalog, previous):
+        begin(catalog, ck(1))
+        if previous == "failed":
+            fail(catalog, ck(1), "crashed")
+        else:
+            complete(catalog, ck(1))
+            catalog.mark_stale(ck(1), "bytes changed")
+        before = catalog.get(ck(1))
+        with pytest.raises(CaptureFenced, match=f"status {previous}"):
+            complete(catalog, ck(1))
+        assert catalog.get(ck(1)) == before
+
+    def test_fail_capture_only_fails_its_own_attempt(self, catalog, clock):
+        begin(catalog, ck(1), attempt_id="at-old")
+        taken_over = begin(catalog, ck(1), run_id="run-new", attempt_id="at-new")
+        clock.tick()
+        assert not fail(catalog, ck(1), "the old writer lost its lease", attempt_id="at-old")
+        assert catalog.get(ck(1)) == taken_over
+        assert fail(catalog, ck(1), "the new writer crashed", attempt_id="at-new")
+        failed = catalog.get(ck(1))
+        assert failed is not None and failed.status is CaptureStatus.FAILED
+
+    def test_of_racing_attempts_exactly_one_completes(self, catalog, reopen):
+        writers = 6
+        catalogs = [reopen() for _ in range(writers)]
+        won: list[int] = []
+        fenced: list[int] = []
+
+        def capture(i: int) -> None:
+            attempt = f"at-{i}"
+            begin(catalogs[i], ck(1), run_id=f"run-{i}", attempt_id=attempt)
+            try:
+                complete(catalogs[i], ck(1), attempt_id=attempt, content_hash=f"c-{i}")
+            except CaptureFenced:
+                fenced.append(i)
+            else:
+                won.append(i)
+
+        run_concurrently(writers, capture)
+        assert len(won) == 1 and len(won) + len(fenced) == writers
+        entry = catalog.get(ck(1))
+        assert entry is not None and entry.status is CaptureStatus.COMPLETE
+        assert (entry.content_hash, entry.attempt_id) == (f"c-{won[0]}", f"at-{won[0]}")
 
     def test_record_use_counts_and_stamps(self, catalog, clock):
         begin(catalog, ck(1))

@@ -26,13 +26,18 @@ from alembic.runtime.migration import MigrationContext
 
 from diag_assets.core.storage.catalog import upgrade
 from diag_assets.core.storage.catalog.catalog import CaptureCatalog
-from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry, CatalogUnavailable
+from diag_assets.core.storage.catalog.model import (
+    CaptureFenced,
+    CaptureStatus,
+    CatalogEntry,
+    CatalogUnavailable,
+)
 from diag_assets.core.storage.catalog.schema import metadata
 from tests.unit.test_catalog import begin, ck, complete, open_catalog
 
 LEGACY = Path(__file__).resolve().parents[1] / "data" / "legacy_catalog"
 EXPECTED = json.loads((LEGACY / "expected.json").read_text())
-HEAD = "0002"
+HEAD = "0003"
 CATALOG_TABLES = {"diagnostic_capture", "diag_drift_checks", upgrade.VERSION_TABLE}
 
 
@@ -102,7 +107,7 @@ class MigrationContract:
     # -- a new catalog ---------------------------------------------------------------------
 
     def test_a_new_catalog_is_created_at_the_newest_revision(self, catalog, engine, query):
-        assert catalog.migrate() == 2
+        assert catalog.migrate() == 3
         assert set(sa.inspect(engine).get_table_names()) == CATALOG_TABLES
         assert query(f"SELECT version_num FROM {upgrade.VERSION_TABLE}") == [(HEAD,)]
         assert query("SELECT COUNT(*) FROM diagnostic_capture") == [(0,)]
@@ -112,8 +117,8 @@ class MigrationContract:
         begin(catalog, ck(1))
         schema, rows = describe(engine), query("SELECT * FROM diagnostic_capture")
         with open_catalog(*location) as again:
-            assert again.migrate() == 2
-            assert again.migrate() == 2
+            assert again.migrate() == 3
+            assert again.migrate() == 3
         assert describe(engine) == schema
         assert query("SELECT * FROM diagnostic_capture") == rows
         assert query(f"SELECT version_num FROM {upgrade.VERSION_TABLE}") == [(HEAD,)]
@@ -137,7 +142,7 @@ class MigrationContract:
             ]
         assert differences == []
 
-    def test_concurrent_migrate_from_processes_ends_at_version_2(self, location, query):
+    def test_concurrent_migrate_from_processes_ends_at_the_newest_version(self, location, query):
         context = multiprocessing.get_context("spawn")
         processes = 4
         barrier = context.Barrier(processes)
@@ -152,18 +157,18 @@ class MigrationContract:
         for worker in workers:
             worker.join(timeout=30)
             assert worker.exitcode == 0
-        assert outcomes == [("ok", 2)] * processes
+        assert outcomes == [("ok", 3)] * processes
         assert query(f"SELECT version_num FROM {upgrade.VERSION_TABLE}") == [(HEAD,)]
 
     def test_failed_migration_is_rolled_back(self, catalog, location, query, tmp_path, monkeypatch):
         # Statements that succeed, then one that fails: none of them may stay.
         history = tmp_path / "migrations"
         shutil.copytree(upgrade.MIGRATIONS_PATH, history)
-        (history / "versions" / "0003_broken.py").write_text(
+        (history / "versions" / "0004_broken.py").write_text(
             '"""broken on purpose"""\n'
             "from alembic import op\n"
-            'revision = "0003"\n'
-            'down_revision = "0002"\n'
+            'revision = "0004"\n'
+            'down_revision = "0003"\n'
             "def upgrade():\n"
             '    op.execute("INSERT INTO diag_drift_checks (capture_key, cell_ref, drifted,'
             " checked_at) VALUES ('ck-x', 'cell', TRUE, '2026-01-01T00:00:00+00:00')\")\n"
@@ -181,14 +186,14 @@ class MigrationContract:
         assert query("SELECT COUNT(*) FROM diag_drift_checks") == [(0,)]
         with pytest.raises(Exception, match="diag_broken"):
             query("SELECT * FROM diag_broken")
-        assert catalog.migrate() == 2
+        assert catalog.migrate() == 3
 
     def test_downgrade_to_nothing_and_back(self, catalog, engine, location):
         with engine.begin() as connection:
             command.downgrade(upgrade.alembic_config(connection), "base")
         assert set(sa.inspect(engine).get_table_names()) == {upgrade.VERSION_TABLE}
         with open_catalog(*location) as again:
-            assert again.migrate() == 2
+            assert again.migrate() == 3
             assert begin(again, ck(1)).status == CaptureStatus.CAPTURING
 
     def test_a_database_migrated_by_a_newer_release_is_used_as_it_is(
@@ -209,7 +214,7 @@ class MigrationContract:
             " INSERT INTO alembic_version VALUES ('7e2f3204cf8e')"
         )
         with open_catalog(*location) as catalog:
-            assert catalog.migrate() == 2
+            assert catalog.migrate() == 3
         assert query("SELECT version_num FROM alembic_version") == [("7e2f3204cf8e",)]
         assert set(sa.inspect(engine).get_table_names()) == CATALOG_TABLES | {"alembic_version"}
 
@@ -220,7 +225,8 @@ class MigrationContract:
         legacy_versions = query("SELECT version FROM diag_schema_migrations ORDER BY 1")
         assert legacy_versions == [(1,), (2,)]
         with open_catalog(*location) as catalog:
-            assert catalog.migrate() == EXPECTED["schema_version"] == 2
+            assert EXPECTED["schema_version"] == 2  # the legacy catalog's own version
+            assert catalog.migrate() == 3
             entries = [CatalogEntry.model_validate(entry) for entry in EXPECTED["entries"]]
             assert catalog.entries() == entries
             for entry in entries:
@@ -256,6 +262,15 @@ class MigrationContract:
             )
             catalog.record_drift_check(ck(20), drifted=True, cell_ref="defi_top5/X/fold-0")
             assert catalog.drift_counts() == (6, 3)
+            # A row begun before attempts existed belongs to no attempt: a writer of that
+            # release can never complete it, a new begin takes it over.
+            capturing = catalog.get(ck(8))
+            assert capturing is not None and capturing.attempt_id is None
+            with pytest.raises(CaptureFenced, match="attempt none"):
+                complete(catalog, ck(8))
+            assert catalog.get(ck(8)) == capturing
+            begin(catalog, ck(8), attempt_id="at-8")
+            assert complete(catalog, ck(8), attempt_id="at-8").status == CaptureStatus.COMPLETE
         assert query("SELECT MAX(id) FROM diag_drift_checks") == [(6,)]
 
     def test_an_upgraded_legacy_catalog_has_the_schema_of_a_new_one(
@@ -281,7 +296,7 @@ class MigrationContract:
             "DROP TABLE diag_drift_checks; DELETE FROM diag_schema_migrations WHERE version = 2"
         )
         with open_catalog(*location) as catalog:
-            assert catalog.migrate() == 2
+            assert catalog.migrate() == 3
             assert catalog.entries() == [
                 CatalogEntry.model_validate(entry) for entry in EXPECTED["entries"]
             ]

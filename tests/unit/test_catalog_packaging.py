@@ -51,6 +51,7 @@ def test_the_built_package_holds_the_migrations_and_they_run(tmp_path):
         "script.py.mako",
         "versions/0001_diagnostic_capture.py",
         "versions/0002_drift_checks.py",
+        "versions/0003_capture_attempts.py",
     } <= shipped
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -62,4 +63,4 @@ def test_the_built_package_holds_the_migrations_and_they_run(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert opened.stdout.strip() == "2"
+    assert opened.stdout.strip() == "3"

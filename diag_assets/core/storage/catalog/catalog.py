@@ -16,6 +16,13 @@ an engine; what differs between databases is in
 Opening a catalog migrates its schema (:meth:`CaptureCatalog.migrate`, an alembic history).
 
 Every write is one transaction: on any error it is rolled back and the catalog is unchanged.
+
+**Writes of a capture are fenced by its attempt.** Each :meth:`~CaptureCatalog.begin_capture`
+records a new attempt id (the capture cache makes one per begin); :meth:`complete_capture`
+and :meth:`fail_capture` change the row only while it is CAPTURING for that same attempt, in
+one conditional update. A writer that lost its lease and was overtaken by another writer
+therefore can neither complete the other writer's row with its own hashes nor mark it failed:
+:meth:`complete_capture` raises :class:`CaptureFenced` saying who holds the row now.
 A database that cannot be reached or used raises :class:`CatalogUnavailable`, whose message
 names the backend, where it was looked for and what to do about it.
 
@@ -40,7 +47,7 @@ from diag_assets.core.storage.catalog.dialects import (
     PostgresDialect,
     SqliteDialect,
 )
-from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
+from diag_assets.core.storage.catalog.model import CaptureFenced, CaptureStatus, CatalogEntry
 from diag_assets.core.storage.catalog.schema import diag_drift_checks, diagnostic_capture
 
 _CAPTURE = diagnostic_capture.c
@@ -128,7 +135,7 @@ class CaptureCatalog:
         schema as it was.
 
         Returns:
-            The schema version of the database (2 today): the number of its revision.
+            The schema version of the database (3 today): the number of its revision.
 
         Raises:
             CatalogUnavailable: If the database cannot be reached or used.
@@ -209,13 +216,15 @@ class CaptureCatalog:
         mode: str,
         source_version: str,
         run_id: str | None,
+        attempt_id: str,
     ) -> CatalogEntry:
-        """Marks capture ``key`` as being captured by ``run_id``.
+        """Marks capture ``key`` as being captured by ``run_id`` in attempt ``attempt_id``.
 
         A new key is inserted as CAPTURING. An existing entry that is CAPTURING, FAILED or
-        STALE is reset to CAPTURING for ``run_id``: its artifact fields and status reason are
-        cleared, its ``created_at`` and use history are kept. A COMPLETE entry is left
-        unchanged; the caller sees it in the returned entry's status.
+        STALE is reset to CAPTURING for ``run_id`` and ``attempt_id``: its artifact fields and
+        status reason are cleared, its ``created_at`` and use history are kept. A COMPLETE
+        entry is left unchanged; the caller sees it in the returned entry's status (and in
+        its ``attempt_id``, which is not ``attempt_id``).
 
         Returns:
             The entry after the call.
@@ -232,13 +241,17 @@ class CaptureCatalog:
             updated_at=now,
             use_count=0,
             producing_run_id=run_id,
+            attempt_id=attempt_id,
         )
         taken = ("request_key", "cell_ref", "status", "mode", "source_version", "updated_at")
         # One upsert, so that two runs beginning the same key at once cannot both insert.
         upsert = insert.on_conflict_do_update(
             index_elements=[_CAPTURE.key],
             set_={
-                **{name: insert.excluded[name] for name in (*taken, "producing_run_id")},
+                **{
+                    name: insert.excluded[name]
+                    for name in (*taken, "producing_run_id", "attempt_id")
+                },
                 **dict.fromkeys((*_ARTIFACT_FIELDS, "status_reason")),
             },
             where=_CAPTURE.status != CaptureStatus.COMPLETE.value,
@@ -260,8 +273,12 @@ class CaptureCatalog:
         content_hash: str,
         bytes: int,
         run_id: str | None,
+        attempt_id: str,
     ) -> CatalogEntry:
-        """Records that capture ``key`` is stored, whatever its status was.
+        """Records that capture ``key`` is stored, if ``attempt_id`` still holds its row.
+
+        One conditional update: the row changes only while it is CAPTURING for
+        ``attempt_id`` (see :meth:`begin_capture`); otherwise nothing changes.
 
         Args:
             key: The capture key; its entry must exist (see :meth:`begin_capture`).
@@ -273,12 +290,15 @@ class CaptureCatalog:
             bytes: Total size of the stored files.
             run_id: The run that produced it; None keeps the run recorded by
                 :meth:`begin_capture`.
+            attempt_id: The attempt that began the row and wrote the capture.
 
         Returns:
             The COMPLETE entry.
 
         Raises:
             KeyError: If the catalog has no entry ``key``; nothing is changed.
+            CaptureFenced: If the row is not CAPTURING for ``attempt_id`` (another attempt
+                began it since, or it is already complete); nothing is changed.
             ValueError: If ``bytes`` is negative.
         """
         if bytes < 0:
@@ -297,17 +317,23 @@ class CaptureCatalog:
         if run_id is not None:
             values["producing_run_id"] = run_id
         with self._transaction(write=True) as connection:
-            if self._update(connection, key, values) == 0:
-                raise KeyError(f"no catalog entry {key}: call begin_capture first")
+            changed = self._update(connection, key, values, *_held_by(attempt_id))
             entry = self._one(connection, key)
-        assert entry is not None  # the update just found it
+        if entry is None:
+            raise KeyError(f"no catalog entry {key}: call begin_capture first")
+        if changed == 0:
+            raise CaptureFenced.of(entry, attempt_id, "complete")
         return entry
 
-    def fail_capture(self, key: str, reason: str) -> None:
-        """Marks capture ``key`` FAILED with ``reason``.
+    def fail_capture(self, key: str, reason: str, *, attempt_id: str) -> bool:
+        """Marks capture ``key`` FAILED with ``reason``, if ``attempt_id`` still holds its row.
 
-        A COMPLETE entry is left as it is: another run may have completed the same key while
-        this one was failing. Use :meth:`mark_stale` to retire a complete capture.
+        Only a row that is CAPTURING for ``attempt_id`` changes: a writer that lost its lease
+        never marks another writer's capture failed, nor a complete one. Use
+        :meth:`mark_stale` to retire a complete capture.
+
+        Returns:
+            Whether the row was marked FAILED.
 
         Raises:
             KeyError: If the catalog has no entry ``key``.
@@ -317,11 +343,11 @@ class CaptureCatalog:
             "status_reason": reason,
             "updated_at": self._now(),
         }
-        not_complete = _CAPTURE.status != CaptureStatus.COMPLETE.value
         with self._transaction(write=True) as connection:
-            changed = self._update(connection, key, values, not_complete)
+            changed = self._update(connection, key, values, *_held_by(attempt_id))
             if changed == 0 and self._one(connection, key) is None:
                 raise KeyError(f"no catalog entry {key}")
+        return changed > 0
 
     def mark_stale(self, key: str, reason: str) -> None:
         """Marks capture ``key`` STALE with ``reason``, whatever its status was.
@@ -386,6 +412,14 @@ class CaptureCatalog:
 
     def _now(self) -> datetime:
         return _require_aware(self._clock(), "clock()").astimezone(UTC)
+
+
+def _held_by(attempt_id: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """The conditions of a row that ``attempt_id`` is still capturing."""
+    return (
+        _CAPTURE.status == CaptureStatus.CAPTURING.value,
+        _CAPTURE.attempt_id == attempt_id,
+    )
 
 
 def _entry(row: RowMapping) -> CatalogEntry:

@@ -1,4 +1,4 @@
-"""What the capture catalog holds: a capture's status and its entry, and the catalog's error."""
+"""What the capture catalog holds: a capture's status and its entry, and the catalog's errors."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -38,6 +38,8 @@ class CatalogEntry(BaseModel):
     use_count: int
     producing_run_id: str | None
     status_reason: str | None
+    # The capture attempt that began the row (None: written before attempts existed).
+    attempt_id: str | None = None
 
 
 class CatalogUnavailable(RuntimeError):
@@ -53,4 +55,54 @@ class CatalogUnavailable(RuntimeError):
         self.location = location
         super().__init__(
             f"{backend} capture catalog at {location} is unavailable: {problem}. {fix}"
+        )
+
+
+class CaptureFenced(RuntimeError):
+    """A capture attempt tried to complete (or fail) a row that another attempt holds now.
+
+    The writer lost its lease and another writer began the capture again; the catalog was
+    not changed.
+
+    Attributes:
+        key: The capture key.
+        attempt_id: The attempt that was refused.
+        status: The row's status now (``""`` if it has none).
+        producing_run_id: The run recorded on the row now.
+        holder_attempt_id: The attempt the row belongs to now.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str = "",
+        attempt_id: str = "",
+        status: str = "",
+        producing_run_id: str | None = None,
+        holder_attempt_id: str | None = None,
+    ) -> None:
+        # Defaults keep the exception picklable (unpickling calls cls(*args)).
+        super().__init__(message)
+        self.key = key
+        self.attempt_id = attempt_id
+        self.status = status
+        self.producing_run_id = producing_run_id
+        self.holder_attempt_id = holder_attempt_id
+
+    @classmethod
+    def of(cls, entry: CatalogEntry, attempt_id: str, action: str) -> "CaptureFenced":
+        """The refusal of ``attempt_id``'s ``action`` on ``entry`` as the catalog holds it."""
+        return cls(
+            f"Capture {entry.key}: attempt {attempt_id} may not {action} it, the catalog row "
+            f"belongs to another writer now (status {entry.status.value}, run "
+            f"{entry.producing_run_id or 'unknown'}, attempt {entry.attempt_id or 'none'}). "
+            f"This writer lost its lease while capturing; nothing it did was recorded and its "
+            f"files are not used. Fix: nothing to repair; retry the run if it still needs the "
+            f"capture (it then reuses or redoes the other writer's capture).",
+            key=entry.key,
+            attempt_id=attempt_id,
+            status=entry.status.value,
+            producing_run_id=entry.producing_run_id,
+            holder_attempt_id=entry.attempt_id,
         )

@@ -77,6 +77,8 @@ diagnostic_capture = sa.Table(
     sa.Column("use_count", _BIG_INTEGER, nullable=False, server_default=sa.text("0")),
     sa.Column("producing_run_id", sa.Text()),
     sa.Column("status_reason", sa.Text()),
+    # The attempt that began the row; only that attempt may complete or fail it.
+    sa.Column("attempt_id", sa.Text()),
     sa.CheckConstraint(f"status IN ({', '.join(repr(status) for status in STATUSES)})"),
     sa.Index("diagnostic_capture_request_idx", "request_key", "status", "created_at"),
     sa.Index("diagnostic_capture_cell_idx", "cell_ref"),

@@ -15,7 +15,7 @@ open the catalog; nothing reads it again.
 
 A new revision is a file in ``migrations/versions`` whose ``revision`` is the next number and
 whose ``down_revision`` is the previous one; ``alembic.command.revision(alembic_config(None),
-message, rev_id="0003")`` writes one from ``script.py.mako``.
+message, rev_id="0004")`` writes one from ``script.py.mako``.
 """
 
 from functools import cache
