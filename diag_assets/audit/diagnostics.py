@@ -398,7 +398,7 @@ def _skip_precondition(
     if manifest is None:
         return f"{cell} has no captured fold: the skip path needs its Parquet."
     captures = artifacts.captures()
-    key = captures.key_of(manifest.capture_key, X_FILE)
+    key = captures.file_key(manifest, X_FILE)
     if not captures.store.exists(key):
         return f"the captured Parquet {captures.store.uri(key)} does not exist."
     return None
@@ -417,7 +417,7 @@ def _announce_skip(
     if manifest is not None and problem is None:
         captures = artifacts.captures()
         parquet = {
-            "parquet_uri": captures.store.uri(captures.key_of(manifest.capture_key, X_FILE)),
+            "parquet_uri": captures.store.uri(captures.file_key(manifest, X_FILE)),
             "parquet_digest_recomputed": manifest.files[X_FILE].digest,
             "parquet_digest_matches_manifest": True,
         }

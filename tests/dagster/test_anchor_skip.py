@@ -122,7 +122,7 @@ def test_light_audit_job_skips_by_policy(resources, instance, captured):
 
 
 def test_absent_parquet_gives_inconclusive_tooling(resources, instance, captured, tmp_path):
-    (x_file,) = (tmp_path / "artifacts" / "captures").glob("*/X.parquet")
+    (x_file,) = (tmp_path / "artifacts" / "captures").glob("*/*/X.parquet")
     x_file.unlink()
     result = _run(resources, instance, ["s40_verdict"], skip=True)
     s40 = _materializations(result)["s40_verdict"]

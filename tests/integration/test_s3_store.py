@@ -189,8 +189,11 @@ def test_capture_round_trips_and_tampering_is_detected(store, client, s3_bucket,
     manifest = artifacts.write(captured)
     key = manifest.capture_key
     assert store.list_keys(f"captures/{key}") == sorted(
-        f"captures/{key}/{name}"
-        for name in (X_FILE, Y_FILE, TRIAL_LOG_FILE, TRACE_FILE, MANIFEST_FILE)
+        [f"captures/{key}/{MANIFEST_FILE}"]
+        + [
+            f"captures/{key}/{manifest.attempt}/{name}"
+            for name in (X_FILE, Y_FILE, TRIAL_LOG_FILE, TRACE_FILE)
+        ]
     )
     assert artifacts.uri(key) == f"s3://{s3_bucket}/team/diag/captures/{key}/{MANIFEST_FILE}"
     assert artifacts.read_manifest(key) == manifest
@@ -199,7 +202,7 @@ def test_capture_round_trips_and_tampering_is_detected(store, client, s3_bucket,
     assert loaded.data.X.equals(captured.data.X) and loaded.data.y.equals(captured.data.y)
     assert loaded.trial_log == captured.trial_log
 
-    object_key = f"team/diag/captures/{key}/{X_FILE}"
+    object_key = f"team/diag/{artifacts.file_key(manifest, X_FILE)}"
     raw = bytearray(client.get_object(Bucket=s3_bucket, Key=object_key)["Body"].read())
     raw[len(raw) // 2] ^= 0xFF
     client.put_object(Bucket=s3_bucket, Key=object_key, Body=bytes(raw))

@@ -139,7 +139,7 @@ def test_a_trace_from_another_replay_is_refused(tmp_path, full):
     manifest = artifacts.write(full)
     other = full.trace.model_copy(update={"trial_log_hash": "someone-else"})
     payload = other.model_dump_json().encode()
-    artifacts.store.write_bytes(artifacts.key_of(manifest.capture_key, TRACE_FILE), payload)
+    artifacts.store.write_bytes(artifacts.file_key(manifest, TRACE_FILE), payload)
     from diag_assets.core.capture.manifest import FileEntry
     from diag_assets.core.hashing.digests import bytes_digest
 

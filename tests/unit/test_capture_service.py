@@ -166,7 +166,7 @@ def test_bad_drift_policy_names_the_fix(text):
 def test_flipped_bytes_are_never_served(tmp_path, source):
     service = make_service(tmp_path)
     cold, _ = request(service, source, allow_cold=True)
-    x_path = tmp_path / "store" / "captures" / cold.entry.key / X_FILE
+    x_path = tmp_path / "store" / service.artifacts.file_key(cold.manifest, X_FILE)
     raw = bytearray(x_path.read_bytes())
     raw[100] ^= 0x01
     x_path.write_bytes(bytes(raw))
@@ -184,7 +184,9 @@ def test_flipped_bytes_are_never_served(tmp_path, source):
 def test_verify_failure_event_is_emitted(tmp_path, source):
     service = make_service(tmp_path)
     cold, _ = request(service, source, allow_cold=True)
-    (tmp_path / "store" / "captures" / cold.entry.key / X_FILE).write_bytes(b"not parquet")
+    (tmp_path / "store" / service.artifacts.file_key(cold.manifest, X_FILE)).write_bytes(
+        b"not parquet"
+    )
     _, events = request(service, source, allow_cold=True)
     assert events[:2] == [ev.CAPTURE_VERIFY_FAILED, ev.CAPTURE_MISS]
 
@@ -221,6 +223,7 @@ def test_a_dead_holders_capture_is_taken_over(tmp_path, source):
         mode="full_replay",
         source_version=prepared.source_version,
         run_id="dead-run",
+        attempt_id="dead-attempt",
     )
     result, events = request(service, source, allow_cold=True)
     assert ev.CAPTURE_LEASE_TAKEN_OVER in events and result.outcome is CaptureOutcome.MISS

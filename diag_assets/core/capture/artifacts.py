@@ -9,16 +9,29 @@ Where things are decided:
   a capture without a manifest is never visible) and reads one back, verifying the bytes of
   every file and the canonical hashes of X and y before handing them out.
 
+Each capture attempt writes its data files in a folder of its own,
+``captures/<key>/<attempt>/``; ``captures/<key>/manifest.json`` is the one visibility point
+and names the attempt whose files it vouches for (:meth:`CaptureArtifacts.file_key`). So a
+writer that lost its lease and still runs only ever writes its own folder: it can never
+overwrite or mix into the files another attempt published. Captures stored before attempts
+have their files directly in ``captures/<key>/`` (an empty ``attempt``) and stay readable.
+Folders no manifest names are a dead writer's leftovers, collected by the capture GC
+(:meth:`CaptureArtifacts.leftovers`).
+
 Artifacts are Parquet and JSON, never pickle: a shared cache must not run code on load.
 """
 
 import io
+import re
+import uuid
+from collections.abc import Callable
 
 import pandas as pd
 import pyarrow
 import pyarrow.parquet as pq
 
 from diag_assets.core.capture.manifest import (
+    ATTEMPT_PATTERN,
     MANIFEST_FILE,
     MODE_FILES,
     TRACE_FILE,
@@ -43,6 +56,11 @@ class CaptureVerificationError(RuntimeError):
     """A stored capture does not match its manifest: its bytes must not be used."""
 
 
+def new_attempt() -> str:
+    """A new capture attempt id (32 hex digits): the folder of one attempt's data files."""
+    return uuid.uuid4().hex
+
+
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     table = pyarrow.Table.from_pandas(frame, preserve_index=False)
@@ -58,16 +76,64 @@ class CaptureArtifacts:
         self.prefix = prefix
 
     def key_of(self, capture_key: str, name: str) -> str:
-        """Store key of one file of a capture."""
-        return f"{self.prefix}/{capture_key}/{name}"
+        """Store key of a file directly in a capture's folder: its manifest.
+
+        Data files live where the manifest says: use :meth:`file_key` for them.
+        """
+        return f"{self.folder(capture_key)}/{name}"
+
+    def folder(self, capture_key: str) -> str:
+        """Store prefix of everything of one capture key: its manifest and attempt folders."""
+        return f"{self.prefix}/{capture_key}"
+
+    def file_key(self, manifest: CaptureManifest, name: str) -> str:
+        """Store key of one data file of the capture ``manifest`` describes.
+
+        The file is in the manifest's attempt folder, or directly in the capture's folder for
+        a capture stored before attempts (empty ``attempt``).
+        """
+        if manifest.attempt:
+            return self.key_of(manifest.capture_key, f"{manifest.attempt}/{name}")
+        return self.key_of(manifest.capture_key, name)
 
     def uri(self, capture_key: str) -> str:
         """URI of a capture's folder (its manifest)."""
         return self.store.uri(self.key_of(capture_key, MANIFEST_FILE))
 
-    def write(self, captured: CapturedFold) -> CaptureManifest:
-        """Store a capture: data files, then the manifest that makes it visible."""
-        key = captured.manifest.capture_key
+    def write(
+        self,
+        captured: CapturedFold,
+        *,
+        attempt: str | None = None,
+        before_manifest: Callable[[], None] | None = None,
+    ) -> CaptureManifest:
+        """Store a capture: data files, then the manifest that makes it visible.
+
+        Args:
+            captured: The captured fold.
+            attempt: The attempt whose folder gets the data files; a new one if None.
+            before_manifest: Called between the data files and the manifest; the manifest is
+                written only if it returns (the cache proves its lease here).
+
+        Returns:
+            The manifest written.
+        """
+        manifest = self.write_files(captured, attempt or new_attempt())
+        if before_manifest is not None:
+            before_manifest()
+        self.publish(manifest)
+        return manifest
+
+    def write_files(self, captured: CapturedFold, attempt: str) -> CaptureManifest:
+        """Store the data files of ``captured`` in the folder of ``attempt``.
+
+        Nothing becomes visible: the returned manifest, which names the attempt and vouches
+        for the files, is stored only by :meth:`publish`.
+
+        Raises:
+            ValueError: the attempt id is not one (see :func:`new_attempt`), or the capture
+                holds other files than its mode stores.
+        """
         payloads = {
             X_FILE: _parquet_bytes(captured.data.X),
             Y_FILE: _parquet_bytes(captured.data.y),
@@ -81,13 +147,20 @@ class CaptureArtifacts:
             raise ValueError(
                 f"A {captured.mode} capture stores {sorted(expected)}, not {sorted(payloads)}."
             )
+        if re.fullmatch(ATTEMPT_PATTERN, attempt) is None:
+            raise ValueError(f"{attempt!r} is not a capture attempt id: use new_attempt().")
+        manifest = captured.manifest.model_copy(update={"attempt": attempt, "files": {}})
         files = {}
         for name, payload in payloads.items():
-            self.store.write_bytes(self.key_of(key, name), payload)
+            self.store.write_bytes(self.file_key(manifest, name), payload)
             files[name] = FileEntry(bytes=len(payload), digest=bytes_digest(payload))
-        manifest = captured.manifest.model_copy(update={"files": files})
-        self.store.write_bytes(self.key_of(key, MANIFEST_FILE), manifest.model_dump_json().encode())
-        return manifest
+        return manifest.model_copy(update={"files": files})
+
+    def publish(self, manifest: CaptureManifest) -> None:
+        """Store ``manifest``: from now on readers see the capture it describes."""
+        self.store.write_bytes(
+            self.key_of(manifest.capture_key, MANIFEST_FILE), manifest.model_dump_json().encode()
+        )
 
     def read_manifest(self, capture_key: str) -> CaptureManifest | None:
         """The manifest of a capture, or ``None`` if no complete capture has that key."""
@@ -104,7 +177,7 @@ class CaptureArtifacts:
                 f"Capture {manifest.capture_key} has no entry for {name} in its manifest."
             )
         try:
-            payload = self.store.read_bytes(self.key_of(manifest.capture_key, name))
+            payload = self.store.read_bytes(self.file_key(manifest, name))
         except FileNotFoundError as missing:
             raise CaptureVerificationError(
                 f"Capture {manifest.capture_key} lists {name} but the file is missing."
@@ -133,7 +206,7 @@ class CaptureArtifacts:
                 f"of a {manifest.mode} capture."
             )
         for name, entry in manifest.files.items():
-            key = self.key_of(manifest.capture_key, name)
+            key = self.file_key(manifest, name)
             try:
                 size, digest = self.store.digest(key)
             except FileNotFoundError as missing:
@@ -148,12 +221,47 @@ class CaptureArtifacts:
                 )
 
     def delete(self, capture_key: str) -> int:
-        """Remove a capture, manifest first so it is invisible before its data goes."""
+        """Remove a capture, manifest first so it is invisible before its data goes.
+
+        Every attempt folder of the key goes with it.
+        """
         self.store.delete(self.key_of(capture_key, MANIFEST_FILE))
-        keys = self.store.list_keys(f"{self.prefix}/{capture_key}")
+        keys = self.store.list_keys(self.folder(capture_key))
         for key in keys:
             self.store.delete(key)
         return len(keys)
+
+    def stored_keys(self) -> list[str]:
+        """The capture keys that have anything in the store (files or temp files), sorted."""
+        found = self.store.list_keys(self.prefix)
+        found += self.store.temp_files(self.prefix, older_than_s=0.0)
+        keys = set()
+        for key in found:
+            parts = key.removeprefix(f"{self.prefix}/").split("/")
+            if len(parts) > 1:
+                keys.add(parts[0])
+        return sorted(keys)
+
+    def leftovers(self, capture_key: str, *, keep: CaptureManifest | None) -> list[str]:
+        """Store keys under ``capture_key``'s folder that ``keep`` does not name, sorted.
+
+        With ``keep`` the published manifest, that is every attempt folder but the one it
+        names (and files of a capture stored before attempts, once a newer attempt replaced
+        it); with ``keep=None``, everything of the key. Temp files are not included (see
+        :meth:`stale_temp_files`). Only the caller knows whether no live writer of the key
+        can be writing (it holds the key's lease).
+        """
+        named = {self.key_of(capture_key, MANIFEST_FILE)} if keep is not None else set()
+        if keep is not None:
+            named |= {self.file_key(keep, name) for name in keep.files}
+        return [key for key in self.store.list_keys(self.folder(capture_key)) if key not in named]
+
+    def stale_temp_files(self, capture_key: str, *, older_than_s: float) -> list[str]:
+        """Temp files that interrupted writes left under ``capture_key``'s folder.
+
+        Only those untouched for ``older_than_s`` seconds: a younger one may be a live write's.
+        """
+        return self.store.temp_files(self.folder(capture_key), older_than_s=older_than_s)
 
     def load(self, manifest: CaptureManifest) -> CapturedFold:
         """Read a capture back, verifying file bytes and the canonical hashes of X and y.

@@ -11,8 +11,21 @@ The warm path (HIT) never replays and, with the drift check off, never reads mar
 it finds the newest complete capture for the request in the catalog, streams its files
 through the hash, and returns it. The cold path (MISS) needs an operator's approval, takes
 the cell's single-flight lease, checks the catalog again (another run may have finished
-while we waited: WAITED), and only then replays, writes the artifact (data files, then the
-manifest) and commits the catalog entry. Every step emits a :class:`CaptureEvent`.
+while we waited: WAITED), and only then begins a new capture *attempt* in the catalog (a
+fresh attempt id), replays, writes the artifact (the data files into the attempt's own
+folder, then the manifest) and commits the catalog entry. Every step emits a
+:class:`CaptureEvent`.
+
+The cold path is fenced (:mod:`~diag_assets.core.capture.fencing`), because a lease can be
+lost while its holder works and another writer may then capture the same key. The writer
+proves its lease (``grant.ensure_held()``) right before the manifest and the catalog commit,
+and the commit lands only while the row is capturing for the writer's attempt. A writer
+failing either check publishes nothing more, marks the row failed only if it is still its
+own attempt's, emits ``capture_lease_lost`` or ``capture_fenced`` and raises
+:class:`LeaseLost` or :class:`CaptureFenced` (the capture is abandoned; retry the run). Each
+attempt writes only its own folder, so even a writer that lost its lease just after its
+proof cannot tear another's capture. A stored capture whose writer died before its commit
+is adopted by a new attempt (begun, then completed, without a replay).
 """
 
 import random
@@ -24,8 +37,13 @@ from types import TracebackType
 from typing import Self
 
 from diag_assets.core.capture import events as ev
-from diag_assets.core.capture.artifacts import CaptureArtifacts, CaptureVerificationError
+from diag_assets.core.capture.artifacts import (
+    CaptureArtifacts,
+    CaptureVerificationError,
+    new_attempt,
+)
 from diag_assets.core.capture.events import CaptureEvent, EventSink
+from diag_assets.core.capture.fencing import fail_attempt, prove_lease, report_fenced
 from diag_assets.core.capture.gc import GcReport, run_gc
 from diag_assets.core.capture.keys import check_cell_universe, request_key
 from diag_assets.core.capture.manifest import CaptureManifest
@@ -45,8 +63,8 @@ from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import Recipe
 from diag_assets.core.storage.catalog.catalog import CaptureCatalog
-from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
-from diag_assets.core.storage.lease.base import Lease
+from diag_assets.core.storage.catalog.model import CaptureFenced, CaptureStatus, CatalogEntry
+from diag_assets.core.storage.lease.base import Lease, LeaseGrant, LeaseLost
 
 COLD_CAPTURE_REQUIRES_OPERATOR = "COLD_CAPTURE_REQUIRES_OPERATOR"
 
@@ -361,11 +379,10 @@ class CaptureService:
                 # catalog commit is adopted instead of replayed.
                 stored = self.artifacts.read_manifest(key)
                 if stored is not None and self._adoptable(stored):
-                    entry = self._commit(prepared, wanted, run_id, stored, emit, adopted=True)
+                    manifest = stored
+                    entry = self._commit(prepared, wanted, run_id, stored, emit, grant=grant)
                 else:
-                    entry = self._capture(prepared, recipe, wanted, run_id, emit)
-                manifest = self.artifacts.read_manifest(key)
-                assert manifest is not None  # written just above, under our lease
+                    entry, manifest = self._capture(prepared, recipe, wanted, run_id, emit, grant)
                 return CaptureResult(
                     outcome=CaptureOutcome.MISS,
                     manifest=manifest,
@@ -379,37 +396,54 @@ class CaptureService:
                 emit(ev.CAPTURE_LEASE_RELEASED, key)
 
     def _capture(
-        self, prepared: PreparedCell, recipe: Recipe, wanted: str, run_id: str | None, emit
-    ) -> CatalogEntry:
+        self,
+        prepared: PreparedCell,
+        recipe: Recipe,
+        wanted: str,
+        run_id: str | None,
+        emit,
+        grant: LeaseGrant,
+    ) -> tuple[CatalogEntry, CaptureManifest]:
         key = prepared.key
-        self._begin(prepared, wanted, run_id)
+        attempt = self._begin(prepared, wanted, run_id, emit)
         check_parity = (
             prepared.config.mode is CaptureMode.DATASET_ONLY
             and self.rng.random() < self.parity_check_rate
         )
-        emit(ev.CAPTURE_STARTED, key, run_id=run_id, mode=str(prepared.config.mode))
+        mode = str(prepared.config.mode)
+        emit(ev.CAPTURE_STARTED, key, run_id=run_id, mode=mode, attempt=attempt)
         try:
             captured = replay_cell(prepared, recipe, check_parity=check_parity)
             if captured.manifest.parity is not None:
                 emit(ev.CAPTURE_PARITY_CHECKED, key, **captured.manifest.parity.model_dump())
-            manifest = self.artifacts.write(captured)
+            manifest = self.artifacts.write(
+                captured,
+                attempt=attempt,
+                before_manifest=lambda: prove_lease(grant, key, attempt, "manifest", emit),
+            )
         except BaseException as error:
             if isinstance(error, CaptureParityFailed):
                 emit(ev.CAPTURE_PARITY_FAILED, key, **error.check.model_dump(), error=str(error))
-            self.catalog.fail_capture(key, f"{type(error).__name__}: {error}")
-            emit(ev.CAPTURE_FAILED, key, error=f"{type(error).__name__}: {error}")
+            fail_attempt(self.catalog, key, attempt, error, emit)
             raise
-        return self._commit(prepared, wanted, run_id, manifest, emit, adopted=False)
+        entry = self._commit(prepared, wanted, run_id, manifest, emit, grant=grant, attempt=attempt)
+        return entry, manifest
 
-    def _begin(self, prepared: PreparedCell, wanted: str, run_id: str | None) -> None:
-        self.catalog.begin_capture(
+    def _begin(self, prepared: PreparedCell, wanted: str, run_id: str | None, emit) -> str:
+        """Begin a new attempt; CaptureFenced if another writer completed the key meanwhile."""
+        attempt = new_attempt()
+        entry = self.catalog.begin_capture(
             prepared.key,
             request_key=wanted,
             cell_ref=str(prepared.cell),
             mode=str(prepared.config.mode),
             source_version=prepared.source_version,
             run_id=run_id,
+            attempt_id=attempt,
         )
+        if entry.attempt_id != attempt:
+            raise report_fenced(CaptureFenced.of(entry, attempt, "begin"), emit)
+        return attempt
 
     def _adoptable(self, manifest: CaptureManifest) -> bool:
         try:
@@ -426,21 +460,32 @@ class CaptureService:
         manifest: CaptureManifest,
         emit,
         *,
-        adopted: bool,
+        grant: LeaseGrant,
+        attempt: str | None = None,
     ) -> CatalogEntry:
+        """Commit ``manifest`` for ``attempt``; with none, adopt it under a new attempt."""
         key = prepared.key
-        if adopted:
-            self._begin(prepared, wanted, run_id)
-        entry = self.catalog.complete_capture(
-            key,
-            artifact_uri=self.artifacts.uri(key),
-            x_hash=manifest.x_hash,
-            y_hash=manifest.y_hash,
-            trial_log_hash=manifest.trial_log_hash,
-            content_hash=manifest.content_hash,
-            bytes=manifest.total_bytes,
-            run_id=run_id,
-        )
+        adopted = attempt is None
+        if attempt is None:
+            attempt = self._begin(prepared, wanted, run_id, emit)
+        try:
+            prove_lease(grant, key, attempt, "catalog commit", emit)
+            entry = self.catalog.complete_capture(
+                key,
+                artifact_uri=self.artifacts.uri(key),
+                x_hash=manifest.x_hash,
+                y_hash=manifest.y_hash,
+                trial_log_hash=manifest.trial_log_hash,
+                content_hash=manifest.content_hash,
+                bytes=manifest.total_bytes,
+                run_id=run_id,
+                attempt_id=attempt,
+            )
+        except CaptureFenced as fenced:
+            raise report_fenced(fenced, emit) from None
+        except LeaseLost as lost:
+            fail_attempt(self.catalog, key, attempt, lost, emit)
+            raise
         emit(
             ev.CAPTURE_COMPLETED,
             key,
@@ -448,5 +493,6 @@ class CaptureService:
             bytes=manifest.total_bytes,
             elapsed_s=manifest.elapsed_s,
             adopted=adopted,
+            attempt=attempt,
         )
         return entry

@@ -1,4 +1,4 @@
-"""Capture events: every hit, miss, wait, lease change, verification failure and drift.
+"""Capture events: every hit, miss, wait, lease change, verification failure, drift, fence.
 
 Nothing about a capture happens silently. The core emits :class:`CaptureEvent` values to an
 :data:`EventSink`; the Dagster layer turns them into run-log lines (one JSON object each,
@@ -26,7 +26,10 @@ CAPTURE_LEASE_ACQUIRED = "capture_lease_acquired"
 CAPTURE_LEASE_WAITING = "capture_lease_waiting"
 CAPTURE_LEASE_RELEASED = "capture_lease_released"
 CAPTURE_LEASE_TAKEN_OVER = "capture_lease_taken_over"
+CAPTURE_LEASE_LOST = "capture_lease_lost"
+CAPTURE_FENCED = "capture_fenced"
 CAPTURE_GC_DELETED = "capture_gc_deleted"
+CAPTURE_GC_LEFTOVERS_DELETED = "capture_gc_leftovers_deleted"
 CAPTURE_PARITY_CHECKED = "capture_parity_checked"
 CAPTURE_PARITY_FAILED = "capture_parity_failed"
 

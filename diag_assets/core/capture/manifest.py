@@ -1,6 +1,6 @@
 """The capture manifest: everything known about one stored capture, written last."""
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.recipe.tasks import TaskKind
@@ -16,6 +16,9 @@ X_FILE, Y_FILE, TRIAL_LOG_FILE, TRACE_FILE, MANIFEST_FILE = (
     "manifest.json",
 )
 
+
+# An attempt id names the folder of an attempt's data files: no dot, so it is never a file name.
+ATTEMPT_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 # What each mode stores; a capture listing other files is not one of ours.
 MODE_FILES: dict[CaptureMode, frozenset[str]] = {
@@ -53,7 +56,8 @@ class CaptureManifest(BaseModel):
     """Everything known about one stored capture; written last, read first.
 
     The trial fields are empty for ``dataset_only`` (nothing was trained); ``single_fit``
-    has one trial.
+    has one trial. ``attempt`` names the folder of the data files, ``captures/<key>/<attempt>/``
+    (empty: directly in ``captures/<key>/``, where captures were stored before attempts).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -94,6 +98,8 @@ class CaptureManifest(BaseModel):
     files: dict[str, FileEntry]
     libraries: dict[str, str]
     created_at: str
+    # Not part of the capture key (nor of MANIFEST_SCHEMA_VERSION): where, not what.
+    attempt: str = Field(default="", pattern=rf"{ATTEMPT_PATTERN}|^$")
 
     @property
     def total_bytes(self) -> int:

@@ -4,12 +4,15 @@ Keys are relative POSIX paths built by the harness from validated ids (capture k
 slugs); :func:`check_key` refuses anything else, so no user string becomes a path.
 
 Every write is atomic: a reader sees the old object or the whole new one, never a part.
-Locally that is a temp file in the same directory + fsync + ``os.replace``.
+Locally that is a temp file in the same directory + fsync + ``os.replace``; a process killed
+between the two leaves its temp file (``.<name>.<random>.tmp``), which :meth:`list_keys`
+hides and :meth:`BlobStore.temp_files` finds for the GC.
 """
 
 import os
 import re
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -57,6 +60,15 @@ class BlobStore(ABC):
         data = self.read_bytes(key)
         return len(data), bytes_digest(data)
 
+    def temp_files(self, prefix: str, *, older_than_s: float) -> list[str]:
+        """Keys of temp files that interrupted writes left under ``prefix``, sorted.
+
+        Only those untouched for ``older_than_s`` seconds: a younger one may belong to a
+        write still under way. None here: a store whose writes leave no temp files (S3
+        uploads are atomic) keeps this default. :meth:`delete` removes them.
+        """
+        return []
+
 
 class LocalBlobStore(BlobStore):
     """A folder on the local disk."""
@@ -101,6 +113,24 @@ class LocalBlobStore(BlobStore):
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+
+    def temp_files(self, prefix: str, *, older_than_s: float) -> list[str]:
+        """The ``.<name>.<random>.tmp`` files of writes killed before their rename."""
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        cutoff = time.time() - older_than_s
+        found = []
+        for path in base.rglob(".*.tmp"):
+            try:
+                if not path.is_file() or path.stat().st_mtime > cutoff:
+                    continue
+            except FileNotFoundError:  # renamed or removed while we looked
+                continue
+            key = str(path.relative_to(self.root))
+            if KEY_PATTERN.match(key):
+                found.append(key)
+        return sorted(found)
 
     def delete(self, key: str) -> None:
         """Remove the file and any folders it leaves empty; a missing file is fine."""
@@ -175,3 +205,9 @@ class NamespacedBlobStore(BlobStore):
     def digest(self, key: str) -> tuple[int, str]:
         """Size and digest of the namespaced object."""
         return self.inner.digest(self._key(key))
+
+    def temp_files(self, prefix: str, *, older_than_s: float) -> list[str]:
+        """Temp files below ``prefix`` in the namespace, relative to it."""
+        start = len(self.namespace) + 1
+        found = self.inner.temp_files(self._key(prefix), older_than_s=older_than_s)
+        return [key[start:] for key in found]
