@@ -83,6 +83,9 @@ def collect_capture_garbage(
             "retired": dg.MetadataValue.int(len(report.deleted)),
             "freed_bytes": dg.MetadataValue.int(report.freed_bytes),
             "deleted_files": dg.MetadataValue.int(report.deleted_files),
+            # What dead writers left: attempt folders no manifest names, stale temp files.
+            "orphaned_files": dg.MetadataValue.int(report.orphaned_files),
+            "temp_files": dg.MetadataValue.int(report.temp_files),
             # The drift-rate gate's figure: the share of drift checks that found drift.
             "drift_checks": dg.MetadataValue.int(drift_checks),
             "drift_detected": dg.MetadataValue.int(drift_detected),

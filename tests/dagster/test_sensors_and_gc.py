@@ -1,6 +1,8 @@
 """The re-audit sensor and the capture GC, against a real embedded cache."""
 
 import json
+import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -174,3 +176,29 @@ def test_gc_job_retires_an_unused_capture_and_keeps_the_one_in_use(resources, in
     assert kept.key == keys[1]
     assert not (tmp_path / "artifacts" / "captures" / keys[0]).exists()
     assert (tmp_path / "artifacts" / "captures" / keys[1] / "manifest.json").exists()
+
+
+def test_gc_job_collects_dead_writers_leftovers_and_reports_them(resources, instance, tmp_path):
+    _capture(resources, instance, WARM)
+    (entry,) = _entries(resources)
+    folder = tmp_path / "artifacts" / "captures" / entry.key
+    (published,) = folder.glob("*/")
+    temp = published / ".y.parquet.k1ll3d.tmp"  # a write killed before its rename
+    temp.write_bytes(b"half a file")
+    two_hours_ago = time.time() - 7200
+    os.utime(temp, (two_hours_ago, two_hours_ago))
+    dead = folder / ("0" * 32)  # a writer killed before its manifest
+    dead.mkdir()
+    (dead / "X.parquet").write_bytes(b"half a capture")
+
+    job = defs.resolve_job_def("capture_gc_job")
+    result = job.execute_in_process(instance=instance, resources=resources)
+    assert result.success
+    (output,) = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = output.event_specific_data.metadata
+    assert (metadata["orphaned_files"].value, metadata["temp_files"].value) == (1, 1)
+    assert not dead.exists() and not temp.exists()
+    with resources["capture_cache"].open() as cache:
+        manifest = cache.artifacts.read_manifest(entry.key)
+        assert manifest is not None
+        cache.artifacts.verify(manifest)  # the published capture is untouched

@@ -5,6 +5,13 @@ unless it is one of the ``keep_newest`` newest complete captures of its cell, is
 captured, is leased right now, or is the capture a cell's diagnostics currently read.
 Retiring deletes the manifest first (the capture is invisible from then on), then the data
 files, then the catalog row, so a crash half-way leaves nothing a reader could trust.
+
+GC also collects what dead writers left behind (:func:`collect_leftovers`): for every capture
+key in the store, under that key's lease (so no live writer of the key is at work; a held key
+is skipped), the attempt folders the key's manifest does not name, the whole folder of a key
+with no manifest whose catalog row is not being captured, and temp files of writes killed
+before their rename once they are older than a grace period (an hour by default: a younger
+one may belong to a write still under way in a process that lost its lease).
 """
 
 from collections import defaultdict
@@ -13,11 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from diag_assets.core.capture import events as ev
-from diag_assets.core.capture.artifacts import CaptureArtifacts
+from diag_assets.core.capture.artifacts import CaptureArtifacts, CaptureVerificationError
 from diag_assets.core.capture.events import CaptureEvent, EventSink
 from diag_assets.core.storage.catalog.catalog import CaptureCatalog
 from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
-from diag_assets.core.storage.lease.base import Lease, LeaseTimeout
+from diag_assets.core.storage.lease.base import Lease, LeaseTimeout, check_lease_key
+
+TEMP_FILE_GRACE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,9 @@ class GcReport:
     decisions: list[GcDecision] = field(default_factory=list)
     deleted_files: int = 0
     dry_run: bool = False
+    # Dead writers' leftovers: files of attempts no manifest names, and stale temp files.
+    orphaned_files: int = 0
+    temp_files: int = 0
 
     @property
     def deleted(self) -> list[CatalogEntry]:
@@ -99,11 +111,13 @@ def run_gc(
     in_use: set[str],
     dry_run: bool = False,
     events: EventSink | None = None,
+    temp_grace: timedelta = TEMP_FILE_GRACE,
 ) -> GcReport:
-    """Plan, then retire what the plan says (nothing at all in a dry run).
+    """Plan, retire what the plan says, then collect dead writers' leftovers.
 
     Each retirement holds the capture's lease, so a run that starts capturing the same key
     meanwhile either waits for GC or makes GC skip the entry; it never sees a half-deleted one.
+    A dry run deletes nothing and reports what would go.
     """
     report = GcReport(dry_run=dry_run)
     report.decisions = plan_gc(
@@ -114,8 +128,21 @@ def run_gc(
         is_leased=lease.is_held,
         in_use=in_use,
     )
-    if dry_run:
-        return report
+    if not dry_run:
+        _retire(catalog, artifacts, report, lease=lease, events=events)
+    collect_leftovers(catalog, artifacts, report, lease=lease, temp_grace=temp_grace, events=events)
+    return report
+
+
+def _retire(
+    catalog: CaptureCatalog,
+    artifacts: CaptureArtifacts,
+    report: GcReport,
+    *,
+    lease: Lease,
+    events: EventSink | None,
+) -> None:
+    """Retire the entries the plan in ``report`` deletes, each under its capture's lease."""
     for position, decision in enumerate(report.decisions):
         if not decision.delete:
             continue
@@ -137,4 +164,72 @@ def run_gc(
                     fields={"reason": decision.reason, "bytes": entry.bytes},
                 )
             )
-    return report
+
+
+def collect_leftovers(
+    catalog: CaptureCatalog,
+    artifacts: CaptureArtifacts,
+    report: GcReport,
+    *,
+    lease: Lease,
+    temp_grace: timedelta = TEMP_FILE_GRACE,
+    events: EventSink | None = None,
+) -> None:
+    """Delete dead writers' leftovers of every key in the store, counted in ``report``.
+
+    In a dry run they are only counted. A key whose lease is held is skipped: its writer
+    may be alive. A key whose manifest cannot be read is skipped too: what it names is not
+    known.
+    """
+    for key in artifacts.stored_keys():
+        try:
+            check_lease_key(key)
+        except ValueError:
+            continue  # not a folder the cache wrote
+        if _leftovers(catalog, artifacts, key, temp_grace) in (None, ([], [])):
+            continue  # nothing to collect: spare the key a lease (a connection on Postgres)
+        try:
+            with lease.hold(key, wait_s=0):
+                # Looked at again under the lease: a writer may have finished meanwhile.
+                found = _leftovers(catalog, artifacts, key, temp_grace)
+                if found is None:
+                    continue
+                orphans, temps = found
+                if not report.dry_run:
+                    for stored in orphans + temps:
+                        artifacts.store.delete(stored)
+        except LeaseTimeout:
+            continue
+        report.orphaned_files += len(orphans)
+        report.temp_files += len(temps)
+        if events is not None and (orphans or temps):
+            events(
+                CaptureEvent(
+                    name=ev.CAPTURE_GC_LEFTOVERS_DELETED,
+                    capture_key=key,
+                    cell_ref="",
+                    fields={
+                        "orphaned_files": len(orphans),
+                        "temp_files": len(temps),
+                        "dry_run": report.dry_run,
+                    },
+                )
+            )
+
+
+def _leftovers(
+    catalog: CaptureCatalog, artifacts: CaptureArtifacts, key: str, temp_grace: timedelta
+) -> tuple[list[str], list[str]] | None:
+    """``(orphaned files, stale temp files)`` of ``key``; None if its manifest is unreadable."""
+    try:
+        manifest = artifacts.read_manifest(key)
+    except (ValueError, CaptureVerificationError):
+        return None
+    if manifest is not None:
+        orphans = artifacts.leftovers(key, keep=manifest)
+    else:
+        entry = catalog.get(key)
+        capturing = entry is not None and entry.status is CaptureStatus.CAPTURING
+        orphans = [] if capturing else artifacts.leftovers(key, keep=None)
+    temps = artifacts.stale_temp_files(key, older_than_s=temp_grace.total_seconds())
+    return orphans, temps
