@@ -29,7 +29,12 @@ from diag_assets.core.market_data.synthetic import SyntheticMarketData
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.storage.blob import LocalBlobStore
 from diag_assets.core.storage.catalog.catalog import SqliteCatalog
-from diag_assets.core.storage.catalog.model import CaptureStatus
+from diag_assets.core.storage.catalog.model import (
+    CaptureFenced,
+    CaptureStatus,
+    CatalogUnavailable,
+)
+from diag_assets.core.storage.lease.base import LeaseLost
 from diag_assets.core.storage.lease.file import FileLease
 from tests.conftest import TINY_BARS, TINY_CAPTURE, TINY_FOLDS
 from tests.fixtures.recipes import PausingRecipe
@@ -310,3 +315,70 @@ def test_leaving_the_block_closes_the_catalog_and_the_lease_even_on_error(tmp_pa
     with pytest.raises(ColdCaptureRequiresOperator), cache:
         request(cache, source, allow_cold=False)
     assert closed == ["catalog", "lease"]
+
+
+def test_a_begin_that_finds_the_key_completed_meanwhile_is_fenced(tmp_path, source):
+    service = make_service(tmp_path)
+    # A writer whose lease is elsewhere: what another writer is once ours was lost unnoticed.
+    other = CaptureService(
+        service.artifacts, SqliteCatalog(tmp_path / "catalog.sqlite"), FileLease(tmp_path / "x")
+    )
+    real_read = service.artifacts.read_manifest
+
+    def completed_meanwhile(key):
+        service.artifacts.read_manifest = real_read
+        request(other, source, allow_cold=True, run_id="other")
+        return None  # as read a moment before the other writer published
+
+    service.artifacts.read_manifest = completed_meanwhile
+    recorder = EventRecorder()
+    with pytest.raises(CaptureFenced, match="may not begin it.*status complete, run other"):
+        service.get(
+            CELL, source, TINY_FOLDS, RECIPE, TINY_CAPTURE, allow_cold=True, events=recorder
+        )
+    assert ev.CAPTURE_FENCED in recorder.names() and ev.CAPTURE_STARTED not in recorder.names()
+    (entry,) = service.catalog.entries()
+    assert entry.status is CaptureStatus.COMPLETE and entry.producing_run_id == "other"
+    other.close()
+
+
+class LockFileDeletingRecipe(ReferenceRecipe):
+    """Deletes the capture's lock files while it trains: the writer loses its file lease."""
+
+    name = "lock_file_deleting"
+
+    def __init__(self, leases: Path) -> None:
+        super().__init__()
+        self.leases = leases
+
+    def run_trials(self, data, settings, observer=None):
+        for lock_file in self.leases.glob("*.lock"):
+            lock_file.unlink()
+        return super().run_trials(data, settings, observer)
+
+
+def test_a_lost_lease_propagates_even_when_the_catalog_is_down_too(tmp_path, source):
+    service = make_service(tmp_path)
+
+    def catalog_down(*args, **kwargs):
+        raise CatalogUnavailable("sqlite", "here", "the server restarted", "Fix: wait.")
+
+    service.catalog.fail_capture = catalog_down
+    recorder = EventRecorder()
+    with pytest.raises(LeaseLost, match="lock file .* was deleted"):
+        service.get(
+            CELL,
+            source,
+            TINY_FOLDS,
+            LockFileDeletingRecipe(tmp_path / "leases"),
+            TINY_CAPTURE,
+            allow_cold=True,
+            events=recorder,
+        )
+    failed = next(e for e in recorder.events if e.name == ev.CAPTURE_FAILED)
+    assert failed.fields["marked_failed"] is False
+    assert "the server restarted" in failed.fields["catalog_error"]
+    names = recorder.names()
+    assert names.index(ev.CAPTURE_LEASE_LOST) < names.index(ev.CAPTURE_FAILED)
+    (entry,) = service.catalog.entries()
+    assert service.artifacts.read_manifest(entry.key) is None  # nothing published
