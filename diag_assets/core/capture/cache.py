@@ -306,6 +306,8 @@ class CaptureService:
             return retired
         manifest, problem = self._verified_manifest(entry, emit)
         if manifest is None:
+            if self.catalog.get(entry.key) is None:
+                return retired
             return f"its stored capture failed verification: {problem}"
         current = self.catalog.get(entry.key)
         if (
