@@ -270,6 +270,26 @@ class CatalogContract:
         assert keys(status=CaptureStatus.STALE) == []
         assert keys(cell_ref="defi_top5/NONE/fold-0") == []
 
+    def test_latest_is_the_entry_of_a_request_changed_last_in_any_status(self, catalog, clock):
+        assert catalog.latest(REQUEST) is None
+        begin(catalog, ck(1))
+        complete(catalog, ck(1))
+        clock.tick()
+        begin(catalog, ck(2))
+        clock.tick()
+        fail(catalog, ck(2), "disk full")
+        begin(catalog, ck(3), request_key=OTHER_REQUEST)
+        latest = catalog.latest(REQUEST)
+        assert latest is not None
+        assert (latest.key, latest.status, latest.status_reason) == (
+            ck(2),
+            CaptureStatus.FAILED,
+            "disk full",
+        )
+        clock.tick()
+        catalog.mark_stale(ck(1), "verification failed")
+        assert catalog.latest(REQUEST).key == ck(1)
+
     # -- status changes --------------------------------------------------------------------
 
     def test_mark_stale_and_fail_capture_set_status_and_reason(self, catalog, clock):
@@ -294,8 +314,9 @@ class CatalogContract:
         assert stale.content_hash == "c" * 32
         with pytest.raises(KeyError):
             fail(catalog, ck(99), "no such capture")
-        with pytest.raises(KeyError):
-            catalog.mark_stale(ck(99), "no such capture")
+        # The GC retired it meanwhile: nothing left to mark, and the caller is told.
+        assert catalog.mark_stale(ck(99), "no such capture") is False
+        assert catalog.mark_stale(ck(1), "still there") is True
         assert catalog.get(ck(99)) is None
 
     def test_fail_capture_never_downgrades_a_complete_entry(self, catalog, clock):
@@ -392,8 +413,8 @@ class CatalogContract:
         entry = catalog.get(ck(1))
         assert entry is not None
         assert (entry.use_count, entry.last_used_at, entry.updated_at) == (2, used_at, T0)
-        with pytest.raises(KeyError):
-            catalog.record_use(ck(99))
+        assert catalog.record_use(ck(99)) is False  # retired since it was looked up
+        assert catalog.get(ck(99)) is None
 
     def test_record_use_is_atomic_across_connections(self, catalog, reopen):
         begin(catalog, ck(1))

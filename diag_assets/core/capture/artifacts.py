@@ -29,6 +29,7 @@ from collections.abc import Callable
 import pandas as pd
 import pyarrow
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 from diag_assets.core.capture.manifest import (
     ATTEMPT_PATTERN,
@@ -163,12 +164,29 @@ class CaptureArtifacts:
         )
 
     def read_manifest(self, capture_key: str) -> CaptureManifest | None:
-        """The manifest of a capture, or ``None`` if no complete capture has that key."""
+        """The manifest of a capture, or ``None`` if no complete capture has that key.
+
+        Raises:
+            CaptureVerificationError: a manifest is stored but is not one (not JSON, fields
+                missing or of the wrong type): the capture cannot be trusted.
+        """
+        key = self.key_of(capture_key, MANIFEST_FILE)
         try:
-            raw = self.store.read_bytes(self.key_of(capture_key, MANIFEST_FILE))
+            raw = self.store.read_bytes(key)
         except FileNotFoundError:
             return None
-        return CaptureManifest.model_validate_json(raw)
+        try:
+            return CaptureManifest.model_validate_json(raw)
+        except ValidationError as error:
+            # The reasons without the bytes: a manifest is data, not a message to echo.
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}"
+                for e in error.errors(include_input=False)[:5]
+            )
+            raise CaptureVerificationError(
+                f"Capture {capture_key}: its manifest {self.store.uri(key)} cannot be read "
+                f"({problems}). Its bytes are not used."
+            ) from error
 
     def _verified_bytes(self, manifest: CaptureManifest, name: str) -> bytes:
         entry = manifest.files.get(name)
@@ -282,6 +300,12 @@ class CaptureArtifacts:
                     f"Capture {manifest.capture_key}: canonical hash of {what} is {actual}, "
                     f"the manifest says {expected}. Its contents are not used."
                 )
+        if len(x) != manifest.rows or list(x.columns) != manifest.feature_names:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key}: X has {len(x)} rows and columns "
+                f"{list(x.columns)[:5]}..., the manifest says {manifest.rows} rows and "
+                f"{manifest.feature_names[:5]}.... Its contents are not used."
+            )
         log_hash = None if trial_log is None else trial_log.content_hash()
         if log_hash != manifest.trial_log_hash:
             raise CaptureVerificationError(

@@ -48,6 +48,7 @@ from diag_assets.core.capture.gc import GcReport, run_gc
 from diag_assets.core.capture.keys import check_cell_universe, request_key
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+from diag_assets.core.capture.proof import prove_adoptable, prove_served
 from diag_assets.core.capture.replay import (
     CaptureParityFailed,
     PreparedCell,
@@ -254,9 +255,9 @@ class CaptureService:
 
         wanted = self.request_key(cell, source, fold_spec, recipe, config)
         prepared: PreparedCell | None = None
-        reason = "no capture of this cell with this recipe and config yet"
 
         entry = self.catalog.latest_complete(wanted)
+        reason = self._why_no_capture(wanted) if entry is None else ""
         if entry is not None:
             drift_checked = self.drift.should_check(self.rng)
             if drift_checked:
@@ -281,26 +282,27 @@ class CaptureService:
                     )
                     entry = None
             if entry is not None:
-                manifest = self._verified_manifest(entry, emit)
-                if manifest is not None:
-                    self.catalog.record_use(entry.key)
+                served = self._served(entry, emit)
+                if isinstance(served, str):
+                    reason = served
+                else:
+                    manifest, current = served
                     emit(
                         ev.CAPTURE_HIT,
                         entry.key,
                         producing_run_id=entry.producing_run_id,
                         created_at=entry.created_at.isoformat(),
-                        use_count=entry.use_count + 1,
+                        use_count=current.use_count,
                     )
                     return CaptureResult(
                         outcome=CaptureOutcome.HIT,
                         manifest=manifest,
-                        entry=self.catalog.get(entry.key) or entry,
+                        entry=current,
                         uri=self.artifacts.uri(entry.key),
                         drift_checked=drift_checked,
                         elapsed_s=time.perf_counter() - started,
                         events=seen,
                     )
-                reason = "its stored capture failed verification"
 
         if prepared is None:
             prepared = prepare_cell(cell, source, fold_spec, recipe, config)
@@ -310,22 +312,61 @@ class CaptureService:
         emit(ev.CAPTURE_MISS, prepared.key, reason=reason, request_key=wanted)
         return self._capture_single_flight(prepared, recipe, wanted, run_id, emit, started, seen)
 
-    def _verified_manifest(self, entry: CatalogEntry, emit) -> CaptureManifest | None:
-        manifest = self.artifacts.read_manifest(entry.key)
+    def _served(self, entry: CatalogEntry, emit) -> tuple[CaptureManifest, CatalogEntry] | str:
+        """The warm path's proof of ``entry``: its manifest and fresh row, or why it is not served.
+
+        The row is touched first, so the GC (which re-reads a row under its lease before it
+        retires it) keeps what a reader is proving. A row gone by then, or retired while its
+        files were being proven, is a miss, never a crash.
+        """
+        retired = "its capture was retired by the capture GC while it was being read"
+        if not self.catalog.record_use(entry.key):
+            return retired
+        manifest, problem = self._verified_manifest(entry, emit)
+        if manifest is None:
+            if self.catalog.get(entry.key) is None:
+                return retired
+            return f"its stored capture failed verification: {problem}"
+        current = self.catalog.get(entry.key)
+        if (
+            current is None
+            or current.status is not CaptureStatus.COMPLETE
+            or current.content_hash != manifest.content_hash
+        ):
+            return retired
+        return manifest, current
+
+    def _why_no_capture(self, wanted: str) -> str:
+        """Why a request has no complete capture: the last one's fate, if it had one."""
+        last = self.catalog.latest(wanted)
+        if last is None or last.status is CaptureStatus.COMPLETE:
+            return "no capture of this cell with this recipe and config yet"
+        if last.status is CaptureStatus.CAPTURING:
+            return (
+                f"its capture {last.key} was begun by run {last.producing_run_id} and has not "
+                "completed (still running, or its writer died)"
+            )
+        why = last.status_reason or "no reason recorded"
+        return f"its last capture {last.key} is {last.status}: {why}"
+
+    def _verified_manifest(self, entry: CatalogEntry, emit) -> tuple[CaptureManifest | None, str]:
+        """The entry's manifest once it proved every claim and its files, else why not.
+
+        A capture that fails (no manifest, an unreadable one, a claim that does not hold, a
+        file missing or changed) is marked stale with the reason and ``capture_verify_failed``
+        is emitted; the caller re-captures it or refuses.
+        """
         try:
+            manifest = self.artifacts.read_manifest(entry.key)
             if manifest is None:
                 raise CaptureVerificationError(f"Capture {entry.key} has no manifest in the store.")
-            if manifest.content_hash != entry.content_hash:
-                raise CaptureVerificationError(
-                    f"Capture {entry.key}: the manifest's content hash {manifest.content_hash} "
-                    f"differs from the catalog's {entry.content_hash}."
-                )
+            prove_served(manifest, entry)
             self.artifacts.verify(manifest)
         except CaptureVerificationError as error:
             self.catalog.mark_stale(entry.key, f"verification failed: {error}")
             emit(ev.CAPTURE_VERIFY_FAILED, entry.key, error=str(error))
-            return None
-        return manifest
+            return None, str(error)
+        return manifest, ""
 
     def _capture_single_flight(
         self,
@@ -353,7 +394,7 @@ class CaptureService:
             try:
                 entry = self.catalog.get(key)
                 if entry is not None and entry.status is CaptureStatus.COMPLETE:
-                    manifest = self._verified_manifest(entry, emit)
+                    manifest, _ = self._verified_manifest(entry, emit)
                     if manifest is not None:
                         self.catalog.record_use(key)
                         emit(
@@ -377,8 +418,8 @@ class CaptureService:
                 # Read before the catalog is touched: an unreachable store fails here, leaving
                 # the catalog as it was; a complete artifact whose writer died before its
                 # catalog commit is adopted instead of replayed.
-                stored = self.artifacts.read_manifest(key)
-                if stored is not None and self._adoptable(stored):
+                stored = self._adoptable(prepared, recipe, emit)
+                if stored is not None:
                     manifest = stored
                     entry = self._commit(prepared, wanted, run_id, stored, emit, grant=grant)
                 else:
@@ -445,12 +486,24 @@ class CaptureService:
             raise report_fenced(CaptureFenced.of(entry, attempt, "begin"), emit)
         return attempt
 
-    def _adoptable(self, manifest: CaptureManifest) -> bool:
+    def _adoptable(self, prepared: PreparedCell, recipe: Recipe, emit) -> CaptureManifest | None:
+        """A stored artifact of ``prepared``'s key that proves it is this cell's capture.
+
+        Its writer died between the manifest and the catalog commit. It is adopted only if its
+        files match, every claim holds against the prepared cell and the recipe's prep makes
+        its X/y again; anything else (a manifest copied from another cell, edited,
+        unreadable) is replayed over, and ``capture_verify_failed`` says why.
+        """
         try:
-            self.artifacts.verify(manifest)
-        except CaptureVerificationError:
-            return False
-        return True
+            stored = self.artifacts.read_manifest(prepared.key)
+            if stored is None:
+                return None
+            self.artifacts.load(stored)  # bytes, canonical X/y hashes and the trial log's
+            prove_adoptable(stored, prepared, recipe)
+        except CaptureVerificationError as error:
+            emit(ev.CAPTURE_VERIFY_FAILED, prepared.key, error=str(error), adoption=True)
+            return None
+        return stored
 
     def _commit(
         self,

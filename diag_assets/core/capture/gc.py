@@ -117,7 +117,9 @@ def run_gc(
 
     Each retirement holds the capture's lease, so a run that starts capturing the same key
     meanwhile either waits for GC or makes GC skip the entry; it never sees a half-deleted one.
-    A dry run deletes nothing and reports what would go.
+    A dry run deletes nothing and reports what would go. Under the lease the row is read
+    again: one a reader touched since the plan is kept (a warm read touches the row before it
+    proves the files).
     """
     report = GcReport(dry_run=dry_run)
     report.decisions = plan_gc(
@@ -149,6 +151,10 @@ def _retire(
         entry = decision.entry
         try:
             with lease.hold(entry.key, wait_s=0):
+                if catalog.get(entry.key) != entry:
+                    # A reader touched it (or it was re-captured or retired) since the plan.
+                    report.decisions[position] = GcDecision(entry, False, "used while GC ran")
+                    continue
                 catalog.mark_stale(entry.key, f"retired by GC: {decision.reason}")
                 report.deleted_files += artifacts.delete(entry.key)
                 catalog.delete(entry.key)

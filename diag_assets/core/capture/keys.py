@@ -38,7 +38,11 @@ def library_versions() -> dict[str, str]:
 
 
 def _request_payload(
-    cell: CellRef, recipe_version: str, fold_spec: FoldSpec, config: CaptureConfig
+    cell: CellRef,
+    recipe_version: str,
+    fold_spec: FoldSpec,
+    config: CaptureConfig,
+    libraries: dict[str, str] | None,
 ) -> dict[str, object]:
     return {
         "capture_schema": MANIFEST_SCHEMA_VERSION,
@@ -46,19 +50,26 @@ def _request_payload(
         "recipe_version": recipe_version,
         "fold_spec": vars(fold_spec),
         "config": config.model_dump(mode="json"),
-        "libraries": library_versions(),
+        "libraries": library_versions() if libraries is None else libraries,
     }
 
 
 def request_key(
-    cell: CellRef, recipe_version: str, fold_spec: FoldSpec, config: CaptureConfig
+    cell: CellRef,
+    recipe_version: str,
+    fold_spec: FoldSpec,
+    config: CaptureConfig,
+    *,
+    libraries: dict[str, str] | None = None,
 ) -> str:
     """What an audit asks for: the capture key's inputs minus the source data version.
 
     A warm re-audit finds its capture by this key without reading the market data; the drift
     policy decides when the source is re-hashed to check the capture still matches it.
+    ``libraries`` defaults to the installed ones (a manifest's proof passes its own).
     """
-    return "rk-" + hash_json(_request_payload(cell, recipe_version, fold_spec, config))
+    payload = _request_payload(cell, recipe_version, fold_spec, config, libraries)
+    return "rk-" + hash_json(payload)
 
 
 def capture_key(
@@ -67,15 +78,18 @@ def capture_key(
     recipe_version: str,
     fold_spec: FoldSpec,
     config: CaptureConfig,
+    *,
+    libraries: dict[str, str] | None = None,
 ) -> str:
     """One hash over everything a capture depends on; any change gives a new key.
 
     Inputs: the manifest schema, the cell, the canonical hash of the bar window the fold uses,
     the recipe's code version, the fold layout, the capture config (mode, trials, seeds) and
-    the major.minor versions of lightgbm, pandas and pyarrow. Dagster does not fold run config
-    into data versions on its own, so the key carries it.
+    the major.minor versions of lightgbm, pandas and pyarrow (the installed ones unless
+    ``libraries`` is given). Dagster does not fold run config into data versions on its own,
+    so the key carries it.
     """
-    payload = _request_payload(cell, recipe_version, fold_spec, config)
+    payload = _request_payload(cell, recipe_version, fold_spec, config, libraries)
     return "ck-" + hash_json({**payload, "source_version": source_version})
 
 

@@ -172,6 +172,22 @@ class CaptureCatalog:
             row = connection.execute(query).first()
         return _entry(row._mapping) if row else None
 
+    def latest(self, request_key: str) -> CatalogEntry | None:
+        """The entry for ``request_key`` changed last, in any status, or None.
+
+        What the cache says when nothing complete is left: the capture that failed or went
+        stale, and why.
+        """
+        query = (
+            sa.select(diagnostic_capture)
+            .where(_CAPTURE.request_key == request_key)
+            .order_by(_CAPTURE.updated_at.desc(), _CAPTURE.key.desc())
+            .limit(1)
+        )
+        with self._transaction(write=False) as connection:
+            row = connection.execute(query).first()
+        return _entry(row._mapping) if row else None
+
     def entries(
         self, *, cell_ref: str | None = None, status: CaptureStatus | None = None
     ) -> list[CatalogEntry]:
@@ -349,29 +365,32 @@ class CaptureCatalog:
                 raise KeyError(f"no catalog entry {key}")
         return changed > 0
 
-    def mark_stale(self, key: str, reason: str) -> None:
+    def mark_stale(self, key: str, reason: str) -> bool:
         """Marks capture ``key`` STALE with ``reason``, whatever its status was.
 
-        Raises:
-            KeyError: If the catalog has no entry ``key``.
+        Returns:
+            False if the catalog has no entry ``key`` (the GC retired it meanwhile): there is
+            nothing left to mark, which is what marking it stale was for.
         """
-        self._update_one(
-            key,
-            {
-                "status": CaptureStatus.STALE.value,
-                "status_reason": reason,
-                "updated_at": self._now(),
-            },
-        )
+        values = {
+            "status": CaptureStatus.STALE.value,
+            "status_reason": reason,
+            "updated_at": self._now(),
+        }
+        with self._transaction(write=True) as connection:
+            return self._update(connection, key, values) > 0
 
-    def record_use(self, key: str) -> None:
+    def record_use(self, key: str) -> bool:
         """Sets ``last_used_at`` to now and adds one to ``use_count``, atomically.
 
-        Raises:
-            KeyError: If the catalog has no entry ``key``.
+        Returns:
+            False if the catalog has no entry ``key``: the GC retired it since it was looked
+            up, so the caller must not serve it.
         """
         # The increment happens in the database, so concurrent users never lose a count.
-        self._update_one(key, {"use_count": _CAPTURE.use_count + 1, "last_used_at": self._now()})
+        values = {"use_count": _CAPTURE.use_count + 1, "last_used_at": self._now()}
+        with self._transaction(write=True) as connection:
+            return self._update(connection, key, values) > 0
 
     def delete(self, key: str) -> None:
         """Deletes the entry of capture ``key``; deleting a missing key does nothing."""
@@ -404,11 +423,6 @@ class CaptureCatalog:
             sa.update(diagnostic_capture).where(_CAPTURE.key == key, *conditions).values(values)
         )
         return connection.execute(statement).rowcount
-
-    def _update_one(self, key: str, values: Mapping[str, Any]) -> None:
-        with self._transaction(write=True) as connection:
-            if self._update(connection, key, values) == 0:
-                raise KeyError(f"no catalog entry {key}")
 
     def _now(self) -> datetime:
         return _require_aware(self._clock(), "clock()").astimezone(UTC)
