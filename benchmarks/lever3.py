@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from benchmarks.profiles import Profile, profile_from_args
-from diag_assets.core.capture.cache import CaptureOutcome, CaptureResult
 from diag_assets.core.capture.modes import CaptureMode
+from diag_assets.core.capture.outcomes import CaptureOutcome, CaptureResult
 from diag_assets.core.cells import CellRef
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from resources.capture_cache import CaptureCacheResource

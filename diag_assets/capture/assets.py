@@ -10,11 +10,11 @@ from pydantic import Field
 
 from diag_assets.capture.modes import decide_mode, run_consumers
 from diag_assets.component.audit import Audit
-from diag_assets.core.capture.cache import CaptureResult, ColdCaptureRequiresOperator
 from diag_assets.core.capture.events import CaptureEvent, EventRecorder
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModeRefused, load_policy
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+from diag_assets.core.capture.outcomes import CaptureResult, ColdCaptureRequiresOperator
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.metadata import CaptureMetadata
 from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, CAPTURED_FOLD, MARKET_BARS

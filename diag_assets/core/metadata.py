@@ -15,7 +15,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from diag_assets.core.capture.cache import CaptureOutcome
+from diag_assets.core.capture.outcomes import CaptureOutcome
 
 
 class MaterializationMetadata(BaseModel):

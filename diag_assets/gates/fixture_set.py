@@ -18,10 +18,10 @@ from pydantic import Field
 from diag_assets.capture.assets import cold_capture_approved
 from diag_assets.component.audit import Audit
 from diag_assets.core.capture.artifacts import CaptureVerificationError
-from diag_assets.core.capture.cache import CaptureResult, ColdCaptureRequiresOperator
 from diag_assets.core.capture.events import CaptureEvent, EventRecorder
 from diag_assets.core.capture.mode_policy import load_policy
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+from diag_assets.core.capture.outcomes import CaptureResult, ColdCaptureRequiresOperator
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.capture.trace import ReplayTrace
 from diag_assets.core.cells import CellRef

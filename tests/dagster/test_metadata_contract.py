@@ -5,8 +5,8 @@ from typing import Any
 
 import dagster as dg
 
-from diag_assets.core.capture.cache import CaptureOutcome
 from diag_assets.core.capture.manifest import CaptureManifest
+from diag_assets.core.capture.outcomes import CaptureOutcome
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.verdicts import AnchorResult
 from diag_assets.core.gates.history import (

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from diag_assets.core.capture import events as ev
-from diag_assets.core.capture.cache import CaptureOutcome
 from diag_assets.core.capture.manifest import MANIFEST_FILE, TRACE_FILE
+from diag_assets.core.capture.outcomes import CaptureOutcome
 from diag_assets.core.storage.catalog.model import CaptureStatus
 from tests.fixtures.writers import (
     DATA_FILES,

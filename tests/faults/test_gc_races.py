@@ -13,13 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from diag_assets.core.capture import events as ev
-from diag_assets.core.capture.cache import (
-    CaptureOutcome,
-    CaptureService,
-    ColdCaptureRequiresOperator,
-)
+from diag_assets.core.capture.cache import CaptureService
 from diag_assets.core.capture.events import EventRecorder
 from diag_assets.core.capture.modes import CaptureConfig
+from diag_assets.core.capture.outcomes import CaptureOutcome, ColdCaptureRequiresOperator
 from diag_assets.core.cells import CellRef
 from diag_assets.core.market_data.synthetic import SyntheticMarketData
 from diag_assets.core.recipe.reference import ReferenceRecipe

@@ -17,15 +17,12 @@ from typing import Any
 import pytest
 
 from diag_assets.core.capture import events as ev
-from diag_assets.core.capture.cache import (
-    CaptureOutcome,
-    CaptureService,
-    ColdCaptureRequiresOperator,
-)
+from diag_assets.core.capture.cache import CaptureService
 from diag_assets.core.capture.events import EventRecorder
 from diag_assets.core.capture.keys import content_hash
 from diag_assets.core.capture.manifest import MANIFEST_FILE, CaptureManifest
 from diag_assets.core.capture.modes import CaptureMode
+from diag_assets.core.capture.outcomes import CaptureOutcome, ColdCaptureRequiresOperator
 from diag_assets.core.cells import CellRef
 from diag_assets.core.market_data.synthetic import SyntheticMarketData
 from diag_assets.core.recipe.reference import ReferenceRecipe

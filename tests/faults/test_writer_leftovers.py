@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from diag_assets.core.capture.cache import CaptureOutcome
 from diag_assets.core.capture.manifest import X_FILE, Y_FILE
+from diag_assets.core.capture.outcomes import CaptureOutcome
 from tests.fixtures.writers import (
     CELL,
     OTHER_CELL,

@@ -9,11 +9,7 @@ import pytest
 
 from diag_assets.core.capture import events as ev
 from diag_assets.core.capture.artifacts import CaptureArtifacts, CaptureVerificationError
-from diag_assets.core.capture.cache import (
-    CaptureOutcome,
-    CaptureService,
-    ColdCaptureRequiresOperator,
-)
+from diag_assets.core.capture.cache import CaptureService
 from diag_assets.core.capture.events import EventRecorder
 from diag_assets.core.capture.manifest import MODE_FILES, TRACE_FILE, TRIAL_LOG_FILE
 from diag_assets.core.capture.mode_policy import (
@@ -26,6 +22,7 @@ from diag_assets.core.capture.mode_policy import (
     resolve_capture_mode,
 )
 from diag_assets.core.capture.modes import CaptureMode
+from diag_assets.core.capture.outcomes import CaptureOutcome, ColdCaptureRequiresOperator
 from diag_assets.core.capture.replay import CaptureParityFailed, prepare_cell
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.anchor import run_anchor

@@ -13,14 +13,11 @@ import pytest
 
 from diag_assets.core.capture import events as ev
 from diag_assets.core.capture.artifacts import CaptureArtifacts
-from diag_assets.core.capture.cache import (
-    CaptureOutcome,
-    CaptureService,
-    ColdCaptureRequiresOperator,
-)
+from diag_assets.core.capture.cache import CaptureService
 from diag_assets.core.capture.events import EventRecorder
 from diag_assets.core.capture.manifest import X_FILE
 from diag_assets.core.capture.modes import CaptureMode
+from diag_assets.core.capture.outcomes import CaptureOutcome, ColdCaptureRequiresOperator
 from diag_assets.core.capture.replay import prepare_cell
 from diag_assets.core.capture.source_drift import DriftPolicy
 from diag_assets.core.cells import CellRef

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from diag_assets.core.capture.cache import CaptureOutcome
+from diag_assets.core.capture.outcomes import CaptureOutcome
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.history import (
     HistoryEvent,

@@ -14,11 +14,8 @@ from pathlib import Path
 import pytest
 
 from diag_assets.core.capture.artifacts import CaptureArtifacts
-from diag_assets.core.capture.cache import (
-    CaptureOutcome,
-    CaptureService,
-    ColdCaptureRequiresOperator,
-)
+from diag_assets.core.capture.cache import CaptureService
+from diag_assets.core.capture.outcomes import CaptureOutcome, ColdCaptureRequiresOperator
 from diag_assets.core.capture.replay import prepare_cell
 from diag_assets.core.cells import CellRef
 from diag_assets.core.recipe import code_version

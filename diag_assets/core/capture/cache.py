@@ -8,31 +8,19 @@ asks of the cache goes through it: :meth:`CaptureService.get` serves a request,
 :meth:`~CaptureService.collect_garbage` retires old captures.
 
 The warm path (HIT) never replays and, with the drift check off, never reads market data:
-it finds the newest complete capture for the request in the catalog, streams its files
-through the hash, and returns it. The cold path (MISS) needs an operator's approval, takes
-the cell's single-flight lease, checks the catalog again (another run may have finished
-while we waited: WAITED), and only then begins a new capture *attempt* in the catalog (a
-fresh attempt id), replays, writes the artifact (the data files into the attempt's own
-folder, then the manifest) and commits the catalog entry. Every step emits a
-:class:`CaptureEvent`.
-
-The cold path is fenced (:mod:`~diag_assets.core.capture.fencing`), because a lease can be
-lost while its holder works and another writer may then capture the same key. The writer
-proves its lease (``grant.ensure_held()``) right before the manifest and the catalog commit,
-and the commit lands only while the row is capturing for the writer's attempt. A writer
-failing either check publishes nothing more, marks the row failed only if it is still its
-own attempt's, emits ``capture_lease_lost`` or ``capture_fenced`` and raises
-:class:`LeaseLost` or :class:`CaptureFenced` (the capture is abandoned; retry the run). Each
-attempt writes only its own folder, so even a writer that lost its lease just after its
-proof cannot tear another's capture. A stored capture whose writer died before its commit
-is adopted by a new attempt (begun, then completed, without a replay).
+it finds the newest complete capture for the request in the catalog, proves its manifest
+(:mod:`~diag_assets.core.capture.proof`), streams its files through the hash and returns it.
+The cold path (MISS) needs an operator's approval, takes the cell's single-flight lease,
+checks the catalog again (another run may have finished while we waited: WAITED), adopts a
+stored capture whose commit was lost if it proves itself, or begins a new *attempt*,
+replays, writes the data files into the attempt's folder, then the manifest, and commits.
+It is fenced (:mod:`~diag_assets.core.capture.fencing`): a writer that lost its lease
+publishes nothing more. Every step emits a :class:`CaptureEvent`.
 """
 
 import random
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from types import TracebackType
 from typing import Self
 
@@ -48,6 +36,12 @@ from diag_assets.core.capture.gc import GcReport, run_gc
 from diag_assets.core.capture.keys import check_cell_universe, request_key
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
+from diag_assets.core.capture.outcomes import (
+    CaptureOutcome,
+    CaptureResult,
+    ColdCaptureRequiresOperator,
+    no_capture_reason,
+)
 from diag_assets.core.capture.proof import prove_adoptable, prove_served
 from diag_assets.core.capture.replay import (
     CaptureParityFailed,
@@ -60,52 +54,11 @@ from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import FoldSpec
 from diag_assets.core.market_data.sources import MarketDataSource
-from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import Recipe
 from diag_assets.core.storage.catalog.catalog import CaptureCatalog
 from diag_assets.core.storage.catalog.model import CaptureFenced, CaptureStatus, CatalogEntry
 from diag_assets.core.storage.lease.base import Lease, LeaseGrant, LeaseLost
-
-COLD_CAPTURE_REQUIRES_OPERATOR = "COLD_CAPTURE_REQUIRES_OPERATOR"
-
-
-class CaptureOutcome(StrEnum):
-    """How a request was served."""
-
-    HIT = "HIT"
-    MISS = "MISS"
-    WAITED = "WAITED"
-
-
-class ColdCaptureRequiresOperator(RuntimeError):
-    """A cold capture was needed and nobody approved it."""
-
-    code = COLD_CAPTURE_REQUIRES_OPERATOR
-
-    def __init__(self, cell: CellRef, reason: str) -> None:
-        self.cell = cell
-        self.reason = reason
-        super().__init__(
-            f"{COLD_CAPTURE_REQUIRES_OPERATOR}: {cell} has no usable capture ({reason}); a cold "
-            "capture replays the whole fine-tune and needs an operator's approval. To approve, "
-            f"launch the run with the tag {ALLOW_COLD_CAPTURE_TAG}=true (UI Launchpad: "
-            "'Edit tags'; `make demo` sets it)."
-        )
-
-
-@dataclass(frozen=True)
-class CaptureResult:
-    """A verified capture and how it was obtained."""
-
-    outcome: CaptureOutcome
-    manifest: CaptureManifest
-    entry: CatalogEntry
-    uri: str
-    waited_s: float = 0.0
-    drift_checked: bool = False
-    elapsed_s: float = 0.0
-    events: list[CaptureEvent] = field(default_factory=list)
 
 
 class CaptureService:
@@ -257,7 +210,7 @@ class CaptureService:
         prepared: PreparedCell | None = None
 
         entry = self.catalog.latest_complete(wanted)
-        reason = self._why_no_capture(wanted) if entry is None else ""
+        reason = no_capture_reason(self.catalog.latest(wanted)) if entry is None else ""
         if entry is not None:
             drift_checked = self.drift.should_check(self.rng)
             if drift_checked:
@@ -335,19 +288,6 @@ class CaptureService:
         ):
             return retired
         return manifest, current
-
-    def _why_no_capture(self, wanted: str) -> str:
-        """Why a request has no complete capture: the last one's fate, if it had one."""
-        last = self.catalog.latest(wanted)
-        if last is None or last.status is CaptureStatus.COMPLETE:
-            return "no capture of this cell with this recipe and config yet"
-        if last.status is CaptureStatus.CAPTURING:
-            return (
-                f"its capture {last.key} was begun by run {last.producing_run_id} and has not "
-                "completed (still running, or its writer died)"
-            )
-        why = last.status_reason or "no reason recorded"
-        return f"its last capture {last.key} is {last.status}: {why}"
 
     def _verified_manifest(self, entry: CatalogEntry, emit) -> tuple[CaptureManifest | None, str]:
         """The entry's manifest once it proved every claim and its files, else why not.

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from diag_assets.core.capture.cache import CaptureOutcome
 from diag_assets.core.capture.events import CAPTURE_DRIFT_CHECKED
+from diag_assets.core.capture.outcomes import CaptureOutcome
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.metadata import AnchorMetadata, CaptureMetadata
 from diag_assets.core.names import (
