@@ -450,3 +450,7 @@ class CaptureService:
             adopted=adopted,
         )
         return entry
+
+    def entry(self, key: str) -> CatalogEntry | None:
+        """The catalog's entry of capture ``key`` (any status), or ``None`` if it has none."""
+        return self.catalog.get(key)
