@@ -17,6 +17,7 @@ manifest) and commits the catalog entry. Every step emits a :class:`CaptureEvent
 
 import random
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -188,6 +189,7 @@ class CaptureService:
         in_use: set[str],
         dry_run: bool = False,
         events: EventSink | None = None,
+        keep_cells: Collection[str] = frozenset(),
     ) -> GcReport:
         """Retire captures unused for ``ttl`` (see :mod:`~diag_assets.core.capture.gc`)."""
         return run_gc(
@@ -200,6 +202,7 @@ class CaptureService:
             in_use=in_use,
             dry_run=dry_run,
             events=events,
+            keep_cells=keep_cells,
         )
 
     def get(

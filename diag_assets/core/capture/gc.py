@@ -8,7 +8,7 @@ files, then the catalog row, so a crash half-way leaves nothing a reader could t
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -56,8 +56,13 @@ def plan_gc(
     keep_newest: int,
     is_leased: Callable[[str], bool],
     in_use: set[str],
+    keep_cells: Collection[str] = frozenset(),
 ) -> list[GcDecision]:
-    """Decide, for every entry, whether GC retires it (pure: reads nothing else)."""
+    """Decide, for every entry, whether GC retires it (pure: reads nothing else).
+
+    ``keep_cells`` are cells whose results pointer could not be read: which of their
+    captures their diagnostics read is unknown, so none of them is retired.
+    """
     entries = list(entries)
     newest: dict[str, set[str]] = defaultdict(set)
     by_cell: dict[str, list[CatalogEntry]] = defaultdict(list)
@@ -75,6 +80,8 @@ def plan_gc(
             decisions.append(GcDecision(entry, False, "being captured"))
         elif entry.key in in_use:
             decisions.append(GcDecision(entry, False, "in use by a cell's diagnostics"))
+        elif entry.cell_ref in keep_cells:
+            decisions.append(GcDecision(entry, False, "its cell's results pointer is unreadable"))
         elif entry.key in newest[entry.cell_ref]:
             decisions.append(
                 GcDecision(entry, False, f"among the {keep_newest} newest of its cell")
@@ -99,6 +106,7 @@ def run_gc(
     in_use: set[str],
     dry_run: bool = False,
     events: EventSink | None = None,
+    keep_cells: Collection[str] = frozenset(),
 ) -> GcReport:
     """Plan, then retire what the plan says (nothing at all in a dry run).
 
@@ -113,6 +121,7 @@ def run_gc(
         keep_newest=keep_newest,
         is_leased=lease.is_held,
         in_use=in_use,
+        keep_cells=keep_cells,
     )
     if dry_run:
         return report
