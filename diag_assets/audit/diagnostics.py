@@ -330,7 +330,7 @@ def _standalone(audit: Audit, diagnostic: Diagnostic) -> dg.AssetsDefinition:
         artifacts: ArtifactStoreResource = context.resources.artifacts
         cell = cell_of(context, audit)
         captured = load_captured_fold(
-            audit, cell, artifacts, context.resources.capture_cache, diagnostic.name
+            audit, cell, artifacts, context.resources.capture_cache, spec.key.to_user_string()
         )
         result = run_diagnostic(diagnostic, captured, run_settings(audit, diagnostic, config))
         return _result(context, audit, diagnostic, cell, result, artifacts, {})
