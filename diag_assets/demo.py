@@ -12,8 +12,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from diag_assets.audit.pointer import read_pointer
 from diag_assets.audit.run_results import materialized_metadata
-from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
 from diag_assets.core.errors import DiagInputError
@@ -43,6 +43,7 @@ from diag_assets.core.names import (
     SYMBOLS_PARTITIONS,
 )
 from diag_assets.partitions import cell_partition_key
+from resources.capture_cache import CaptureCacheResource
 from resources.market_data import MarketDataResource
 from resources.storage import ArtifactStoreResource
 
@@ -69,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from diag_assets.definitions import defs
+    from diag_assets.definitions import REFERENCE_AUDIT, defs
 
     instance = _instance()
     resources = defs.resources or {}
     market_data: MarketDataResource = resources["market_data"]
     artifacts: ArtifactStoreResource = resources["artifacts"]
+    capture_cache: CaptureCacheResource = resources["capture_cache"]
     source = market_data.source()
     symbols = list(source.symbols())
     cells = [CellRef(source.universe, symbol, args.fold) for symbol in symbols]
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             (
                 cell,
-                results.read(CAPTURED_FOLD, cell, CaptureManifest),
+                read_pointer(REFERENCE_AUDIT, cell, artifacts, capture_cache).manifest,
                 results.read(S22A1_ANCHOR, cell, AnchorResult),
                 results.read(S40_VERDICT, cell, S40Verdict),
                 wall,

@@ -17,10 +17,15 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel, Field
 
+from diag_assets.audit.pointer import (
+    load_captured_fold,
+    load_proven,
+    no_capture_message,
+    read_pointer,
+)
 from diag_assets.capture.readers import declares_diagnostic
 from diag_assets.component.audit import Audit
 from diag_assets.core.audit.anchor_skip import SkipDecision, load_policy, resolve_skip_s22a1
-from diag_assets.core.capture.artifacts import CaptureVerificationError
 from diag_assets.core.capture.events import CaptureEvent
 from diag_assets.core.capture.manifest import X_FILE, CaptureManifest
 from diag_assets.core.capture.modes import CaptureMode
@@ -54,29 +59,12 @@ from diag_assets.core.recipe.tasks import TaskKind, task_spec
 from diag_assets.market.assets import market_data_of
 from diag_assets.metadata_values import contract_metadata, metadata_value
 from diag_assets.partitions import cell_from_partition_key
+from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
 
 S40_S22A1_SKIPPED = "s40_s22a1_skipped"
 # 4: s23 deals its folds with scikit-learn, and the fits follow the recipe's task.
 DIAGNOSTICS_CODE_VERSION = "4"
-
-
-def load_captured_fold(
-    audit: Audit, cell: CellRef, artifacts: ArtifactStoreResource
-) -> CapturedFold:
-    """The cell's latest captured fold, with its bytes and hashes verified."""
-    manifest = audit.results(artifacts).read(CAPTURED_FOLD, cell, CaptureManifest)
-    if manifest is None:
-        raise dg.Failure(no_capture_message(audit, cell))
-    return artifacts.captures().load(manifest)
-
-
-def no_capture_message(audit: Audit, cell: CellRef) -> str:
-    """What a diagnostic says when its cell was never captured."""
-    return (
-        f"{cell} has no captured fold yet. Materialize {audit.asset_name(CAPTURED_FOLD)} for "
-        "this cell first."
-    )
 
 
 def cell_of(context: dg.AssetExecutionContext, audit: Audit) -> CellRef:
@@ -265,12 +253,13 @@ def _anchor_step(audit: Audit) -> dg.AssetsDefinition:
         specs=specs,
         partitions_def=audit.cells_partitions,
         can_subset=True,
-        required_resource_keys={audit.market_data_key, "artifacts"},
+        required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
     )
     def anchor_and_consumers(context: dg.AssetExecutionContext, config: AuditRunConfig):
         """The s22a1 anchor and the diagnostics that read it, under one skip decision."""
         artifacts: ArtifactStoreResource = context.resources.artifacts
-        yield from _run_anchor_step(context, audit, config, artifacts)
+        capture_cache: CaptureCacheResource = context.resources.capture_cache
+        yield from _run_anchor_step(context, audit, config, artifacts, capture_cache)
 
     return anchor_and_consumers
 
@@ -280,23 +269,23 @@ def _run_anchor_step(
     audit: Audit,
     config: AuditRunConfig,
     artifacts: ArtifactStoreResource,
+    capture_cache: CaptureCacheResource,
 ):
     cell = cell_of(context, audit)
+    pointer = read_pointer(audit, cell, artifacts, capture_cache)
     selected = {audit.unprefixed(key) for key in context.selected_asset_keys}
     decision = resolve_skip(context, config)
     context.log.info(decision.reason)
     extra = _skip_metadata(decision)
-    results = audit.results(artifacts)
-    manifest = results.read(CAPTURED_FOLD, cell, CaptureManifest)
-    if manifest is None and not decision.skip:
+    if pointer.missing and not decision.skip:
         raise dg.Failure(no_capture_message(audit, cell))
-    problem = _skip_precondition(cell, manifest, artifacts) if decision.skip else None
+    # Only a proven pointer's capture is named in the verdicts, even an inconclusive one.
+    manifest, problem = pointer.manifest, pointer.problem
+    if problem is None and decision.skip:
+        problem = _skip_precondition(cell, manifest, artifacts)
     captured: CapturedFold | None = None
     if problem is None and manifest is not None:
-        try:
-            captured = artifacts.captures().load(manifest)
-        except CaptureVerificationError as error:
-            problem = f"captured fold failed verification: {error}"
+        captured, problem = load_proven(audit, manifest, artifacts)
     if decision.skip:
         extra |= _announce_skip(context, cell, decision, selected, manifest, problem, artifacts)
     readers = [r for r in audit.anchor_readers if diagnostic_asset(r.name) in selected]
@@ -333,14 +322,16 @@ def _standalone(audit: Audit, diagnostic: Diagnostic) -> dg.AssetsDefinition:
         group_name=spec.group_name,
         kinds=set(spec.kinds) or None,
         description=spec.description,
-        required_resource_keys={audit.market_data_key, "artifacts"},
+        required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
     )
     def diagnostic_asset_fn(
         context: dg.AssetExecutionContext, config: SuiteRunConfig
     ) -> dg.MaterializeResult:
         artifacts: ArtifactStoreResource = context.resources.artifacts
         cell = cell_of(context, audit)
-        captured = load_captured_fold(audit, cell, artifacts)
+        captured = load_captured_fold(
+            audit, cell, artifacts, context.resources.capture_cache, spec.key.to_user_string()
+        )
         result = run_diagnostic(diagnostic, captured, run_settings(audit, diagnostic, config))
         return _result(context, audit, diagnostic, cell, result, artifacts, {})
 

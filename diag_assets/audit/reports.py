@@ -7,9 +7,9 @@ import dagster as dg
 from pydantic import BaseModel, ValidationError
 
 from diag_assets.audit.diagnostics import cell_of
+from diag_assets.audit.pointer import read_pointer
 from diag_assets.component.audit import Audit
 from diag_assets.core.audit.report import AuditReport, Verdict, build_audit_report, summarize
-from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.plugin import Diagnostic, NotApplicable
 from diag_assets.core.names import (
@@ -62,7 +62,7 @@ def build_reports(audit: Audit) -> dg.Definitions:
         deps=verdict_keys,
         group_name=audit.group("reports"),
         kinds={"markdown"},
-        required_resource_keys={audit.market_data_key, "artifacts"},
+        required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
     )
     def audit_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """The cell's audit in one page, certification first.
@@ -74,7 +74,8 @@ def build_reports(audit: Audit) -> dg.Definitions:
         artifacts: ArtifactStoreResource = context.resources.artifacts
         cell = cell_of(context, audit)
         results = audit.results(artifacts)
-        manifest = results.read(CAPTURED_FOLD, cell, CaptureManifest)
+        # A pointer that cannot be proven is not the cell's capture: the report says why.
+        pointer = read_pointer(audit, cell, artifacts, context.resources.capture_cache)
         verdicts = {d.name: read_result(results, d, cell) for d in audit.verdicts}
         findings = {
             d.name: d.finding(verdict)
@@ -84,7 +85,9 @@ def build_reports(audit: Audit) -> dg.Definitions:
         # A diagnostic's result model is a verdict: it carries its certification, its reason,
         # the capture it was computed on and its anchor use (the plug-in interface).
         claims = cast(Mapping[str, Verdict | NotApplicable | None], verdicts)
-        report = build_audit_report(str(cell), manifest, claims, findings)
+        report = build_audit_report(
+            str(cell), pointer.manifest, claims, findings, capture_problem=pointer.problem
+        )
         uri = results.write(AUDIT_REPORT, cell, report)
         return dg.MaterializeResult(metadata=report_metadata(report, uri))
 

@@ -68,6 +68,20 @@ class CellRef:
         """A filesystem- and URL-safe form for store keys: ``defi_top5__UNIUSDC__fold-3``."""
         return f"{self.universe}__{self.symbol}__fold-{self.fold}"
 
+    @classmethod
+    def from_slug(cls, slug: str) -> "CellRef":
+        """The cell whose :attr:`slug` is ``slug``; anything else is refused.
+
+        A symbol has no ``_``, so the last two ``__`` separate universe, symbol and fold.
+        """
+        parts = slug.rsplit("__", 2)
+        if len(parts) != 3 or not CELL_REF_PATTERN.fullmatch("/".join(parts)):
+            raise DiagInputError(
+                f"{slug[:80]!r} is not a cell slug ('universe__SYMBOL__fold-K').",
+                "name the file after its cell, e.g. 'defi_top5__UNIUSDC__fold-3'.",
+            )
+        return cls.parse("/".join(parts))
+
 
 def fold_partition_key(fold: int) -> str:
     """The partition key of fold ``fold`` in the cells' fold dimension (``fold-3``)."""

@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from diag_assets.component.audit import AUDITS_NAMESPACE, Audit
-from diag_assets.core.capture.manifest import CaptureManifest
+from diag_assets.core.capture.pointer import PointersInUse, pointers_in_use
 from diag_assets.core.names import CAPTURE_GC_JOB, CAPTURED_FOLD
 from diag_assets.core.storage.s3 import StoreUnavailable
 from resources.capture_cache import CaptureCacheResource
@@ -25,12 +25,13 @@ class CaptureGcConfig(dg.Config):
     dry_run: bool = Field(default=False, description="Report what would go; delete nothing.")
 
 
-def captures_in_use(artifacts: ArtifactStoreResource) -> set[str]:
-    """Capture keys the cells' diagnostics currently read (their captured_fold pointers).
+def captures_in_use(artifacts: ArtifactStoreResource) -> PointersInUse:
+    """What the cells' diagnostics currently read: the captures their pointers name.
 
     Of every audit the store holds results of: the packaged audit's (``results/``) and each
     prefixed audit's (``audits/<prefix>/results/``), whether or not this code location still
-    defines it.
+    defines it. A pointer that cannot be read is reported, and its cell's captures all kept
+    (see :func:`~diag_assets.core.capture.pointer.pointers_in_use`).
     """
     results = artifacts.results()
     store = results.store
@@ -38,13 +39,9 @@ def captures_in_use(artifacts: ArtifactStoreResource) -> set[str]:
     pointers += [
         key
         for key in store.list_keys(AUDITS_NAMESPACE)
-        if _AUDIT_POINTER.match(key.removeprefix(f"{AUDITS_NAMESPACE}/"))
+        if _AUDIT_POINTER.fullmatch(key.removeprefix(f"{AUDITS_NAMESPACE}/"))
     ]
-    keys = set()
-    for key in pointers:
-        manifest = CaptureManifest.model_validate_json(store.read_bytes(key))
-        keys.add(manifest.capture_key)
-    return keys
+    return pointers_in_use(store, pointers)
 
 
 @dg.op
@@ -61,14 +58,18 @@ def collect_capture_garbage(
         # GC is still worth running when this role may not manage bucket rules.
         lifecycle = f"not checked: {error}"
         context.log.warning(f"Could not ensure the store's lifecycle rule: {error}")
+    in_use = captures_in_use(artifacts)
+    for key, why in in_use.bad.items():
+        context.log.warning(f"Results pointer {key} is unusable ({why}); its cell's captures kept.")
     with capture_cache.open() as cache:
         report = cache.collect_garbage(
             now=datetime.now(UTC),
             ttl=timedelta(days=config.ttl_days),
             keep_newest=config.keep_newest,
-            in_use=captures_in_use(artifacts),
+            in_use=in_use.keys,
             dry_run=config.dry_run,
             events=lambda event: context.log.info(event.to_json()),
+            keep_cells=in_use.keep_cells,
         )
         drift_checks, drift_detected = cache.drift_counts()
     rows = "\n".join(
@@ -93,6 +94,8 @@ def collect_capture_garbage(
             if drift_checks
             else dg.MetadataValue.null(),
             "lifecycle": lifecycle,
+            # Store key -> why; a cell named here keeps all its captures until it is re-captured.
+            "bad_pointers": dg.MetadataValue.json(in_use.bad),
             "decisions": dg.MetadataValue.md(
                 "| cell | key | status | action | why |\n|---|---|---|---|---|\n" + rows
             ),

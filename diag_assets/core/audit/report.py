@@ -161,6 +161,8 @@ def build_audit_report(
     manifest: CaptureManifest | None,
     verdicts: Mapping[str, Verdict | NotApplicable | None],
     findings: Mapping[str, str] | None = None,
+    *,
+    capture_problem: str | None = None,
 ) -> AuditReport:
     """Assemble a cell's report from its latest verdicts (``None`` = never run).
 
@@ -168,12 +170,13 @@ def build_audit_report(
     verdict without one shows its certification reason. A verdict computed from another
     capture than the cell's current one is shown as stale and cannot support a CERTIFIED
     report; neither can a cell without a captured fold. A NOT_APPLICABLE diagnostic is shown
-    and claims nothing.
+    and claims nothing. ``capture_problem`` says why the cell's capture could not be
+    established (``manifest`` is then ``None``); the report shows it instead of a capture.
     """
     current = manifest.content_hash if manifest is not None else None
     facts = _gather(current, verdicts, findings or {})
     if manifest is None:
-        facts.problems.insert(0, "the cell has no captured fold.")
+        facts.problems.insert(0, capture_problem or "the cell has no captured fold.")
     problems = " ".join(facts.problems)
     decision = certify(
         capture_mode=manifest.mode if manifest is not None else None,
@@ -200,13 +203,17 @@ def build_audit_report(
         reasons=reasons,
         capture_content_hash=current,
         diagnostics=facts.lines,
-        markdown=_markdown(cell_ref, headline, manifest, facts.lines),
+        markdown=_markdown(cell_ref, headline, manifest, facts.lines, capture_problem),
         generated_at=datetime.now(UTC).isoformat(),
     )
 
 
 def _markdown(
-    cell_ref: str, headline: str, manifest: CaptureManifest | None, lines: list[DiagnosticLine]
+    cell_ref: str,
+    headline: str,
+    manifest: CaptureManifest | None,
+    lines: list[DiagnosticLine],
+    capture_problem: str | None = None,
 ) -> str:
     rows = "\n".join(
         f"| {line.name} | {_claim(line)} | "
@@ -217,6 +224,8 @@ def _markdown(
         f"captured fold `{manifest.content_hash}` ({manifest.mode}, {manifest.rows} rows, "
         f"{manifest.n_trials} trials)"
         if manifest is not None
+        else f"captured fold not established: {capture_problem}"
+        if capture_problem
         else "no captured fold"
     )
     return (

@@ -29,7 +29,6 @@ from collections.abc import Callable
 import pandas as pd
 import pyarrow
 import pyarrow.parquet as pq
-from pydantic import ValidationError
 
 from diag_assets.core.capture.manifest import (
     ATTEMPT_PATTERN,
@@ -41,6 +40,7 @@ from diag_assets.core.capture.manifest import (
     Y_FILE,
     CaptureManifest,
     FileEntry,
+    parse_manifest,
 )
 from diag_assets.core.capture.replay import (
     CapturedFold,
@@ -176,17 +176,12 @@ class CaptureArtifacts:
         except FileNotFoundError:
             return None
         try:
-            return CaptureManifest.model_validate_json(raw)
-        except ValidationError as error:
-            # The reasons without the bytes: a manifest is data, not a message to echo.
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}"
-                for e in error.errors(include_input=False)[:5]
-            )
+            return parse_manifest(raw)
+        except ValueError as error:
             raise CaptureVerificationError(
-                f"Capture {capture_key}: its manifest {self.store.uri(key)} cannot be read "
-                f"({problems}). Its bytes are not used."
-            ) from error
+                f"Capture {capture_key}: its manifest {self.store.uri(key)} {error}. Its bytes "
+                "are not used."
+            ) from None
 
     def _verified_bytes(self, manifest: CaptureManifest, name: str) -> bytes:
         entry = manifest.files.get(name)

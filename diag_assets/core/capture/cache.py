@@ -20,6 +20,7 @@ publishes nothing more. Every step emits a :class:`CaptureEvent`.
 
 import random
 import time
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -160,6 +161,7 @@ class CaptureService:
         in_use: set[str],
         dry_run: bool = False,
         events: EventSink | None = None,
+        keep_cells: Collection[str] = frozenset(),
     ) -> GcReport:
         """Retire captures unused for ``ttl`` (see :mod:`~diag_assets.core.capture.gc`)."""
         return run_gc(
@@ -172,6 +174,7 @@ class CaptureService:
             in_use=in_use,
             dry_run=dry_run,
             events=events,
+            keep_cells=keep_cells,
         )
 
     def get(
@@ -489,3 +492,7 @@ class CaptureService:
             attempt=attempt,
         )
         return entry
+
+    def entry(self, key: str) -> CatalogEntry | None:
+        """The catalog's entry of capture ``key`` (any status), or ``None`` if it has none."""
+        return self.catalog.get(key)

@@ -15,7 +15,7 @@ one may belong to a write still under way in a process that lost its lease).
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -68,8 +68,13 @@ def plan_gc(
     keep_newest: int,
     is_leased: Callable[[str], bool],
     in_use: set[str],
+    keep_cells: Collection[str] = frozenset(),
 ) -> list[GcDecision]:
-    """Decide, for every entry, whether GC retires it (pure: reads nothing else)."""
+    """Decide, for every entry, whether GC retires it (pure: reads nothing else).
+
+    ``keep_cells`` are cells whose results pointer could not be read: which of their
+    captures their diagnostics read is unknown, so none of them is retired.
+    """
     entries = list(entries)
     newest: dict[str, set[str]] = defaultdict(set)
     by_cell: dict[str, list[CatalogEntry]] = defaultdict(list)
@@ -87,6 +92,8 @@ def plan_gc(
             decisions.append(GcDecision(entry, False, "being captured"))
         elif entry.key in in_use:
             decisions.append(GcDecision(entry, False, "in use by a cell's diagnostics"))
+        elif entry.cell_ref in keep_cells:
+            decisions.append(GcDecision(entry, False, "its cell's results pointer is unreadable"))
         elif entry.key in newest[entry.cell_ref]:
             decisions.append(
                 GcDecision(entry, False, f"among the {keep_newest} newest of its cell")
@@ -112,6 +119,7 @@ def run_gc(
     dry_run: bool = False,
     events: EventSink | None = None,
     temp_grace: timedelta = TEMP_FILE_GRACE,
+    keep_cells: Collection[str] = frozenset(),
 ) -> GcReport:
     """Plan, retire what the plan says, then collect dead writers' leftovers.
 
@@ -129,6 +137,7 @@ def run_gc(
         keep_newest=keep_newest,
         is_leased=lease.is_held,
         in_use=in_use,
+        keep_cells=keep_cells,
     )
     if not dry_run:
         _retire(catalog, artifacts, report, lease=lease, events=events)

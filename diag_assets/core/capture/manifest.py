@@ -1,6 +1,6 @@
 """The capture manifest: everything known about one stored capture, written last."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.recipe.tasks import TaskKind
@@ -105,3 +105,22 @@ class CaptureManifest(BaseModel):
     def total_bytes(self) -> int:
         """Bytes of the stored files, manifest excluded."""
         return sum(entry.bytes for entry in self.files.values())
+
+
+def parse_manifest(raw: bytes) -> CaptureManifest:
+    """The manifest ``raw`` holds.
+
+    Raises:
+        ValueError: the bytes are not a capture manifest. The message says where it fails,
+            never what the bytes were: a stored manifest is data, not a message to echo.
+    """
+    try:
+        return CaptureManifest.model_validate_json(raw)
+    except ValidationError as error:
+        problems = error.errors(include_url=False, include_input=False, include_context=False)
+        first = problems[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the document"
+        raise ValueError(
+            f"cannot be read as a capture manifest ({len(problems)} problem(s); first: "
+            f"{where}: {first['msg']})"
+        ) from None
