@@ -285,7 +285,7 @@ def _run_anchor_step(
         problem = _skip_precondition(cell, manifest, artifacts)
     captured: CapturedFold | None = None
     if problem is None and manifest is not None:
-        captured, problem = load_proven(audit, manifest, artifacts)
+        captured, problem = load_proven(audit, manifest, artifacts, capture_cache)
     if decision.skip:
         extra |= _announce_skip(context, cell, decision, selected, manifest, problem, artifacts)
     readers = [r for r in audit.anchor_readers if diagnostic_asset(r.name) in selected]

@@ -70,12 +70,21 @@ def read_pointer(
 
 
 def load_proven(
-    audit: Audit, manifest: CaptureManifest, artifacts: ArtifactStoreResource
+    audit: Audit,
+    manifest: CaptureManifest,
+    artifacts: ArtifactStoreResource,
+    capture_cache: CaptureCacheResource,
 ) -> tuple[CapturedFold | None, str | None]:
-    """The verified fold of a proven pointer, or ``(None, why)`` if its files fail the check."""
+    """The verified fold of a proven pointer, or ``(None, why)`` if its files fail the check.
+
+    A capture that fails here is marked stale in the catalog, so the next captured_fold run
+    re-captures it instead of serving it again (and every verdict on it staying inconclusive).
+    """
     try:
         return artifacts.captures().load(manifest), None
     except CaptureVerificationError as error:
+        with capture_cache.open() as cache:
+            cache.catalog.mark_stale(manifest.capture_key, f"verification failed: {error}")
         return None, (
             f"captured fold failed verification: {error} Re-materialize "
             f"{audit.asset_name(CAPTURED_FOLD)} for {manifest.cell_ref}: a capture whose files "
@@ -102,7 +111,7 @@ def load_captured_fold(
         raise dg.Failure(no_capture_message(audit, cell))
     captured, problem = (None, read.problem)
     if read.manifest is not None:
-        captured, problem = load_proven(audit, read.manifest, artifacts)
+        captured, problem = load_proven(audit, read.manifest, artifacts, capture_cache)
     if captured is None:
         claim = certify(
             capture_mode=read.manifest.mode if read.manifest else None,

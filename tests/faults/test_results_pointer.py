@@ -14,10 +14,12 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.core.cells import CellRef
+from diag_assets.core.hashing.digests import bytes_digest
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources
 from tests.fixtures.audit import anchor_and_consumers, audit_report, captured_fold, s23_drift
@@ -169,7 +171,7 @@ def test_files_deleted_after_a_hit_give_inconclusive_and_a_clear_failure(root, i
 
     result = _audit(root, instance, UNI)
     drift = _failure(result, "s23_drift")
-    assert f"s23_drift for {UNI}: {INCONCLUSIVE}" in drift and "missing" in drift and FIX in drift
+    assert f"s23_drift for {UNI}: {INCONCLUSIVE}" in drift and "X.parquet" in drift and FIX in drift
     _assert_inconclusive(result, "captured fold failed verification", "missing", FIX)
 
 
@@ -194,3 +196,39 @@ def test_audit_report_shows_an_unproven_pointer_as_the_problem(root, instance):
     assert f"names a capture of {OP}" in report["headline"]
     assert op_hash not in report["report"]  # the other cell's capture is not shown as this one
     assert "captured fold not established" in report["report"]
+
+
+def test_a_capture_whose_contents_fail_the_load_is_recaptured_not_inconclusive_forever(
+    root, instance
+):
+    """X's bytes match the manifest's digest but not its canonical hash (a writer's bug):
+    the cheap checks pass, the load does not. The diagnostics are inconclusive once, the
+    capture is marked stale, and the next approved capture heals the cell."""
+    key = _capture_key(root, UNI)
+    manifest_path = root / "artifacts" / "captures" / key / "manifest.json"
+    manifest = json.loads(manifest_path.read_bytes())
+    (x_file,) = (root / "artifacts" / "captures" / key).rglob("X.parquet")
+    frame = pd.read_parquet(x_file)
+    frame.iloc[0, 0] = frame.iloc[0, 0] + 1.0
+    frame.to_parquet(x_file, index=False)
+    payload = x_file.read_bytes()
+    manifest["files"]["X.parquet"] = {"bytes": len(payload), "digest": bytes_digest(payload)}
+    manifest_path.write_text(json.dumps(manifest))
+    _pointer(root, UNI).write_text(json.dumps(manifest))  # as captured_fold would write it
+
+    first = _audit(root, instance, UNI)
+    _assert_inconclusive(first, "captured fold failed verification", "canonical hash of X")
+    assert "verification failed" in _failure(first, "s23_drift")
+
+    refused = dg.materialize(
+        [captured_fold],
+        resources=local_resources(root),
+        instance=instance,
+        partition_key=cell_partition_key(UNI),
+        run_config={"ops": {"captured_fold": TINY_RUN_CONFIG["ops"]["captured_fold"]}},
+        raise_on_error=False,
+    )
+    assert "is stale: verification failed" in _failure(refused, "captured_fold")
+    healed = _capture(local_resources(root), instance, UNI)
+    assert materialized_metadata(healed, "captured_fold")["cache"] == "MISS"
+    assert _s40(_audit(root, instance, UNI))["certification"] == "CERTIFIED"
