@@ -22,7 +22,7 @@ from diag_assets.core import names
 from diag_assets.core.cells import fold_partition_key
 from diag_assets.core.diagnostics.builtins import ANCHOR
 from diag_assets.core.diagnostics.plugin import Diagnostic
-from diag_assets.core.errors import DiagInputError
+from diag_assets.core.errors import DiagInputError, quoted
 from diag_assets.core.names import DIAGNOSTIC_ASSETS, SYMBOLS_PARTITIONS
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.protocol import Recipe, TrialSettings
@@ -31,7 +31,7 @@ from diag_assets.core.storage.results import ResultStore
 from diag_assets.partitions import FOLD_DIMENSION, MAX_FOLDS, SYMBOL_DIMENSION, folds_partitions
 from resources.storage import ArtifactStoreResource
 
-PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,40}")
 MARKET_DATA_RESOURCE = "market_data"
 AUDITS_NAMESPACE = "audits"
 # The names an audit gives its assets, checks, jobs and sensors (names.py holds them): no
@@ -49,9 +49,9 @@ def check_prefix(prefix: str) -> str:
     Raises:
         DiagInputError: it is not a lower-case identifier.
     """
-    if prefix and not PREFIX_PATTERN.match(prefix):
+    if not isinstance(prefix, str) or (prefix and not PREFIX_PATTERN.fullmatch(prefix)):
         raise DiagInputError(
-            f"The audit prefix {prefix!r} cannot name assets, jobs and resources.",
+            f"The audit prefix {quoted(prefix)} cannot name assets, jobs and resources.",
             "use a lower-case identifier: a letter, then letters, digits or _ (at most 41).",
         )
     return prefix

@@ -3,17 +3,21 @@
 A cell is named by a ``cell_ref`` such as ``defi_top5/UNIUSDC/fold-3``. The ref is an
 identifier, never a path fragment: it is checked against a strict pattern before anything
 uses it, so a request cannot smuggle ``..``, slashes or shell characters into a store path.
+Every pattern here is matched against the whole text (``fullmatch``): a trailing newline or
+a space around a name is refused, never trimmed.
 """
 
 import re
 from dataclasses import dataclass
 
-from diag_assets.core.errors import DiagInputError
+from diag_assets.core.errors import DiagInputError, quoted
 
-UNIVERSE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,24}$")
+UNIVERSE_PATTERN = re.compile(r"[a-z][a-z0-9_]{1,31}")
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,24}")
+FOLD_PATTERN = re.compile(r"fold-(?P<fold>0|[1-9][0-9]?)")
 CELL_REF_PATTERN = re.compile(
-    r"^(?P<universe>[a-z][a-z0-9_]{1,31})/(?P<symbol>[A-Z0-9]{2,24})/fold-(?P<fold>0|[1-9][0-9]?)$"
+    rf"(?P<universe>{UNIVERSE_PATTERN.pattern})/(?P<symbol>{SYMBOL_PATTERN.pattern})/"
+    rf"{FOLD_PATTERN.pattern}"
 )
 CELL_REF_EXAMPLE = "defi_top5/UNIUSDC/fold-3"
 
@@ -27,16 +31,20 @@ class CellRef:
     fold: int
 
     def __post_init__(self) -> None:
-        if not UNIVERSE_PATTERN.match(self.universe):
+        if not isinstance(self.universe, str) or not UNIVERSE_PATTERN.fullmatch(self.universe):
             raise DiagInputError(
-                f"Universe {self.universe!r} is not a valid universe name.",
+                f"Universe {quoted(self.universe)} is not a valid universe name.",
                 f"use lowercase letters, digits and '_' (pattern {UNIVERSE_PATTERN.pattern}).",
             )
-        if not SYMBOL_PATTERN.match(self.symbol):
+        if not isinstance(self.symbol, str) or not SYMBOL_PATTERN.fullmatch(self.symbol):
             raise DiagInputError(
-                f"Symbol {self.symbol!r} is not a valid symbol.",
+                f"Symbol {quoted(self.symbol)} is not a valid symbol.",
                 f"use uppercase letters and digits only, e.g. UNIUSDC "
                 f"(pattern {SYMBOL_PATTERN.pattern}).",
+            )
+        if isinstance(self.fold, bool) or not isinstance(self.fold, int):
+            raise DiagInputError(
+                f"Fold {quoted(self.fold)} is not a fold index.", "use a fold index from 0 to 99."
             )
         if not 0 <= self.fold <= 99:
             raise DiagInputError(
@@ -51,11 +59,12 @@ class CellRef:
                 f"A cell_ref must be a string, got {type(text).__name__}.",
                 f"pass a string such as {CELL_REF_EXAMPLE!r}.",
             )
-        match = CELL_REF_PATTERN.match(text)
+        match = CELL_REF_PATTERN.fullmatch(text)
         if match is None:
             raise DiagInputError(
-                f"Malformed cell_ref {text!r}: a cell_ref is 'universe/SYMBOL/fold-K' and never "
-                "a path (no '..', no leading '/', no extra segments, no spaces).",
+                f"Malformed cell_ref {quoted(text)}: a cell_ref is 'universe/SYMBOL/fold-K' and "
+                "never a path (no '..', no leading '/', no extra segments, no spaces or line "
+                "breaks).",
                 f"write it like {CELL_REF_EXAMPLE!r}.",
             )
         return cls(match["universe"], match["symbol"], int(match["fold"]))
@@ -90,9 +99,9 @@ def fold_partition_key(fold: int) -> str:
 
 def parse_fold_partition_key(key: str) -> int:
     """Inverse of :func:`fold_partition_key`."""
-    match = re.fullmatch(r"fold-(0|[1-9][0-9]?)", key)
+    match = FOLD_PATTERN.fullmatch(key) if isinstance(key, str) else None
     if match is None:
         raise DiagInputError(
-            f"Fold partition key {key!r} is malformed.", "use a key like 'fold-3'."
+            f"Fold partition key {quoted(key)} is malformed.", "use a key like 'fold-3'."
         )
-    return int(match[1])
+    return int(match["fold"])

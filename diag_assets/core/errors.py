@@ -13,3 +13,16 @@ class DiagInputError(ValueError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{problem} Fix: {fix}")
+
+
+QUOTE_LIMIT = 80
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """How a message quotes a value it refuses: its ``repr``, cut to ``limit`` characters.
+
+    A refused value can be the content of a file or a tag of any size; quoting its start is
+    enough to find it, and a message never carries a whole file.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

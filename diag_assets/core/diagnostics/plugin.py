@@ -47,7 +47,7 @@ from diag_assets.core.plugins import DIAGNOSTICS_GROUP, load_plugin
 from diag_assets.core.recipe.tasks import TaskKind
 
 NOT_APPLICABLE = "NOT_APPLICABLE"
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}")
 
 
 class NoSettings(BaseModel):
@@ -152,7 +152,7 @@ def check_declarations(cls: type) -> None:
     """
     where = f"{cls.__module__}.{cls.__qualname__}"
     name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise DiagInputError(
             f"Diagnostic {where} declares no valid name ({name!r}).",
             "set the class attribute name = 'my_check' (lower case, digits and _).",

@@ -85,8 +85,9 @@ def load_bars_file(path: Path, *, symbol: str, timeframe: str) -> Bars:
 
 def _layout_patterns(timeframe: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
     tf = re.escape(timeframe)
-    freqtrade = re.compile(rf"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)-{tf}\.feather$")
-    plain = re.compile(rf"^(?P<symbol>[A-Za-z0-9]+)_{tf}\.(?:csv|csv\.gz|parquet)$")
+    # Matched against whole file names (fullmatch): no trailing newline or space slips through.
+    freqtrade = re.compile(rf"(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)-{tf}\.feather")
+    plain = re.compile(rf"(?P<symbol>[A-Za-z0-9]+)_{tf}\.(?:csv|csv\.gz|parquet)")
     return freqtrade, plain
 
 
