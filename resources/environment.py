@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.storage.blob import STORAGE_DIR_ENV
 from resources.capture_cache import (
     CaptureCacheResource,
     FileLeaseResource,
@@ -161,7 +162,7 @@ def local_resources() -> dict[str, Any]:
     The artifacts live in the storage folder itself (not in an ``artifacts/`` below it), as
     they always have, so existing captures stay where they are.
     """
-    root = Path(os.environ.get("DIAG_STORAGE_DIR", DEFAULT_STORAGE_DIR)).resolve()
+    root = Path(os.environ.get(STORAGE_DIR_ENV, DEFAULT_STORAGE_DIR)).resolve()
     return build_local_resources(
         root,
         market_data=market_data_resource(),

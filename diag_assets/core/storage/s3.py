@@ -29,7 +29,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from diag_assets.core.storage.blob import BlobStore, check_key
+from diag_assets.core.storage.blob import BlobStore, StoreError, check_key
 
 MiB = 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
@@ -57,13 +57,11 @@ _ACCESS_CODES = frozenset(
 T = TypeVar("T")
 
 
-class StoreUnavailable(RuntimeError):
-    """The blob store cannot be reached or used; the message names the problem and the fix."""
+class StoreUnavailable(StoreError):
+    """The S3 store cannot be reached or used; the message names the problem and the fix.
 
-    def __init__(self, problem: str, fix: str) -> None:
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{problem} Fix: {fix}")
+    A :class:`~diag_assets.core.storage.blob.StoreError`, like every other store failure.
+    """
 
 
 def _error_code(error: ClientError) -> str:
