@@ -20,6 +20,7 @@ Then the consumers and the recipe are checked:
 - ``single_fit`` is never chosen by the system: the policy file cannot name it.
 """
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.diagnostics.consumers import CaptureRequirement
-from diag_assets.core.errors import DiagInputError
+from diag_assets.core.errors import DiagInputError, quoted
 from diag_assets.core.gates.records import ReleaseGateRecord, SeamRecord
 from diag_assets.core.policy_files import load_policy_file
 
@@ -113,14 +114,30 @@ def load_policy(path: str | Path | None = None) -> CaptureModePolicy:
 
 
 def parse_mode(value: str, *, what: str) -> CaptureMode:
-    """A mode name as a :class:`CaptureMode`; anything else names the valid values."""
-    try:
-        return CaptureMode(value.strip().lower())
-    except ValueError:
-        valid = ", ".join(mode.value for mode in CaptureMode)
-        raise DiagInputError(
-            f"{what}={value!r} is not a capture mode.", f"set {what} to one of: {valid}."
-        ) from None
+    """A mode name as a :class:`CaptureMode`, spelled exactly; anything else names the fix.
+
+    Nothing is trimmed or lower-cased: ``FULL_REPLAY`` or ``'single_fit '`` is refused, and
+    the error says the exact spelling it probably meant.
+    """
+    names = [mode.value for mode in CaptureMode]
+    if isinstance(value, str) and value in names:
+        return CaptureMode(value)
+    fix = f"set {what} to one of: {', '.join(names)}"
+    meant = _meant_mode(value, names)
+    if meant is not None:
+        fix += f" (exactly {meant!r}: lower case, no spaces)"
+    raise DiagInputError(f"{what}={quoted(value)} is not a capture mode.", f"{fix}.")
+
+
+def _meant_mode(value: object, names: list[str]) -> str | None:
+    """The mode a near miss (case, spaces, dashes, a small typo) probably meant."""
+    if not isinstance(value, str):
+        return None
+    folded = "_".join(value.strip().lower().replace("-", " ").split())
+    if folded in names:
+        return folded
+    close = difflib.get_close_matches(folded, names, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def release_gate_refusal(
@@ -173,7 +190,7 @@ def resolve_capture_mode(
     reasons: list[str] = []
     if config_mode is not None:
         requested, source = parse_mode(config_mode, what="capture_mode"), "run_config"
-    elif env_mode is not None and env_mode.strip():
+    elif env_mode is not None and env_mode.strip():  # a blank variable is an unset one
         requested, source = parse_mode(env_mode, what=MODE_ENV), f"env:{MODE_ENV}"
     else:
         requested, source = policy.default_mode, f"policy@v{policy.version}"
