@@ -116,7 +116,8 @@ def resolve_skip(context: dg.AssetExecutionContext, config: AuditRunConfig) -> S
     return resolve_skip_s22a1(
         config_override=config.skip_s22a1,
         tag_override=tags.get_tag(SKIP_TAG),
-        audit_kind=config.audit_kind or tags.get_tag(AUDIT_KIND_TAG),
+        audit_kind=config.audit_kind,
+        tag_audit_kind=tags.get_tag(AUDIT_KIND_TAG),
         policy=load_policy(),
     )
 

@@ -10,14 +10,23 @@ from pydantic import Field
 
 from diag_assets.capture.modes import decide_mode, run_consumers
 from diag_assets.component.audit import Audit
+from diag_assets.core.audit import anchor_skip
 from diag_assets.core.capture.events import CaptureEvent, EventRecorder
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModeRefused, load_policy
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.capture.outcomes import CaptureResult, ColdCaptureRequiresOperator
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
+from diag_assets.core.errors import DiagInputError
 from diag_assets.core.metadata import CaptureMetadata
-from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, CAPTURED_FOLD, MARKET_BARS
+from diag_assets.core.names import (
+    ALLOW_COLD_CAPTURE_TAG,
+    ANCHOR_AND_CONSUMERS,
+    AUDIT_KIND_TAG,
+    CAPTURED_FOLD,
+    MARKET_BARS,
+    SKIP_TAG,
+)
 from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.core.recipe.tasks import TaskKind
 from diag_assets.market.assets import market_data_of
@@ -128,8 +137,51 @@ with warnings.catch_warnings():
 
 
 def cold_capture_approved(context: dg.AssetExecutionContext) -> bool:
-    """Whether the run carries the operator's approval of cold captures."""
-    return (context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG) or "").lower() == "true"
+    """Whether the run carries the operator's approval of cold captures.
+
+    Raises:
+        DiagInputError: the tag is set to something other than ``true`` or ``false``.
+    """
+    value = context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG)
+    return value is not None and anchor_skip.parse_flag(value, what=ALLOW_COLD_CAPTURE_TAG)
+
+
+def check_run_skip_inputs(
+    context: dg.AssetExecutionContext, audit: Audit
+) -> anchor_skip.SkipInputs:
+    """This run's anchor skip inputs, checked by a step that runs before the anchor's.
+
+    The run's tags and the anchor step's part of the run config are checked with the rules
+    the anchor step applies (``check_skip_inputs``), so a typo fails the run before the
+    capture replays a fine-tune rather than after it.
+
+    Raises:
+        DiagInputError: an input is refused; the message names the value, where it came from
+            and the fix.
+    """
+    step = audit.name(ANCHOR_AND_CONSUMERS)
+    try:
+        run_config = context.run.run_config
+    except dg.DagsterError:
+        # A direct call (dg.build_asset_context) has no run, so no run config.
+        run_config = {}
+    ops = run_config.get("ops")
+    op = ops.get(step) if isinstance(ops, dict) else None
+    config = op.get("config") if isinstance(op, dict) else None
+    config = config if isinstance(config, dict) else {}
+    tags = context.op_execution_context
+    return anchor_skip.check_skip_inputs(
+        config_override=config.get(anchor_skip.SKIP_CONFIG),
+        tag_override=tags.get_tag(SKIP_TAG),
+        audit_kind=config.get(anchor_skip.AUDIT_KIND_CONFIG),
+        tag_audit_kind=tags.get_tag(AUDIT_KIND_TAG),
+        policy=anchor_skip.load_policy(),
+        config_at=f"the run config ops.{step}.config",
+    )
+
+
+def _refused_input(error: DiagInputError) -> dg.Failure:
+    return dg.Failure(description=str(error), metadata={"fix": error.fix})
 
 
 def _event_dicts(events: list[CaptureEvent]) -> list[dict[str, Any]]:
@@ -176,10 +228,17 @@ def capture_cell(
     The capture mode (``capture_mode``, then ``DIAG_CAPTURE_MODE``, then the
     policy) is checked against the diagnostics this run materializes from the capture; a
     dataset_only capture serves xy_only diagnostics only.
+
+    Every input of the run is checked first, before the market data, the recipe or the cache
+    is touched: the approval tag, the capture mode, and the anchor skip's tags and run config
+    (a typo there would otherwise fail the run only after the replay).
     """
-    market_data = market_data_of(context, audit)
-    source = market_data.source()
-    cell = cell_from_partition_key(context.partition_key, source.universe)
+    try:
+        allow_cold = cold_capture_approved(context)
+        if audit.has_anchor:
+            check_run_skip_inputs(context, audit)
+    except DiagInputError as refused:
+        raise _refused_input(refused) from refused
     consumers = run_consumers(context, audit.key(CAPTURED_FOLD))
     policy = load_policy()
     try:
@@ -199,8 +258,12 @@ def capture_cell(
                 "consumers": dg.MetadataValue.json({k: str(v) for k, v in consumers.items()}),
             },
         ) from refused
+    except DiagInputError as refused:
+        raise _refused_input(refused) from refused
     context.log.info(decision.reason)
-    allow_cold = cold_capture_approved(context)
+    market_data = market_data_of(context, audit)
+    source = market_data.source()
+    cell = cell_from_partition_key(context.partition_key, source.universe)
 
     def log_event(event: CaptureEvent) -> None:
         context.log.info(event.to_json())
