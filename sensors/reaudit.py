@@ -4,6 +4,10 @@ A request whose cell has a complete capture in the cache becomes an ``audit`` ru
 ``run_key`` derived from the request so a request launches at most once. A request for a
 cold cell stays pending and the tick says which cells need an operator's approval; once an
 operator has run the cold capture, the next tick launches the re-audit.
+
+A request that cannot be used (a bad file, an entry that is not a regular file, a cell the
+audit cannot serve) is rejected: the tick's log names its file once, with the fix, and the
+tick goes on with the other requests; it is not retried until the file changes.
 """
 
 import json
@@ -13,7 +17,7 @@ import dagster as dg
 
 from diag_assets.capture.assets import CaptureRunConfig
 from diag_assets.component.audit import Audit
-from diag_assets.core.audit.requests import read_requests
+from diag_assets.core.audit.requests import RequestFolderUnreadable, read_requests
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.names import (
     ALLOW_COLD_CAPTURE_TAG,
@@ -47,10 +51,15 @@ def build_reaudit_requests(audit: Audit) -> dg.SensorDefinition:
         audit_requests: AuditRequestsResource = context.resources.audit_requests
         market_data = getattr(context.resources, audit.market_data_key)
         handled = set(json.loads(context.cursor)["handled"]) if context.cursor else set()
+        try:
+            found = read_requests(Path(audit_requests.directory))
+        except RequestFolderUnreadable as unreadable:
+            context.log.warning(str(unreadable))
+            return dg.SkipReason(str(unreadable))
         # A request for another audit of the code location is that audit's sensor's to handle.
         pending = [
             p
-            for p in read_requests(Path(audit_requests.directory))
+            for p in found
             if p.request_id not in handled
             and (p.request is None or p.request.audit == audit.prefix)
         ]
@@ -60,18 +69,20 @@ def build_reaudit_requests(audit: Audit) -> dg.SensorDefinition:
         source = market_data.source()
         fold_spec = market_data.fold_spec()
         default_config = CaptureRunConfig().to_core(defaults=audit.trials)
-        run_requests, cold, rejected = [], [], []
+        run_requests, cold = [], []
+        # Request id -> (file name, why): each rejection is reported once.
+        rejected: dict[str, tuple[str, str]] = {}
         with capture_cache.open() as cache:
             for item in pending:
                 if item.request is None:
-                    rejected.append(item.error or item.path.name)
+                    rejected[item.request_id] = (item.name, item.error or f"{item.name} rejected")
                     handled.add(item.request_id)
                     continue
                 cell = item.request.cell()
                 try:
                     warm = cache.is_warm(cell, source, fold_spec, audit.recipe, default_config)
                 except DiagInputError as refused:
-                    rejected.append(f"{item.path.name}: {refused}")
+                    rejected[item.request_id] = (item.name, f"{item.name}: {refused}")
                     handled.add(item.request_id)
                     continue
                 if not warm:
@@ -90,7 +101,7 @@ def build_reaudit_requests(audit: Audit) -> dg.SensorDefinition:
                 )
                 handled.add(item.request_id)
 
-        for problem in rejected:
+        for _name, problem in rejected.values():
             context.log.warning(f"Rejected re-audit request: {problem}")
         if cold:
             context.log.info(
@@ -101,13 +112,16 @@ def build_reaudit_requests(audit: Audit) -> dg.SensorDefinition:
         cursor = json.dumps({"handled": sorted(handled)})
         if run_requests:
             return dg.SensorResult(run_requests=run_requests, cursor=cursor)
-        reason = (
-            f"{len(set(cold))} cold cell(s) need operator approval before a re-audit: "
-            f"{', '.join(sorted(set(cold)))} (run tag {ALLOW_COLD_CAPTURE_TAG}=true)."
-            if cold
-            else f"{len(rejected)} request(s) rejected; see the tick's logs."
-        )
+        reasons = []
+        if cold:
+            reasons.append(
+                f"{len(set(cold))} cold cell(s) need operator approval before a re-audit: "
+                f"{', '.join(sorted(set(cold)))} (run tag {ALLOW_COLD_CAPTURE_TAG}=true)."
+            )
+        if rejected:
+            names = ", ".join(sorted(name for name, _ in rejected.values()))
+            reasons.append(f"{len(rejected)} request(s) rejected ({names}); see the tick's logs.")
         context.update_cursor(cursor)
-        return dg.SkipReason(reason)
+        return dg.SkipReason(" ".join(reasons))
 
     return reaudit_requests
