@@ -6,7 +6,7 @@ DIAG_DIR := $(CURDIR)/.diag
 export DAGSTER_HOME ?= $(DIAG_DIR)/dagster_home
 export DIAG_STORAGE_DIR ?= $(DIAG_DIR)/artifacts
 
-.PHONY: install demo test test-fast ui lint format clean
+.PHONY: install demo test test-fast test-faults ui lint format clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+test-faults: install
+	$(BIN)/python -m pytest -m faults
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

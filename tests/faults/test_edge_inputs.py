@@ -19,17 +19,22 @@ from diag_assets.component.audit import check_prefix
 from diag_assets.core.audit.anchor_skip import load_policy, parse_flag, resolve_skip_s22a1
 from diag_assets.core.capture.mode_policy import parse_mode
 from diag_assets.core.capture.modes import CaptureMode
+from diag_assets.core.capture.outcomes import ColdCaptureRequiresOperator
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.plugin import check_declarations
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.market_data.synthetic import SyntheticMarketData
 from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, AUDIT_KIND_TAG, SKIP_TAG
+from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.storage import blob
 from diag_assets.core.storage.blob import LocalBlobStore, StoreError, check_key
 from diag_assets.core.storage.s3 import StoreUnavailable
 from diag_assets.partitions import cell_partition_key
 from resources.market_data import SyntheticMarketDataResource
+from tests.conftest import TINY_BARS, TINY_CAPTURE, TINY_FOLDS
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources
 from tests.fixtures.audit import anchor_and_consumers, captured_fold
+from tests.fixtures.caches import local_cache
 
 REF = "defi_top5/UNIUSDC/fold-3"
 CELL = CellRef.parse(REF)
@@ -294,3 +299,24 @@ def test_the_capture_reads_the_anchor_config_fields_the_anchor_step_defines():
     from diag_assets.core.audit.anchor_skip import AUDIT_KIND_CONFIG, SKIP_CONFIG
 
     assert {SKIP_CONFIG, AUDIT_KIND_CONFIG} <= set(AuditRunConfig.model_fields)
+
+
+def test_a_capture_failed_by_a_full_disk_is_named_by_the_next_run(tmp_path, monkeypatch):
+    """The catalog keeps the failed capture's reason: the next run says what failed."""
+    source, recipe = SyntheticMarketData(n_bars=TINY_BARS), ReferenceRecipe()
+    with local_cache(tmp_path) as cache:
+        fsync = blob.os.fsync
+
+        def full(fd: int) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(blob.os, "fsync", full)
+        with pytest.raises(StoreError, match="free space on the file system"):
+            cache.get(CELL, source, TINY_FOLDS, recipe, TINY_CAPTURE, allow_cold=True)
+        monkeypatch.setattr(blob.os, "fsync", fsync)
+        with pytest.raises(ColdCaptureRequiresOperator) as refused:
+            cache.get(CELL, source, TINY_FOLDS, recipe, TINY_CAPTURE, allow_cold=False)
+        assert "is failed: StoreError: Could not write" in str(refused.value)
+        assert "free space on the file system" in str(refused.value)
+        healed = cache.get(CELL, source, TINY_FOLDS, recipe, TINY_CAPTURE, allow_cold=True)
+        cache.artifacts.load(healed.manifest)
