@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.writers import Backend
+
 FAULTS = Path(__file__).parent
 
 
@@ -17,3 +19,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if FAULTS in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.faults)
+
+
+@pytest.fixture(params=["file", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request) -> Backend:
+    """The lease and catalog backends a writer runs on: file + SQLite, or PostgreSQL."""
+    if request.param == "postgres":
+        return Backend("postgres", request.getfixturevalue("postgres_dsn"))
+    return Backend("file")

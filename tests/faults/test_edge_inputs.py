@@ -8,7 +8,6 @@ leaves no half-written object behind.
 
 import errno
 import os
-import pickle
 import tempfile
 from pathlib import Path
 
@@ -35,12 +34,11 @@ from tests.conftest import TINY_BARS, TINY_CAPTURE, TINY_FOLDS
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources
 from tests.fixtures.audit import anchor_and_consumers, captured_fold
 from tests.fixtures.caches import local_cache
+from tests.fixtures.unprivileged import IS_ROOT, as_nobody
 
 REF = "defi_top5/UNIUSDC/fold-3"
 CELL = CellRef.parse(REF)
 STRAY = ["{}\n", " {}", "{} ", "{}\t"]  # a trailing newline, a leading/trailing space, a tab
-IS_ROOT = os.geteuid() == 0
-NOBODY = 65534
 
 
 def _strays(name: str) -> list[str]:
@@ -208,24 +206,6 @@ def test_a_run_input_typo_fails_the_capture_before_any_replay(
 # --- the store: read-only and full ----------------------------------------------------------
 
 
-def _in_child_as_nobody(action) -> object:
-    """``action()`` in a child process running as an unprivileged user; what it returned."""
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            os.write(writer, pickle.dumps(action()))
-        finally:
-            os._exit(0)
-    os.close(writer)
-    with os.fdopen(reader, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    return pickle.loads(data)
-
-
 def _attempt(root: Path, operation: str) -> tuple[str, str, int | None]:
     store = LocalBlobStore(root)
     try:
@@ -250,7 +230,7 @@ def test_a_read_only_store_names_the_file_and_the_fix(operation):
         for folder in (root / "results", root):
             folder.chmod(0o555)
         if IS_ROOT:
-            kind, message, code = _in_child_as_nobody(lambda: _attempt(root, operation))
+            kind, message, code = as_nobody(lambda: _attempt(root, operation))
         else:
             kind, message, code = _attempt(root, operation)
         assert kind == "StoreError" and code == errno.EACCES

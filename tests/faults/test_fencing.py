@@ -11,8 +11,6 @@ own), and the cell ends with exactly one COMPLETE capture that verifies.
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from diag_assets.core.capture import events as ev
 from diag_assets.core.capture.manifest import MANIFEST_FILE, TRACE_FILE
 from diag_assets.core.capture.outcomes import CaptureOutcome
@@ -26,15 +24,6 @@ from tests.fixtures.writers import (
     start_writer,
     take_lease_away,
 )
-
-BACKENDS = ["file", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request) -> Backend:
-    if request.param == "postgres":
-        return Backend("postgres", request.getfixturevalue("postgres_dsn"))
-    return Backend("file")
 
 
 def overtake(tmp_path, backend: Backend, boundary: str):

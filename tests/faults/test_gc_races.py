@@ -14,20 +14,12 @@ import pytest
 
 from diag_assets.core.capture import events as ev
 from diag_assets.core.capture.cache import CaptureService
-from diag_assets.core.capture.events import EventRecorder
-from diag_assets.core.capture.modes import CaptureConfig
 from diag_assets.core.capture.outcomes import CaptureOutcome, ColdCaptureRequiresOperator
-from diag_assets.core.cells import CellRef
-from diag_assets.core.market_data.synthetic import SyntheticMarketData
-from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.storage.catalog.model import CaptureStatus
-from tests.conftest import TINY_BARS, TINY_CAPTURE, TINY_FOLDS
-from tests.fixtures.caches import local_cache
+from tests.conftest import TINY_CAPTURE
+from tests.fixtures.caches import ask, local_cache
 
-CELL = CellRef.parse("defi_top5/UNIUSDC/fold-3")
-RECIPE = ReferenceRecipe()
 READS = 24
-SOURCE = SyntheticMarketData(n_bars=TINY_BARS)
 
 
 def retire(cache: CaptureService, key: str) -> None:
@@ -35,14 +27,6 @@ def retire(cache: CaptureService, key: str) -> None:
     cache.catalog.mark_stale(key, "retired by GC: test")
     cache.artifacts.delete(key)
     cache.catalog.delete(key)
-
-
-def ask(cache: CaptureService, *, approved: bool, config: CaptureConfig = TINY_CAPTURE):
-    recorder = EventRecorder()
-    result = cache.get(
-        CELL, SOURCE, TINY_FOLDS, RECIPE, config, allow_cold=approved, events=recorder
-    )
-    return result, recorder.names()
 
 
 class RetiringAt:

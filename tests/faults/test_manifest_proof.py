@@ -18,22 +18,15 @@ import pytest
 
 from diag_assets.core.capture import events as ev
 from diag_assets.core.capture.cache import CaptureService
-from diag_assets.core.capture.events import EventRecorder
 from diag_assets.core.capture.keys import content_hash
 from diag_assets.core.capture.manifest import MANIFEST_FILE, CaptureManifest
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.capture.outcomes import CaptureOutcome, ColdCaptureRequiresOperator
 from diag_assets.core.cells import CellRef
-from diag_assets.core.market_data.synthetic import SyntheticMarketData
-from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.storage.catalog.model import CaptureStatus
-from tests.conftest import TINY_BARS, TINY_CAPTURE, TINY_FOLDS
-from tests.fixtures.caches import PROFILES, local_cache, production_cache
+from tests.fixtures.caches import CELL, PROFILES, ask, local_cache, production_cache
 
-CELL = CellRef.parse("defi_top5/UNIUSDC/fold-3")
 OTHER = CellRef.parse("defi_top5/AAVEUSDC/fold-3")
-RECIPE = ReferenceRecipe()
-SOURCE = SyntheticMarketData(n_bars=TINY_BARS)
 
 Manifest = dict[str, Any]
 
@@ -112,21 +105,6 @@ def cache(request, tmp_path) -> Iterator[CaptureService]:
         )
     with service:
         yield service
-
-
-def ask(cache: CaptureService, *, approved: bool, cell: CellRef = CELL):
-    recorder = EventRecorder()
-    result = cache.get(
-        cell,
-        SOURCE,
-        TINY_FOLDS,
-        RECIPE,
-        TINY_CAPTURE,
-        allow_cold=approved,
-        run_id="run-faults",
-        events=recorder,
-    )
-    return result, recorder.names()
 
 
 def manifest_key(cache: CaptureService, capture_key: str) -> str:

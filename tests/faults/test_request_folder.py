@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import os
-import pickle
 import stat
 import tempfile
 from pathlib import Path
@@ -29,14 +28,13 @@ from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.definitions import REFERENCE_AUDIT
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, local_resources
+from tests.fixtures.unprivileged import IS_ROOT, as_nobody
 
 WARM = CellRef.parse("defi_top5/UNIUSDC/fold-1")
 SECRET_TEXT = "password=hunter2-SECRET-TEXT-7f3a"
 SECRET_REQUESTER = "SECRET-REQUESTER-91c2"
 INVALID_MARKER = "INVALID-JSON-MARKER-55d0"
 HUGE_MARKER = "HUGE-REQUEST-MARKER-0b7e"
-IS_ROOT = os.geteuid() == 0
-NOBODY = 65534
 # The packaged audit with tiny default trials: the sensor re-audits with the audit's defaults,
 # so a warm cell is captured in a second.
 TINY = build_audit(
@@ -221,21 +219,9 @@ def test_a_link_swapped_in_after_the_listing_is_never_followed(tmp_path, monkeyp
 
 def _read_as_nobody(folder: Path) -> list[tuple[str, str | None, bool]]:
     """read_requests in a child process that runs as an unprivileged user."""
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop root, read, report, exit without cleanup
-        try:
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            items = [(i.path.name, i.error, i.request is not None) for i in read_requests(folder)]
-            os.write(writer, pickle.dumps(items))
-        finally:
-            os._exit(0)
-    os.close(writer)
-    with os.fdopen(reader, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    return pickle.loads(data)
+    return as_nobody(
+        lambda: [(i.path.name, i.error, i.request is not None) for i in read_requests(folder)]
+    )
 
 
 def test_an_unreadable_file_is_rejected_on_its_own():

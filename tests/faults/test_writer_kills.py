@@ -27,15 +27,6 @@ from tests.fixtures.writers import (
     stored_files,
 )
 
-BACKENDS = ["file", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request) -> Backend:
-    if request.param == "postgres":
-        return Backend("postgres", request.getfixturevalue("postgres_dsn"))
-    return Backend("file")
-
 
 def kill_at(tmp_path, backend: Backend, boundary: str) -> None:
     writer = start_writer(tmp_path, backend, run_id="killed", boundary=boundary)

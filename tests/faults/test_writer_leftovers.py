@@ -11,29 +11,17 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from diag_assets.core.capture.manifest import X_FILE, Y_FILE
 from diag_assets.core.capture.outcomes import CaptureOutcome
 from tests.fixtures.writers import (
     CELL,
     OTHER_CELL,
-    Backend,
     assert_one_verified_capture,
     make_service,
     request,
     start_writer,
     stored_files,
 )
-
-BACKENDS = ["file", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request) -> Backend:
-    if request.param == "postgres":
-        return Backend("postgres", request.getfixturevalue("postgres_dsn"))
-    return Backend("file")
 
 
 def age(path: Path, seconds: float = 7200) -> None:
