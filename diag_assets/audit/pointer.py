@@ -62,7 +62,7 @@ def read_pointer(
     try:
         with capture_cache.open() as cache:
             manifest = prove_pointer(
-                cell, raw, cache.entry, capture_asset=audit.asset_name(CAPTURED_FOLD)
+                cell, raw, cache.catalog.get, capture_asset=audit.asset_name(CAPTURED_FOLD)
             )
     except PointerNotProven as unproven:
         return PointerRead(None, str(unproven))

@@ -18,11 +18,15 @@ class DiagInputError(ValueError):
 QUOTE_LIMIT = 80
 
 
-def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
-    """How a message quotes a value it refuses: its ``repr``, cut to ``limit`` characters.
+def clipped(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters (the cut marked ``...``) for a message.
 
-    A refused value can be the content of a file or a tag of any size; quoting its start is
-    enough to find it, and a message never carries a whole file.
+    A value read from a file or a tag can be of any size; its start is enough to find it,
+    and a message never carries a whole file.
     """
-    text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """How a message quotes a value it refuses: its ``repr``, clipped (see :func:`clipped`)."""
+    return clipped(repr(value), limit)

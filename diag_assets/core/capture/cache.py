@@ -492,7 +492,3 @@ class CaptureService:
             attempt=attempt,
         )
         return entry
-
-    def entry(self, key: str) -> CatalogEntry | None:
-        """The catalog's entry of capture ``key`` (any status), or ``None`` if it has none."""
-        return self.catalog.get(key)

@@ -21,13 +21,13 @@ from diag_assets.core.capture.artifacts import CaptureVerificationError
 from diag_assets.core.capture.manifest import CaptureManifest, parse_manifest
 from diag_assets.core.capture.proof import claim_problems
 from diag_assets.core.cells import CellRef
-from diag_assets.core.errors import DiagInputError
+from diag_assets.core.errors import DiagInputError, clipped
 from diag_assets.core.names import CAPTURED_FOLD
 from diag_assets.core.storage.blob import BlobStore
 from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
 
-# How much of a value read from an untrusted pointer a message repeats.
-_ECHO_CHARS = 80
+# How much of the catalog's reason for a status a message repeats.
+_REASON_CHARS = 300
 
 
 class PointerNotProven(CaptureVerificationError):
@@ -45,11 +45,6 @@ class PointerNotProven(CaptureVerificationError):
             f"The results pointer of {cell} {problem}. Re-materialize {capture_asset} for "
             f"{cell}: it serves the cell's capture and points the results at it."
         )
-
-
-def _echo(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= _ECHO_CHARS else f"{text[:_ECHO_CHARS]}..."
 
 
 def prove_pointer(
@@ -74,10 +69,10 @@ def prove_pointer(
         manifest = parse_manifest(raw)
     except ValueError as error:
         raise PointerNotProven(cell, str(error), capture_asset) from None
-    key = _echo(manifest.capture_key)
+    key = clipped(str(manifest.capture_key))
     if manifest.cell_ref != str(cell):
         raise PointerNotProven(
-            cell, f"names a capture of {_echo(manifest.cell_ref)} ({key})", capture_asset
+            cell, f"names a capture of {clipped(str(manifest.cell_ref))} ({key})", capture_asset
         )
     claims = claim_problems(manifest)
     if claims:
@@ -93,7 +88,7 @@ def prove_pointer(
             capture_asset,
         )
     if entry.status is not CaptureStatus.COMPLETE:
-        why = f": {_echo(entry.status_reason)}" if entry.status_reason else ""
+        why = f": {clipped(entry.status_reason, _REASON_CHARS)}" if entry.status_reason else ""
         raise PointerNotProven(
             cell,
             f"names capture {key}, which the capture catalog marks {entry.status.value}{why}",
@@ -107,8 +102,8 @@ def prove_pointer(
         if recorded != pointed:
             raise PointerNotProven(
                 cell,
-                f"names capture {key} with {what} {_echo(pointed)}, but the capture catalog "
-                f"records {_echo(recorded)}",
+                f"names capture {key} with {what} {clipped(str(pointed))}, but the capture catalog "
+                f"records {clipped(str(recorded))}",
                 capture_asset,
             )
     return manifest
@@ -165,7 +160,7 @@ def pointers_in_use(store: BlobStore, keys: Iterable[str]) -> PointersInUse:
         else:
             found.keys.add(manifest.capture_key)
             if cell is not None and manifest.cell_ref != str(cell):
-                problems.append(f"names a capture of {_echo(manifest.cell_ref)}")
+                problems.append(f"names a capture of {clipped(str(manifest.cell_ref))}")
         if cell is None:
             problems.append("its file name is not a cell slug, so no cell's captures are kept")
         elif problems:
