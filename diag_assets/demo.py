@@ -14,6 +14,7 @@ import dagster as dg
 
 from diag_assets.audit.pointer import read_pointer
 from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.core.audit.report import AuditReport
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
 from diag_assets.core.errors import DiagInputError
@@ -21,6 +22,7 @@ from diag_assets.core.metadata import CaptureMetadata
 from diag_assets.core.names import (
     ALLOW_COLD_CAPTURE_TAG,
     AUDIT_JOB,
+    AUDIT_REPORT,
     AUDIT_SUMMARY,
     BLOCKED_KEY,
     CAPTURED_FOLD,
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - cell_started
         if not result.success:
             print(f"  {cell}: run {result.run_id} FAILED; open it in the UI for the error.")
-            rows.append((cell, None, None, None, wall, result.run_id, "-"))
+            rows.append((cell, None, None, None, None, wall, result.run_id, "-"))
             continue
         results = artifacts.results()
         capture = CaptureMetadata.parse(materialized_metadata(result, CAPTURED_FOLD))
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 read_pointer(REFERENCE_AUDIT, cell, artifacts, capture_cache).manifest,
                 results.read(S22A1_ANCHOR, cell, AnchorResult),
                 results.read(S40_VERDICT, cell, S40Verdict),
+                results.read(AUDIT_REPORT, cell, AuditReport),
                 wall,
                 result.run_id,
                 cache,
@@ -137,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render_table(rows))
     print()
-    print(summary_line)
+    print(f"Summary of every registered cell: {summary_line}")
+    for status, refs in summary_metadata["failed_cells"].items():
+        if refs:
+            print(f"  {status}: {', '.join(refs)} (Assets > {AUDIT_SUMMARY} for the errors).")
     print(_release_gate_line(defs.resolve_job_def(RELEASE_PARITY_JOB), instance))
     gates = defs.resolve_job_def(PHASE0_GATES_JOB).execute_in_process(
         instance=instance, run_config=QUIET, raise_on_error=False
@@ -158,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         "(run `make demo` again to see)."
     )
     print("Open the UI with `make ui`, then http://127.0.0.1:3000 (Runs, or Assets > s40_verdict).")
-    return 0 if all(r[3] is not None for r in rows) else 1
+    failed = [str(row[0]) for row in rows if row[3] is None or row[4] is None]
+    if failed:
+        print(f"\nThe audit of {len(failed)} cell(s) did not finish: {', '.join(failed)}.")
+        return 1
+    return 0
 
 
 def _release_gate_line(job: dg.JobDefinition, instance: dg.DagsterInstance) -> str:
@@ -190,16 +200,16 @@ def render_table(rows: list[tuple]) -> str:
     """A fixed-width table of verdicts with timings."""
     header = (
         f"{'cell':<28} {'rows':>6} {'signal':<9} {'p':>5} {'crossref':<12} "
-        f"{'certification':<20} {'anchor_iter':>11} {'mode':<12} {'cache':<6} {'capture_s':>9} "
-        f"{'anchor_s':>8} {'s40_s':>6} {'run_s':>6}"
+        f"{'audit':<20} {'anchor_iter':>11} {'mode':<12} {'cache':<6} {'capture_s':>9} "
+        f"{'anchor_s':>8} {'s40_s':>6} {'run_s':>6}  findings"
     )
     lines = [header, "-" * len(header)]
-    for cell, manifest, anchor, verdict, wall, run_id, cache in rows:
-        if verdict is None or manifest is None:
+    for cell, manifest, anchor, verdict, report, wall, run_id, cache in rows:
+        if verdict is None or manifest is None or report is None:
             lines.append(f"{str(cell):<28} FAILED (run {run_id})")
             continue
         signal = verdict.signal.value if verdict.signal else "NOT_RUN"
-        p_value = f"{verdict.probe.p_value:>5.2f}" if verdict.probe else f"{'-':>5}"
+        p_value = f"{verdict.probe.p_value:>5.3f}" if verdict.probe else f"{'-':>5}"
         # A skipped anchor is shown as skipped, never with a stored result of another run.
         used_anchor = anchor if verdict.s22a1_anchor_available and anchor is not None else None
         anchor_iter = str(used_anchor.best_iter) if used_anchor else "skipped"
@@ -207,9 +217,9 @@ def render_table(rows: list[tuple]) -> str:
         lines.append(
             f"{str(cell):<28} {manifest.rows:>6} {signal:<9} "
             f"{p_value} {verdict.s22a1_crossref_status.value:<12} "
-            f"{verdict.certification.value:<20} {anchor_iter:>11} {manifest.mode:<12} {cache:<6} "
+            f"{report.certification.value:<20} {anchor_iter:>11} {manifest.mode:<12} {cache:<6} "
             f"{manifest.elapsed_s:>9.1f} {anchor_s} {verdict.elapsed_s:>6.1f} "
-            f"{wall:>6.1f}"
+            f"{wall:>6.1f}  {', '.join(report.finding_codes) or 'none'}"
         )
     return "\n".join(lines)
 

@@ -7,11 +7,14 @@ import dagster as dg
 from pydantic import BaseModel, ValidationError
 
 from diag_assets.audit.diagnostics import cell_of
+from diag_assets.audit.failures import read_failures, recording_failure
 from diag_assets.audit.pointer import read_pointer
 from diag_assets.component.audit import Audit
-from diag_assets.core.audit.report import AuditReport, Verdict, build_audit_report, summarize
+from diag_assets.core.audit.report import AuditReport, Verdict, build_audit_report
+from diag_assets.core.audit.summary import AuditFailure, CellStatus, audit_failure, summarize
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.plugin import Diagnostic, NotApplicable
+from diag_assets.core.errors import DiagInputError
 from diag_assets.core.names import (
     AUDIT_JOB,
     AUDIT_KIND_TAG,
@@ -22,10 +25,12 @@ from diag_assets.core.names import (
     LIGHT_S40_AUDIT_KIND,
     S22A1_ANCHOR,
     SUMMARY_KEY,
+    SYMBOLS_PARTITIONS,
     XY_AUDIT_JOB,
     diagnostic_asset,
 )
 from diag_assets.core.storage.results import ResultStore
+from diag_assets.market.assets import market_data_of
 from resources.storage import ArtifactStoreResource
 
 
@@ -43,9 +48,10 @@ def read_result(results: ResultStore, diagnostic: Diagnostic, cell: CellRef) -> 
 
 
 def report_metadata(report: AuditReport, uri: str) -> dict[str, Any]:
-    """The report as the UI shows it: certification first, then the Markdown."""
+    """The report as the UI shows it: certification and findings first, then the Markdown."""
     return {
         "certification": report.certification.value,
+        "findings": ", ".join(report.finding_codes) or "none",
         "headline": report.headline,
         "report": dg.MetadataValue.md(report.markdown),
         "report_uri": dg.MetadataValue.path(uri),
@@ -72,53 +78,112 @@ def build_reports(audit: Audit) -> dg.Definitions:
         apply to the recipe's task is shown as NOT_APPLICABLE and claims nothing.
         """
         artifacts: ArtifactStoreResource = context.resources.artifacts
-        cell = cell_of(context, audit)
-        results = audit.results(artifacts)
-        # A pointer that cannot be proven is not the cell's capture: the report says why.
-        pointer = read_pointer(audit, cell, artifacts, context.resources.capture_cache)
-        verdicts = {d.name: read_result(results, d, cell) for d in audit.verdicts}
-        findings = {
-            d.name: d.finding(verdict)
-            for d in audit.verdicts
-            if (verdict := verdicts[d.name]) is not None and not isinstance(verdict, NotApplicable)
-        }
-        # A diagnostic's result model is a verdict: it carries its certification, its reason,
-        # the capture it was computed on and its anchor use (the plug-in interface).
-        claims = cast(Mapping[str, Verdict | NotApplicable | None], verdicts)
-        report = build_audit_report(
-            str(cell), pointer.manifest, claims, findings, capture_problem=pointer.problem
-        )
-        uri = results.write(AUDIT_REPORT, cell, report)
-        return dg.MaterializeResult(metadata=report_metadata(report, uri))
+        with recording_failure(context, audit, artifacts, audit.asset_name(AUDIT_REPORT)):
+            return _write_report(context, audit, artifacts)
 
     @dg.asset(
         key=audit.key(AUDIT_SUMMARY),
         deps=[audit_report],
         group_name=audit.group("reports"),
         kinds={"markdown"},
+        required_resource_keys={audit.market_data_key, "artifacts"},
     )
-    def audit_summary(artifacts: ArtifactStoreResource) -> dg.MaterializeResult:
-        """Every audited cell at a glance, a column per diagnostic.
+    def audit_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Every registered cell of the universe, one row each, with its status and findings.
 
-        Only CERTIFIED cells count as complete. A DOWNGRADED cell is counted and shown as
-        downgraded, with its reasons, never as complete.
+        A cell is CERTIFIED, DOWNGRADED or INCONCLUSIVE_TOOLING (its latest report), REFUSED
+        (a cold capture was not approved), FAILED (with the error's first line) or
+        NOT_AUDITED; the counts add up to the number of cells. Only CERTIFIED cells count as
+        complete, and each row lists the findings beside the certification.
         """
-        results = audit.results(artifacts)
-        keys = results.store.list_keys(f"{results.prefix}/{AUDIT_REPORT}")
-        reports = [AuditReport.model_validate_json(results.store.read_bytes(key)) for key in keys]
-        summary = summarize(reports, [d.name for d in audit.verdicts])
+        artifacts: ArtifactStoreResource = context.resources.artifacts
+        market_data = market_data_of(context, audit)
+        universe = market_data.source().universe
+        symbols = context.instance.get_dynamic_partitions(audit.name(SYMBOLS_PARTITIONS))
+        # The cells of the universe: its registered symbols x the folds its layout has.
+        folds = range(min(audit.n_folds, market_data.fold_spec().n_folds))
+        cells = [str(CellRef(universe, symbol, fold)) for symbol in symbols for fold in folds]
+        reports, unreadable = _read_reports(audit, artifacts)
+        summary = summarize(
+            reports,
+            [d.name for d in audit.verdicts],
+            cells=cells,
+            failures=[*read_failures(audit, artifacts), *unreadable],
+        )
         return dg.MaterializeResult(
             metadata={
                 "cells": dg.MetadataValue.int(summary.cells),
                 "complete": dg.MetadataValue.int(summary.complete),
-                "certified": dg.MetadataValue.int(summary.certified),
-                "downgraded": dg.MetadataValue.int(summary.downgraded),
-                "inconclusive": dg.MetadataValue.int(summary.inconclusive),
+                **{
+                    status.value.lower(): dg.MetadataValue.int(summary.counts[status])
+                    for status in CellStatus
+                },
+                "failed_cells": dg.MetadataValue.json(
+                    {
+                        status.value: summary.cells_with(status)
+                        for status in (CellStatus.FAILED, CellStatus.REFUSED)
+                    }
+                ),
+                "findings": dg.MetadataValue.json(summary.finding_counts),
                 SUMMARY_KEY: dg.MetadataValue.md(summary.markdown),
             }
         )
 
     return dg.Definitions(assets=[audit_report, audit_summary], jobs=audit_jobs(audit))
+
+
+def _write_report(
+    context: dg.AssetExecutionContext, audit: Audit, artifacts: ArtifactStoreResource
+) -> dg.MaterializeResult:
+    """Build the cell's report from its latest verdicts and its proven capture, and store it."""
+    cell = cell_of(context, audit)
+    results = audit.results(artifacts)
+    # A pointer that cannot be proven is not the cell's capture: the report says why.
+    pointer = read_pointer(audit, cell, artifacts, context.resources.capture_cache)
+    verdicts = {d.name: read_result(results, d, cell) for d in audit.verdicts}
+    findings = {
+        d.name: d.finding(verdict)
+        for d in audit.verdicts
+        if (verdict := verdicts[d.name]) is not None and not isinstance(verdict, NotApplicable)
+    }
+    # A diagnostic's result model is a verdict: it carries its certification, its reason,
+    # the capture it was computed on and its anchor use (the plug-in interface).
+    claims = cast(Mapping[str, Verdict | NotApplicable | None], verdicts)
+    report = build_audit_report(
+        str(cell), pointer.manifest, claims, findings, capture_problem=pointer.problem
+    )
+    uri = results.write(AUDIT_REPORT, cell, report)
+    return dg.MaterializeResult(metadata=report_metadata(report, uri))
+
+
+def _read_reports(
+    audit: Audit, artifacts: ArtifactStoreResource
+) -> tuple[list[AuditReport], list[AuditFailure]]:
+    """The audit's stored reports; one that cannot be read is a FAILED cell, not a lost one."""
+    results = audit.results(artifacts)
+    prefix = f"{results.prefix}/{AUDIT_REPORT}"
+    reports, unreadable = [], []
+    for key in results.store.list_keys(prefix):
+        try:
+            reports.append(AuditReport.model_validate_json(results.store.read_bytes(key)))
+        except ValueError as error:  # pydantic's ValidationError is a ValueError
+            slug = key.removeprefix(f"{prefix}/").removesuffix(".json")
+            try:
+                cell = CellRef.from_slug(slug)
+            except DiagInputError:
+                continue  # not a report of ours: no cell to show it under
+            unreadable.append(
+                audit_failure(
+                    str(cell),
+                    audit.asset_name(AUDIT_REPORT),
+                    ValueError(
+                        f"the stored report {results.store.uri(key)} cannot be read "
+                        f"({type(error).__name__}); re-materialize audit_report for the cell."
+                    ),
+                    "-",
+                )
+            )
+    return reports, unreadable
 
 
 def audit_jobs(audit: Audit) -> list[Any]:

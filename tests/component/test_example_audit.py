@@ -71,7 +71,9 @@ def test_the_example_audits_real_candles_and_passes_its_gates(storage):
         )
         table = materialized_metadata(summary, "btc_eth/audit_summary")["summary"]
         assert "importance_stability" in table.splitlines()[2]
-        assert "| binance/BTCUSDT/fold-2 | CERTIFIED | yes |" in table
+        assert "| binance/BTCUSDT/fold-2 | CERTIFIED |" in table
+        # The other registered cells are rows too, never audited.
+        assert "| binance/ETHUSDT/fold-2 | NOT_AUDITED |" in table
 
         gates = location.resolve_job_def("btc_eth__phase0_gates").execute_in_process(
             instance=instance

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from diag_assets.core.audit.report import build_audit_report, summarize
+from diag_assets.core.audit.report import build_audit_report
+from diag_assets.core.audit.summary import summarize
 from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.diagnostics.anchor import run_anchor
 from diag_assets.core.diagnostics.builtins import BUILT_IN_NAMES
@@ -187,7 +188,7 @@ def test_a_report_on_a_single_fit_capture_names_single_fit_not_the_anchor_skip(s
     report = build_audit_report("cell", single.manifest, {"s23": on_single["s23"]})
     assert report.certification is DOWNGRADED
     first_line = report.markdown.splitlines()[0]
-    assert first_line.startswith("**DOWNGRADED**") and "single_fit" in first_line
+    assert first_line.startswith("**audit DOWNGRADED** (single_fit capture)")
     assert "anchor" not in report.headline
     assert report.reasons == [SINGLE_FIT_CAPTURE]
 
@@ -198,14 +199,15 @@ def test_a_report_on_a_single_fit_capture_with_the_anchor_skipped_names_both(sin
     assert "single_fit" in report.headline and ANCHOR_SKIP in report.headline
     assert "s40 ran without it" in report.headline
     summary = summarize([report])
-    assert summary.downgraded == 1 and summary.complete == 0
+    assert summary.counts["DOWNGRADED"] == 1 and summary.complete == 0
     assert "single_fit" in summary.rows[0]["why"] and ANCHOR_SKIP in summary.rows[0]["why"]
 
 
 def test_a_report_with_the_anchor_skipped_names_the_anchor_skip(full, light):
     report = build_audit_report("cell", full.manifest, light)
     assert report.certification is DOWNGRADED
-    assert report.headline.startswith("**DOWNGRADED** - s22a1 anchor skipped")
+    assert report.headline.startswith("**audit DOWNGRADED** (anchor skipped), no findings.")
+    assert ANCHOR_SKIP in report.headline
     assert "s40 and s27 ran without it" in report.headline
     assert "single_fit" not in report.headline
     assert "NOT complete" in report.headline
@@ -220,9 +222,9 @@ def test_a_complete_audit_is_certified_and_says_the_anchor_cross_reference_ran(f
     }
     report = build_audit_report("cell", full.manifest, verdicts)
     assert report.certification is CERTIFIED and report.reasons == []
-    assert report.headline.startswith("**CERTIFIED**")
+    assert report.headline.startswith("**audit complete (CERTIFIED)**")
     assert "anchor cross-reference ran" in report.headline
-    assert summarize([report]).rows[0]["complete"] == "yes"
+    assert summarize([report]).rows[0]["status"] == "CERTIFIED"
 
 
 def test_a_report_with_a_missing_input_or_a_stale_verdict_is_inconclusive_and_names_it(full, light):
@@ -230,6 +232,9 @@ def test_a_report_with_a_missing_input_or_a_stale_verdict_is_inconclusive_and_na
     stale = light["s23"].model_copy(update={"capture_content_hash": "0" * 32})
     report = build_audit_report("cell", full.manifest, {"s40": gone, "s23": stale, "s22a2": None})
     assert report.certification is INCONCLUSIVE
-    assert report.headline.startswith("**INCONCLUSIVE_TOOLING** - an input was missing")
+    assert report.headline.startswith(
+        "**audit INCONCLUSIVE_TOOLING** (input missing or unverifiable)"
+    )
+    assert "an input was missing" in report.headline
     for why in (PROBLEM, "s23 was computed on another capture", "s22a2 did not run"):
         assert why in report.headline

@@ -1,16 +1,18 @@
-"""Audit reports: what a person reads about a cell, and about many cells at once.
+"""Audit reports: what a person reads about a cell.
 
-A report's certification is the weakest of its verdicts (INCONCLUSIVE_TOOLING < DOWNGRADED <
-CERTIFIED); a verdict that never ran, or that was computed on another capture than the
-cell's current one, counts as INCONCLUSIVE_TOOLING. The reason is worded by
-:func:`~diag_assets.core.diagnostics.certification.certify` from the cell's facts: the
-capture's mode, the verdicts that went without the s22a1 anchor, the inputs that were missing.
-The report's Markdown opens with the certification and that reason, so a downgraded audit
-reads as downgraded in its first line and says why (a single_fit capture, the anchor skipped,
-or both); the summary counts only CERTIFIED cells as complete.
+A report answers two questions and shows both in its first line. Its certification says
+whether the audit ran in full on verified inputs: the weakest of its verdicts
+(INCONCLUSIVE_TOOLING < DOWNGRADED < CERTIFIED); a verdict that never ran, or that was
+computed on another capture than the cell's current one, counts as INCONCLUSIVE_TOOLING. The
+reason is worded by :func:`~diag_assets.core.diagnostics.certification.certify` from the
+cell's facts: the capture's mode, the verdicts that went without the s22a1 anchor, the inputs
+that were missing. Its findings say what the audit found, in the fixed vocabulary of
+:mod:`~diag_assets.core.diagnostics.findings` (NO_SIGNAL, DATA_GAP, ...), so a CERTIFIED
+cell with no signal reads "audit complete (CERTIFIED), 1 finding: NO_SIGNAL", never just
+"complete". Summaries of many cells are built in :mod:`diag_assets.core.audit.summary`.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -18,7 +20,9 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from diag_assets.core.capture.manifest import CaptureManifest
+from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.diagnostics.certification import AnchorUse, Certification, certify
+from diag_assets.core.diagnostics.findings import Finding, merged
 from diag_assets.core.diagnostics.plugin import NOT_APPLICABLE, NotApplicable
 
 CERTIFICATION_ORDER = {
@@ -40,9 +44,26 @@ class DiagnosticLine(BaseModel):
     stale: bool = False
     applicable: bool = True
 
+    @property
+    def claim(self) -> str:
+        """What the line claims: its certification, NOT_APPLICABLE, or ``-`` (nothing)."""
+        if not self.applicable:
+            return NOT_APPLICABLE
+        return self.certification.value if self.certification else "-"
+
+
+class ReportFinding(BaseModel):
+    """One finding of a cell's audit, with every diagnostic that reported it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    detail: str
+    diagnostics: list[str]
+
 
 class AuditReport(BaseModel):
-    """A cell's audit, ready to read."""
+    """A cell's audit, ready to read: certification, findings, and a line per diagnostic."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -50,24 +71,16 @@ class AuditReport(BaseModel):
     certification: Certification
     headline: str
     reasons: list[str] = []
+    findings: list[ReportFinding] = []
     capture_content_hash: str | None
     diagnostics: list[DiagnosticLine]
     markdown: str
     generated_at: str
 
-
-class AuditSummary(BaseModel):
-    """Many cells' audits: counts by certification and one row per cell."""
-
-    model_config = ConfigDict(frozen=True)
-
-    cells: int
-    complete: int
-    certified: int
-    downgraded: int
-    inconclusive: int
-    rows: list[dict[str, str]]
-    markdown: str
+    @property
+    def finding_codes(self) -> list[str]:
+        """The codes of the findings, each once, in report order."""
+        return list(dict.fromkeys(finding.code for finding in self.findings))
 
 
 def weakest(certifications: list[Certification]) -> Certification:
@@ -81,6 +94,7 @@ class Verdict(Protocol):
     certification: Certification
     certification_reason: str
     capture_content_hash: str
+    findings: list[Finding]
 
     @property
     def anchor_use(self) -> AnchorUse:
@@ -97,6 +111,7 @@ class _CellFacts:
     problems: list[str] = field(default_factory=list)
     anchor_used_by: list[str] = field(default_factory=list)
     anchor_skipped_by: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def anchor(self) -> AnchorUse:
@@ -147,6 +162,7 @@ def _gather(
             facts.problems.append(f"{name} was computed on another capture.")
             continue
         facts.claims[name] = (certification, verdict.certification_reason)
+        facts.findings.extend(verdict.findings)
         if certification is Certification.INCONCLUSIVE_TOOLING:
             facts.problems.append(f"{name}: {verdict.certification_reason}")
         if verdict.anchor_use is AnchorUse.SKIPPED:
@@ -185,6 +201,7 @@ def build_audit_report(
         without_anchor=f"{' and '.join(facts.anchor_skipped_by)} ran without it",
     )
     certification, reason, reasons = decision.certification, decision.reason, list(decision.causes)
+    labels = _cause_labels(facts, manifest)
     claimed = weakest([certification, *(claim for claim, _ in facts.claims.values())])
     if claimed is not certification:
         # A stored verdict claims less than the cell's facts explain (one written by an older
@@ -194,18 +211,55 @@ def build_audit_report(
             f"{name}: {why}" for name, (claim, why) in facts.claims.items() if claim is claimed
         ]
         reason = " ".join(reasons)
-    tail = "" if certification is Certification.CERTIFIED else " This audit is NOT complete."
-    headline = f"**{certification.value}** - {reason}{tail}"
+        labels = [", ".join(name for name, (c, _) in facts.claims.items() if c is claimed)]
+    found = [
+        ReportFinding(code=finding.code, detail=finding.detail, diagnostics=names)
+        for finding, names in merged(facts.findings)
+    ]
+    headline = _headline(certification, labels, found, reason)
     return AuditReport(
         cell_ref=cell_ref,
         certification=certification,
         headline=headline,
         reasons=reasons,
+        findings=found,
         capture_content_hash=current,
         diagnostics=facts.lines,
-        markdown=_markdown(cell_ref, headline, manifest, facts.lines, capture_problem),
+        markdown=_markdown(cell_ref, headline, manifest, facts.lines, found, capture_problem),
         generated_at=datetime.now(UTC).isoformat(),
     )
+
+
+def _cause_labels(facts: _CellFacts, manifest: CaptureManifest | None) -> list[str]:
+    """What keeps the audit from CERTIFIED, in a few words each (the headline's parenthesis)."""
+    if manifest is None or facts.problems:
+        return ["input missing or unverifiable"]  # nothing else matters (certify's rule)
+    labels = []
+    if facts.anchor is AnchorUse.SKIPPED:
+        labels.append("anchor skipped")
+    if manifest.mode is CaptureMode.SINGLE_FIT:
+        labels.append("single_fit capture")
+    return labels
+
+
+def _headline(
+    certification: Certification, labels: list[str], found: list[ReportFinding], reason: str
+) -> str:
+    """``audit complete (CERTIFIED), 2 findings: NO_SIGNAL, DATA_GAP. <reason>``.
+
+    Certification and findings, in that order, in every headline: a complete audit is never
+    shown without what it found, and an incomplete one says so before anything else.
+    """
+    codes = list(dict.fromkeys(finding.code for finding in found))
+    findings = (
+        f"{len(codes)} finding{'s' if len(codes) != 1 else ''}: {', '.join(codes)}"
+        if codes
+        else "no findings"
+    )
+    if certification is Certification.CERTIFIED:
+        return f"**audit complete (CERTIFIED)**, {findings}. {reason}"
+    why = f" ({', '.join(labels)})" if labels else ""
+    return f"**audit {certification.value}**{why}, {findings}. This audit is NOT complete: {reason}"
 
 
 def _markdown(
@@ -213,10 +267,18 @@ def _markdown(
     headline: str,
     manifest: CaptureManifest | None,
     lines: list[DiagnosticLine],
+    found: list[ReportFinding],
     capture_problem: str | None = None,
 ) -> str:
+    findings = (
+        "| finding | reported by | detail |\n|---|---|---|\n"
+        + "\n".join(f"| {f.code} | {', '.join(f.diagnostics)} | {f.detail} |" for f in found)
+        + "\n\n"
+        if found
+        else "No findings.\n\n"
+    )
     rows = "\n".join(
-        f"| {line.name} | {_claim(line)} | "
+        f"| {line.name} | {line.claim} | "
         f"{line.finding}{' (stale: computed on another capture)' if line.stale else ''} |"
         for line in lines
     )
@@ -229,64 +291,6 @@ def _markdown(
         else "no captured fold"
     )
     return (
-        f"{headline}\n\n# Audit of {cell_ref}\n\n{capture}\n\n"
+        f"{headline}\n\n# Audit of {cell_ref}\n\n{capture}\n\n{findings}"
         f"| diagnostic | certification | finding |\n|---|---|---|\n{rows}\n"
-    )
-
-
-def _claim(line: DiagnosticLine) -> str:
-    if not line.applicable:
-        return NOT_APPLICABLE
-    return line.certification.value if line.certification else "-"
-
-
-def _column(report: AuditReport, name: str) -> str:
-    line = next((line for line in report.diagnostics if line.name == name), None)
-    if line is None or not line.present:
-        return "not run"
-    return _claim(line)
-
-
-def summarize(reports: list[AuditReport], diagnostics: Sequence[str] = ()) -> AuditSummary:
-    """Counts by certification, each cell's reasons, and a column per diagnostic.
-
-    ``diagnostics`` name the columns (the audit's diagnostics, in order); each shows what
-    that diagnostic's verdict claims for the cell. Only CERTIFIED cells are complete.
-    """
-    by = {c: [r for r in reports if r.certification is c] for c in Certification}
-    rows = [
-        {
-            "cell_ref": r.cell_ref,
-            "certification": r.certification.value,
-            "complete": "yes" if r.certification is Certification.CERTIFIED else "NO",
-            **{name: _column(r, name) for name in diagnostics},
-            "headline": r.headline,
-            "why": " ".join(r.reasons) or "-",
-        }
-        for r in sorted(reports, key=lambda r: r.cell_ref)
-    ]
-    columns = "".join(f" {name} |" for name in diagnostics)
-    rule = "---|" * len(diagnostics)
-    table = "\n".join(
-        f"| {row['cell_ref']} | {row['certification']} | {row['complete']} |"
-        + "".join(f" {row[name]} |" for name in diagnostics)
-        + f" {row['why']} |"
-        for row in rows
-    )
-    certified = len(by[Certification.CERTIFIED])
-    downgraded = len(by[Certification.DOWNGRADED])
-    inconclusive = len(by[Certification.INCONCLUSIVE_TOOLING])
-    markdown = (
-        f"**{certified} of {len(reports)} cells complete (CERTIFIED)**; {downgraded} "
-        f"DOWNGRADED (not complete); {inconclusive} INCONCLUSIVE_TOOLING.\n\n"
-        f"| cell | certification | complete |{columns} why |\n|---|---|---|{rule}---|\n{table}\n"
-    )
-    return AuditSummary(
-        cells=len(reports),
-        complete=certified,
-        certified=certified,
-        downgraded=downgraded,
-        inconclusive=inconclusive,
-        rows=rows,
-        markdown=markdown,
     )

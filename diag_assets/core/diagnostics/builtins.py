@@ -16,16 +16,23 @@ from diag_assets.core.diagnostics.anchor import run_anchor
 from diag_assets.core.diagnostics.calibration import (
     CALIBRATION_TASKS,
     CalibrationSettings,
+    CalibrationStatus,
     S27Verdict,
     run_s27,
     s27_without_anchor,
 )
 from diag_assets.core.diagnostics.consumers import CaptureView, requirement_of
-from diag_assets.core.diagnostics.drift import DriftSettings, S23Verdict, run_s23
+from diag_assets.core.diagnostics.drift import DriftLevel, DriftSettings, S23Verdict, run_s23
+from diag_assets.core.diagnostics.findings import Finding, FindingCode
 from diag_assets.core.diagnostics.plugin import Diagnostic, register
 from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40
-from diag_assets.core.diagnostics.spread import S22a2Verdict, SpreadSettings, run_s22a2
-from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
+from diag_assets.core.diagnostics.spread import (
+    S22a2Verdict,
+    SpreadSettings,
+    SpreadStatus,
+    run_s22a2,
+)
+from diag_assets.core.diagnostics.verdicts import AnchorResult, CrossrefStatus, S40Verdict, Signal
 
 
 class AnchorSettings(BaseModel):
@@ -102,6 +109,33 @@ class SignalProbe(_BuiltIn):
         p_value = f", p={result.probe.p_value:.3f}" if result.probe else ""
         return f"{signal}{p_value}; crossref {result.s22a1_crossref_status.value}"
 
+    def findings(self, result: BaseModel) -> list[Finding]:
+        """NO_SIGNAL when the probe found none; ANCHOR_INCONSISTENT when the anchor disagrees."""
+        assert isinstance(result, S40Verdict)
+        found = []
+        if result.signal is Signal.NO_SIGNAL and result.probe is not None:
+            probe = result.probe
+            found.append(
+                Finding(
+                    code=FindingCode.NO_SIGNAL,
+                    diagnostic=self.name,
+                    detail=f"the probe's {probe.statistic} {probe.observed:.4f} does not beat "
+                    f"shuffled labels (p={probe.p_value:.3f} > alpha {probe.alpha:g}).",
+                )
+            )
+        if result.s22a1_crossref_status is CrossrefStatus.INCONSISTENT:
+            learns = (result.anchor_best_iter or 0) > 1
+            found.append(
+                Finding(
+                    code=FindingCode.ANCHOR_INCONSISTENT,
+                    diagnostic=self.name,
+                    detail=f"the anchor {'learns' if learns else 'does not learn'} "
+                    f"(best_iter={result.anchor_best_iter}) but the probe says "
+                    f"{result.signal.value if result.signal else 'nothing'}.",
+                )
+            )
+        return found
+
     def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
         """The probe's p-value and observed statistic."""
         assert isinstance(result, S40Verdict)
@@ -137,6 +171,20 @@ class Calibration(_BuiltIn):
             return s27_without_anchor(captured, settings)
         return run_s27(captured, settings, anchor=anchor)
 
+    def findings(self, result: BaseModel) -> list[Finding]:
+        """MISCALIBRATED when the anchor model's probabilities are not calibrated."""
+        assert isinstance(result, S27Verdict)
+        if result.calibration is not CalibrationStatus.MISCALIBRATED or result.figures is None:
+            return []
+        return [
+            Finding(
+                code=FindingCode.MISCALIBRATED,
+                diagnostic=self.name,
+                detail=f"expected calibration error {result.figures.ece:.4f} is above "
+                f"{result.settings.ece_threshold:g}.",
+            )
+        ]
+
     def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
         """Expected calibration error and Brier score."""
         assert isinstance(result, S27Verdict)
@@ -160,6 +208,21 @@ class TrialSpread(_BuiltIn):
         """Judge the trial log's spread."""
         return run_s22a2(captured, settings)
 
+    def findings(self, result: BaseModel) -> list[Finding]:
+        """BEST_TRIAL_NOT_DISTINCT when the best trial is within the spread of the others."""
+        assert isinstance(result, S22a2Verdict)
+        figures = result.figures
+        if result.status is not SpreadStatus.WITHIN_SPREAD or figures is None:
+            return []
+        return [
+            Finding(
+                code=FindingCode.BEST_TRIAL_NOT_DISTINCT,
+                diagnostic=self.name,
+                detail=f"the best trial's robust z {figures.robust_z or 0.0:.2f} is below "
+                f"{result.settings.z_threshold:g}: the search did not find a distinct optimum.",
+            )
+        ]
+
     def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
         """The best trial's robust z."""
         assert isinstance(result, S22a2Verdict)
@@ -181,6 +244,21 @@ class AdversarialDrift(_BuiltIn):
     ) -> S23Verdict:
         """Fit the adversarial classifier."""
         return run_s23(captured, settings)
+
+    def findings(self, result: BaseModel) -> list[Finding]:
+        """TRAIN_VALIDATION_SHIFT when a classifier tells the two blocks apart (STRONG)."""
+        assert isinstance(result, S23Verdict)
+        if result.drift is not DriftLevel.STRONG:
+            return []
+        top = ", ".join(f.feature for f in result.figures.top_features[:3]) or "-"
+        return [
+            Finding(
+                code=FindingCode.TRAIN_VALIDATION_SHIFT,
+                diagnostic=self.name,
+                detail=f"adversarial AUC {result.figures.auc:.3f} >= "
+                f"{result.settings.strong_auc:g}; most separating: {top}.",
+            )
+        ]
 
     def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
         """The adversarial AUC."""

@@ -16,9 +16,12 @@ A diagnostic is a subclass of :class:`Diagnostic` that declares
 - ``settings_model`` (optional): its settings, given per audit in ``diagnostic_settings``;
 - ``tasks`` (optional): the recipe tasks it makes sense for; on another task it is not run
   and says :data:`NOT_APPLICABLE` instead;
-- ``description`` and ``kinds`` (optional): what the UI shows of its asset.
+- ``description`` and ``kinds`` (optional): what the UI shows of its asset;
+- ``finding_codes`` (optional): finding codes of its own beyond the built-in vocabulary of
+  :mod:`~diag_assets.core.diagnostics.findings`;
 
-and implements :meth:`Diagnostic.run`, which receives a
+and implements :meth:`Diagnostic.run`, and (optionally) :meth:`Diagnostic.findings`, what
+the result found in that vocabulary, which receives a
 :class:`~diag_assets.core.diagnostics.consumers.CaptureView` cut to its requirement (an
 ``xy_only`` diagnostic that touches the trial log raises). The built-in diagnostics (s22a1,
 s40, s27, s22a2, s23) are declared the same way in
@@ -33,12 +36,18 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.diagnostics.consumers import (
     DIAGNOSTIC_CAPTURE_REQUIREMENTS,
     CaptureRequirement,
     CaptureView,
     refuse_reduced_capture,
+)
+from diag_assets.core.diagnostics.findings import (
+    Finding,
+    check_codes,
+    valid_code,
 )
 from diag_assets.core.diagnostics.verdicts import AnchorResult, Verdict
 from diag_assets.core.errors import DiagInputError
@@ -89,6 +98,8 @@ class Diagnostic(ABC):
     description: ClassVar[str] = ""
     # What the UI badges its asset with (Dagster asset kinds), e.g. {"lightgbm"} if it fits.
     kinds: ClassVar[frozenset[str]] = frozenset()
+    # Finding codes of its own, beyond the built-in vocabulary (FindingCode).
+    finding_codes: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def run(self, view: CaptureView, settings: Any, anchor: AnchorResult | None) -> BaseModel:
@@ -122,6 +133,15 @@ class Diagnostic(ABC):
             if value is not None:
                 return str(value)
         return str(getattr(result, "certification_reason", ""))
+
+    def findings(self, result: BaseModel) -> list[Finding]:
+        """What the result found, in the audit's vocabulary; none by default.
+
+        Codes are the built-in :class:`~diag_assets.core.diagnostics.findings.FindingCode`
+        values or the class's ``finding_codes``. The harness adds the fold's data gaps
+        (``DATA_GAP``) to every verdict itself.
+        """
+        return []
 
     def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
         """The result's headline figures: shown in the UI and as columns of the summary."""
@@ -179,6 +199,13 @@ def check_declarations(cls: type) -> None:
         raise DiagInputError(
             f"Diagnostic {name!r} ({where}) has a settings_model that is not a pydantic model.",
             "set settings_model to a pydantic BaseModel subclass, or leave it out.",
+        )
+    codes = getattr(cls, "finding_codes", None)
+    if not isinstance(codes, frozenset) or not all(valid_code(code) for code in codes):
+        raise DiagInputError(
+            f"Diagnostic {name!r} ({where}) declares finding_codes {codes!r}.",
+            "set finding_codes to a frozenset of codes in upper case, digits and _ "
+            "(e.g. frozenset({'UNSTABLE_IMPORTANCE'})), or leave it out.",
         )
     tasks = getattr(cls, "tasks", None)
     if not tasks or not all(isinstance(task, TaskKind) for task in tasks):
@@ -273,4 +300,20 @@ def run_diagnostic(
             f"Diagnostic {diagnostic.name!r} returned {type(result).__name__}, not its "
             f"declared result model {diagnostic.result_model.__name__}."
         )
-    return result
+    if not isinstance(result, Verdict):
+        return result  # the anchor's result: an input of its readers, not a verdict
+    findings = verdict_findings(diagnostic, result, manifest)
+    return result.model_copy(update={"findings": findings})
+
+
+def verdict_findings(
+    diagnostic: Diagnostic, verdict: BaseModel, manifest: CaptureManifest
+) -> list[Finding]:
+    """The verdict's findings, checked against the audit's vocabulary.
+
+    Raises:
+        TypeError: the diagnostic reported a code outside the audit's vocabulary.
+    """
+    own = list(diagnostic.findings(verdict))
+    check_codes(own, diagnostic.finding_codes, who=diagnostic.name)
+    return own

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from diag_assets.core.diagnostics.certification import AnchorUse, Certification
+from diag_assets.core.diagnostics.findings import Finding
 from diag_assets.core.hashing.digests import hash_json
 
 FIGURE_DIGITS = 6
@@ -95,6 +96,7 @@ class Verdict(BaseModel):
     capture_key: str
     capture_content_hash: str
     elapsed_s: float
+    findings: list[Finding] = []
 
     def content_hash(self) -> str:
         """Hash of the reproducible fields (the wall-clock ``elapsed_s`` is left out)."""
