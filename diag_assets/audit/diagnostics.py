@@ -17,7 +17,6 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from diag_assets.audit.failures import recording_failure
 from diag_assets.audit.pointer import (
     load_captured_fold,
     load_proven,
@@ -261,8 +260,7 @@ def _anchor_step(audit: Audit) -> dg.AssetsDefinition:
         """The s22a1 anchor and the diagnostics that read it, under one skip decision."""
         artifacts: ArtifactStoreResource = context.resources.artifacts
         capture_cache: CaptureCacheResource = context.resources.capture_cache
-        with recording_failure(context, audit, artifacts, audit.name(ANCHOR_AND_CONSUMERS)):
-            yield from _run_anchor_step(context, audit, config, artifacts, capture_cache)
+        yield from _run_anchor_step(context, audit, config, artifacts, capture_cache)
 
     return anchor_and_consumers
 
@@ -331,13 +329,12 @@ def _standalone(audit: Audit, diagnostic: Diagnostic) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: SuiteRunConfig
     ) -> dg.MaterializeResult:
         artifacts: ArtifactStoreResource = context.resources.artifacts
-        with recording_failure(context, audit, artifacts, spec.key.to_user_string()):
-            cell = cell_of(context, audit)
-            captured = load_captured_fold(
-                audit, cell, artifacts, context.resources.capture_cache, spec.key.to_user_string()
-            )
-            result = run_diagnostic(diagnostic, captured, run_settings(audit, diagnostic, config))
-            return _result(context, audit, diagnostic, cell, result, artifacts, {})
+        cell = cell_of(context, audit)
+        captured = load_captured_fold(
+            audit, cell, artifacts, context.resources.capture_cache, spec.key.to_user_string()
+        )
+        result = run_diagnostic(diagnostic, captured, run_settings(audit, diagnostic, config))
+        return _result(context, audit, diagnostic, cell, result, artifacts, {})
 
     return diagnostic_asset_fn
 

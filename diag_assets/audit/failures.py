@@ -1,83 +1,99 @@
-"""A cell's failed audit step, recorded so the summary can count the cell (REFUSED, FAILED).
+"""The failed steps of an audit's cells, read from Dagster's run history.
 
-A step that stops on an error leaves no verdict and no report behind, so without a record the
-cell would simply vanish from the summary. :func:`recording_failure` wraps the body of each
-audit step: on an error it writes an :class:`~diag_assets.core.audit.summary.AuditFailure`
-for the cell (REFUSED when a cold capture was not approved, else FAILED with the error's
-first line) and re-raises, so the run fails exactly as before.
+A step that stops on an error leaves no verdict and no report behind, so without it the cell
+would vanish from the summary. Dagster already keeps what the summary needs: each failed
+run, its partition (the cell) and the failed step's error with its chain. The summary reads
+them here instead of keeping a record of its own, so a refused or failed run writes nothing
+to the artifact store.
+
+A failure is REFUSED when a cold capture was not approved
+(:class:`~diag_assets.core.capture.outcomes.ColdCaptureRequiresOperator` in the error's
+chain), FAILED otherwise, with the first line of the error.
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dagster as dg
-from pydantic import ValidationError
+from dagster._core.storage.tags import PARTITION_NAME_TAG
+from dagster_shared.error import DagsterError, SerializableErrorInfo
 
 from diag_assets.component.audit import Audit
-from diag_assets.core.audit.summary import AuditFailure, CellStatus, audit_failure
-from diag_assets.core.cells import CellRef
+from diag_assets.core.audit.summary import AuditFailure, audit_failure
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.names import AUDIT_FAILURE
-from diag_assets.market.assets import market_data_of
 from diag_assets.partitions import cell_from_partition_key
-from resources.storage import ArtifactStoreResource
+
+# How many of the latest failed runs the summary reads: older failures of a cell have been
+# superseded by its later runs in all but the most neglected instance.
+FAILED_RUNS_READ = 2_000
 
 
-@contextmanager
-def recording_failure(
-    context: dg.AssetExecutionContext, audit: Audit, artifacts: ArtifactStoreResource, step: str
-) -> Iterator[None]:
-    """Record the cell's failure if the wrapped step raises, then let the error through.
+def _chain(error: SerializableErrorInfo | None) -> Iterator[SerializableErrorInfo]:
+    seen = 0
+    while error is not None and seen < 20:
+        yield error
+        error = error.cause or error.context
+        seen += 1
 
-    A partition that names no valid cell has no row to record under; nor is a failure to
-    write the record allowed to hide the step's own error (it is logged instead).
+
+def _message(error: SerializableErrorInfo) -> str:
+    """The error's own message, without the ``module.Class: `` Dagster puts before it.
+
+    Dagster wraps an error raised in a step ("Error occurred while executing op ..."); the
+    first link of the chain that is not such a wrapper is the step's own error.
     """
-    try:
-        yield
-    except Exception as error:
-        try:
-            universe = market_data_of(context, audit).source().universe
-            cell = cell_from_partition_key(context.partition_key, universe)
-        except Exception:  # no cell, no row: the run's own error stands
-            raise error from None
-        failure = audit_failure(str(cell), step, error, context.run.run_id)
-        try:
-            audit.results(artifacts).write(AUDIT_FAILURE, cell, failure)
-        except Exception as unrecorded:  # the step's own error matters more
-            context.log.warning(f"{cell}: could not record the failed step ({unrecorded}).")
-        else:
-            context.log.info(f"{cell}: {failure.status.value} at {step}: {failure.error}")
-        raise
+    links = list(_chain(error))
+    own = [link for link in links if not (link.cls_name or "").startswith("Dagster")]
+    for link in own or links:
+        text = link.message.strip()
+        qualified, sep, rest = text.partition(": ")
+        if sep and qualified.rsplit(".", 1)[-1] == link.cls_name:
+            text = rest
+        if text:
+            return text
+    return error.cls_name or "unknown error"
 
 
-def read_failures(audit: Audit, artifacts: ArtifactStoreResource) -> list[AuditFailure]:
-    """Every recorded failure of the audit's cells.
+def _owned(audit: Audit, step_key: str) -> bool:
+    """Whether the step is one of the audit's ops (its ops are named with its prefix)."""
+    return not audit.prefix or step_key.startswith(f"{audit.prefix}__")
 
-    A record that cannot be read is not dropped: its cell is shown FAILED with what is wrong
-    with the record, since the summary cannot tell how its audit ended.
+
+def failed_steps(instance: dg.DagsterInstance, audit: Audit, universe: str) -> list[AuditFailure]:
+    """The failed steps of the audit's cells in the latest failed runs, oldest first.
+
+    Runs that name no cell of ``universe`` (a symbol's bars, the gates) and steps of other
+    audits are left out.
     """
-    results = audit.results(artifacts)
-    prefix = f"{results.prefix}/{AUDIT_FAILURE}/"
-    failures = []
-    for key in results.store.list_keys(prefix.rstrip("/")):
-        slug = key.removeprefix(prefix).removesuffix(".json")
+    records = instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]), limit=FAILED_RUNS_READ
+    )
+    failures: list[AuditFailure] = []
+    for record in reversed(records):
+        run = record.dagster_run
+        partition = run.tags.get(PARTITION_NAME_TAG)
+        if partition is None:
+            continue
         try:
-            cell = CellRef.from_slug(slug)
-        except DiagInputError:
-            continue  # not a record of ours: no cell to show it under
-        try:
-            failures.append(AuditFailure.model_validate_json(results.store.read_bytes(key)))
-        except (ValidationError, ValueError) as unreadable:
+            cell = cell_from_partition_key(partition, universe)
+        except (DiagInputError, DagsterError, KeyError, ValueError):
+            continue  # not a cell of this audit's universe
+        for event in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+            dagster_event = event.dagster_event
+            step = dagster_event.step_key if dagster_event else None
+            if dagster_event is None or step is None or not _owned(audit, step):
+                continue
+            error = dagster_event.step_failure_data.error
+            if error is None:
+                continue
             failures.append(
-                AuditFailure(
-                    cell_ref=str(cell),
-                    status=CellStatus.FAILED,
-                    step="(failure record)",
-                    error=f"the failure record {results.store.uri(key)} cannot be read "
-                    f"({type(unreadable).__name__}).",
-                    run_id="-",
-                    failed_at=datetime.now(UTC).isoformat(),
+                audit_failure(
+                    str(cell),
+                    step,
+                    _message(error),
+                    [link.cls_name or "" for link in _chain(error)],
+                    run_id=run.run_id,
+                    at=datetime.fromtimestamp(event.timestamp, UTC),
                 )
             )
     return failures

@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import BaseModel, ValidationError
 
 from diag_assets.audit.diagnostics import cell_of
-from diag_assets.audit.failures import read_failures, recording_failure
+from diag_assets.audit.failures import failed_steps
 from diag_assets.audit.pointer import read_pointer
 from diag_assets.component.audit import Audit
 from diag_assets.core.audit.report import AuditReport, Verdict, build_audit_report
@@ -78,8 +78,7 @@ def build_reports(audit: Audit) -> dg.Definitions:
         apply to the recipe's task is shown as NOT_APPLICABLE and claims nothing.
         """
         artifacts: ArtifactStoreResource = context.resources.artifacts
-        with recording_failure(context, audit, artifacts, audit.asset_name(AUDIT_REPORT)):
-            return _write_report(context, audit, artifacts)
+        return _write_report(context, audit, artifacts)
 
     @dg.asset(
         key=audit.key(AUDIT_SUMMARY),
@@ -108,7 +107,7 @@ def build_reports(audit: Audit) -> dg.Definitions:
             reports,
             [d.name for d in audit.verdicts],
             cells=cells,
-            failures=[*read_failures(audit, artifacts), *unreadable],
+            failures=[*failed_steps(context.instance, audit, universe), *unreadable],
         )
         return dg.MaterializeResult(
             metadata={
@@ -176,11 +175,9 @@ def _read_reports(
                 audit_failure(
                     str(cell),
                     audit.asset_name(AUDIT_REPORT),
-                    ValueError(
-                        f"the stored report {results.store.uri(key)} cannot be read "
-                        f"({type(error).__name__}); re-materialize audit_report for the cell."
-                    ),
-                    "-",
+                    f"the stored report {results.store.uri(key)} cannot be read "
+                    f"({type(error).__name__}); re-materialize audit_report for the cell.",
+                    run_id="-",
                 )
             )
     return reports, unreadable

@@ -8,7 +8,6 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from diag_assets.audit.failures import recording_failure
 from diag_assets.capture.modes import decide_mode, run_consumers
 from diag_assets.component.audit import Audit
 from diag_assets.core.audit import anchor_skip
@@ -207,8 +206,7 @@ def build_capture(audit: Audit) -> dg.Definitions:
     ) -> dg.MaterializeResult:
         artifacts: ArtifactStoreResource = context.resources.artifacts
         capture_cache: CaptureCacheResource = context.resources.capture_cache
-        with recording_failure(context, audit, artifacts, audit.asset_name(CAPTURED_FOLD)):
-            return capture_cell(context, audit, config, artifacts, capture_cache)
+        return capture_cell(context, audit, config, artifacts, capture_cache)
 
     return dg.Definitions(assets=[captured_fold])
 

@@ -18,8 +18,6 @@ S22A2_SPREAD = "s22a2_spread"
 S23_DRIFT = "s23_drift"
 AUDIT_REPORT = "audit_report"
 AUDIT_SUMMARY = "audit_summary"
-# Not an asset: where the harness records the last failed step of a cell's audit.
-AUDIT_FAILURE = "audit_failure"
 
 # The asset of each built-in diagnostic; a plug-in diagnostic's asset is named after it.
 DIAGNOSTIC_ASSETS = {

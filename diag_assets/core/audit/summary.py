@@ -51,31 +51,32 @@ class AuditFailure(BaseModel):
     failed_at: str
 
 
-def first_line(error: BaseException) -> str:
-    """The error's first line, clipped: what a summary row shows of it."""
-    text = str(error).strip() or type(error).__name__
-    return clipped(text.splitlines()[0], ERROR_LINE_CHARS)
+def first_line(text: str) -> str:
+    """The first line of an error message, clipped: what a summary row shows of it."""
+    lines = text.strip().splitlines()
+    return clipped(lines[0] if lines else "(no message)", ERROR_LINE_CHARS)
 
 
 def audit_failure(
-    cell_ref: str, step: str, error: BaseException, run_id: str, *, at: datetime | None = None
+    cell_ref: str,
+    step: str,
+    message: str,
+    error_classes: Iterable[str] = (),
+    *,
+    run_id: str,
+    at: datetime | None = None,
 ) -> AuditFailure:
     """The record of a failed step: REFUSED when a cold capture was not approved, else FAILED.
 
-    The refusal is found anywhere in the error's chain (the Dagster layer re-raises it as a
-    step failure that names the fix).
+    ``error_classes`` are the class names along the error's chain; the refusal is found
+    anywhere in it (the Dagster layer re-raises it as a step failure that names the fix).
     """
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    refused = any(isinstance(e, ColdCaptureRequiresOperator) for e in chain)
+    refused = ColdCaptureRequiresOperator.__name__ in set(error_classes)
     return AuditFailure(
         cell_ref=cell_ref,
         status=CellStatus.REFUSED if refused else CellStatus.FAILED,
         step=step,
-        error=first_line(error),
+        error=first_line(message),
         run_id=run_id,
         failed_at=(at or datetime.now(UTC)).isoformat(),
     )
