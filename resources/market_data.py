@@ -15,6 +15,8 @@ from diag_assets.core.market_data.sources import MarketDataSource
 from diag_assets.core.market_data.synthetic import DEFI_TOP5, SyntheticMarketData
 from diag_assets.core.plugins import load_plugin
 
+_FOLDS = FoldSpec()
+
 
 class MarketDataResource(dg.ConfigurableResource, ABC):
     """A universe of symbols with bars, and the walk-forward fold layout of its cells."""
@@ -24,6 +26,28 @@ class MarketDataResource(dg.ConfigurableResource, ABC):
     validation_bars: int = Field(default=1_440, description="Bars in each validation block.")
     purge_bars: int = Field(default=24, description="Bars dropped before each validation block.")
     label_horizon: int = Field(default=12, description="Bars the label looks ahead.")
+    first_validation: str = Field(
+        default="",
+        description="Cut folds in time: the date fold 0's validation starts (ISO 8601, UTC). "
+        "Needs validation_span, purge_span and min_train_span; the bar sizes are then unused.",
+    )
+    validation_span: str = Field(default="", description="Time layout: each validation block.")
+    purge_span: str = Field(default="", description="Time layout: time dropped before it.")
+    min_train_span: str = Field(default="", description="Time layout: fold 0's training time.")
+    gap_tolerance: str = Field(
+        default=_FOLDS.gap_tolerance,
+        description="A row whose feature window or label spans a longer gap is dropped.",
+    )
+    max_validation_gap: str = Field(
+        default=_FOLDS.max_validation_gap,
+        description="A fold whose validation block holds a longer gap is refused.",
+    )
+    max_gap_row_share: float = Field(
+        default=_FOLDS.max_gap_row_share,
+        ge=0,
+        le=1,
+        description="A fold that loses a larger share of its rows to gaps is refused.",
+    )
 
     def fold_spec(self) -> FoldSpec:
         """The fold layout as the core's :class:`FoldSpec` (validated there)."""
@@ -33,6 +57,13 @@ class MarketDataResource(dg.ConfigurableResource, ABC):
             validation_bars=self.validation_bars,
             purge_bars=self.purge_bars,
             label_horizon=self.label_horizon,
+            first_validation=self.first_validation,
+            validation_span=self.validation_span,
+            purge_span=self.purge_span,
+            min_train_span=self.min_train_span,
+            gap_tolerance=self.gap_tolerance,
+            max_validation_gap=self.max_validation_gap,
+            max_gap_row_share=self.max_gap_row_share,
         )
 
     @abstractmethod

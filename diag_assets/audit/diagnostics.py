@@ -42,7 +42,7 @@ from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.diagnostics.drift import DriftSettings
 from diag_assets.core.diagnostics.plugin import Diagnostic, NotApplicable, run_diagnostic
 from diag_assets.core.diagnostics.probe import ProbeSettings, inconclusive_s40
-from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
+from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict, Verdict
 from diag_assets.core.metadata import AnchorMetadata
 from diag_assets.core.names import (
     ANCHOR_AND_CONSUMERS,
@@ -200,8 +200,16 @@ def result_metadata(diagnostic: Diagnostic, result: BaseModel, uri: str) -> dict
             "verdict_uri": dg.MetadataValue.path(uri),
             VERDICT_KEY: dg.MetadataValue.json(result.model_dump(mode="json")),
         }
+    findings = (
+        {
+            # What the verdict found, beside its certification (codes; the details are in it).
+            "findings": dg.MetadataValue.json([f.code for f in result.findings])
+        }
+        if isinstance(result, Verdict)
+        else {}
+    )
     if isinstance(result, S40Verdict):
-        return verdict_metadata(result, uri)
+        return verdict_metadata(result, uri) | findings
     certification = getattr(result, "certification", None)
     metadata: dict[str, Any] = {}
     if certification is not None:
@@ -213,11 +221,15 @@ def result_metadata(diagnostic: Diagnostic, result: BaseModel, uri: str) -> dict
     elapsed = getattr(result, "elapsed_s", None)
     if elapsed is not None:
         metadata[ELAPSED_S_KEY] = dg.MetadataValue.float(float(elapsed))
-    return metadata | {
-        "capture_content_hash": str(getattr(result, "capture_content_hash", "")),
-        "verdict_uri": dg.MetadataValue.path(uri),
-        VERDICT_KEY: dg.MetadataValue.json(result.model_dump(mode="json")),
-    }
+    return (
+        metadata
+        | findings
+        | {
+            "capture_content_hash": str(getattr(result, "capture_content_hash", "")),
+            "verdict_uri": dg.MetadataValue.path(uri),
+            VERDICT_KEY: dg.MetadataValue.json(result.model_dump(mode="json")),
+        }
+    )
 
 
 def _diagnostic_spec(audit: Audit, diagnostic: Diagnostic, deps: list[dg.AssetKey]) -> dg.AssetSpec:

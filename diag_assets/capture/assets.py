@@ -123,6 +123,9 @@ def capture_metadata(manifest: CaptureManifest, uri: str) -> dict[str, Any]:
         "parity_check": dg.MetadataValue.null()
         if manifest.parity is None
         else dg.MetadataValue.json(manifest.parity.model_dump()),
+        # The gaps inside the fold's window and the rows they cost (every verdict lists them).
+        "gaps": dg.MetadataValue.json([gap.model_dump(mode="json") for gap in manifest.gaps]),
+        "gap_rows_dropped": dg.MetadataValue.int(manifest.gap_rows_dropped),
     }
 
 

@@ -32,9 +32,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diag_assets.component.audit import Audit, settings_for
+from diag_assets.core.capture.replay import recipe_lookback
 from diag_assets.core.diagnostics.builtins import BUILT_IN_NAMES
 from diag_assets.core.diagnostics.plugin import Diagnostic, resolve_diagnostic
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.folds import FoldSpec
 from diag_assets.core.plugins import RECIPES_GROUP, load_plugin
 from diag_assets.core.recipe.protocol import Recipe, TrialSettings
 from diag_assets.core.recipe.tasks import TaskKind
@@ -74,8 +76,15 @@ class MarketDataSettings(dg.Resolvable, dg.Model):
     )
 
 
+_FOLDS = FoldSpec()
+
+
 class FoldSettings(dg.Resolvable, dg.Model):
-    """The walk-forward fold layout of every symbol (sizes in bars)."""
+    """The walk-forward fold layout of every symbol, in bars or in time, and its gap limits.
+
+    The fields are those of the market data resource (and of the core's ``FoldSpec``, which
+    validates them and explains each).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -84,6 +93,13 @@ class FoldSettings(dg.Resolvable, dg.Model):
     validation_bars: int = Field(default=1_440, ge=1)
     purge_bars: int = Field(default=24, ge=0)
     label_horizon: int = Field(default=12, ge=1)
+    first_validation: str = Field(default="", description="Time layout: fold 0's validation start.")
+    validation_span: str = Field(default="", description="Time layout: each validation block.")
+    purge_span: str = Field(default="", description="Time layout: dropped before validation.")
+    min_train_span: str = Field(default="", description="Time layout: fold 0's training time.")
+    gap_tolerance: str = Field(default=_FOLDS.gap_tolerance)
+    max_validation_gap: str = Field(default=_FOLDS.max_validation_gap)
+    max_gap_row_share: float = Field(default=_FOLDS.max_gap_row_share, ge=0, le=1)
 
 
 class AuditComponent(dg.Component, dg.Resolvable, dg.Model):
@@ -156,7 +172,9 @@ class AuditComponent(dg.Component, dg.Resolvable, dg.Model):
                 description=self.description,
                 n_folds=self.folds.n_folds,
             )
-            return audit, self.market_data_resource(where)
+            market_data = self.market_data_resource(where)
+            market_data.fold_spec()  # a fold layout that does not validate fails the load
+            return audit, market_data
         except DiagInputError as error:
             place = f"{where / 'defs.yaml'}: " if where is not None else ""
             raise DiagInputError(f"{place}{error.problem}", error.fix) from error
@@ -248,7 +266,7 @@ def resolve_recipe(reference: str, params: dict[str, Any]) -> Recipe:
         )
     target = cast(Any, target)
     missing = [name for name in RECIPE_METHODS if not callable(getattr(target, name, None))]
-    for attribute in ("name", "version", "task"):
+    for attribute in ("name", "version", "task", "lookback_bars"):
         if not hasattr(target, attribute):
             missing.append(attribute)
     if missing:
@@ -256,7 +274,8 @@ def resolve_recipe(reference: str, params: dict[str, Any]) -> Recipe:
             f"The recipe {reference!r} ({target.__module__}.{target.__qualname__}) has no "
             f"{', '.join(missing)}.",
             "implement the Recipe protocol (diag_assets.core.recipe.protocol): name, version, "
-            "task, parameters(), prep(bars, fold) and run_trials(data, settings, observer).",
+            "task, lookback_bars, parameters(), prep(bars, fold) and "
+            "run_trials(data, settings, observer).",
         )
     try:
         TaskKind(target.task)
@@ -275,6 +294,7 @@ def resolve_recipe(reference: str, params: dict[str, Any]) -> Recipe:
             f"The recipe {reference!r} refuses recipe_params {params}: {error}",
             f"give the keyword arguments of {target.__qualname__}{signature}.",
         ) from error
+    recipe_lookback(recipe)  # an unusable lookback fails the load, not the first capture
     return recipe
 
 

@@ -65,8 +65,16 @@ def test_a_recipe_missing_a_method_or_declaring_an_unknown_task(project_dir):
                 def prep(self, bars, fold): ...
                 def parameters(self): return {}
 
+            class Vague:
+                name, version, task = "vague", "1", "binary"
+                lookback_bars = "a week"
+                def prep(self, bars, fold): ...
+                def run_trials(self, data, settings, observer=None): ...
+                def parameters(self): return {}
+
             class Ranking:
                 name, version, task = "ranking", "1", "ranking"
+                lookback_bars = 0
                 def prep(self, bars, fold): ...
                 def run_trials(self, data, settings, observer=None): ...
                 def parameters(self): return {}
@@ -74,10 +82,14 @@ def test_a_recipe_missing_a_method_or_declaring_an_unknown_task(project_dir):
         )
     )
     missing = load_error(project_dir, {"a": audit_yaml(extra="recipe: bad_recipes:NoTrials")})
-    assert "has no run_trials" in missing and "Recipe protocol" in missing
+    assert "has no run_trials, lookback_bars" in missing and "Recipe protocol" in missing
     (project_dir / "proj").rename(project_dir / "proj_old")
     task = load_error(project_dir, {"a": audit_yaml(extra="recipe: bad_recipes:Ranking")})
     assert "'ranking'" in task and "binary, multiclass, regression" in task
+    (project_dir / "proj_old").rename(project_dir / "proj_older")
+    (project_dir / "proj").rename(project_dir / "proj_old")
+    vague = load_error(project_dir, {"a": audit_yaml(extra="recipe: bad_recipes:Vague")})
+    assert "lookback_bars='a week'" in vague and "declare lookback_bars" in vague
 
 
 def test_recipe_params_the_recipe_refuses(project_dir):

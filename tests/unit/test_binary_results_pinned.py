@@ -5,7 +5,13 @@ once as it is, once with a leaked label feature so that the anchor learns for ma
 and once with its rows shuffled so that s23 sees exchangeable blocks. Every figure of the
 trial loop, s22a1, s40, s27 and s23 must keep the value it had: a change of these numbers
 is a change of every binary audit's result.
+
+The fold tolerates the synthetic history's short maintenance gaps (at most 8 hours), so no
+row is dropped for a gap: these figures pin the fits, and the gap policy is pinned in
+test_window_gaps.
 """
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -19,10 +25,11 @@ from diag_assets.core.diagnostics.calibration import run_s27
 from diag_assets.core.diagnostics.drift import run_s23
 from diag_assets.core.diagnostics.probe import judge_s40
 from diag_assets.core.recipe.prep import FoldData
-from tests.conftest import TINY_PROBE
+from tests.conftest import TINY_FOLDS, TINY_PROBE
 from tests.fixtures.captures import replay
 
 ABS = 1e-9
+GAPS_TOLERATED = replace(TINY_FOLDS, gap_tolerance="1D")
 
 
 def _with_x(captured: CapturedFold, x: pd.DataFrame, y: pd.DataFrame) -> CapturedFold:
@@ -32,7 +39,7 @@ def _with_x(captured: CapturedFold, x: pd.DataFrame, y: pd.DataFrame) -> Capture
 
 @pytest.fixture(scope="module")
 def plain(tiny_source) -> CapturedFold:
-    return replay(tiny_source, CaptureMode.FULL_REPLAY)
+    return replay(tiny_source, CaptureMode.FULL_REPLAY, fold_spec=GAPS_TOLERATED)
 
 
 @pytest.fixture(scope="module")

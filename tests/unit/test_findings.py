@@ -17,7 +17,7 @@ from diag_assets.core.diagnostics.calibration import CalibrationStatus, run_s27
 from diag_assets.core.diagnostics.certification import AnchorUse, Certification, certify
 from diag_assets.core.diagnostics.consumers import CaptureRequirement, CaptureView
 from diag_assets.core.diagnostics.drift import DriftLevel, run_s23
-from diag_assets.core.diagnostics.findings import Finding, FindingCode, merged
+from diag_assets.core.diagnostics.findings import Finding, FindingCode, gap_findings, merged
 from diag_assets.core.diagnostics.plugin import Diagnostic, check_declarations, run_diagnostic
 from diag_assets.core.diagnostics.probe import judge_s40
 from diag_assets.core.diagnostics.spread import SpreadStatus, run_s22a2
@@ -84,8 +84,13 @@ def test_the_harness_stamps_each_verdict_with_its_findings(full):
     probe = SignalProbe()
     verdict = run_diagnostic(probe, full, TINY_PROBE)
     assert isinstance(verdict, Verdict)
-    assert verdict.findings == probe.findings(verdict)
-    assert verdict.findings, "the tiny fold's probe finds something to report"
+    # The diagnostic's own findings, then the gaps of the fold's window (the synthetic
+    # history has a few short exchange gaps).
+    assert full.manifest.gaps
+    gaps = gap_findings(full.manifest, "s40")
+    assert [f.code for f in gaps] == ["DATA_GAP"]
+    assert verdict.findings == probe.findings(verdict) + gaps
+    assert full.manifest.gaps[0].last_before in gaps[0].detail
 
 
 class _Flagged(Verdict):

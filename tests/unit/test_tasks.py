@@ -129,10 +129,10 @@ def with_leak(captured: CapturedFold, noise: float) -> CapturedFold:
     return CapturedFold(data=fold, trial_log=captured.trial_log, manifest=captured.manifest)
 
 
-def with_pure_noise(captured: CapturedFold) -> CapturedFold:
+def with_pure_noise(captured: CapturedFold, seed: int = 1) -> CapturedFold:
     data = captured.data
     x = data.X.copy()
-    x[:] = np.random.default_rng(1).normal(size=x.shape).astype(np.float32)
+    x[:] = np.random.default_rng(seed).normal(size=x.shape).astype(np.float32)
     fold = FoldData(X=x, y=data.y, n_train=data.n_train, feature_names=tuple(x.columns))
     return CapturedFold(data=fold, trial_log=captured.trial_log, manifest=captured.manifest)
 
@@ -369,8 +369,11 @@ def test_the_probe_of_a_multiclass_capture_uses_the_macro_ovr_auc(multiclass):
     signal, figures = run_probe(with_leak(multiclass, noise=0.5), TINY_PROBE)
     assert figures.statistic == "auc_ovr_macro"
     assert signal is Signal.SIGNAL and figures.observed > 0.8
-    signal, figures = run_probe(with_pure_noise(multiclass), TINY_PROBE)
-    assert signal is Signal.NO_SIGNAL and 0.4 < figures.observed < 0.6
+    # Pure noise beats all four permutations one time in five by chance: over five draws of
+    # it, most are NO_SIGNAL and none looks learnable.
+    results = [run_probe(with_pure_noise(multiclass, seed), TINY_PROBE) for seed in range(1, 6)]
+    assert sum(signal is Signal.NO_SIGNAL for signal, _ in results) >= 3
+    assert all(0.4 < figures.observed < 0.6 for _, figures in results)
 
 
 def test_the_probe_refuses_a_multiclass_window_that_misses_a_class(multiclass):

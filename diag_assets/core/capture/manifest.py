@@ -4,10 +4,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.recipe.tasks import TaskKind
+from diag_assets.core.window_gaps import WindowGap
 
-# Version 2 added the capture modes and the replay trace; it is part of the capture key, so
-# a capture written under another schema is never served.
-MANIFEST_SCHEMA_VERSION = 2
+# Version 2 added the capture modes and the replay trace, version 3 the gaps of the fold's
+# window (and the rows they cost); it is part of the capture key, so a capture written under
+# another schema is never served.
+MANIFEST_SCHEMA_VERSION = 3
 X_FILE, Y_FILE, TRIAL_LOG_FILE, TRACE_FILE, MANIFEST_FILE = (
     "X.parquet",
     "y.parquet",
@@ -71,13 +73,16 @@ class CaptureManifest(BaseModel):
     # The recipe's task; manifests written before tasks existed are binary.
     task: TaskKind = TaskKind.BINARY
     config: CaptureConfig
-    fold_spec: dict[str, int]
+    fold_spec: dict[str, int | float | str]
     fold: dict[str, int]
     source: str
     source_version: str
     window_first: str
     window_last: str
     window_bars: int
+    # The gaps inside the window, and the rows they cost (see diag_assets.core.window_gaps).
+    gaps: list[WindowGap] = []
+    gap_rows_dropped: int = 0
     rows: int
     n_train: int
     feature_names: list[str]

@@ -24,6 +24,8 @@ and y when the capture is loaded. Any failure is a :class:`CaptureProofFailed`: 
 the capture stale and re-captures it (approved) or refuses (not approved), with this message.
 """
 
+from typing import Any, cast
+
 from diag_assets.core.capture.artifacts import CaptureVerificationError
 from diag_assets.core.capture.keys import capture_key, content_hash, request_key
 from diag_assets.core.capture.manifest import CaptureManifest
@@ -64,7 +66,7 @@ def _differs(what: str, claimed: object, actual: object, where: str) -> str | No
 def _recomputed_keys(manifest: CaptureManifest) -> tuple[str, str]:
     """``(capture_key, request_key)`` from the manifest's own fields."""
     cell = CellRef.parse(manifest.cell_ref)
-    fold_spec = FoldSpec(**manifest.fold_spec)
+    fold_spec = FoldSpec(**cast(dict[str, Any], manifest.fold_spec))
     version, config, libraries = manifest.recipe_version, manifest.config, manifest.libraries
     return (
         capture_key(cell, manifest.source_version, version, fold_spec, config, libraries=libraries),

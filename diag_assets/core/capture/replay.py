@@ -4,6 +4,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from diag_assets.core.capture.keys import (
@@ -16,13 +17,15 @@ from diag_assets.core.capture.manifest import CaptureManifest, ParityCheck
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
 from diag_assets.core.capture.trace import ReplayTrace, tracing
 from diag_assets.core.cells import CellRef
-from diag_assets.core.folds import Fold, FoldSpec, make_fold
+from diag_assets.core.errors import DiagInputError
+from diag_assets.core.folds import Fold, FoldSpec, cut_fold
 from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.core.market_data.sources import MarketDataSource
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.prep import FoldData
 from diag_assets.core.recipe.protocol import Recipe, TrialLog, TrialSettings
 from diag_assets.core.recipe.tasks import validate_labels
+from diag_assets.core.window_gaps import WindowGaps, apply_window_gaps, find_window_gaps
 
 
 class CaptureParityFailed(RuntimeError):
@@ -43,10 +46,15 @@ class CaptureParityFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class PreparedCell:
-    """A cell whose inputs passed every check, ready to replay; nothing has been trained."""
+    """A cell whose inputs passed every check, ready to replay; nothing has been trained.
+
+    ``fold`` carries the positions whose rows span a gap (``fold.excluded``); ``gaps`` says
+    which gaps they are and what they cost.
+    """
 
     cell: CellRef
     fold: Fold
+    gaps: WindowGaps
     fold_spec: FoldSpec
     window: pd.DataFrame
     source: str
@@ -84,12 +92,17 @@ def prepare_cell(
     """Check the cell against its source and cut its window; cheap, trains nothing.
 
     Raises:
-        DiagInputError: unknown universe or symbol, history too short for the fold, or bars
-            that fail validation (duplicate timestamps, all-NaN columns, ...).
+        DiagInputError: unknown universe or symbol, history too short for the fold, bars
+            that fail validation (duplicate timestamps, all-NaN columns, ...), or a fold the
+            gaps in its window refuse (:mod:`diag_assets.core.window_gaps`).
     """
     check_cell_universe(cell, source.universe)
+    lookback = recipe_lookback(recipe)
     bars = source.load(cell.symbol)
-    fold = make_fold(fold_spec, cell.fold, len(bars.frame), what=f"{cell.symbol} ({bars.source})")
+    what = f"{cell.symbol} ({bars.source})"
+    fold = cut_fold(fold_spec, cell.fold, bars.frame["date"], what=what)
+    gaps = find_window_gaps(bars.frame["date"], bars.timeframe, fold, fold_spec, lookback)
+    fold = apply_window_gaps(fold, gaps, fold_spec, what=what)
     window = bars.frame.iloc[: fold.window_end].reset_index(drop=True)
     source_version = canonical_hash(window).digest
     version = recipe_code_version(recipe)
@@ -97,6 +110,7 @@ def prepare_cell(
     return PreparedCell(
         cell=cell,
         fold=fold,
+        gaps=gaps,
         fold_spec=fold_spec,
         window=window,
         source=bars.source,
@@ -134,8 +148,7 @@ def replay_cell(
     trace: ReplayTrace | None = None
     if mode is CaptureMode.FULL_REPLAY:
         with tracing(recipe) as tracer:
-            data = recipe.prep(prepared.window, prepared.fold)
-            validate_labels(recipe.task, data.y, data.n_train)
+            data = _prep(prepared, recipe)
             prep_s = time.perf_counter() - started
             trial_log = recipe.run_trials(data, prepared.config.trials, tracer.trial_started)
         trace = tracer.trace(
@@ -145,8 +158,7 @@ def replay_cell(
             trial_log=trial_log,
         )
     else:
-        data = recipe.prep(prepared.window, prepared.fold)
-        validate_labels(recipe.task, data.y, data.n_train)
+        data = _prep(prepared, recipe)
         prep_s = time.perf_counter() - started
         if mode is CaptureMode.SINGLE_FIT:
             trial_log = recipe.run_trials(data, _one_trial(prepared.config.trials))
@@ -183,6 +195,8 @@ def replay_cell(
         window_first=prepared.window["date"].iloc[0].isoformat(),
         window_last=prepared.window["date"].iloc[-1].isoformat(),
         window_bars=len(prepared.window),
+        gaps=list(prepared.gaps.gaps),
+        gap_rows_dropped=prepared.gaps.rows_dropped,
         rows=len(data.X),
         n_train=data.n_train,
         feature_names=list(data.X.columns),
@@ -207,6 +221,67 @@ def replay_cell(
     return CapturedFold(data=data, trial_log=trial_log, manifest=manifest, trace=trace)
 
 
+def recipe_lookback(recipe: Recipe) -> int:
+    """How many bars before a row the recipe's features reach (``Recipe.lookback_bars``).
+
+    Raises:
+        DiagInputError: the recipe does not declare it as a whole number of bars.
+    """
+    lookback = getattr(recipe, "lookback_bars", None)
+    if isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 0:
+        raise DiagInputError(
+            f"The recipe {recipe.name!r} declares lookback_bars={lookback!r}: the harness "
+            "cannot tell which rows' features span a gap in the bars.",
+            "declare lookback_bars on the recipe class: the number of bars before a row that "
+            "its longest feature window reaches (0 if its features use the row's bar only).",
+        )
+    return lookback
+
+
+def _prep(prepared: PreparedCell, recipe: Recipe) -> FoldData:
+    """The recipe's prep of the cell, with its labels and its gap rows checked."""
+    data = recipe.prep(prepared.window, prepared.fold)
+    validate_labels(recipe.task, data.y, data.n_train)
+    _check_gap_rows(prepared, recipe, data)
+    return data
+
+
+def _check_gap_rows(prepared: PreparedCell, recipe: Recipe, data: FoldData) -> None:
+    """Prove the prep dropped every row the fold excludes for a gap.
+
+    Raises:
+        DiagInputError: the prep kept such a row, or its ``y`` has no ``open_time`` column
+            to tell which bar each row belongs to.
+    """
+    fold = prepared.fold
+    if not fold.excluded:
+        return
+    if "open_time" not in data.y.columns:
+        raise DiagInputError(
+            f"{prepared.cell}: the recipe {recipe.name!r} returned a y without open_time, so "
+            f"the harness cannot prove it dropped the {prepared.gaps.rows_dropped} rows that "
+            "span a gap in the bars.",
+            "give y an open_time column: the open time of the bar of each row.",
+        )
+    dates = pd.DatetimeIndex(prepared.window["date"])
+    opened = pd.DatetimeIndex(pd.to_datetime(data.y["open_time"], utc=True))
+    position = dates.searchsorted(opened)
+    inside = position < len(dates)
+    found = np.zeros(len(opened), dtype=bool)
+    found[inside] = dates[position[inside]] == opened[inside]
+    allowed = fold.row_allowed()
+    kept = np.flatnonzero(found & ~allowed[np.minimum(position, len(allowed) - 1)])
+    if kept.size:
+        first = opened[int(kept[0])].isoformat()
+        raise DiagInputError(
+            f"{prepared.cell}: the recipe {recipe.name!r} kept {kept.size} rows whose "
+            f"feature window or label spans a gap in the bars (first: {first}); nothing was "
+            "trained.",
+            "drop the rows the fold excludes in prep: keep a row only where "
+            "fold.row_allowed() is True (see diag_assets.core.window_gaps).",
+        )
+
+
 def _one_trial(settings: TrialSettings) -> TrialSettings:
     return settings.model_copy(update={"n_trials": 1})
 
@@ -228,8 +303,7 @@ def full_replay_parity(
             trial, (canonical_hash(data.X).digest, canonical_hash(data.y).digest, data.n_train)
         )
 
-    fresh = recipe.prep(prepared.window, prepared.fold)
-    validate_labels(recipe.task, fresh.y, fresh.n_train)
+    fresh = _prep(prepared, recipe)
     recipe.run_trials(fresh, _one_trial(prepared.config.trials), observe)
     seen_x, seen_y, seen_n_train = received.get(0, ("trial 0 never observed", "-", -1))
     return ParityCheck(

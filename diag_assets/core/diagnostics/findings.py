@@ -28,6 +28,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from diag_assets.core.capture.manifest import CaptureManifest
+
 FINDING_CODE_PATTERN = r"[A-Z][A-Z0-9_]{2,40}"
 _CODE = re.compile(FINDING_CODE_PATTERN)
 
@@ -86,3 +88,28 @@ def merged(findings: Iterable[Finding]) -> list[tuple[Finding, list[str]]]:
         if finding.diagnostic not in entry[1]:
             entry[1].append(finding.diagnostic)
     return list(seen.values())
+
+
+MAX_LISTED_GAPS = 5
+
+
+def gap_findings(manifest: CaptureManifest, diagnostic: str) -> list[Finding]:
+    """``DATA_GAP`` when the capture's window holds gaps, with their dates and row costs.
+
+    Every verdict on the capture lists them: a verdict is only as good as the bars it saw,
+    and a gap the fold layout tolerated still shortens the time its windows cover.
+    """
+    gaps = manifest.gaps
+    if not gaps:
+        return []
+    longest = sorted(gaps, key=lambda gap: -gap.missing_seconds)[:MAX_LISTED_GAPS]
+    listed = "; ".join(gap.describe() for gap in longest)
+    more = f"; and {len(gaps) - MAX_LISTED_GAPS} more" if len(gaps) > MAX_LISTED_GAPS else ""
+    return [
+        Finding(
+            code=FindingCode.DATA_GAP,
+            diagnostic=diagnostic,
+            detail=f"{len(gaps)} gap(s) in the fold's window, {manifest.gap_rows_dropped} "
+            f"row(s) dropped; longest first: {listed}{more}.",
+        )
+    ]

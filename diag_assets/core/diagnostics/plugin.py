@@ -47,6 +47,7 @@ from diag_assets.core.diagnostics.consumers import (
 from diag_assets.core.diagnostics.findings import (
     Finding,
     check_codes,
+    gap_findings,
     valid_code,
 )
 from diag_assets.core.diagnostics.verdicts import AnchorResult, Verdict
@@ -309,11 +310,11 @@ def run_diagnostic(
 def verdict_findings(
     diagnostic: Diagnostic, verdict: BaseModel, manifest: CaptureManifest
 ) -> list[Finding]:
-    """The verdict's findings, checked against the audit's vocabulary.
+    """The verdict's findings: the diagnostic's own, then the gaps of the fold's window.
 
     Raises:
         TypeError: the diagnostic reported a code outside the audit's vocabulary.
     """
     own = list(diagnostic.findings(verdict))
     check_codes(own, diagnostic.finding_codes, who=diagnostic.name)
-    return own
+    return own + gap_findings(manifest, diagnostic.name)

@@ -6,8 +6,9 @@ The label is the sign of the log return over ``label_horizon`` bars ahead, with 
 rows whose forward move is smaller than ``dead_zone_sigma`` x the recent volatility scaled to
 the horizon carry no usable direction and are dropped rather than labelled at random.
 
-Rolling windows count bars, not wall-clock time: a maintenance gap shortens the time a window
-covers. Gaps are reported by the market-data layer; prep does not fill them.
+Rolling windows count bars, not wall-clock time, so a row whose windows span a gap longer than
+the fold spec tolerates is dropped (the fold's ``row_allowed()``, from
+:mod:`diag_assets.core.window_gaps`); gaps are never filled.
 """
 
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from diag_assets.core.folds import Fold
 RETURN_HORIZONS = (1, 4, 12, 24, 72)
 VOLATILITY_WINDOWS = (24, 72, 168)
 VOLUME_WINDOW = 168
+# The longest window reaches back this many bars: vol_168 is the std of 168 one-bar returns,
+# the oldest of which starts 168 bars before the row.
+LOOKBACK_BARS = max(*RETURN_HORIZONS, *VOLATILITY_WINDOWS, VOLUME_WINDOW - 1)
 MIN_TRAIN_ROWS = 200
 MIN_VALIDATION_ROWS = 50
 
@@ -112,6 +116,7 @@ def prepare_fold(
         & np.isfinite(forward)
         & (np.abs(forward) > threshold)
         & (in_train | in_validation)
+        & fold.row_allowed()
     )
     keep = np.flatnonzero(usable)
     n_train = int(np.count_nonzero(in_train[keep]))

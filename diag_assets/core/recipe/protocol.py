@@ -86,7 +86,10 @@ class Recipe(Protocol):
     the recipe's package (:mod:`diag_assets.core.recipe.code_version`).
 
     ``prep`` must be deterministic: the same bars and fold give the same X/y. ``y`` has a
-    ``label`` column (0/1 for binary, 0..K-1 for multiclass, a float for regression).
+    ``label`` column (0/1 for binary, 0..K-1 for multiclass, a float for regression) and an
+    ``open_time`` column (the open time of each row's bar). ``lookback_bars`` says how far
+    back the features reach; prep keeps no row where ``fold.row_allowed()`` is False (its
+    feature window or label spans a gap), and the harness checks that it did.
     ``run_trials`` runs the seeded search and returns the trial log; its ``metric`` is the
     validation loss each trial minimised (lower is better).
     """
@@ -94,6 +97,9 @@ class Recipe(Protocol):
     name: str
     version: str
     task: TaskKind
+    # Bars before a row that its longest feature window reaches: a row is dropped when that
+    # window, or its label horizon, spans a gap in the bars (diag_assets.core.window_gaps).
+    lookback_bars: int
 
     def parameters(self) -> Mapping[str, Any]:
         """The parameters the recipe was built with; part of the capture key."""

@@ -12,7 +12,7 @@ import pandas as pd
 from diag_assets.core.folds import Fold
 from diag_assets.core.hashing.digests import combine_digests
 from diag_assets.core.hashing.table import canonical_hash
-from diag_assets.core.recipe.prep import FoldData, PrepSettings, prepare_fold
+from diag_assets.core.recipe.prep import LOOKBACK_BARS, FoldData, PrepSettings, prepare_fold
 from diag_assets.core.recipe.protocol import TrialLog, TrialObserver, TrialRecord, TrialSettings
 from diag_assets.core.recipe.tasks import TaskKind, task_spec
 from diag_assets.core.recipe.training import fit_booster
@@ -47,6 +47,7 @@ class ReferenceRecipe:
     name = "reference"
     version = "1"
     task = TaskKind.BINARY
+    lookback_bars = LOOKBACK_BARS
 
     def __init__(
         self, prep_settings: PrepSettings | None = None, *, dead_zone_sigma: float | None = None

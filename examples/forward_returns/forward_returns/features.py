@@ -27,6 +27,9 @@ FAST_VOLATILITY_WINDOW = 12
 SKEW_WINDOW = 72
 RANGE_WINDOW = 72
 VOLUME_WINDOWS = (12, 72)
+# The oldest bar a row's features read: skew_72 is over 72 one-bar returns, the oldest of
+# which starts 72 bars back.
+LOOKBACK_BARS = max(*MOMENTUM_HORIZONS, VOLATILITY_WINDOW, SKEW_WINDOW, RANGE_WINDOW - 1)
 
 FEATURE_NAMES = (
     *(f"mom_{h}" for h in MOMENTUM_HORIZONS),

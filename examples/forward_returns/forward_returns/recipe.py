@@ -22,7 +22,12 @@ from diag_assets.core.recipe.reference import xy_hash
 from diag_assets.core.recipe.tasks import TaskKind
 from diag_assets.core.recipe.training import fit_booster
 
-from forward_returns.features import FEATURE_NAMES, build_features, forward_log_return
+from forward_returns.features import (
+    FEATURE_NAMES,
+    LOOKBACK_BARS,
+    build_features,
+    forward_log_return,
+)
 
 METRIC = "l2"
 MAX_HORIZON = 168
@@ -55,6 +60,7 @@ class ForwardReturnsRecipe:
     name = "forward_returns"
     version = "1"
     task = TaskKind.REGRESSION
+    lookback_bars = LOOKBACK_BARS
 
     def __init__(
         self, *, horizon: int = 6, clip_sigma: float = 5.0, extra_columns: Sequence[str] = ()
@@ -120,7 +126,8 @@ class ForwardReturnsRecipe:
         """The fold's bars -> X (causal features) and y (clipped forward log return).
 
         Training rows are bars in ``[0, train_end)`` whose label ends before ``val_start``;
-        validation rows are bars in ``[val_start, val_end)``; warm-up rows are dropped.
+        validation rows are bars in ``[val_start, val_end)``; warm-up rows, and rows the fold
+        excludes for a gap in the bars (``fold.row_allowed()``), are dropped.
 
         Raises:
             DiagInputError: the bars do not cover the fold's window or lack an extra column,
@@ -138,6 +145,7 @@ class ForwardReturnsRecipe:
             features.notna().all(axis=1).to_numpy()
             & np.isfinite(forward)
             & (in_train | in_validation)
+            & fold.row_allowed()
         )
         keep = np.flatnonzero(usable)
         n_train = int(np.count_nonzero(in_train[keep]))
