@@ -7,8 +7,8 @@ same K folds. They get them through the capture cache, so the fixture set is cap
 reused: the first gate to run captures it (a cold capture, with the operator's approval
 tag), every later gate is served from the cache and needs no approval; only the warm-read
 gate's reproducibility leg, which replays folds cold on purpose, needs the approval again
-to pass. A full_replay
-capture keeps the trace of the replay that made it, which is what invariance and seam judge.
+to pass. A full_replay capture keeps the trace of the replay that made it, which is what
+invariance and seam judge.
 """
 
 from datetime import UTC, datetime
