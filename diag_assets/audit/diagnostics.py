@@ -26,6 +26,7 @@ from diag_assets.audit.pointer import (
 from diag_assets.capture.readers import declares_diagnostic
 from diag_assets.component.audit import Audit
 from diag_assets.core.audit.anchor_skip import SkipDecision, load_policy, resolve_skip_s22a1
+from diag_assets.core.capture.artifacts import CaptureVerificationError
 from diag_assets.core.capture.events import CaptureEvent
 from diag_assets.core.capture.manifest import X_FILE, CaptureManifest
 from diag_assets.core.capture.modes import CaptureMode
@@ -304,7 +305,7 @@ def _run_anchor_step(
     readers = [r for r in audit.anchor_readers if diagnostic_asset(r.name) in selected]
     if captured is None:
         yield from _inconclusive(
-            context, audit, cell, problem or "", readers, decision, manifest, artifacts
+            context, audit, cell, problem or "", readers, decision, manifest, artifacts, extra
         )
         return
 
@@ -413,18 +414,25 @@ def _announce_skip(
 ) -> dict[str, Any]:
     """Emit ``s40_s22a1_skipped``; returns the metadata the skipped run's verdicts carry.
 
-    The Parquet's hash is the one the verified load just recomputed and compared with the
-    manifest (a mismatch never gets this far), so it is recorded rather than hashed again.
-    Nothing here reads the anchor.
+    The skip path reads the captured Parquet in place of the anchor, so the stored X.parquet
+    is hashed again here and its digest compared with the manifest's: the metadata records
+    that check, also when the verified load refused the fold (then it reads False and the
+    verdicts are INCONCLUSIVE_TOOLING). A Parquet that is not in the store has no digest and
+    no such keys. Nothing here reads the anchor.
     """
     parquet: dict[str, Any] = {}
-    if manifest is not None and problem is None:
+    if manifest is not None and X_FILE in manifest.files:
         captures = artifacts.captures()
-        parquet = {
-            "parquet_uri": captures.store.uri(captures.file_key(manifest, X_FILE)),
-            "parquet_digest_recomputed": manifest.files[X_FILE].digest,
-            "parquet_digest_matches_manifest": True,
-        }
+        try:
+            stored = captures.stored_file(manifest, X_FILE)
+        except CaptureVerificationError:
+            stored = None
+        if stored is not None:
+            parquet = {
+                "parquet_uri": captures.store.uri(captures.file_key(manifest, X_FILE)),
+                "parquet_digest_recomputed": stored.digest,
+                "parquet_digest_matches_manifest": stored == manifest.files[X_FILE],
+            }
     event = CaptureEvent(
         name=S40_S22A1_SKIPPED,
         capture_key=manifest.capture_key if manifest else "",
@@ -446,8 +454,11 @@ def _announce_skip(
     return parquet | {S40_S22A1_SKIPPED: dg.MetadataValue.json(json.loads(event.to_json()))}
 
 
-def _inconclusive(context, audit, cell, reason, readers, decision, manifest, artifacts):
-    """No verified fold: s40 says INCONCLUSIVE_TOOLING; any other reader fails with why."""
+def _inconclusive(context, audit, cell, reason, readers, decision, manifest, artifacts, extra):
+    """No verified fold: s40 says INCONCLUSIVE_TOOLING; any other reader fails with why.
+
+    ``extra`` is the run's skip metadata, with the skip path's Parquet check when it ran.
+    """
     context.log.error(f"{cell}: {reason}")
     failed = []
     for reader in readers:
@@ -458,7 +469,7 @@ def _inconclusive(context, audit, cell, reason, readers, decision, manifest, art
             yield dg.MaterializeResult(
                 asset_key=audit.key(asset),
                 data_version=dg.DataVersion(verdict.content_hash()),
-                metadata=verdict_metadata(verdict, uri) | _skip_metadata(decision),
+                metadata=verdict_metadata(verdict, uri) | extra,
             )
         else:
             failed.append(reader.name)

@@ -5,8 +5,10 @@ release parity says whether the capture modes may make it the default, and the w
 gate is the capture cache's cold-to-warm check. All of them need full_replay captures of the
 same K folds. They get them through the capture cache, so the fixture set is captured once and
 reused: the first gate to run captures it (a cold capture, with the operator's approval
-tag), every later gate is served from the cache and needs no approval. A full_replay
-capture keeps the trace of the replay that made it, which is what invariance and seam judge.
+tag), every later gate is served from the cache and needs no approval; only the warm-read
+gate's reproducibility leg, which replays folds cold on purpose, needs the approval again
+to pass. A full_replay capture keeps the trace of the replay that made it, which is what
+invariance and seam judge.
 """
 
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.capture.trace import ReplayTrace
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40
+from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.records import (
     GateVerdict,
     SeamRecord,
@@ -49,6 +52,7 @@ from diag_assets.core.gates.warm_reads import (
     WARM_READ_LABEL,
     WarmRead,
     WarmReadDecision,
+    replay_cold,
     warm_read_gate,
 )
 from diag_assets.core.names import (
@@ -192,11 +196,32 @@ def _loaded(results: list[CaptureResult], artifacts: ArtifactStoreResource) -> l
 
 
 class WarmGateConfig(FixtureSetConfig):
-    """The fixture set and the warm leg's time budget."""
+    """The fixture set, the warm leg's time budget and how many folds are replayed cold."""
 
     warm_budget_s: float = Field(
         default=120.0, gt=0, description="Longest a warm read of a fixture fold may take."
     )
+    replay_folds: int = Field(
+        default=1,
+        ge=1,
+        description="Fixture folds (the first ones of the set) replayed cold and compared with "
+        "their cached capture, in a run approved for cold captures; at most the fixture "
+        "set's size. Each one retrains the fold.",
+    )
+
+    def replayed(self, cells: list[CellRef]) -> list[CellRef]:
+        """The fixture cells whose fold is replayed cold: the first ``replay_folds``.
+
+        Raises:
+            DiagInputError: ``replay_folds`` is larger than the fixture set.
+        """
+        if self.replay_folds > len(cells):
+            raise DiagInputError(
+                f"replay_folds is {self.replay_folds}, but the fixture set holds only "
+                f"{len(cells)} fold(s) ({', '.join(map(str, cells))}).",
+                f"set replay_folds to at most {len(cells)}, or add cells to cell_refs.",
+            )
+        return cells[: self.replay_folds]
 
 
 def _verified(result: CaptureResult, artifacts: ArtifactStoreResource) -> bool:
@@ -384,14 +409,19 @@ def build_fixture_gates(audit: Audit) -> dg.Definitions:
     def lever1_gate4_warm(
         context: dg.AssetExecutionContext, config: WarmGateConfig
     ) -> dg.MaterializeResult:
-        """Warm reads of the capture cache: each fixture fold, requested cold then warm, intact.
+        """Warm reads of the capture cache: each fixture fold served warm, intact and real.
 
         The first request captures the fold (with approval) or finds it already cached by
         another gate; the second must be a HIT within the budget, with the same content and X/y
-        that pass their canonical hashes on load.
+        that pass their canonical hashes on load. In a run approved for cold captures the first
+        replay_folds folds are also replayed cold and must reproduce their cached capture's
+        hashes; without approval the decision is INSUFFICIENT_DATA, never PASS.
         """
         artifacts: ArtifactStoreResource = context.resources.artifacts
         capture_cache: CaptureCacheResource = context.resources.capture_cache
+        approved = cold_capture_approved(context)
+        market_data = market_data_of(context, audit)
+        to_replay = {str(cell) for cell in config.replayed(config.cells(market_data))}
         first = fixture_captures(
             context, audit, config, capture_cache, CaptureMode.FULL_REPLAY, WARM_READ_LABEL
         )
@@ -411,14 +441,38 @@ def build_fixture_gates(audit: Audit) -> dg.Definitions:
             )
             for cold, hot in zip(first, warm, strict=True)
         ]
-        report = warm_read_gate(reads, budget_s=config.warm_budget_s)
+        replays = None
+        if approved:
+            replays = [
+                replay_cold(
+                    hot.manifest,
+                    market_data.source(),
+                    market_data.fold_spec(),
+                    audit.recipe,
+                    config.capture_config(CaptureMode.FULL_REPLAY),
+                )
+                for hot in warm
+                if hot.manifest.cell_ref in to_replay
+            ]
+            for replay in replays:
+                context.log.info(
+                    f"{WARM_READ_LABEL}: {replay.cell_ref} replayed cold in {replay.replay_s} s, "
+                    f"{len(replay.mismatches())} field(s) differ from its capture"
+                )
+        report = warm_read_gate(reads, replays, budget_s=config.warm_budget_s)
         verdict = GateVerdict(
             decision=report.decision.value,
             passed=report.decision is WarmReadDecision.PASS,
             markdown=report.markdown(),
         )
         uri = write_report(audit.store(artifacts), WARM_READ_GATE, verdict)
-        return gate_result(report, uri, **_fixture_metadata(first))
+        return gate_result(
+            report,
+            uri,
+            replayed_cells=dg.MetadataValue.json(report.replayed_cells()),
+            replays=dg.MetadataValue.json([r.model_dump(mode="json") for r in report.replays]),
+            **_fixture_metadata(first),
+        )
 
     release_parity_job = dg.define_asset_job(
         audit.name(RELEASE_PARITY_JOB),
@@ -434,7 +488,9 @@ def build_fixture_gates(audit: Audit) -> dg.Definitions:
         selection=[g_c4_invariance, g_c4b_seam, lever1_gate4_warm],
         description="The gates that replay the shared fixture set: trial invariance, the "
         "prep/train seam and the capture cache's warm reads. The first run needs the tag "
-        f"{ALLOW_COLD_CAPTURE_TAG}=true; later runs read the fixture set from the cache.",
+        f"{ALLOW_COLD_CAPTURE_TAG}=true; later runs read the fixture set from the cache, but "
+        "the warm-read gate passes only with the tag, which lets it replay folds cold "
+        "(INSUFFICIENT_DATA without).",
     )
 
     return dg.Definitions(

@@ -130,3 +130,19 @@ def test_absent_parquet_gives_inconclusive_tooling(resources, instance, captured
     s40 = _materializations(result)["s40_verdict"]
     assert s40["certification"] == "INCONCLUSIVE_TOOLING"
     assert "does not exist" in s40["certification_reason"]
+
+
+def test_a_changed_parquet_is_rehashed_and_recorded_as_not_matching(
+    resources, instance, captured, tmp_path
+):
+    (x_file,) = (tmp_path / "artifacts" / "captures").glob("*/*/X.parquet")
+    before = _materializations(_run(resources, instance, ["s40_verdict"], skip=True))
+    recorded = before["s40_verdict"]["parquet_digest_recomputed"]
+    x_file.write_bytes(x_file.read_bytes()[:-1] + b"\x00")  # same size, other bytes
+
+    s40 = _materializations(_run(resources, instance, ["s40_verdict"], skip=True))["s40_verdict"]
+    assert s40["parquet_digest_matches_manifest"] is False
+    assert s40["parquet_digest_recomputed"] != recorded
+    # The verified load refuses the same bytes, so the verdict cannot stand on them.
+    assert s40["certification"] == "INCONCLUSIVE_TOOLING"
+    assert "X.parquet does not match its manifest" in s40["certification_reason"]

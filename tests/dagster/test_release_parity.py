@@ -1,5 +1,7 @@
 """The capture modes through Dagster: the mode per run, the shared fixture set, release parity."""
 
+import re
+
 import dagster as dg
 import pytest
 
@@ -11,6 +13,8 @@ from diag_assets.core.capture.modes import CaptureMode
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.consumers import CaptureRequirement
 from diag_assets.core.gates.records import read_release_gate, read_seam
+from diag_assets.core.gates.warm_reads import REPLAYED_FIELDS
+from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 from diag_assets.core.storage.catalog.catalog import SqliteCatalog
 from diag_assets.definitions import build_definitions, defs
 from diag_assets.partitions import cell_partition_key
@@ -29,6 +33,7 @@ from tests.fixtures.audit import (
 )
 from tests.fixtures.no_seam_recipe import InLoopPrepRecipe
 from tests.fixtures.readers import drift_second_opinion, finetune_audit
+from tests.fixtures.recipes import DriftingPrepRecipe
 
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-2")
 KEY = cell_partition_key(CELL)
@@ -132,8 +137,70 @@ def test_gates_share_one_fixture_set_captured_once(resources, instance):
     record = read_release_gate(resources["artifacts"].blob_store())
     assert record is not None and record.passed and record.folds == 2
     assert read_seam(resources["artifacts"].blob_store()).seam
+    # Served warm, but without approval nothing is replayed cold: reproducibility unproven.
     warm = materialized_metadata(later, "lever1_gate4_warm")
-    assert warm["decision"] == "PASS" and warm["figures"]["cold_legs"] == 0
+    assert warm["decision"] == "INSUFFICIENT_DATA" and warm["figures"]["cold_legs"] == 0
+    assert warm["replayed_cells"] == [] and not warm["figures"]["replay_approved"]
+    assert f"{ALLOW_COLD_CAPTURE_TAG}=true" in warm["reasons"]
+
+
+def test_the_warm_read_gate_passes_only_when_a_cold_replay_reproduces_the_cache(
+    resources, instance
+):
+    first = _gates(resources, instance, ["lever1_gate4_warm"], tags=APPROVED)
+    warm = materialized_metadata(first, "lever1_gate4_warm")
+    assert warm["decision"] == "PASS", warm["reasons"]
+    assert warm["figures"]["cold_legs"] == 2 and warm["figures"]["replayed_folds"] == 1
+    (fold,) = warm["replayed_cells"]
+    assert fold == warm["fixture_captures"][0]["cell_ref"]
+    (replay,) = warm["replays"]
+    assert replay["replay_s"] > 0
+    assert [c["field"] for c in replay["comparisons"]] == list(REPLAYED_FIELDS)
+    assert all(c["cached"] == c["replayed"] for c in replay["comparisons"])
+    assert "| trial_log_hash |" in warm["report"]
+
+    # The same gate, the fixture set now cached, in a run without approval.
+    unapproved = _gates(resources, instance, ["lever1_gate4_warm"])
+    warm = materialized_metadata(unapproved, "lever1_gate4_warm")
+    assert warm["decision"] == "INSUFFICIENT_DATA" and warm["replayed_cells"] == []
+
+
+def test_the_warm_read_gate_fails_on_a_recipe_that_does_not_reproduce_its_capture(
+    resources, instance
+):
+    gates = assets_of(with_recipe(DriftingPrepRecipe()), "lever1_gate4_warm")
+    config = {**FIXTURES, "replay_folds": 2}
+    result = dg.materialize(
+        gates,
+        resources=resources,
+        instance=instance,
+        run_config={"ops": {"lever1_gate4_warm": {"config": config}}},
+        tags=APPROVED,
+    )
+    warm = materialized_metadata(result, "lever1_gate4_warm")
+    assert warm["decision"] == "FAIL" and len(warm["replayed_cells"]) == 2
+    for cell in warm["replayed_cells"]:
+        assert f"{cell}: the cold replay's x_hash is " in warm["reasons"]
+
+
+@pytest.mark.parametrize(
+    ("replay_folds", "message"),
+    [(3, "replay_folds is 3, but the fixture set holds only 2 fold(s)"), (0, "replay_folds")],
+)
+def test_the_warm_read_gate_refuses_a_replay_count_it_cannot_honour(
+    resources, instance, replay_folds, message
+):
+    config = {**FIXTURES, "replay_folds": replay_folds}
+    with pytest.raises(Exception, match=re.escape(message)):
+        dg.materialize(
+            GATES,
+            selection=["lever1_gate4_warm"],
+            resources=resources,
+            instance=instance,
+            run_config={"ops": {"lever1_gate4_warm": {"config": config}}},
+            tags=APPROVED,
+        )
+    assert _catalog(resources) == []  # refused before anything was captured
 
 
 def test_the_release_gate_blocks_when_invariance_fails(resources, instance, monkeypatch):

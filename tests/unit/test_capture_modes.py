@@ -38,7 +38,15 @@ from diag_assets.core.gates.release_parity import (
     compare_fold,
     release_parity_gate,
 )
-from diag_assets.core.gates.warm_reads import WarmRead, WarmReadDecision, warm_read_gate
+from diag_assets.core.gates.warm_reads import (
+    REPLAYED_FIELDS,
+    ColdReplay,
+    HashComparison,
+    WarmRead,
+    WarmReadDecision,
+    replay_cold,
+    warm_read_gate,
+)
 from diag_assets.core.recipe.code_version import recipe_code_version
 from diag_assets.core.recipe.reference import ReferenceRecipe
 from diag_assets.core.storage.blob import LocalBlobStore
@@ -435,16 +443,65 @@ def _read(**changes) -> WarmRead:
     return WarmRead(**(base | changes))
 
 
-def test_gate4_passes_on_intact_warm_reads_and_names_each_failure():
-    passed = warm_read_gate([_read(), _read(first_outcome="HIT")], budget_s=120)
+def _replay(cell_ref: str = str(CELL), **cached) -> ColdReplay:
+    fields = {"capture_key": "k", "x_hash": "x", "y_hash": "y", "trial_log_hash": "t"}
+    fields |= {"content_hash": "c", "n_train": 100}
+    comparisons = [
+        HashComparison(field=name, cached=cached.get(name, value), replayed=value)
+        for name, value in fields.items()
+    ]
+    return ColdReplay(cell_ref=cell_ref, capture_key="k", replay_s=3.0, comparisons=comparisons)
+
+
+def test_gate4_passes_on_intact_warm_reads_and_reproduced_replays_and_names_each_failure():
+    passed = warm_read_gate([_read(), _read(first_outcome="HIT")], [_replay()], budget_s=120)
     assert passed.decision is WarmReadDecision.PASS and passed.figures.cold_legs == 1
+    assert passed.replayed_cells() == [str(CELL)] and passed.figures.replay_s == 3.0
+    assert "| defi_top5/UNIUSDC/fold-3 | n_train | 100 | 100 | yes |" in passed.markdown()
     for changes, why in (
         ({"warm_outcome": "MISS"}, "not HIT"),
         ({"warm_s": 130.0}, "over 120"),
         ({"warm_content_hash": "def"}, "other content"),
         ({"verified_on_load": False}, "canonical hashes"),
     ):
-        report = warm_read_gate([_read(), _read(**changes)], budget_s=120)
-        assert report.decision is WarmReadDecision.FAIL
-        assert any(why in reason for reason in report.reasons)
-    assert warm_read_gate([], budget_s=120).decision is WarmReadDecision.FAIL
+        for replays in ([_replay()], None):  # a failed warm leg fails with or without approval
+            report = warm_read_gate([_read(), _read(**changes)], replays, budget_s=120)
+            assert report.decision is WarmReadDecision.FAIL
+            assert any(why in reason for reason in report.reasons)
+    assert warm_read_gate([], [_replay()], budget_s=120).decision is WarmReadDecision.FAIL
+
+
+@pytest.mark.parametrize("field", REPLAYED_FIELDS)
+def test_gate4_fails_naming_the_field_and_the_cell_a_cold_replay_did_not_reproduce(field):
+    cached = 99 if field == "n_train" else "0123456789abcdef-cached"
+    replays = [_replay(), _replay("defi_top5/UNIUSDC/fold-1", **{field: cached})]
+    report = warm_read_gate([_read()], replays, budget_s=120)
+    assert report.decision is WarmReadDecision.FAIL
+    (reason,) = report.reasons
+    assert reason.startswith(f"defi_top5/UNIUSDC/fold-1: the cold replay's {field} is ")
+    assert "| NO |" in report.markdown()
+
+
+def test_gate4_without_approval_is_insufficient_data_and_says_how_to_approve():
+    report = warm_read_gate([_read()], None, budget_s=120)
+    assert report.decision is WarmReadDecision.INSUFFICIENT_DATA
+    assert not report.figures.replay_approved and report.replayed_cells() == []
+    assert "Reproducibility is not proven" in report.reasons[0]
+    assert "diag/allow_cold_capture=true" in report.reasons[0]
+    # Approved yet nothing replayed proves nothing either.
+    assert warm_read_gate([_read()], [], budget_s=120).decision is WarmReadDecision.FAIL
+
+
+def test_a_cold_replay_reproduces_a_deterministic_capture_and_catches_a_drifting_prep(
+    tiny_source, full
+):
+    config = TINY_CAPTURE.with_mode(CaptureMode.FULL_REPLAY)
+    same = replay_cold(full.manifest, tiny_source, TINY_FOLDS, RECIPE, config)
+    assert same.cell_ref == str(CELL) and same.mismatches() == [] and same.replay_s > 0
+    assert [c.field for c in same.comparisons] == list(REPLAYED_FIELDS)
+
+    drifting = DriftingPrepRecipe()
+    cached = replay(tiny_source, CaptureMode.FULL_REPLAY, drifting)
+    differ = replay_cold(cached.manifest, tiny_source, TINY_FOLDS, drifting, config)
+    assert {"x_hash", "content_hash"} <= {c.field for c in differ.mismatches()}
+    assert "capture_key" not in {c.field for c in differ.mismatches()}  # same inputs

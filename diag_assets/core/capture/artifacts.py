@@ -219,19 +219,31 @@ class CaptureArtifacts:
                 f"of a {manifest.mode} capture."
             )
         for name, entry in manifest.files.items():
-            key = self.file_key(manifest, name)
-            try:
-                size, digest = self.store.digest(key)
-            except FileNotFoundError as missing:
-                raise CaptureVerificationError(
-                    f"Capture {manifest.capture_key} lists {name} but the file is missing."
-                ) from missing
-            if size != entry.bytes or digest != entry.digest:
+            stored = self.stored_file(manifest, name)
+            if stored != entry:
                 raise CaptureVerificationError(
                     f"Capture {manifest.capture_key}: {name} does not match its manifest "
-                    f"({size} bytes, digest {digest}; expected {entry.bytes} bytes, "
-                    f"digest {entry.digest}). Its bytes are not used."
+                    f"({stored.bytes} bytes, digest {stored.digest}; expected {entry.bytes} "
+                    f"bytes, digest {entry.digest}). Its bytes are not used."
                 )
+
+    def stored_file(self, manifest: CaptureManifest, name: str) -> FileEntry:
+        """The size and digest of one stored file of a capture, hashed now from the store.
+
+        The file is streamed through the hash, nothing is parsed; compare the result with
+        ``manifest.files[name]`` to know whether the stored bytes are the ones the manifest
+        vouches for (:meth:`verify` does so for every file).
+
+        Raises:
+            CaptureVerificationError: the file is missing from the store.
+        """
+        try:
+            size, digest = self.store.digest(self.file_key(manifest, name))
+        except FileNotFoundError as missing:
+            raise CaptureVerificationError(
+                f"Capture {manifest.capture_key} lists {name} but the file is missing."
+            ) from missing
+        return FileEntry(bytes=size, digest=digest)
 
     def delete(self, capture_key: str) -> int:
         """Remove a capture, manifest first so it is invisible before its data goes.
