@@ -3,7 +3,7 @@ import pytest
 
 from diag_assets.core.capture.replay import prepare_cell, replay_cell
 from diag_assets.core.cells import CellRef
-from diag_assets.core.diagnostics.anchor import run_anchor
+from diag_assets.core.diagnostics.anchor import ANCHOR_ROUNDS, run_anchor
 from diag_assets.core.diagnostics.certification import Certification
 from diag_assets.core.diagnostics.probe import judge_s40, roc_auc, run_probe
 from diag_assets.core.diagnostics.verdicts import CrossrefStatus, Signal
@@ -34,9 +34,21 @@ def test_roc_auc_matches_the_pairwise_definition():
 def test_anchor_refits_the_best_trial_reproducibly(captured):
     first, second = run_anchor(captured), run_anchor(captured)
     assert first.trial == captured.trial_log.best_trial.trial
-    assert first.n_rounds == 300 and 1 <= first.best_iter <= len(first.curve) <= 300
+    assert first.n_rounds == 300 and 1 <= first.best_iter <= len(first.curve) == 300
     assert first.content_hash() == second.content_hash()
     assert first.rows == len(captured.data.X)
+
+
+def test_anchor_fits_all_300_rounds_without_early_stopping(captured):
+    anchor = run_anchor(captured)
+    curve = np.asarray(anchor.curve)
+    # The tiny fold's loss is lowest in the first rounds and rises after: an early-stopped
+    # fit would end about 30 rounds past the minimum, well before round 300.
+    assert int(np.argmin(curve)) + 1 < 100
+    assert len(curve) == ANCHOR_ROUNDS == anchor.n_rounds == 300
+    assert anchor.best_iter == int(np.argmin(curve)) + 1
+    assert anchor.best_score == curve.min() == curve[anchor.best_iter - 1]
+    assert anchor.elapsed_s > 0
 
 
 def test_probe_finds_planted_signal_and_not_noise(captured):

@@ -45,7 +45,7 @@ class _BuiltIn(Diagnostic):
 
 
 class Anchor(_BuiltIn):
-    """s22a1: the best trial re-fitted on the captured fold (300 rounds, early stopping)."""
+    """s22a1: the best trial re-fitted on the captured fold (300 rounds, no early stopping)."""
 
     name = "s22a1"
     requirement = requirement_of("s22a1")  # as run_anchor registered it
@@ -54,8 +54,9 @@ class Anchor(_BuiltIn):
     reported = False
     settings_model = AnchorSettings
     description = (
-        "The best trial re-fitted on the captured fold (300 rounds, early stopping): "
-        "best_iter, curve, elapsed_s and rows. trial_dynamics."
+        "The best trial re-fitted on the captured fold for a fixed 300 rounds (no early "
+        "stopping): best_iter off the full validation curve, curve, elapsed_s of the 300 "
+        "rounds and rows. trial_dynamics."
     )
 
     def evaluate(
