@@ -86,8 +86,10 @@ class SignalProbe(_BuiltIn):
     kinds = frozenset({"lightgbm"})
     settings_model = ProbeSettings
     description = (
-        "Does X carry signal about y? A permutation probe (xy_only), cross-referenced with the "
-        "anchor; DOWNGRADED when the anchor was skipped or the capture is single_fit."
+        "Does X carry signal about y? A permutation probe (xy_only): up to 99 label "
+        "permutations, stopping early once the p-value is clearly above alpha "
+        "(Besag-Clifford); cross-referenced with the anchor; DOWNGRADED when the anchor was "
+        "skipped or the capture is single_fit."
     )
 
     def evaluate(
@@ -104,13 +106,18 @@ class SignalProbe(_BuiltIn):
         return f"{signal}{p_value}; crossref {result.s22a1_crossref_status.value}"
 
     def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
-        """The probe's p-value and observed statistic."""
+        """The probe's p-value, what it rests on and the observed statistic."""
         assert isinstance(result, S40Verdict)
         if result.probe is None:
             return {"signal": "NOT_RUN"}
         return {
             "signal": result.signal.value if result.signal else "NOT_RUN",
             "p_value": result.probe.p_value,
+            "p_value_resolution": result.probe.p_value_resolution,
+            "permutations_run": result.probe.permutations_run,
+            "max_permutations": result.probe.max_permutations,
+            "exceedances": result.probe.exceedances,
+            "stopped_early": result.probe.stopped_early,
             result.probe.statistic: result.probe.observed,
         }
 
