@@ -17,7 +17,7 @@ SERVICE_MARKERS = ("postgres", "s3")
 TINY_FOLDS = FoldSpec(n_folds=5, min_train_bars=1_500, validation_bars=300)
 TINY_BARS = 3_200
 TINY_CAPTURE = CaptureConfig(trials=TrialSettings(n_trials=2, max_rounds=40))
-TINY_PROBE = ProbeSettings(num_rounds=20, n_permutations=4, alpha=0.2)
+TINY_PROBE = ProbeSettings(num_rounds=20, max_permutations=4, alpha=0.2)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -42,7 +42,11 @@ from diag_assets.core.diagnostics.calibration import CalibrationSettings
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.diagnostics.drift import DriftSettings
 from diag_assets.core.diagnostics.plugin import Diagnostic, NotApplicable, run_diagnostic
-from diag_assets.core.diagnostics.probe import ProbeSettings, inconclusive_s40
+from diag_assets.core.diagnostics.probe import (
+    DEFAULT_MAX_PERMUTATIONS,
+    ProbeSettings,
+    inconclusive_s40,
+)
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict, Verdict
 from diag_assets.core.metadata import AnchorMetadata
 from diag_assets.core.names import (
@@ -65,7 +69,9 @@ from resources.storage import ArtifactStoreResource
 
 S40_S22A1_SKIPPED = "s40_s22a1_skipped"
 # 4: s23 deals its folds with scikit-learn, and the fits follow the recipe's task.
-DIAGNOSTICS_CODE_VERSION = "4"
+# 5: the s22a1 anchor fits a fixed 300 rounds without early stopping, and the s40 probe
+#    runs up to 99 permutations with sequential (Besag-Clifford) early stopping.
+DIAGNOSTICS_CODE_VERSION = "5"
 
 
 def cell_of(context: dg.AssetExecutionContext, audit: Audit) -> CellRef:
@@ -89,8 +95,12 @@ class AuditRunConfig(dg.Config):
     )
     num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
     num_rounds: int = Field(default=50, ge=1, le=1_000, description="Rounds per probe fit.")
-    n_permutations: int = Field(
-        default=19, ge=1, le=999, description="Label permutations behind the s40 p-value."
+    max_permutations: int = Field(
+        default=DEFAULT_MAX_PERMUTATIONS,
+        ge=1,
+        le=9_999,
+        description="Most label permutations behind the s40 p-value (a fold without signal "
+        "stops early); 1 / (max_permutations + 1) must not exceed alpha.",
     )
     alpha: float = Field(default=0.05, gt=0, lt=1, description="SIGNAL when p-value <= alpha.")
     seed: int = Field(default=0, ge=0, description="Seed of permutations and fits.")
@@ -103,7 +113,7 @@ class AuditRunConfig(dg.Config):
         """The s40 probe's settings."""
         return ProbeSettings(
             num_rounds=self.num_rounds,
-            n_permutations=self.n_permutations,
+            max_permutations=self.max_permutations,
             alpha=self.alpha,
             seed=self.seed,
             num_threads=self.num_threads,
@@ -145,7 +155,10 @@ def verdict_metadata(verdict: S40Verdict, uri: str) -> dict[str, Any]:
             f"observed_{name}": dg.MetadataValue.float(probe.observed),
             f"permutation_mean_{name}": dg.MetadataValue.float(probe.permutation_mean),
             f"permutation_max_{name}": dg.MetadataValue.float(probe.permutation_max),
-            "n_permutations": dg.MetadataValue.int(probe.n_permutations),
+            "permutations_run": dg.MetadataValue.int(probe.permutations_run),
+            "max_permutations": dg.MetadataValue.int(probe.max_permutations),
+            "p_value_resolution": dg.MetadataValue.float(probe.p_value_resolution),
+            "stopped_early": dg.MetadataValue.bool(probe.stopped_early),
         }
     return metadata | {
         ELAPSED_S_KEY: dg.MetadataValue.float(verdict.elapsed_s),

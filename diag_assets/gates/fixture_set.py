@@ -27,7 +27,7 @@ from diag_assets.core.capture.outcomes import CaptureResult, ColdCaptureRequires
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.capture.trace import ReplayTrace
 from diag_assets.core.cells import CellRef
-from diag_assets.core.diagnostics.probe import ProbeSettings, judge_s40
+from diag_assets.core.diagnostics.probe import DEFAULT_MAX_PERMUTATIONS, ProbeSettings, judge_s40
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.gates.records import (
     GateVerdict,
@@ -184,8 +184,12 @@ class ReleaseGateConfig(FixtureSetConfig):
     """The fixture set and the s40 probe both captures are judged with."""
 
     probe_rounds: int = Field(default=50, ge=1, le=1_000, description="Rounds per probe fit.")
-    n_permutations: int = Field(
-        default=19, ge=1, le=999, description="Label permutations behind the s40 p-value."
+    max_permutations: int = Field(
+        default=DEFAULT_MAX_PERMUTATIONS,
+        ge=1,
+        le=9_999,
+        description="Most label permutations behind the s40 p-value (a fold without signal "
+        "stops early).",
     )
     seed: int = Field(default=0, ge=0, description="Seed of the probe.")
 
@@ -357,7 +361,9 @@ def build_fixture_gates(audit: Audit) -> dg.Definitions:
             context, audit, config, capture_cache, CaptureMode.DATASET_ONLY, RELEASE_PARITY_LABEL
         )
         probe = ProbeSettings(
-            num_rounds=config.probe_rounds, n_permutations=config.n_permutations, seed=config.seed
+            num_rounds=config.probe_rounds,
+            max_permutations=config.max_permutations,
+            seed=config.seed,
         )
         folds = [
             compare_fold(f, r, judge_s40(f, None, probe), judge_s40(r, None, probe))

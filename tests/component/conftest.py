@@ -12,7 +12,7 @@ from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
 
 PROJECT = Path(__file__).resolve().parents[1] / "component_project"
 
-TINY_PROBE = {"num_rounds": 20, "n_permutations": 4, "alpha": 0.2}
+TINY_PROBE = {"num_rounds": 20, "max_permutations": 4, "alpha": 0.2}
 APPROVED = {ALLOW_COLD_CAPTURE_TAG: "true"}
 
 

@@ -13,7 +13,7 @@ KLINES = Path(__file__).resolve().parents[1] / "data" / "klines"
 TINY_RUN_CONFIG = {
     "ops": {
         "captured_fold": {"config": {"n_trials": 2, "max_rounds": 40}},
-        "anchor_and_consumers": {"config": {"num_rounds": 20, "n_permutations": 4, "alpha": 0.2}},
+        "anchor_and_consumers": {"config": {"num_rounds": 20, "max_permutations": 4, "alpha": 0.2}},
     }
 }
 

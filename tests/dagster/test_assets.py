@@ -17,7 +17,7 @@ from tests.fixtures.audit import anchor_and_consumers, captured_fold, market_bar
 CELL = CellRef.parse("defi_top5/UNIUSDC/fold-3")
 KEY = cell_partition_key(CELL)
 TINY_CAPTURE = CaptureRunConfig(n_trials=2, max_rounds=40)
-TINY_AUDIT = AuditRunConfig(num_rounds=20, n_permutations=4, alpha=0.2)
+TINY_AUDIT = AuditRunConfig(num_rounds=20, max_permutations=4, alpha=0.2)
 
 
 def test_partition_key_and_cell_ref_round_trip():

@@ -44,7 +44,7 @@ GATE_CONFIG = {
     "ops": {
         "g_c4_invariance": {"config": FIXTURES},
         "g_c4b_seam": {"config": FIXTURES},
-        "lever3_release_gate": {"config": {**FIXTURES, "probe_rounds": 20, "n_permutations": 4}},
+        "lever3_release_gate": {"config": {**FIXTURES, "probe_rounds": 20, "max_permutations": 19}},
         "lever1_gate4_warm": {"config": FIXTURES},
     }
 }
@@ -366,7 +366,7 @@ def test_a_failing_release_gate_fails_its_blocking_checks_and_records_the_failur
     one_fold = {**FIXTURES, "cell_refs": ["defi_top5/UNIUSDC/fold-1"]}
     config = {
         "g_c4b_seam": {"config": one_fold},
-        "lever3_release_gate": {"config": {**one_fold, "probe_rounds": 20, "n_permutations": 4}},
+        "lever3_release_gate": {"config": {**one_fold, "probe_rounds": 20, "max_permutations": 19}},
     }
     result = dg.materialize(
         GATES,

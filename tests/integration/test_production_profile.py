@@ -99,7 +99,7 @@ def test_the_shared_fixture_set_and_the_release_gate_on_postgres_and_s3(
                 "g_c4_invariance": {"config": fixtures},
                 "g_c4b_seam": {"config": fixtures},
                 "lever3_release_gate": {
-                    "config": {**fixtures, "probe_rounds": 20, "n_permutations": 4}
+                    "config": {**fixtures, "probe_rounds": 20, "max_permutations": 19}
                 },
             }
         },

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from diag_assets.core.recipe.training import fit_booster
+from diag_assets.core.recipe.training import fit_booster, relabelled_fits
 
 RNG = np.random.default_rng(1)
 X_TRAIN = RNG.normal(size=(3000, 8)).astype(np.float32)
@@ -35,3 +35,27 @@ def test_fits_are_reproducible_and_best_iter_is_the_curve_minimum():
     )
     assert first.curve == second.curve and first.best_iter == second.best_iter
     assert first.best_score == min(first.curve) == first.curve[first.best_iter - 1]
+
+
+def test_relabelled_fits_train_the_models_fit_booster_trains():
+    refit = relabelled_fits(PARAMS, X_TRAIN, Y_TRAIN, Y_VAL, num_rounds=40, num_threads=2)
+    permuted = np.random.default_rng(4).permutation(Y_TRAIN)
+    # The real labels, a permutation, then the real labels again: set_label swaps them fully.
+    for labels, seed in ((Y_TRAIN, 3), (permuted, 7), (Y_TRAIN, 3)):
+        fresh = fit_booster(
+            PARAMS,
+            X_TRAIN,
+            labels,
+            X_VAL,
+            Y_VAL,
+            num_rounds=40,
+            early_stopping_rounds=None,
+            num_threads=2,
+            seed=seed,
+            track_validation=False,
+        )
+        np.testing.assert_array_equal(
+            refit(labels, seed).predict(X_VAL), fresh.booster.predict(X_VAL)
+        )
+    real, shuffled = (np.asarray(refit(y, 3).predict(X_VAL)) for y in (Y_TRAIN, permuted))
+    assert not np.array_equal(real, shuffled)

@@ -52,7 +52,7 @@ class _BuiltIn(Diagnostic):
 
 
 class Anchor(_BuiltIn):
-    """s22a1: the best trial re-fitted on the captured fold (300 rounds, early stopping)."""
+    """s22a1: the best trial re-fitted on the captured fold (300 rounds, no early stopping)."""
 
     name = "s22a1"
     requirement = requirement_of("s22a1")  # as run_anchor registered it
@@ -61,8 +61,9 @@ class Anchor(_BuiltIn):
     reported = False
     settings_model = AnchorSettings
     description = (
-        "The best trial re-fitted on the captured fold (300 rounds, early stopping): "
-        "best_iter, curve, elapsed_s and rows. trial_dynamics."
+        "The best trial re-fitted on the captured fold for a fixed 300 rounds (no early "
+        "stopping): best_iter off the full validation curve, curve, elapsed_s of the 300 "
+        "rounds and rows. trial_dynamics."
     )
 
     def evaluate(
@@ -92,8 +93,10 @@ class SignalProbe(_BuiltIn):
     kinds = frozenset({"lightgbm"})
     settings_model = ProbeSettings
     description = (
-        "Does X carry signal about y? A permutation probe (xy_only), cross-referenced with the "
-        "anchor; DOWNGRADED when the anchor was skipped or the capture is single_fit."
+        "Does X carry signal about y? A permutation probe (xy_only): up to 99 label "
+        "permutations, stopping early once the p-value is clearly above alpha "
+        "(Besag-Clifford); cross-referenced with the anchor; DOWNGRADED when the anchor was "
+        "skipped or the capture is single_fit."
     )
 
     def evaluate(
@@ -137,13 +140,18 @@ class SignalProbe(_BuiltIn):
         return found
 
     def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
-        """The probe's p-value and observed statistic."""
+        """The probe's p-value, what it rests on and the observed statistic."""
         assert isinstance(result, S40Verdict)
         if result.probe is None:
             return {"signal": "NOT_RUN"}
         return {
             "signal": result.signal.value if result.signal else "NOT_RUN",
             "p_value": result.probe.p_value,
+            "p_value_resolution": result.probe.p_value_resolution,
+            "permutations_run": result.probe.permutations_run,
+            "max_permutations": result.probe.max_permutations,
+            "exceedances": result.probe.exceedances,
+            "stopped_early": result.probe.stopped_early,
             result.probe.statistic: result.probe.observed,
         }
 

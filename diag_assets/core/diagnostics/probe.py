@@ -5,14 +5,28 @@ reduced capture; its verdict cross-references the anchor when there is one. It n
 the recipe. It fits the capture's task and scores the validation predictions with that
 task's statistic, higher is better (:func:`probe_statistic`): ROC AUC for binary, macro
 one-vs-rest ROC AUC for multiclass, Spearman rank IC for regression.
+
+The p-value is a sequential Monte-Carlo one (Besag & Clifford 1991, "Sequential Monte Carlo
+p-values", Biometrika 78). The permutations run one at a time; an *exceedance* is a
+permutation whose statistic is at least the observed one. The probe stops as soon as the
+exceedances reach ``h`` (:attr:`ProbeSettings.stop_at_exceedances`), after ``l``
+permutations, with p-value ``h / l``; a probe that never reaches ``h`` runs all
+``max_permutations`` (``m``) and its p-value is ``(1 + exceedances) / (m + 1)``. Both are
+valid p-values. ``h = ceil(2 * alpha * m)``: a stopped probe's p-value ``h / l >= h / m`` is
+at least twice alpha, clearly NO_SIGNAL, and since ``h`` exceedances already put the full
+run's p-value above alpha, stopping never changes the verdict the full ``m`` permutations
+would give. A fold without signal beats about half its permutations, so it stops after about
+``2h`` (20 with the defaults); a fold with signal runs all ``m``, and one that beats every
+permutation gets the smallest p-value, ``1 / (m + 1)``.
 """
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.replay import CapturedFold
@@ -24,24 +38,38 @@ from diag_assets.core.diagnostics.verdicts import (
     ProbeFigures,
     S40Verdict,
     Signal,
+    rounded,
 )
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.recipe.tasks import TaskKind, num_classes, task_spec
-from diag_assets.core.recipe.training import fit_booster
+from diag_assets.core.recipe.training import relabelled_fits
 
 WITHOUT_ANCHOR = "the probe was not cross-referenced with the anchor"
 
 
+DEFAULT_MAX_PERMUTATIONS = 99
+"""With the default alpha 0.05, the smallest p-value ``1 / (99 + 1) = 0.01`` is alpha / 5."""
+
+
 class ProbeSettings(BaseModel):
-    """The s40 probe's small, fixed budget."""
+    """The s40 probe's small, fixed budget.
+
+    Refused: a ``max_permutations`` whose p-value resolution ``1 / (max_permutations + 1)``
+    is above ``alpha``, since no p-value could then reach alpha and the probe could never
+    say SIGNAL.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     num_rounds: int = Field(default=50, ge=1, le=1_000, description="Rounds per probe fit.")
     num_leaves: int = Field(default=15, ge=2, le=255, description="Leaves per probe tree.")
     learning_rate: float = Field(default=0.1, gt=0, le=1, description="Probe learning rate.")
-    n_permutations: int = Field(
-        default=19, ge=1, le=999, description="Label permutations for the p-value."
+    max_permutations: int = Field(
+        default=DEFAULT_MAX_PERMUTATIONS,
+        ge=1,
+        le=9_999,
+        description="Most label permutations behind the p-value; the smallest p-value is "
+        "1 / (max_permutations + 1). A fold without signal stops well before.",
     )
     alpha: float = Field(default=0.05, gt=0, lt=1, description="SIGNAL when p-value <= alpha.")
     seed: int = Field(default=0, ge=0, description="Seed of the permutations and fits.")
@@ -52,6 +80,34 @@ class ProbeSettings(BaseModel):
         description="The probe trains on at most this many of the most recent training rows, "
         "so its cost stays fixed however long the fold's history is.",
     )
+
+    @model_validator(mode="after")
+    def _resolution_reaches_alpha(self) -> "ProbeSettings":
+        if self.p_value_resolution > self.alpha:
+            needed = math.ceil(1 / self.alpha - 1 - 1e-9)
+            raise ValueError(
+                f"With max_permutations={self.max_permutations} the smallest p-value is "
+                f"1/{self.max_permutations + 1} = {self.p_value_resolution:.4g}, above "
+                f"alpha={self.alpha}, so the probe could never say SIGNAL. Raise "
+                f"max_permutations to at least {needed} (default {DEFAULT_MAX_PERMUTATIONS}) "
+                "or raise alpha."
+            )
+        return self
+
+    @property
+    def p_value_resolution(self) -> float:
+        """The smallest p-value the probe can give: ``1 / (max_permutations + 1)``."""
+        return 1 / (self.max_permutations + 1)
+
+    @property
+    def stop_at_exceedances(self) -> int:
+        """``h``: the probe stops once this many permutations scored at least the observed.
+
+        ``ceil(2 * alpha * max_permutations)`` (see the module docstring): a stopped probe's
+        p-value is then at least twice alpha. The tolerance keeps float noise in
+        ``2 * alpha * m`` (e.g. 10.000000000000002) from adding one.
+        """
+        return max(1, math.ceil(2 * self.alpha * self.max_permutations - 1e-9))
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -130,11 +186,16 @@ def probe_statistic(task: TaskKind, labels: np.ndarray, predicted: np.ndarray) -
 
 @diagnostic("s40", CaptureRequirement.XY_ONLY)
 def run_probe(view: CaptureView, settings: ProbeSettings) -> tuple[Signal, ProbeFigures]:
-    """The validation statistic on the real labels vs on ``n_permutations`` shuffled ones.
+    """The validation statistic on the real labels vs on up to ``max_permutations`` shuffles.
 
-    The statistic is the capture's task's (:func:`probe_statistic`). The p-value is
-    ``(1 + #{permuted statistic >= observed}) / (n_permutations + 1)``. Registered
-    ``xy_only``: it sees X/y and nothing else, which is what lets it run without the anchor.
+    The statistic is the capture's task's (:func:`probe_statistic`). The permutations run one
+    by one and stop at ``settings.stop_at_exceedances`` exceedances; the p-value is
+    Besag-Clifford's (the module docstring). SIGNAL when it is at most ``alpha``. The
+    training rows are binned once and every fit swaps its labels in
+    (:func:`~diag_assets.core.recipe.training.relabelled_fits`); permutation ``i`` is the
+    ``i``-th draw of ``numpy.random.default_rng(seed)`` and is fitted with seed
+    ``seed + 1 + i``, so the result is the same on every run. Registered ``xy_only``: it
+    sees X/y and nothing else, which is what lets it run without the anchor.
 
     Raises:
         DiagInputError: a multiclass class has no row among the probe's training rows or the
@@ -157,40 +218,46 @@ def run_probe(view: CaptureView, settings: ProbeSettings) -> tuple[Signal, Probe
         "learning_rate": settings.learning_rate,
         "min_data_in_leaf": 50,
     }
+    fit = relabelled_fits(
+        params,
+        x_train,
+        y_train,
+        y_val,
+        num_rounds=settings.num_rounds,
+        num_threads=settings.num_threads,
+        task=task,
+    )
 
     def validation_statistic(train_labels: np.ndarray, seed: int) -> float:
-        fit = fit_booster(
-            params,
-            x_train,
-            train_labels,
-            x_val,
-            y_val,
-            num_rounds=settings.num_rounds,
-            early_stopping_rounds=None,
-            num_threads=settings.num_threads,
-            seed=seed,
-            # The probe scores the final model once; a per-round validation curve is waste.
-            track_validation=False,
-            task=task,
-        )
-        return probe_statistic(task, y_val, np.asarray(fit.booster.predict(x_val)))
+        return probe_statistic(task, y_val, np.asarray(fit(train_labels, seed).predict(x_val)))
 
     observed = validation_statistic(y_train, settings.seed)
     rng = np.random.default_rng(settings.seed)
-    permuted = np.array(
-        [
-            validation_statistic(rng.permutation(y_train), settings.seed + 1 + i)
-            for i in range(settings.n_permutations)
-        ]
-    )
-    p_value = (1 + int(np.count_nonzero(permuted >= observed))) / (settings.n_permutations + 1)
+    permuted: list[float] = []
+    exceedances = 0
+    stop_at = settings.stop_at_exceedances
+    while len(permuted) < settings.max_permutations and exceedances < stop_at:
+        statistic = validation_statistic(
+            rng.permutation(y_train), settings.seed + 1 + len(permuted)
+        )
+        permuted.append(statistic)
+        exceedances += statistic >= observed
+    stopped_early = exceedances >= stop_at
+    if stopped_early:
+        p_value = exceedances / len(permuted)
+    else:
+        p_value = (1 + exceedances) / (settings.max_permutations + 1)
     figures = ProbeFigures(
         statistic=task_spec(task).statistic,
-        observed=round(observed, 6),
-        permutation_mean=round(float(permuted.mean()), 6),
-        permutation_max=round(float(permuted.max()), 6),
-        n_permutations=settings.n_permutations,
-        p_value=round(p_value, 6),
+        observed=rounded(observed),
+        permutation_mean=rounded(float(np.mean(permuted))),
+        permutation_max=rounded(float(np.max(permuted))),
+        permutations_run=len(permuted),
+        max_permutations=settings.max_permutations,
+        exceedances=exceedances,
+        stopped_early=stopped_early,
+        p_value=rounded(p_value),
+        p_value_resolution=rounded(settings.p_value_resolution),
         alpha=settings.alpha,
         num_rounds=settings.num_rounds,
         train_rows=len(y_train),
@@ -220,15 +287,17 @@ def judge_s40(
             f"{manifest.content_hash}. Re-materialize s22a1_anchor for this cell before s40."
         )
     signal, figures = run_probe(captured, settings)
+    # What SIGNAL or NO_SIGNAL rests on comes first, then the cross-reference.
+    probed = f"Probe {signal.value}: {figures.describe()}."
     if anchor is None:
-        crossref, finding = CrossrefStatus.SKIPPED, ""
+        crossref, finding = CrossrefStatus.SKIPPED, probed
     else:
         anchor_learned = anchor.best_iter > 1
         consistent = anchor_learned == (signal is Signal.SIGNAL)
         crossref = CrossrefStatus.CONSISTENT if consistent else CrossrefStatus.INCONSISTENT
         finding = (
-            f"anchor best_iter={anchor.best_iter} "
-            f"({'learns' if anchor_learned else 'does not learn'}), probe {signal.value}: "
+            f"{probed} Anchor best_iter={anchor.best_iter} "
+            f"({'learns' if anchor_learned else 'does not learn'}): "
             f"{crossref.value.lower()}."
         )
     decision = certify(

@@ -63,7 +63,12 @@ class ProbeFigures(BaseModel):
 
     ``statistic`` names the task's score of the validation predictions, higher is better:
     ``validation_auc`` (binary), ``auc_ovr_macro`` (multiclass) or ``spearman_ic``
-    (regression); ``observed`` and the permutation figures are values of it.
+    (regression); ``observed`` and the permutation figures are values of it (over the
+    ``permutations_run`` permutations). ``exceedances`` counts the permutations that scored
+    at least ``observed``. The probe runs at most ``max_permutations`` and ``stopped_early``
+    when the exceedances showed there is no signal; ``p_value_resolution`` is the smallest
+    p-value it can give, ``1 / (max_permutations + 1)`` (see
+    :mod:`diag_assets.core.diagnostics.probe` for the rule).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -72,11 +77,35 @@ class ProbeFigures(BaseModel):
     observed: float
     permutation_mean: float
     permutation_max: float
-    n_permutations: int
+    permutations_run: int
+    max_permutations: int
+    exceedances: int
+    stopped_early: bool
     p_value: float
+    p_value_resolution: float
     alpha: float
     num_rounds: int
     train_rows: int
+
+    def describe(self) -> str:
+        """What the p-value rests on, in words a reader of the verdict can check.
+
+        E.g. "the real labels beat all 99 permutations (p = 0.01, resolution 0.01)" or
+        "stopped after 20 of 99 permutations: 10 scored at least the real labels (p = 0.5)".
+        """
+        p = f"p = {self.p_value:.4g}"
+        resolution = f"resolution {self.p_value_resolution:.4g}"
+        beaten_by = f"{self.exceedances} scored at least the real labels"
+        if self.stopped_early:
+            return (
+                f"stopped after {self.permutations_run} of {self.max_permutations} "
+                f"permutations: {beaten_by} ({p})"
+            )
+        if self.exceedances == 0:
+            return (
+                f"the real labels beat all {self.permutations_run} permutations ({p}, {resolution})"
+            )
+        return f"ran all {self.permutations_run} permutations: {beaten_by} ({p}, {resolution})"
 
 
 class Verdict(BaseModel):

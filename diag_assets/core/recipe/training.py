@@ -8,6 +8,7 @@ objective and validation metric come from the fit's task
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,19 @@ BOOLEAN_PARAMS = frozenset(
 def lightgbm_ready(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with the boolean ones (stored as 0/1 in a trial log) as booleans."""
     return {k: bool(v) if k in BOOLEAN_PARAMS else v for k, v in params.items()}
+
+
+def _full_params(
+    params: dict[str, Any], objective: dict[str, Any], *, num_threads: int, seed: int
+) -> dict[str, Any]:
+    """What ``lightgbm.train`` is given: the fit's params, the task's and the determinism's."""
+    return {
+        **lightgbm_ready(params),
+        **objective,
+        **DETERMINISM_PARAMS,
+        "num_threads": num_threads,
+        "seed": seed,
+    }
 
 
 @dataclass(frozen=True)
@@ -86,13 +100,7 @@ def fit_booster(
     import lightgbm as lgb
 
     objective = lightgbm_params(task, y_train, y_val)
-    full_params = {
-        **lightgbm_ready(params),
-        **objective,
-        **DETERMINISM_PARAMS,
-        "num_threads": num_threads,
-        "seed": seed,
-    }
+    full_params = _full_params(params, objective, num_threads=num_threads, seed=seed)
     train_set = lgb.Dataset(x_train, label=y_train, free_raw_data=False)
     if not track_validation:
         if early_stopping_rounds:
@@ -130,3 +138,44 @@ def fit_booster(
         curve=curve,
         elapsed_s=elapsed,
     )
+
+
+def relabelled_fits(
+    params: dict[str, Any],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    num_rounds: int,
+    num_threads: int,
+    task: TaskKind = TaskKind.BINARY,
+) -> Callable[[np.ndarray, int], "lgb.Booster"]:
+    """A fitter of ``x_train`` on any label vector, binning ``x_train`` once for all of them.
+
+    Building a LightGBM Dataset bins every feature, which costs about as much as a short
+    fit. LightGBM's bins depend on the feature values only, so a caller that fits the same
+    rows on many label vectors (the s40 probe: the real labels, then each permutation) builds
+    the Dataset once and swaps the labels in with ``set_label``. ``fit(labels, seed)`` gives
+    the same model as :func:`fit_booster` with ``track_validation=False`` on those labels
+    and that seed. The objective (``num_class`` for multiclass) is read off ``y_train`` and
+    ``y_val``, so ``labels`` must hold the same classes as ``y_train`` (a permutation does).
+
+    Raises:
+        DiagInputError: a multiclass class has no training row.
+    """
+    import lightgbm as lgb  # at call time, as in fit_booster
+
+    objective = lightgbm_params(task, y_train, y_val)
+    train_set = lgb.Dataset(
+        x_train,
+        label=y_train,
+        params=_full_params(params, objective, num_threads=num_threads, seed=0),
+        free_raw_data=False,
+    ).construct()
+
+    def fit(labels: np.ndarray, seed: int) -> "lgb.Booster":
+        train_set.set_label(labels)
+        full_params = _full_params(params, objective, num_threads=num_threads, seed=seed)
+        return lgb.train(full_params, train_set, num_boost_round=num_rounds)
+
+    return fit
