@@ -202,3 +202,15 @@ def test_a_fold_with_strong_signal_runs_every_permutation(captured):
     assert "the real labels beat all 99 permutations (p = 0.01, resolution 0.01)" in (
         verdict.certification_reason
     )
+
+
+def test_the_probe_gives_the_same_figures_however_many_fits_run_at_once(captured):
+    y = captured.data.y.copy()
+    y["label"] = np.random.default_rng(5).permutation(y["label"].to_numpy())
+    shuffled = _relabelled(captured, y=y)
+    for fold in (captured, shuffled):  # one that runs every permutation, one that stops
+        figures = [
+            run_probe(fold, ProbeSettings(num_rounds=20, num_threads=workers))[1]
+            for workers in (1, 2, 3)
+        ]
+        assert figures[0] == figures[1] == figures[2]
