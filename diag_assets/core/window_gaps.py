@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, computed_field
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.folds import Fold, FoldSpec, parse_duration
 from diag_assets.core.market_data.bars import timeframe_to_timedelta
+from diag_assets.core.market_data.validation import gap_positions
 
 _LISTED_IN_ERRORS = 3
 
@@ -123,20 +124,17 @@ def find_window_gaps(
         spec: Its spec (the gap tolerances).
         lookback_bars: How many bars before a row the recipe's features reach.
     """
-    step = timeframe_to_timedelta(timeframe)
+    step_ns = timeframe_to_timedelta(timeframe).value
     tolerance = parse_duration(spec.gap_tolerance, "gap_tolerance")
-    times = pd.DatetimeIndex(pd.to_datetime(dates.iloc[: fold.window_end], utc=True))
-    ns = times.asi8
-    spacing = np.diff(ns)
+    times, at, missing_ns = gap_positions(dates.iloc[: fold.window_end], timeframe)
     row = np.zeros(fold.window_end, dtype=bool)
     row[: fold.train_end] = True
     row[fold.val_start : fold.val_end] = True
     taken = np.zeros(fold.window_end, dtype=bool)
     gaps: list[WindowGap] = []
     excluded: list[tuple[int, int]] = []
-    for i in np.flatnonzero(spacing > step.value):
-        i = int(i)
-        missing = pd.Timedelta(int(spacing[i]) - step.value, unit="ns")
+    for i, missing_ns_i in zip(at.tolist(), missing_ns.tolist(), strict=True):
+        missing = pd.Timedelta(missing_ns_i, unit="ns")
         tolerated = missing <= tolerance
         dropped = 0
         if not tolerated:
@@ -148,9 +146,9 @@ def find_window_gaps(
             excluded.append((start, end))
         gaps.append(
             WindowGap(
-                last_before=times[i].isoformat(),
-                first_after=times[i + 1].isoformat(),
-                missing_bars=int(spacing[i] // step.value) - 1,
+                last_before=times.iloc[i].isoformat(),
+                first_after=times.iloc[i + 1].isoformat(),
+                missing_bars=(missing_ns_i + step_ns) // step_ns - 1,
                 missing_seconds=int(missing.total_seconds()),
                 part=_part(i, fold, spec.in_time),
                 tolerated=tolerated,

@@ -39,6 +39,44 @@ _UNNAMED = re.compile(r"(?:unnamed: \d+(?:_level_\d+)?)?")
 _FLOAT64_EXACT_INT = 2.0**53
 
 
+def gap_positions(dates: pd.Series, timeframe: str) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Where a strictly increasing series of bar open times has gaps, and how long each is.
+
+    Args:
+        dates: Bar open times, strictly increasing (as :func:`validate_bars` guarantees);
+            naive values are taken as UTC.
+        timeframe: Bar length, see :func:`timeframe_to_timedelta`.
+
+    Returns:
+        ``(times, at, missing_ns)``: the dates as UTC timestamps, the positions ``i`` whose
+        next bar is further away than one timeframe, and the time missing after each, in
+        nanoseconds (the spacing minus one timeframe).
+
+    Raises:
+        DiagInputError: Unknown timeframe, or ``dates`` holds NaT or is not strictly
+            increasing.
+    """
+    step = timeframe_to_timedelta(timeframe)
+    series = pd.Series(pd.to_datetime(dates, utc=True)).reset_index(drop=True)
+    if series.isna().any():
+        pos = int(np.flatnonzero(series.isna().to_numpy())[0])
+        raise DiagInputError(
+            f"detect_gaps: date is missing at row {pos}.",
+            "validate the bars with validate_bars() before looking for gaps.",
+        )
+    ns = series.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    spacing = np.diff(ns)
+    if (spacing <= 0).any():
+        pos = int(np.flatnonzero(spacing <= 0)[0]) + 1
+        raise DiagInputError(
+            f"detect_gaps: dates are not strictly increasing at row {pos} "
+            f"({series.iloc[pos].isoformat()}).",
+            "validate the bars with validate_bars() before looking for gaps.",
+        )
+    at = np.flatnonzero(spacing > step.value)
+    return series, at, spacing[at] - step.value
+
+
 def detect_gaps(dates: pd.Series, timeframe: str) -> GapReport:
     """Find the gaps in a strictly increasing series of bar open times.
 
@@ -54,37 +92,17 @@ def detect_gaps(dates: pd.Series, timeframe: str) -> GapReport:
         DiagInputError: Unknown timeframe, or ``dates`` holds NaT or is not strictly
             increasing.
     """
-    step = timeframe_to_timedelta(timeframe)
-    series = pd.Series(pd.to_datetime(dates, utc=True)).reset_index(drop=True)
-    if series.isna().any():
-        pos = int(np.flatnonzero(series.isna().to_numpy())[0])
-        raise DiagInputError(
-            f"detect_gaps: date is missing at row {pos}.",
-            "validate the bars with validate_bars() before looking for gaps.",
-        )
-    ns = series.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-    if ns.shape[0] < 2:
-        return GapReport(count=0, longest=pd.Timedelta(0), missing_bars=0, first_gaps=())
-    spacing = np.diff(ns)
-    if (spacing <= 0).any():
-        pos = int(np.flatnonzero(spacing <= 0)[0]) + 1
-        raise DiagInputError(
-            f"detect_gaps: dates are not strictly increasing at row {pos} "
-            f"({series.iloc[pos].isoformat()}).",
-            "validate the bars with validate_bars() before looking for gaps.",
-        )
-    step_ns = step.value
-    at = np.flatnonzero(spacing > step_ns)
+    step_ns = timeframe_to_timedelta(timeframe).value
+    series, at, missing = gap_positions(dates, timeframe)
     if at.size == 0:
         return GapReport(count=0, longest=pd.Timedelta(0), missing_bars=0, first_gaps=())
-    gap_spacing = spacing[at]
     first_gaps = tuple(
         (series.iloc[int(i)], series.iloc[int(i) + 1]) for i in at[:_MAX_REPORTED_GAPS]
     )
     return GapReport(
         count=int(at.size),
-        longest=pd.Timedelta(int(gap_spacing.max()) - step_ns, unit="ns"),
-        missing_bars=int((gap_spacing // step_ns - 1).sum()),
+        longest=pd.Timedelta(int(missing.max()), unit="ns"),
+        missing_bars=int(((missing + step_ns) // step_ns - 1).sum()),
         first_gaps=first_gaps,
     )
 
