@@ -2,16 +2,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from matplotlib.patches import Rectangle
 from pydantic import ValidationError
 
 from diag_assets.core.capture.outcomes import CaptureOutcome
 from diag_assets.core.errors import DiagInputError
-from diag_assets.core.gates.history import (
-    HistoryEvent,
-    events_from_materialization,
-    read_jsonl,
-)
-from diag_assets.core.metadata import AnchorMetadata, CaptureMetadata
 from diag_assets.core.figures import MAX_FIGURE_BYTES, png
 from diag_assets.core.figures.history import (
     CELLS_GID,
@@ -23,6 +18,12 @@ from diag_assets.core.figures.history import (
     elapsed_edges,
     elapsed_histogram,
 )
+from diag_assets.core.gates.history import (
+    HistoryEvent,
+    events_from_materialization,
+    read_jsonl,
+)
+from diag_assets.core.metadata import AnchorMetadata, CaptureMetadata
 from tests.fixtures.history import write_jsonl
 
 T0 = datetime(2026, 5, 25, 10, tzinfo=UTC)
@@ -185,8 +186,13 @@ def test_a_contract_records_one_plain_value_per_field():
         AnchorMetadata(cell_ref="u/AB/fold-1", elapsed_s=1.0, rows=10)  # type: ignore[call-arg]
 
 
-def _bars(figure, gid):
-    return [patch for ax in figure.axes for patch in ax.patches if patch.get_gid() == gid]
+def _bars(figure, gid) -> list[Rectangle]:
+    return [
+        patch
+        for ax in figure.axes
+        for patch in ax.patches
+        if isinstance(patch, Rectangle) and patch.get_gid() == gid
+    ]
 
 
 def test_the_elapsed_histogram_counts_every_fit_in_numpy_bins():
@@ -198,7 +204,7 @@ def test_the_elapsed_histogram_counts_every_fit_in_numpy_bins():
     assert sum(heights) == len(elapsed)
     labels = [tick.get_text() for tick in figure.axes[0].get_xticklabels()]
     assert labels == bin_labels(edges, "s") and len(set(labels)) == len(labels)
-    assert "s22a1 anchor elapsed time (9 timed fits)" == figure.axes[0].get_title()
+    assert figure.axes[0].get_title() == "s22a1 anchor elapsed time (9 timed fits)"
     assert len(png(figure)) <= MAX_FIGURE_BYTES
 
 
