@@ -12,6 +12,7 @@ behind the consumer guard; what a verdict may claim is decided in
 """
 
 import json
+import re
 from typing import Any
 
 import dagster as dg
@@ -62,16 +63,19 @@ from diag_assets.core.names import (
 )
 from diag_assets.core.recipe.tasks import TaskKind, task_spec
 from diag_assets.market.assets import market_data_of
-from diag_assets.metadata_values import contract_metadata, metadata_value
+from diag_assets.metadata_values import contract_metadata, image_metadata, metadata_value
 from diag_assets.partitions import cell_from_partition_key
 from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
 
 S40_S22A1_SKIPPED = "s40_s22a1_skipped"
+# What a diagnostic's picture may be named: the key of its image in the metadata.
+_PICTURE_NAME = re.compile(r"[a-z][a-z0-9_]{0,60}")
 # 4: s23 deals its folds with scikit-learn, and the fits follow the recipe's task.
 # 5: the s22a1 anchor fits a fixed 300 rounds without early stopping, and the s40 probe
 #    runs up to 99 permutations with sequential (Besag-Clifford) early stopping.
-DIAGNOSTICS_CODE_VERSION = "5"
+# 6: the s40 verdict keeps the permutations' statistics (the null its picture shows).
+DIAGNOSTICS_CODE_VERSION = "6"
 
 
 def cell_of(context: dg.AssetExecutionContext, audit: Audit) -> CellRef:
@@ -246,6 +250,28 @@ def result_metadata(diagnostic: Diagnostic, result: BaseModel, uri: str) -> dict
     )
 
 
+def picture_metadata(
+    diagnostic: Diagnostic, result: BaseModel, metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The pictures ``diagnostic`` offers of ``result``, as image entries beside ``metadata``.
+
+    Raises:
+        TypeError: a picture's name is not a short identifier, or is already a key of the
+            result's metadata (the diagnostic's code must rename it).
+    """
+    if isinstance(result, NotApplicable):
+        return {}
+    pictures = diagnostic.pictures(result)
+    for name in pictures:
+        if not _PICTURE_NAME.fullmatch(name) or name in metadata:
+            raise TypeError(
+                f"Diagnostic {diagnostic.name!r} offers a picture named {name!r}, which is "
+                f"{'taken by its metadata' if name in metadata else 'not a short identifier'}: "
+                "name it in lower case, digits and _, unlike its other metadata keys."
+            )
+    return image_metadata(pictures)
+
+
 def _diagnostic_spec(audit: Audit, diagnostic: Diagnostic, deps: list[dg.AssetKey]) -> dg.AssetSpec:
     return dg.AssetSpec(
         audit.key(diagnostic_asset(diagnostic.name)),
@@ -378,10 +404,11 @@ def _result(
     uri = audit.results(artifacts).write(asset, cell, result)
     context.log.info(f"{cell}: {diagnostic.name} {diagnostic.finding(result)}")
     content_hash = getattr(result, "content_hash", None)
+    metadata = result_metadata(diagnostic, result, uri) | extra
     return dg.MaterializeResult(
         asset_key=audit.key(asset),
         data_version=dg.DataVersion(str(content_hash())) if callable(content_hash) else None,
-        metadata=result_metadata(diagnostic, result, uri) | extra,
+        metadata=metadata | picture_metadata(diagnostic, result, metadata),
     )
 
 
@@ -392,11 +419,11 @@ def _anchor(audit, cell, captured, selected, decision, artifacts, config):
         anchor = run_diagnostic(ANCHOR, captured, run_settings(audit, ANCHOR, config))
         assert isinstance(anchor, AnchorResult)
         uri = results.write(S22A1_ANCHOR, cell, anchor)
+        metadata = _anchor_metadata(anchor, uri, captured.manifest.task) | _skip_metadata(decision)
         yield dg.MaterializeResult(
             asset_key=audit.key(S22A1_ANCHOR),
             data_version=dg.DataVersion(anchor.content_hash()),
-            metadata=_anchor_metadata(anchor, uri, captured.manifest.task)
-            | _skip_metadata(decision),
+            metadata=metadata | picture_metadata(ANCHOR, anchor, metadata),
         )
         return anchor
     anchor = results.read(S22A1_ANCHOR, cell, AnchorResult)

@@ -92,3 +92,21 @@ FIXTURE_CAPTURES_KEY = "fixture_captures"
 FEATURE_ORDER_KEY = "feature_order"
 BLOCKED_KEY = "blocked"
 SUMMARY_KEY = "summary"
+
+# Images in metadata, by the name a diagnostic offers its picture under (the built-ins') and
+# of the history gates' plots (g_b7_cost, g_a1_reuse).
+LEARNING_CURVE_IMAGE = "learning_curve"
+PERMUTATION_NULL_IMAGE = "permutation_null"
+RELIABILITY_IMAGE = "reliability_diagram"
+ELAPSED_HISTOGRAM_KEY = "elapsed_histogram"
+AUDITS_PER_CELL_KEY = "audits_per_cell"
+
+
+def gate_figure_key(field: str) -> str:
+    """The metadata key of one numeric figure of a gate's report, ``figures.<field>``.
+
+    Every numeric field of a gate's figures model is an int or float entry of its own under
+    this key (beside the whole figures as JSON under ``FIGURES_KEY``), so the asset's Plots
+    tab shows its trend over the gate's runs.
+    """
+    return f"{FIGURES_KEY}.{field}"

@@ -9,11 +9,12 @@ Trial invariance and the prep/train seam are judged on the shared fixture set of
 reports.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import dagster as dg
+from matplotlib.figure import Figure
 from pydantic import BaseModel, Field, ValidationError
 
 from diag_assets.capture.readers import repository_readers
@@ -23,6 +24,8 @@ from diag_assets.core.diagnostics.consumers import (
     CaptureReader,
 )
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.figures import markdown_image, png
+from diag_assets.core.figures.history import audits_per_cell, elapsed_histogram
 from diag_assets.core.gates.anchor_cost import (
     AnchorCostReport,
     AnchorCostSettings,
@@ -43,12 +46,14 @@ from diag_assets.core.gates.report import GateReport, bullets
 from diag_assets.core.gates.reuse import ReuseReport, ReuseSettings, reuse_gate
 from diag_assets.core.names import (
     ANCHOR_COST_GATE,
+    AUDITS_PER_CELL_KEY,
     BLOCKED_KEY,
     CAPTURE_SIZE_GATE,
     CAPTURED_FOLD,
     CONSUMERS_GATE,
     DECISION_KEY,
     DRIFT_RATE_GATE,
+    ELAPSED_HISTOGRAM_KEY,
     FEATURE_ORDER_KEY,
     FIGURES_KEY,
     INVARIANCE_GATE,
@@ -58,8 +63,8 @@ from diag_assets.core.names import (
     REUSE_GATE,
     SEAM_GATE,
 )
-from diag_assets.core.plots import text_bars, text_histogram
 from diag_assets.gates.history import HistoryConfig, load_history
+from diag_assets.metadata_values import image_metadata, numeric_figure_metadata
 from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
 
@@ -94,9 +99,15 @@ def gate_result(
     report: GateReport[Any, Any],
     uri: str,
     check_results: list[dg.AssetCheckResult] | None = None,
+    images: Mapping[str, Figure] | None = None,
     **extra: Any,
 ) -> dg.MaterializeResult:
-    """A gate's materialization: decision, reasons, report, figures and where it is stored."""
+    """A gate's materialization: decision, reasons, report, figures and where it is stored.
+
+    The figures are there whole, as JSON under ``figures``, and each numeric one also as an
+    entry of its own (``figures.<field>``), which the asset's Plots tab draws over time;
+    ``images`` are pictures of what the gate read, shown inline under their names.
+    """
     return dg.MaterializeResult(
         check_results=check_results,
         metadata={
@@ -104,16 +115,18 @@ def gate_result(
             "reasons": dg.MetadataValue.md(bullets(report.reasons)),
             "report": dg.MetadataValue.md(report.markdown()),
             FIGURES_KEY: dg.MetadataValue.json(report.figures.model_dump(mode="json")),
+            **numeric_figure_metadata(report.figures),
             "report_uri": dg.MetadataValue.path(uri),
+            **image_metadata(images or {}),
             **extra,
         },
     )
 
 
-def _plot_series(history: list[HistoryEvent]) -> tuple[list[float], dict[str, float]]:
+def _plot_series(history: list[HistoryEvent]) -> tuple[list[float], dict[str, int]]:
     """Anchor elapsed times and audits per cell: what the gates' plots show."""
     elapsed = [e.elapsed_s for e in history if e.event == ANCHOR_EVENT and e.elapsed_s is not None]
-    per_cell: dict[str, float] = {}
+    per_cell: dict[str, int] = {}
     for event in history:
         if event.event == AUDIT_EVENT:
             per_cell[event.cell_ref] = per_cell.get(event.cell_ref, 0) + 1
@@ -191,9 +204,7 @@ def build_phase0(audit: Audit) -> dg.Definitions:
         )
         elapsed, _ = _plot_series(history)
         uri = write_report(audit.store(artifacts), ANCHOR_COST_GATE, report)
-        return gate_result(
-            report, uri, elapsed_histogram=dg.MetadataValue.md(text_histogram(elapsed))
-        )
+        return gate_result(report, uri, images={ELAPSED_HISTOGRAM_KEY: elapsed_histogram(elapsed)})
 
     @dg.asset(key=audit.key(REUSE_GATE), group_name=audit.group(GROUP), kinds={"python"})
     def g_a1_reuse(
@@ -207,7 +218,7 @@ def build_phase0(audit: Audit) -> dg.Definitions:
         history, report = _history_gate(context, audit, config, reuse_gate, ReuseSettings)
         _, per_cell = _plot_series(history)
         uri = write_report(audit.store(artifacts), REUSE_GATE, report)
-        return gate_result(report, uri, audits_per_cell=dg.MetadataValue.md(text_bars(per_cell)))
+        return gate_result(report, uri, images={AUDITS_PER_CELL_KEY: audits_per_cell(per_cell)})
 
     @dg.asset(key=audit.key(DRIFT_RATE_GATE), group_name=audit.group(GROUP), kinds={"python"})
     def lever1_gate2_drift(
@@ -280,8 +291,8 @@ def build_phase0(audit: Audit) -> dg.Definitions:
             load_history(config, context.instance, datetime.now(UTC), audit.prefix)
         )
         plots = {
-            "s22a1 elapsed (s)": text_histogram(elapsed),
-            "audits per cell": text_bars(per_cell),
+            "s22a1 elapsed (s)": markdown_image(png(elapsed_histogram(elapsed)), "s22a1 elapsed"),
+            "audits per cell": markdown_image(png(audits_per_cell(per_cell)), "audits per cell"),
         }
         return dg.MaterializeResult(
             metadata={

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from pydantic import BaseModel
 
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.core.cells import CellRef
@@ -10,10 +11,20 @@ from diag_assets.core.diagnostics.consumers import (
     DIAGNOSTIC_CAPTURE_REQUIREMENTS,
     CaptureRequirement,
 )
+from diag_assets.core.gates.anchor_cost import AnchorCostReport
 from diag_assets.core.gates.consumer_map import ConsumerMapDecision, ConsumerMapReport
 from diag_assets.core.gates.history import HistoryEvent
 from diag_assets.core.gates.records import read_report
-from diag_assets.core.names import CONSUMERS_GATE, PHASE0_GATES_JOB
+from diag_assets.core.gates.report import numeric_fields
+from diag_assets.core.gates.reuse import ReuseReport
+from diag_assets.core.names import (
+    AUDITS_PER_CELL_KEY,
+    CONSUMERS_GATE,
+    ELAPSED_HISTOGRAM_KEY,
+    FIGURES_KEY,
+    PHASE0_GATES_JOB,
+    gate_figure_key,
+)
 from diag_assets.definitions import build_definitions, defs
 from diag_assets.gates.history import history_from_instance
 from diag_assets.partitions import cell_partition_key
@@ -129,7 +140,47 @@ def test_gates_from_a_jsonl_export_order_the_features_as_the_plan_did(
         "**Feature order: anchor skip (optional s22a1 anchor) -> capture cache"
         in (exit_report["report"])
     )
-    assert "### s22a1 elapsed (s)" in exit_report["report"] and "█" in exit_report["report"]
+    # The history's plots are images in the exit report's appendix.
+    appendix = exit_report["report"].split("### s22a1 elapsed (s)", 1)[1]
+    assert "![s22a1 elapsed](data:image/png;base64," in appendix
+    assert "![audits per cell](data:image/png;base64," in appendix
+
+
+def test_every_numeric_gate_figure_is_its_own_entry_and_the_plots_are_images(
+    resources, instance, tmp_path
+):
+    now = datetime.now(UTC)
+    history = tmp_path / "history.jsonl"
+    write_jsonl(_plan_history(now), history)
+    config = {"config": {"source": "jsonl", "jsonl_path": str(history)}}
+    run_config = {"ops": {"g_b7_cost": config, "g_a1_reuse": config}}
+    result = dg.materialize(
+        GATES,
+        selection=["g_b7_cost", "g_a1_reuse"],
+        resources=resources,
+        instance=instance,
+        run_config=run_config,
+    )
+    for asset, report_model, image in (
+        ("g_b7_cost", AnchorCostReport, ELAPSED_HISTOGRAM_KEY),
+        ("g_a1_reuse", ReuseReport, AUDITS_PER_CELL_KEY),
+    ):
+        metadata = materialized_metadata(result, asset)
+        figures = report_model.model_fields["figures"].annotation
+        assert isinstance(figures, type) and issubclass(figures, BaseModel)
+        fields = numeric_fields(figures)
+        assert fields, asset
+        for field, kind in fields.items():
+            value = metadata[gate_figure_key(field)]
+            # The same number as the figures JSON that readers of FIGURES_KEY get back.
+            assert value == metadata[FIGURES_KEY][field], (asset, field)
+            assert value is None or type(value) is kind, (asset, field)
+        assert metadata[image].startswith(f"![{image}](data:image/png;base64,")
+    event = instance.get_latest_materialization_event(dg.AssetKey("g_b7_cost"))
+    assert event is not None
+    entries = event.asset_materialization.metadata
+    assert isinstance(entries["figures.n"], dg.IntMetadataValue)
+    assert isinstance(entries["figures.p50_s"], dg.FloatMetadataValue)
 
 
 def test_history_is_read_from_the_instance_event_log(resources, instance):

@@ -6,6 +6,7 @@ import dagster as dg
 
 from diag_assets.audit.run_results import materialized_metadata
 from diag_assets.core.cells import CellRef
+from diag_assets.core.names import LEARNING_CURVE_IMAGE, PERMUTATION_NULL_IMAGE, RELIABILITY_IMAGE
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources, real_market_data
 from tests.fixtures.audit import anchor_and_consumers, captured_fold, market_bars
@@ -36,6 +37,13 @@ def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, inst
     assert capture["cache"] == "MISS" and capture["producing_run_id"] == cold.run_id
     verdict = _metadata(cold, "s40_verdict")
     assert verdict["certification"] == "CERTIFIED"
+    # Each diagnostic's pictures are images beside its figures.
+    for asset, image in (
+        ("s22a1_anchor", LEARNING_CURVE_IMAGE),
+        ("s40_verdict", PERMUTATION_NULL_IMAGE),
+        ("s27_calibration", RELIABILITY_IMAGE),
+    ):
+        assert _metadata(cold, asset)[image].startswith(f"![{image}](data:image/png;base64,")
     assert verdict["s22a1_crossref_status"] in {"CONSISTENT", "INCONSISTENT"}
     cold_versions = {
         asset: _data_version(instance, asset)

@@ -20,6 +20,10 @@ the real labels (h = 2 for the tiny settings, alpha 0.2 and 4 permutations). The
 reaches it after 2 permutations, the first two it ran before, so its permutation mean is
 over those two and its p-value is 2/2 = 1.0, as before; the leaky fold runs all 4 and keeps
 every figure it had.
+
+The probe's verdict also keeps its permutation statistics, in the order they ran (the null
+its figure is drawn from): they are pinned here, and their mean and maximum are the
+permutation mean and maximum pinned since before they were kept.
 """
 
 from dataclasses import replace
@@ -114,6 +118,7 @@ PINNED = {
             "signal": "NO_SIGNAL",
             "crossref": "CONSISTENT",
         },
+        "null": [0.628339, 0.571773],
         "s27": {
             "n_validation": 279,
             "base_rate": 0.354839,
@@ -169,6 +174,7 @@ PINNED = {
             "signal": "SIGNAL",
             "crossref": "CONSISTENT",
         },
+        "null": [0.693715, 0.581706, 0.530752, 0.483726],
         "s27": {
             "n_validation": 279,
             "base_rate": 0.354839,
@@ -218,11 +224,16 @@ def test_anchor_probe_and_calibration_are_pinned(fold, request):
     verdict = judge_s40(captured, anchor, TINY_PROBE)
     assert verdict.probe is not None
     probe = {
-        **verdict.probe.model_dump(),
+        **verdict.probe.model_dump(exclude={"permutation_statistics"}),
         "signal": str(verdict.signal),
         "crossref": str(verdict.s22a1_crossref_status),
     }
     assert probe == pytest.approx(pinned["probe"], abs=ABS)
+    null = verdict.probe.permutation_statistics
+    assert null == pytest.approx(pinned["null"], abs=ABS)
+    assert null is not None and len(null) == verdict.probe.permutations_run
+    assert float(np.mean(null)) == pytest.approx(pinned["probe"]["permutation_mean"], abs=1e-6)
+    assert max(null) == pinned["probe"]["permutation_max"]
 
     s27 = run_s27(captured, anchor=anchor)
     assert s27.figures is not None

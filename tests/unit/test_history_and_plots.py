@@ -1,17 +1,29 @@
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
+from matplotlib.patches import Rectangle
 from pydantic import ValidationError
 
 from diag_assets.core.capture.outcomes import CaptureOutcome
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.figures import MAX_FIGURE_BYTES, png
+from diag_assets.core.figures.history import (
+    CELLS_GID,
+    ELAPSED_GID,
+    MAX_CELL_BARS,
+    NO_DATA,
+    audits_per_cell,
+    bin_labels,
+    elapsed_edges,
+    elapsed_histogram,
+)
 from diag_assets.core.gates.history import (
     HistoryEvent,
     events_from_materialization,
     read_jsonl,
 )
 from diag_assets.core.metadata import AnchorMetadata, CaptureMetadata
-from diag_assets.core.plots import text_bars, text_histogram
 from tests.fixtures.history import write_jsonl
 
 T0 = datetime(2026, 5, 25, 10, tzinfo=UTC)
@@ -174,10 +186,54 @@ def test_a_contract_records_one_plain_value_per_field():
         AnchorMetadata(cell_ref="u/AB/fold-1", elapsed_s=1.0, rows=10)  # type: ignore[call-arg]
 
 
-def test_text_plots_scale_bars_to_the_peak():
-    histogram = text_histogram([1, 1, 1, 10], bins=3, width=6)
-    lines = histogram.strip("`\n").splitlines()
-    assert lines[0].endswith("██████ 3") and lines[-1].endswith("██ 1")
-    bars = text_bars({"a": 4, "b": 2}, width=4)
-    assert "a | ████ 4" in bars and "b | ██ 2" in bars
-    assert text_histogram([]) == "_no data_"
+def _bars(figure, gid) -> list[Rectangle]:
+    return [
+        patch
+        for ax in figure.axes
+        for patch in ax.patches
+        if isinstance(patch, Rectangle) and patch.get_gid() == gid
+    ]
+
+
+def test_the_elapsed_histogram_counts_every_fit_in_numpy_bins():
+    elapsed = [0.05, 0.06, 0.07, 0.09, 0.12, 0.14, 0.31, 0.33, 0.6]
+    figure = elapsed_histogram(elapsed)
+    edges = elapsed_edges(elapsed)
+    heights = [bar.get_height() for bar in _bars(figure, ELAPSED_GID)]
+    assert heights == list(np.histogram(elapsed, bins=edges)[0])
+    assert sum(heights) == len(elapsed)
+    labels = [tick.get_text() for tick in figure.axes[0].get_xticklabels()]
+    assert labels == bin_labels(edges, "s") and len(set(labels)) == len(labels)
+    assert figure.axes[0].get_title() == "s22a1 anchor elapsed time (9 timed fits)"
+    assert len(png(figure)) <= MAX_FIGURE_BYTES
+
+
+def test_bin_labels_tell_neighbouring_bins_apart():
+    # The text plot labelled both 0.05-0.10 and 0.10-0.15 as "0.1-0.1 s".
+    assert bin_labels([0.05, 0.10, 0.15], "s") == ["0.05-0.10 s", "0.10-0.15 s"]
+    assert bin_labels([0, 100, 200], "s") == ["0-100 s", "100-200 s"]
+    assert bin_labels([1.0, 1.0000004], "s") == ["1.000000-1.000000 s"]  # at most 6 decimals
+
+
+def test_audits_per_cell_has_one_bar_per_cell_most_audited_first():
+    per_cell = {"u/AB/fold-1": 3, "u/CD/fold-1": 5, "u/EF/fold-2": 1}
+    figure = audits_per_cell(per_cell)
+    bars = _bars(figure, CELLS_GID)
+    labels = [tick.get_text() for tick in figure.axes[0].get_yticklabels()]
+    assert dict(zip(labels, [bar.get_width() for bar in bars], strict=True)) == per_cell
+    assert labels[0] == "u/CD/fold-1"
+    assert len(png(figure)) <= MAX_FIGURE_BYTES
+
+
+def test_many_cells_keep_the_bars_readable_and_the_total():
+    per_cell = {f"u/S{i:03d}/fold-1": 1 + i % 4 for i in range(200)}
+    figure = audits_per_cell(per_cell)
+    bars = _bars(figure, CELLS_GID)
+    assert len(bars) == MAX_CELL_BARS
+    assert sum(bar.get_width() for bar in bars) == sum(per_cell.values())
+    assert len(png(figure)) <= MAX_FIGURE_BYTES
+
+
+def test_an_empty_history_draws_a_figure_that_says_so():
+    for figure in (elapsed_histogram([]), audits_per_cell({})):
+        assert [text.get_text() for text in figure.axes[0].texts] == [NO_DATA]

@@ -62,12 +62,21 @@ STORED = {
     "FEATURE_ORDER_KEY": "feature_order",
     "BLOCKED_KEY": "blocked",
     "SUMMARY_KEY": "summary",
+    "LEARNING_CURVE_IMAGE": "learning_curve",
+    "PERMUTATION_NULL_IMAGE": "permutation_null",
+    "RELIABILITY_IMAGE": "reliability_diagram",
+    "ELAPSED_HISTOGRAM_KEY": "elapsed_histogram",
+    "AUDITS_PER_CELL_KEY": "audits_per_cell",
 }
 
 
 def test_every_stored_name_keeps_its_value():
     defined = {name: value for name, value in vars(names).items() if name.isupper()}
     assert defined == STORED
+
+
+def test_a_gate_figure_is_keyed_under_figures():
+    assert names.gate_figure_key("p50_s") == "figures.p50_s"
 
 
 def test_the_skip_policy_file_knows_the_light_audit_kind():

@@ -9,6 +9,7 @@ needs to run them and read their results.
 from collections.abc import Mapping
 from typing import Any
 
+from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 
 from diag_assets.core.capture.replay import CapturedFold
@@ -33,6 +34,12 @@ from diag_assets.core.diagnostics.spread import (
     run_s22a2,
 )
 from diag_assets.core.diagnostics.verdicts import AnchorResult, CrossrefStatus, S40Verdict, Signal
+from diag_assets.core.figures.diagnostics import (
+    learning_curve,
+    permutation_null,
+    reliability_diagram,
+)
+from diag_assets.core.names import LEARNING_CURVE_IMAGE, PERMUTATION_NULL_IMAGE, RELIABILITY_IMAGE
 
 
 class AnchorSettings(BaseModel):
@@ -81,6 +88,15 @@ class Anchor(_BuiltIn):
         """best_iter and best_score."""
         assert isinstance(result, AnchorResult)
         return {"best_iter": result.best_iter, "best_score": result.best_score}
+
+    def pictures(self, result: BaseModel) -> Mapping[str, Figure]:
+        """The 300-round validation curve with best_iter marked."""
+        assert isinstance(result, AnchorResult)
+        return {
+            LEARNING_CURVE_IMAGE: learning_curve(
+                result.curve, result.best_iter, cell_ref=result.cell_ref
+            )
+        }
 
 
 class SignalProbe(_BuiltIn):
@@ -155,6 +171,22 @@ class SignalProbe(_BuiltIn):
             result.probe.statistic: result.probe.observed,
         }
 
+    def pictures(self, result: BaseModel) -> Mapping[str, Figure]:
+        """The permutation null with the observed statistic; none without the null's values."""
+        assert isinstance(result, S40Verdict)
+        probe = result.probe
+        if probe is None or not probe.permutation_statistics:
+            return {}
+        return {
+            PERMUTATION_NULL_IMAGE: permutation_null(
+                probe.permutation_statistics,
+                probe.observed,
+                statistic=probe.statistic,
+                p_value=probe.p_value,
+                cell_ref=result.cell_ref,
+            )
+        }
+
 
 class Calibration(_BuiltIn):
     """s27: are the anchor model's validation probabilities calibrated? Binary tasks only."""
@@ -199,6 +231,25 @@ class Calibration(_BuiltIn):
         if result.figures is None:
             return {}
         return {"ece": result.figures.ece, "brier": result.figures.brier}
+
+    def pictures(self, result: BaseModel) -> Mapping[str, Figure]:
+        """The reliability diagram of the bins; none without the anchor's model judged."""
+        assert isinstance(result, S27Verdict)
+        figures = result.figures
+        if figures is None:
+            return {}
+        bins = figures.reliability
+        return {
+            RELIABILITY_IMAGE: reliability_diagram(
+                [b.lower for b in bins],
+                [b.upper for b in bins],
+                [b.count for b in bins],
+                [b.mean_predicted for b in bins],
+                [b.observed_frequency for b in bins],
+                ece=figures.ece,
+                cell_ref=result.cell_ref,
+            )
+        }
 
 
 class TrialSpread(_BuiltIn):

@@ -21,7 +21,8 @@ A diagnostic is a subclass of :class:`Diagnostic` that declares
   :mod:`~diag_assets.core.diagnostics.findings`;
 
 and implements :meth:`Diagnostic.run`, and (optionally) :meth:`Diagnostic.findings`, what
-the result found in that vocabulary, which receives a
+the result found in that vocabulary, and :meth:`Diagnostic.pictures`, figures of the result
+the UI shows as images beside its metadata. :meth:`Diagnostic.run` receives a
 :class:`~diag_assets.core.diagnostics.consumers.CaptureView` cut to its requirement (an
 ``xy_only`` diagnostic that touches the trial log raises). The built-in diagnostics (s22a1,
 s40, s27, s22a2, s23) are declared the same way in
@@ -34,6 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from diag_assets.core.capture.manifest import CaptureManifest
@@ -146,6 +148,19 @@ class Diagnostic(ABC):
 
     def figures(self, result: BaseModel) -> Mapping[str, float | int | str | None]:
         """The result's headline figures: shown in the UI and as columns of the summary."""
+        return {}
+
+    def pictures(self, result: BaseModel) -> Mapping[str, Figure]:
+        """Figures of the result, by name; none by default.
+
+        Each is drawn from the result's own data (with
+        :func:`~diag_assets.core.figures.new_figure`, titled, axes labelled with units) and
+        shown in the UI as an image under its name, which must be a short identifier
+        (lower case, digits and _) unlike the result's other metadata. The harness renders
+        each as a PNG within :data:`~diag_assets.core.figures.MAX_FIGURE_BYTES`. A result
+        with nothing to draw (an inconclusive verdict, a result stored before its data was
+        kept) offers none.
+        """
         return {}
 
     def settings(self, values: Mapping[str, Any] | None) -> BaseModel:

@@ -289,6 +289,7 @@ def run_probe(view: CaptureView, settings: ProbeSettings) -> tuple[Signal, Probe
         alpha=settings.alpha,
         num_rounds=settings.num_rounds,
         train_rows=len(y_train),
+        permutation_statistics=[rounded(statistic) for statistic in permuted],
     )
     return (Signal.SIGNAL if p_value <= settings.alpha else Signal.NO_SIGNAL), figures
 

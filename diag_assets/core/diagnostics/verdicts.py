@@ -68,7 +68,10 @@ class ProbeFigures(BaseModel):
     at least ``observed``. The probe runs at most ``max_permutations`` and ``stopped_early``
     when the exceedances showed there is no signal; ``p_value_resolution`` is the smallest
     p-value it can give, ``1 / (max_permutations + 1)`` (see
-    :mod:`diag_assets.core.diagnostics.probe` for the rule).
+    :mod:`diag_assets.core.diagnostics.probe` for the rule). ``permutation_statistics`` are
+    the permutations' statistics themselves, in the order they ran (at most
+    ``max_permutations``), the null the p-value was read off; a verdict stored before they
+    were kept has ``None``.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -86,6 +89,7 @@ class ProbeFigures(BaseModel):
     alpha: float
     num_rounds: int
     train_rows: int
+    permutation_statistics: list[float] | None = None
 
     def describe(self) -> str:
         """What the p-value rests on, in words a reader of the verdict can check.

@@ -17,11 +17,12 @@ every gate report and of the exit report that consolidates them, so they all rea
     | <the gate's own tables> |     (per fold, per diagnostic, ...)
 """
 
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -124,6 +125,24 @@ def gate_markdown(
             blocks += [f"{label}:", bullets(items)]
     blocks += [text.strip("\n") for text in sections]
     return "\n\n".join(blocks) + "\n"
+
+
+def numeric_fields(model: type[BaseModel]) -> dict[str, type[int] | type[float]]:
+    """The fields of a figures model that are a number (``int`` or ``float``, or ``None``).
+
+    By the field's declared type, in declaration order, so the same model always gives the
+    same names whatever the values of one report: ``p50_s: float | None`` is a float field,
+    ``n: int`` an int one; a bool, a text, a list or a mapping is not a number.
+    """
+    numeric: dict[str, type[int] | type[float]] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if get_origin(annotation) in (Union, types.UnionType):
+            members = [arg for arg in get_args(annotation) if arg is not type(None)]
+            annotation = members[0] if len(members) == 1 else None
+        if annotation is int or annotation is float:
+            numeric[name] = annotation
+    return numeric
 
 
 class GateReport(BaseModel, Generic[DecisionT, FiguresT]):
