@@ -65,26 +65,22 @@ def plain(text: str) -> str:
     return _MARKDOWN_EMPHASIS.sub(r"\1", text)
 
 
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
 def attention(report: AuditReport) -> CellAttention:
     """How urgently ``report``'s cell needs attention, and why (see the module docstring)."""
     codes = report.finding_codes
     found = f"{len(codes)} finding{'s' if len(codes) != 1 else ''} ({', '.join(codes)})"
-    why = _sentence(" ".join(report.reasons) or plain(report.headline))
+    why = " ".join(report.reasons) or plain(report.headline)
     if report.certification is Certification.INCONCLUSIVE_TOOLING:
         urgency = Urgency.ERROR
         reason = (
-            f"INCONCLUSIVE_TOOLING: the audit cannot be trusted until it is re-run on proven "
-            f"inputs. {why}"
+            f"INCONCLUSIVE_TOOLING: {why} The audit says nothing about the model until it is "
+            "re-run on proven inputs."
         )
     elif report.certification is Certification.DOWNGRADED:
         urgency = Urgency.WARN
         reason = (
-            f"DOWNGRADED{f', {found}' if codes else ''}: re-run what the report names before "
-            f"trusting it. {why}"
+            f"DOWNGRADED{f' with {found}' if codes else ''}: {why} Re-run what the report "
+            "names before trusting it."
         )
     elif codes:
         urgency = Urgency.WARN
