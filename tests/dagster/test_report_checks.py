@@ -23,6 +23,7 @@ from diag_assets.core.names import (
 )
 from diag_assets.definitions import REFERENCE_AUDIT, build_definitions
 from diag_assets.partitions import cell_partition_key
+from tests.dagster.conftest import local_resources
 from tests.fixtures.audit import audit_report, audit_summary
 
 CELL = CellRef("defi_top5", "UNIUSDC", 3)
@@ -167,3 +168,49 @@ def test_a_written_report_refreshes_the_summary_once_and_nothing_upstream(
     _report(OTHER, resources, instance)
     requested, cursor = _requested(location, instance, cursor)
     assert requested == {summary: {None}}
+
+
+CHECK_QUERY = """
+query {
+  assetNodes(assetKeys: [{path: ["audit_report"]}]) {
+    assetChecksOrError { ... on AssetChecks { checks { name partitionStatuses {
+      ... on AssetCheckMultiPartitionStatuses { ranges { primaryDimStartKey
+        secondaryDim { ... on AssetCheckDefaultPartitionStatuses {
+          succeededPartitions failedPartitions } } } }
+    } } } }
+  }
+  assetCheckExecutions(assetKey: {path: ["audit_report"]}, checkName: "audit_clean", limit: 5) {
+    partition status evaluation { severity description }
+  }
+}
+"""
+
+
+def test_the_ui_shows_the_check_on_the_cell_it_judged(tmp_path, instance):
+    """What the Dagster UI reads (its GraphQL): the cell's check failed, with its severity."""
+    from dagster._core.test_utils import in_process_test_workspace
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    location = tmp_path / "location.py"
+    location.write_text(
+        "from pathlib import Path\n"
+        "from diag_assets.definitions import build_definitions\n"
+        "from tests.dagster.conftest import local_resources\n"
+        f"defs = build_definitions(resources=local_resources(Path({str(tmp_path)!r})))\n"
+    )
+    _report(CELL, local_resources(tmp_path), instance)
+    origin = LoadableTargetOrigin(python_file=str(location), attribute="defs")
+    with in_process_test_workspace(instance, origin) as context, context:
+        data = execute_dagster_graphql(context, CHECK_QUERY).data
+
+    (node,) = data["assetNodes"]
+    (check,) = node["assetChecksOrError"]["checks"]
+    assert check["name"] == REPORT_CLEAN_CHECK
+    (fold,) = check["partitionStatuses"]["ranges"]
+    assert fold["primaryDimStartKey"] == "fold-3"
+    assert fold["secondaryDim"] == {"succeededPartitions": [], "failedPartitions": ["UNIUSDC"]}
+    (execution,) = data["assetCheckExecutions"]
+    assert (execution["partition"], execution["status"]) == ("fold-3|UNIUSDC", "FAILED")
+    assert execution["evaluation"]["severity"] == "ERROR"
+    assert execution["evaluation"]["description"].startswith("INCONCLUSIVE_TOOLING")
