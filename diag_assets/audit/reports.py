@@ -6,9 +6,11 @@ from typing import Any, cast
 import dagster as dg
 from pydantic import BaseModel, ValidationError
 
+from diag_assets.audit.checks import report_clean_result, report_clean_spec
 from diag_assets.audit.diagnostics import cell_of
 from diag_assets.audit.failures import failed_steps
 from diag_assets.audit.pointer import read_pointer
+from diag_assets.audit.summary_view import cell_table, report_links, status_grid
 from diag_assets.component.audit import Audit
 from diag_assets.core.audit.report import AuditReport, Verdict, build_audit_report
 from diag_assets.core.audit.summary import AuditFailure, CellStatus, audit_failure, summarize
@@ -21,9 +23,13 @@ from diag_assets.core.names import (
     AUDIT_REPORT,
     AUDIT_SUMMARY,
     CAPTURED_FOLD,
+    CELL_TABLE_KEY,
     LIGHT_AUDIT_JOB,
     LIGHT_S40_AUDIT_KIND,
+    REPORT_CLEAN_CHECK,
+    REPORT_LINKS_KEY,
     S22A1_ANCHOR,
+    STATUS_GRID_KEY,
     SUMMARY_KEY,
     SYMBOLS_PARTITIONS,
     XY_AUDIT_JOB,
@@ -45,6 +51,16 @@ def read_result(results: ResultStore, diagnostic: Diagnostic, cell: CellRef) -> 
     except ValidationError:
         # Not its result model: the one other thing stored under a diagnostic's asset.
         return NotApplicable.model_validate_json(raw)
+
+
+# The summary is refreshed whenever a cell's report is written. Eager would wait for every
+# cell of the universe to have a report (it holds back while any upstream partition is
+# missing), which most never do; nor does this wait for reports still being written, so a
+# long backfill shows its progress as it goes. One summary run at a time.
+SUMMARY_REFRESH = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("refresh when a cell's report is written")
 
 
 def report_metadata(report: AuditReport, uri: str) -> dict[str, Any]:
@@ -69,13 +85,15 @@ def build_reports(audit: Audit) -> dg.Definitions:
         group_name=audit.group("reports"),
         kinds={"markdown"},
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
+        check_specs=[report_clean_spec(audit)],
     )
     def audit_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """The cell's audit in one page, certification first.
 
         A DOWNGRADED or INCONCLUSIVE audit says so before anything else, and why: a single_fit
         capture, the s22a1 anchor skipped, or a missing input. A diagnostic that does not
-        apply to the recipe's task is shown as NOT_APPLICABLE and claims nothing.
+        apply to the recipe's task is shown as NOT_APPLICABLE and claims nothing. Its
+        ``audit_clean`` check says whether the cell needs a release owner's attention.
         """
         artifacts: ArtifactStoreResource = context.resources.artifacts
         return _write_report(context, audit, artifacts)
@@ -86,6 +104,7 @@ def build_reports(audit: Audit) -> dg.Definitions:
         group_name=audit.group("reports"),
         kinds={"markdown"},
         required_resource_keys={audit.market_data_key, "artifacts"},
+        automation_condition=SUMMARY_REFRESH,
     )
     def audit_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         """Every registered cell of the universe, one row each, with its status and findings.
@@ -93,7 +112,9 @@ def build_reports(audit: Audit) -> dg.Definitions:
         A cell is CERTIFIED, DOWNGRADED or INCONCLUSIVE_TOOLING (its latest report), REFUSED
         (a cold capture was not approved), FAILED (with the error's first line) or
         NOT_AUDITED; the counts add up to the number of cells. Only CERTIFIED cells count as
-        complete, and each row lists the findings beside the certification.
+        complete, and each row lists the findings beside the certification. The cell table,
+        the symbol x fold status grid and the links to each cell's report show the same rows.
+        It is refreshed whenever a cell's report is written.
         """
         artifacts: ArtifactStoreResource = context.resources.artifacts
         market_data = market_data_of(context, audit)
@@ -125,6 +146,9 @@ def build_reports(audit: Audit) -> dg.Definitions:
                 ),
                 "findings": dg.MetadataValue.json(summary.finding_counts),
                 SUMMARY_KEY: dg.MetadataValue.md(summary.markdown),
+                CELL_TABLE_KEY: cell_table(audit, summary),
+                STATUS_GRID_KEY: status_grid(summary),
+                REPORT_LINKS_KEY: report_links(audit, summary),
             }
         )
 
@@ -152,7 +176,15 @@ def _write_report(
         str(cell), pointer.manifest, claims, findings, capture_problem=pointer.problem
     )
     uri = results.write(AUDIT_REPORT, cell, report)
-    return dg.MaterializeResult(metadata=report_metadata(report, uri))
+    checked = dg.AssetCheckKey(audit.key(AUDIT_REPORT), REPORT_CLEAN_CHECK)
+    return dg.MaterializeResult(
+        metadata=report_metadata(report, uri),
+        check_results=(
+            [report_clean_result(audit, report)]
+            if checked in context.selected_asset_check_keys
+            else []
+        ),
+    )
 
 
 def _read_reports(

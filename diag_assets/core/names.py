@@ -54,6 +54,8 @@ PHASE0_EXIT = "phase0_exit"
 TRIAL_INVARIANCE_CHECK = "trial_invariance_holds"
 HASH_PARITY_CHECK = "dataset_only_hash_parity"
 VERDICT_PARITY_CHECK = "dataset_only_verdict_parity"
+# Per cell, on audit_report: passes when the audit is CERTIFIED and found nothing.
+REPORT_CLEAN_CHECK = "audit_clean"
 
 # Jobs, schedules and sensors.
 AUDIT_JOB = "audit"
@@ -82,7 +84,8 @@ REQUESTED_BY_TAG = "diag/requested_by"
 LIGHT_S40_AUDIT_KIND = "light_s40"
 
 # Metadata keys read back by another module: of s40_verdict (the history reader and the
-# benchmarks), of every gate (the demo), of phase0_exit and audit_summary (the demo).
+# benchmarks), of every gate (the demo), of phase0_exit and audit_summary (the demo and the
+# UI's tests: the cell table, the status grid picture and the links to each cell's report).
 CERTIFICATION_KEY = "certification"
 ELAPSED_S_KEY = "elapsed_s"
 VERDICT_KEY = "verdict"
@@ -92,6 +95,9 @@ FIXTURE_CAPTURES_KEY = "fixture_captures"
 FEATURE_ORDER_KEY = "feature_order"
 BLOCKED_KEY = "blocked"
 SUMMARY_KEY = "summary"
+CELL_TABLE_KEY = "cell_table"
+STATUS_GRID_KEY = "status_grid"
+REPORT_LINKS_KEY = "report_links"
 
 # Images in metadata, by the name a diagnostic offers its picture under (the built-ins') and
 # of the history gates' plots (g_b7_cost, g_a1_reuse).

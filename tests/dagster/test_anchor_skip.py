@@ -121,6 +121,15 @@ def test_light_audit_job_skips_by_policy(resources, instance, captured):
     metadata = _materializations(result)
     assert metadata["s40_verdict"]["skip_decided_by"] == "policy:light_s40@v1"
     assert metadata["audit_report"]["certification"] == "DOWNGRADED"
+    # The cell's audit_clean check warns: the audit ran without the anchor.
+    (check,) = result.get_asset_check_evaluations()
+    assert (check.check_name, check.passed, check.severity) == (
+        "audit_clean",
+        False,
+        dg.AssetCheckSeverity.WARN,
+    )
+    assert check.description.startswith("DOWNGRADED")
+    assert "s22a1 anchor skipped" in check.description
 
 
 def test_absent_parquet_gives_inconclusive_tooling(resources, instance, captured, tmp_path):

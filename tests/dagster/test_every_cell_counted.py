@@ -66,3 +66,17 @@ def test_the_summary_counts_audited_refused_failed_and_never_audited_cells(tmp_p
     assert "| NOT_AUDITED |" in rows[str(CellRef("defi_top5", "OPUSDC", 0))]
     assert summary.splitlines()[0].startswith("**")
     assert "of 10 cells complete (CERTIFIED)" in summary.splitlines()[0]
+
+    # The cell table: the same ten cells, with the failed and refused runs and their reasons.
+    table = {record.data["cell"]: record.data for record in metadata["cell_table"].records}
+    assert len(metadata["cell_table"].records) == len(table) == 10
+    assert table[str(refused)]["status"] == "REFUSED" and table[str(refused)]["run_id"] != "-"
+    assert "COLD_CAPTURE_REQUIRES_OPERATOR" in table[str(refused)]["reason"]
+    assert table[str(too_short)]["status"] == "FAILED"
+    assert table[str(too_short)]["run_id"] != "-"
+    assert "History too short for fold 4" in table[str(too_short)]["reason"]
+    assert table[str(audited)]["certification"] == table[str(audited)]["status"]
+    assert table[str(audited)]["findings"] == len(
+        [c for c in table[str(audited)]["finding_codes"].split(", ") if c != "-"]
+    )
+    assert sum(row["status"] == "NOT_AUDITED" for row in table.values()) == 7

@@ -34,6 +34,7 @@ STORED = {
     "TRIAL_INVARIANCE_CHECK": "trial_invariance_holds",
     "HASH_PARITY_CHECK": "dataset_only_hash_parity",
     "VERDICT_PARITY_CHECK": "dataset_only_verdict_parity",
+    "REPORT_CLEAN_CHECK": "audit_clean",
     "AUDIT_JOB": "audit",
     "LIGHT_AUDIT_JOB": "light_audit",
     "XY_AUDIT_JOB": "xy_audit",
@@ -67,6 +68,9 @@ STORED = {
     "RELIABILITY_IMAGE": "reliability_diagram",
     "ELAPSED_HISTOGRAM_KEY": "elapsed_histogram",
     "AUDITS_PER_CELL_KEY": "audits_per_cell",
+    "CELL_TABLE_KEY": "cell_table",
+    "STATUS_GRID_KEY": "status_grid",
+    "REPORT_LINKS_KEY": "report_links",
 }
 
 

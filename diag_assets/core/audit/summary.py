@@ -11,6 +11,8 @@ A cell's row says where its audit stands, one of :class:`CellStatus`:
 (:class:`AuditFailure`), so a cell that failed after an earlier report shows the failure, and
 one re-audited since shows the new report. The counts add up to the number of cells, and only
 CERTIFIED cells count as complete; each row lists the findings of its report beside its status.
+Each cell is also a :class:`SummaryCell` (the same facts, typed), laid out by symbol x fold in
+:class:`SummaryGrid` for the summary's picture.
 """
 
 from collections import Counter
@@ -22,9 +24,11 @@ from pydantic import BaseModel, ConfigDict
 
 from diag_assets.core.audit.report import AuditReport
 from diag_assets.core.capture.outcomes import ColdCaptureRequiresOperator
+from diag_assets.core.cells import CellRef
 from diag_assets.core.errors import clipped
 
 ERROR_LINE_CHARS = 240
+NEVER_AUDITED = "no audit of this cell has run."
 
 
 class CellStatus(StrEnum):
@@ -82,6 +86,42 @@ def audit_failure(
     )
 
 
+class SummaryCell(BaseModel):
+    """One cell of the summary: its status, what its shown report says, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cell_ref: str
+    status: CellStatus
+    certification: str | None
+    """The certification of the report the row shows; ``None`` when it shows none."""
+    finding_codes: list[str]
+    why: str
+    """The report's reasons, or the failure (step, run and error), or why it has none."""
+    run_id: str | None
+    """The run whose failure the row shows, if it shows one."""
+
+    @property
+    def cell(self) -> CellRef:
+        """The cell itself."""
+        return CellRef.parse(self.cell_ref)
+
+
+class SummaryGrid(BaseModel):
+    """The cells laid out by symbol (rows, in order) x fold (columns, ascending).
+
+    ``cells[i][j]`` is the cell of ``symbols[i]`` and ``folds[j]``, or ``None`` when the summary
+    has no such cell. A symbol is labelled ``universe/SYMBOL`` when the summary spans several
+    universes.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    symbols: list[str]
+    folds: list[int]
+    cells: list[list[SummaryCell | None]]
+
+
 class AuditSummary(BaseModel):
     """Every cell's status and findings, with counts that add up to the number of cells."""
 
@@ -92,6 +132,26 @@ class AuditSummary(BaseModel):
     finding_counts: dict[str, int]
     rows: list[dict[str, str]]
     markdown: str
+    entries: list[SummaryCell]
+    """The rows as typed cells, in row order."""
+
+    @property
+    def grid(self) -> SummaryGrid:
+        """The entries by symbol x fold."""
+        parsed = [(entry.cell, entry) for entry in self.entries]
+        several = len({cell.universe for cell, _ in parsed}) > 1
+
+        def label(cell: CellRef) -> str:
+            return f"{cell.universe}/{cell.symbol}" if several else cell.symbol
+
+        symbols = sorted({label(cell) for cell, _ in parsed})
+        folds = sorted({cell.fold for cell, _ in parsed})
+        at = {(label(cell), cell.fold): entry for cell, entry in parsed}
+        return SummaryGrid(
+            symbols=symbols,
+            folds=folds,
+            cells=[[at.get((symbol, fold)) for fold in folds] for symbol in symbols],
+        )
 
     @property
     def complete(self) -> int:
@@ -115,6 +175,41 @@ def shown_report(report: AuditReport | None, failure: AuditFailure | None) -> bo
     return failure is None or _when(failure.failed_at) < _when(report.generated_at)
 
 
+def _entry(cell_ref: str, report: AuditReport | None, failure: AuditFailure | None) -> SummaryCell:
+    if failure is not None and not shown_report(report, failure):
+        return SummaryCell(
+            cell_ref=cell_ref,
+            status=failure.status,
+            certification=None,
+            finding_codes=[],
+            why=_failure_why(report, failure),
+            run_id=failure.run_id,
+        )
+    if report is None:
+        return SummaryCell(
+            cell_ref=cell_ref,
+            status=CellStatus.NOT_AUDITED,
+            certification=None,
+            finding_codes=[],
+            why=NEVER_AUDITED,
+            run_id=None,
+        )
+    return SummaryCell(
+        cell_ref=cell_ref,
+        status=CellStatus(report.certification.value),
+        certification=report.certification.value,
+        finding_codes=report.finding_codes,
+        why=" ".join(report.reasons) or "-",
+        run_id=None,
+    )
+
+
+def _failure_why(report: AuditReport | None, failure: AuditFailure) -> str:
+    verb = "refused" if failure.status is CellStatus.REFUSED else "failed"
+    earlier = f" (its earlier report: {report.certification.value})" if report is not None else ""
+    return f"{failure.step} {verb} in run {failure.run_id[:8]}: {failure.error}{earlier}"
+
+
 def _row(
     cell_ref: str,
     report: AuditReport | None,
@@ -122,16 +217,12 @@ def _row(
     diagnostics: Sequence[str],
 ) -> dict[str, str]:
     if failure is not None and not shown_report(report, failure):
-        verb = "refused" if failure.status is CellStatus.REFUSED else "failed"
-        earlier = (
-            f" (its earlier report: {report.certification.value})" if report is not None else ""
-        )
         return {
             "cell_ref": cell_ref,
             "status": failure.status.value,
             "findings": "-",
             **{name: "-" for name in diagnostics},
-            "why": f"{failure.step} {verb} in run {failure.run_id[:8]}: {failure.error}{earlier}",
+            "why": _failure_why(report, failure),
         }
     if report is None:
         return {
@@ -139,7 +230,7 @@ def _row(
             "status": CellStatus.NOT_AUDITED.value,
             "findings": "-",
             **{name: "-" for name in diagnostics},
-            "why": "no audit of this cell has run.",
+            "why": NEVER_AUDITED,
         }
     lines = {line.name: line for line in report.diagnostics}
     return {
@@ -186,6 +277,7 @@ def summarize(
         finding_counts=finding_counts,
         rows=rows,
         markdown=_markdown(rows, counts, finding_counts, diagnostics),
+        entries=[_entry(ref, by_report.get(ref), by_failure.get(ref)) for ref in refs],
     )
 
 
