@@ -1,7 +1,7 @@
 """The audit summary's picture: every cell of the universe, symbol x fold, coloured by status.
 
 A release owner sees at a glance which cells need attention: green is CERTIFIED, amber
-DOWNGRADED, orange INCONCLUSIVE_TOOLING, red FAILED, grey REFUSED (a cold capture waits for
+DOWNGRADED, orange INCONCLUSIVE_TOOLING, red FAILED, purple REFUSED (a cold capture waits for
 an operator's approval) and pale NOT_AUDITED. The number in a cell is how many findings its
 report has. The legend counts the cells of each status.
 """
@@ -17,7 +17,7 @@ STATUS_COLOURS = {
     CellStatus.DOWNGRADED: PALETTE["downgraded"],
     CellStatus.INCONCLUSIVE_TOOLING: PALETTE["attention"],
     CellStatus.FAILED: PALETTE["error"],
-    CellStatus.REFUSED: PALETTE["neutral"],
+    CellStatus.REFUSED: PALETTE["secondary"],
     CellStatus.NOT_AUDITED: PALETTE["empty"],
 }
 # Statuses drawn on a dark colour get white numbers.
