@@ -29,6 +29,7 @@ from diag_assets.core.names import (
 )
 from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.core.recipe.tasks import TaskKind
+from diag_assets.launchpad import CaptureModeChoice
 from diag_assets.market.assets import market_data_of
 from diag_assets.metadata_values import contract_metadata
 from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key
@@ -62,7 +63,7 @@ class CaptureRunConfig(dg.Config):
     num_threads: int | None = Field(
         default=None, ge=1, le=64, description=f"LightGBM threads per fit. {AUDIT_DEFAULT}"
     )
-    capture_mode: str | None = Field(
+    capture_mode: CaptureModeChoice | None = Field(
         default=None,
         description="Capture mode override: full_replay, dataset_only or single_fit. Unset: "
         f"{MODE_ENV}, then the policy file diag_assets/policy/capture_mode.json.",
@@ -246,7 +247,7 @@ def capture_cell(
     policy = load_policy()
     try:
         decision = decide_mode(
-            config_mode=config.capture_mode,
+            config_mode=None if config.capture_mode is None else config.capture_mode.value,
             consumers=consumers,
             store=audit.store(artifacts),
             recipe_version=audit.recipe_version,

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from diag_assets.audit.approval import refuse_automated_approval
 from diag_assets.audit.diagnostics import build_diagnostics
 from diag_assets.audit.reports import build_reports
 from diag_assets.capture.assets import build_capture
@@ -72,7 +73,8 @@ def build_location(
     handed to its consumer map and to the capture itself.
 
     Raises:
-        DiagInputError: two audits share a prefix.
+        DiagInputError: two audits share a prefix, or a sensor or schedule would launch a job
+            that approves cold captures.
     """
     unique_prefixes([audit for audit, _ in audits])
     built = [build_audit(audit) for audit, _ in audits]
@@ -99,7 +101,9 @@ def build_location(
             )
         )
     shared = {**location_resources(), **{a.market_data_key: md for a, md in audits}}
-    return dg.Definitions.merge(
+    location = dg.Definitions.merge(
         *parts,
         dg.Definitions(assets=list(extra_assets), resources={**shared, **(resources or {})}),
     )
+    refuse_automated_approval(location)
+    return location

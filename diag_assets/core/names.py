@@ -57,6 +57,9 @@ VERDICT_PARITY_CHECK = "dataset_only_verdict_parity"
 
 # Jobs, schedules and sensors.
 AUDIT_JOB = "audit"
+# The audit job that carries the operator's approval of a cold capture (no sensor or schedule
+# may ever launch it).
+APPROVED_COLD_AUDIT_JOB = "approved_cold_audit"
 LIGHT_AUDIT_JOB = "light_audit"
 XY_AUDIT_JOB = "xy_audit"
 MARKET_DATA_JOB = "market_data"
