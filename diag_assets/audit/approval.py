@@ -48,9 +48,7 @@ def refuse_automated_approval(defs: dg.Definitions) -> None:
     Raises:
         DiagInputError: names each sensor or schedule and the job, and the fix.
     """
-    approving = {
-        job.name for job in defs.jobs or [] if approves_cold_capture(_run_tags(job))
-    }
+    approving = {job.name for job in defs.jobs or [] if approves_cold_capture(_run_tags(job))}
     offending: list[str] = []
     automations: list[dg.SensorDefinition | dg.ScheduleDefinition] = [
         *(s for s in defs.sensors or [] if isinstance(s, dg.SensorDefinition)),
@@ -58,9 +56,7 @@ def refuse_automated_approval(defs: dg.Definitions) -> None:
     ]
     for automation in automations:
         kind = "sensor" if isinstance(automation, dg.SensorDefinition) else "schedule"
-        if isinstance(automation, dg.ScheduleDefinition) and approves_cold_capture(
-            automation.tags
-        ):
+        if isinstance(automation, dg.ScheduleDefinition) and approves_cold_capture(automation.tags):
             offending.append(f"the {kind} {automation.name} tags its runs {ALLOW_COLD_CAPTURE_TAG}")
         for job_name, tags in _targets(automation):
             if job_name in approving or approves_cold_capture(tags):
