@@ -22,6 +22,7 @@ from diag_assets.core.metadata import CaptureMetadata
 from diag_assets.core.names import (
     ALLOW_COLD_CAPTURE_TAG,
     ANCHOR_AND_CONSUMERS,
+    APPROVED_COLD_AUDIT_JOB,
     AUDIT_KIND_TAG,
     CAPTURED_FOLD,
     MARKET_BARS,
@@ -226,8 +227,9 @@ def capture_cell(
 
     Served from the capture cache when an identical capture exists (cache=HIT, seconds, same
     data version, so downstream verdicts stay in sync). A cold capture replays the whole
-    fine-tune and needs the run tag ``diag/allow_cold_capture=true``. Concurrent runs of one
-    cell capture it once. Inputs are checked before any training; bad input writes nothing.
+    fine-tune and needs the run tag ``diag/allow_cold_capture=true``, which the
+    ``approved_cold_audit`` job carries. Concurrent runs of one cell capture it once. Inputs
+    are checked before any training; bad input writes nothing.
 
     The capture mode (``capture_mode``, then ``DIAG_CAPTURE_MODE``, then the
     policy) is checked against the diagnostics this run materializes from the capture; a
@@ -295,7 +297,8 @@ def capture_cell(
                 "code": refused.code,
                 "certification": unusable.certification.value,
                 "reason": unusable.reason,
-                "how_to_approve": f"run tag {ALLOW_COLD_CAPTURE_TAG}=true",
+                "how_to_approve": f"launch the {audit.name(APPROVED_COLD_AUDIT_JOB)} job for "
+                f"the cell: it carries the run tag {ALLOW_COLD_CAPTURE_TAG}=true",
                 "capture_events": dg.MetadataValue.json(_event_dicts(recorder.events)),
             },
         ) from refused
