@@ -289,6 +289,14 @@ def test_approved_cold_audit_is_the_audit_with_the_approval_in_its_tags():
     assert "approval of a cold capture" in (approved.description or "")
 
 
+# The tags OPERATIONS.md's command gives `dagster job launch` for the cell UNIUSDC/fold-1.
+CLI_PARTITION_TAGS = {
+    "dagster/partition": "fold-1|UNIUSDC",
+    "dagster/partition/fold": "fold-1",
+    "dagster/partition/symbol": "UNIUSDC",
+}
+
+
 def test_a_cold_capture_is_refused_by_audit_and_approved_by_approved_cold_audit(tmp_path, instance):
     location_defs = build_definitions(resources=local_resources(tmp_path))
     key = cell_partition_key(CellRef.parse("defi_top5/UNIUSDC/fold-1"))
@@ -305,7 +313,10 @@ def test_a_cold_capture_is_refused_by_audit_and_approved_by_approved_cold_audit(
     assert APPROVED_COLD_AUDIT_JOB in description
     assert APPROVED_COLD_AUDIT_JOB in metadata["how_to_approve"]
 
-    approved = launch(APPROVED_COLD_AUDIT_JOB)
+    # Launched as OPERATIONS.md's `dagster job launch` does: the partition in the run tags.
+    approved = location_defs.resolve_job_def(APPROVED_COLD_AUDIT_JOB).execute_in_process(
+        instance=instance, run_config=TINY_RUN_CONFIG, tags=CLI_PARTITION_TAGS
+    )
     assert approved.success
     assert materialized_metadata(approved, "captured_fold")["cache"] == "MISS"
     assert instance.get_run_by_id(approved.run_id).tags[ALLOW_COLD_CAPTURE_TAG] == "true"
