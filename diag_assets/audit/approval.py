@@ -4,12 +4,15 @@ A cold capture replays a cell's whole fine-tune, so it runs only in a run that c
 tag ``diag/allow_cold_capture=true``. The ``approved_cold_audit`` job carries that tag, and an
 operator launches it by hand for the cell. A sensor or a schedule that launched it (or any
 job carrying the tag, or put the tag on its runs itself) would approve cold captures with
-nobody deciding, so the code location refuses to load with one.
+nobody deciding, so the code location refuses to load with one; and a run a sensor or
+schedule launched with the approval anyway (one defined outside the audits' code location
+composition) is refused when its capture starts.
 """
 
 from collections.abc import Iterable, Mapping
 
 import dagster as dg
+from dagster._core.storage.tags import SCHEDULE_NAME_TAG, SENSOR_NAME_TAG
 
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, APPROVED_COLD_AUDIT_JOB
@@ -67,4 +70,24 @@ def refuse_automated_approval(defs: dg.Definitions) -> None:
             f"which carries the approval ({ALLOW_COLD_CAPTURE_TAG}=true).",
             "point the sensor or schedule at the audit job (a cold cell then waits for an "
             f"operator to launch {APPROVED_COLD_AUDIT_JOB} for it by hand), or remove it.",
+        )
+
+
+def refuse_automated_run_approval(tags: Mapping[str, str]) -> None:
+    """Refuse the approval of a cold capture in a run a sensor or schedule launched.
+
+    Raises:
+        DiagInputError: names the sensor or schedule and the fix.
+    """
+    launched_by = [
+        f"the {kind} {tags[tag]}"
+        for kind, tag in (("sensor", SENSOR_NAME_TAG), ("schedule", SCHEDULE_NAME_TAG))
+        if tags.get(tag)
+    ]
+    if launched_by:
+        raise DiagInputError(
+            f"This run carries {ALLOW_COLD_CAPTURE_TAG}=true but was launched by "
+            f"{' and '.join(launched_by)}; a cold capture must be approved by an operator.",
+            f"launch {APPROVED_COLD_AUDIT_JOB} for the cell by hand, and point the sensor or "
+            "schedule at a job without the approval tag.",
         )

@@ -6,8 +6,10 @@ import warnings
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.tags import SCHEDULE_NAME_TAG, SENSOR_NAME_TAG
 from pydantic import Field
 
+from diag_assets.audit.approval import refuse_automated_run_approval
 from diag_assets.capture.modes import decide_mode, run_consumers
 from diag_assets.component.audit import Audit
 from diag_assets.core.audit import anchor_skip
@@ -145,10 +147,17 @@ def cold_capture_approved(context: dg.AssetExecutionContext) -> bool:
     """Whether the run carries the operator's approval of cold captures.
 
     Raises:
-        DiagInputError: the tag is set to something other than ``true`` or ``false``.
+        DiagInputError: the tag is set to something other than ``true`` or ``false``, or the
+            run was launched by a sensor or schedule (only an operator approves).
     """
-    value = context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG)
-    return value is not None and anchor_skip.parse_flag(value, what=ALLOW_COLD_CAPTURE_TAG)
+    tags = context.op_execution_context
+    value = tags.get_tag(ALLOW_COLD_CAPTURE_TAG)
+    approved = value is not None and anchor_skip.parse_flag(value, what=ALLOW_COLD_CAPTURE_TAG)
+    if approved:
+        refuse_automated_run_approval(
+            {tag: tags.get_tag(tag) or "" for tag in (SENSOR_NAME_TAG, SCHEDULE_NAME_TAG)}
+        )
+    return approved
 
 
 def check_run_skip_inputs(

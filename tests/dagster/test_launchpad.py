@@ -380,6 +380,28 @@ def test_the_code_location_refuses_to_load_with_an_automated_approval(
     assert APPROVED_COLD_AUDIT_JOB in refused.value.fix
 
 
+@pytest.mark.parametrize("launched_by", ["dagster/sensor_name", "dagster/schedule_name"])
+def test_an_approval_in_a_run_a_sensor_or_schedule_launched_is_refused(
+    resources, instance, launched_by
+):
+    result = dg.materialize(
+        [market_bars, captured_fold],
+        selection=["captured_fold"],
+        resources=resources,
+        instance=instance,
+        partition_key=cell_partition_key(CellRef.parse("defi_top5/UNIUSDC/fold-0")),
+        run_config={"ops": {"captured_fold": TINY_RUN_CONFIG["ops"]["captured_fold"]}},
+        tags={ALLOW_COLD_CAPTURE_TAG: "true", launched_by: "team_nightly"},
+        raise_on_error=False,
+    )
+    assert not result.success
+    description, metadata = _failure(result, "captured_fold")
+    assert "team_nightly" in description and "approved by an operator" in description
+    assert APPROVED_COLD_AUDIT_JOB in metadata["fix"]
+    with resources["capture_cache"].open() as cache:
+        assert cache.entries() == []
+
+
 def test_a_sensor_on_the_audit_job_loads():
     refuse_automated_approval(
         dg.Definitions.merge(defs, dg.Definitions(sensors=[_sensor(job_name=AUDIT_JOB)]))
