@@ -35,6 +35,7 @@ STORED = {
     "HASH_PARITY_CHECK": "dataset_only_hash_parity",
     "VERDICT_PARITY_CHECK": "dataset_only_verdict_parity",
     "AUDIT_JOB": "audit",
+    "APPROVED_COLD_AUDIT_JOB": "approved_cold_audit",
     "LIGHT_AUDIT_JOB": "light_audit",
     "XY_AUDIT_JOB": "xy_audit",
     "MARKET_DATA_JOB": "market_data",
