@@ -17,7 +17,15 @@ from diag_assets.component.location import AuditDefinitions, build_audit, build_
 from resources.environment import market_data_resource
 from resources.market_data import MarketDataResource
 
-__all__ = ["AuditDefinitions", "build_audit", "build_definitions", "build_location", "defs"]
+__all__ = [
+    "REFERENCE_AUDIT",
+    "REFERENCE_MARKET_DATA",
+    "AuditDefinitions",
+    "build_audit",
+    "build_definitions",
+    "build_location",
+    "defs",
+]
 
 
 def packaged_audit() -> tuple[Audit, MarketDataResource]:
@@ -26,7 +34,7 @@ def packaged_audit() -> tuple[Audit, MarketDataResource]:
     return audit, market_data_resource()
 
 
-REFERENCE_AUDIT, _REFERENCE_MARKET_DATA = packaged_audit()
+REFERENCE_AUDIT, REFERENCE_MARKET_DATA = packaged_audit()
 
 
 def build_definitions(
@@ -34,7 +42,7 @@ def build_definitions(
 ) -> dg.Definitions:
     """The packaged code location: the reference audit, plus ``extra_assets``."""
     return build_location(
-        [(REFERENCE_AUDIT, _REFERENCE_MARKET_DATA)], extra_assets=extra_assets, resources=resources
+        [(REFERENCE_AUDIT, REFERENCE_MARKET_DATA)], extra_assets=extra_assets, resources=resources
     )
 
 

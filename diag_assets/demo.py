@@ -72,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from diag_assets.definitions import REFERENCE_AUDIT, defs
+    from diag_assets.definitions import REFERENCE_AUDIT, REFERENCE_MARKET_DATA, defs
 
     instance = _instance()
     resources = defs.resources or {}
-    market_data: MarketDataResource = resources["market_data"]
+    # The code location binds its market data (no run may override it): read it unbound.
+    market_data: MarketDataResource = REFERENCE_MARKET_DATA
     artifacts: ArtifactStoreResource = resources["artifacts"]
     capture_cache: CaptureCacheResource = resources["capture_cache"]
     source = market_data.source()

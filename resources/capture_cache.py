@@ -9,16 +9,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from diag_assets.core.capture.cache import CaptureService
-from diag_assets.core.capture.source_drift import DriftPolicy
+from diag_assets.core.capture.source_drift import DriftMode, DriftPolicy
 from diag_assets.core.storage.catalog.catalog import CaptureCatalog, PostgresCatalog, SqliteCatalog
 from diag_assets.core.storage.lease.base import Lease
 from diag_assets.core.storage.lease.file import FileLease
 from diag_assets.core.storage.lease.postgres import PostgresLease
+from diag_assets.launchpad import DriftModeChoice
 from resources.storage import ArtifactStoreResource
 
 
@@ -83,6 +85,22 @@ class PostgresLeaseResource(LeaseResource):
         return PostgresLease(self.dsn)
 
 
+def drift_fields(check_drift: str) -> dict[str, Any]:
+    """The resource fields of a drift policy written as text (``off``, ``on_read``, ``sampled:P``).
+
+    The text form is what ``DIAG_CHECK_DRIFT`` and the drift-rate gate's recommendation use;
+    :meth:`DriftPolicy.parse` reads it.
+
+    Raises:
+        DiagInputError: the text is not a drift policy.
+    """
+    policy = DriftPolicy.parse(check_drift)
+    return {
+        "check_drift": DriftModeChoice(policy.mode),
+        "drift_sample_rate": policy.sample_rate,
+    }
+
+
 class CaptureCacheResource(dg.ConfigurableResource):
     """Captured folds as memoized, single-flight, drift-checked artifacts."""
 
@@ -94,9 +112,18 @@ class CaptureCacheResource(dg.ConfigurableResource):
         ge=0,
         description="How long a run waits for another run's capture of the same cell.",
     )
-    check_drift: str = Field(
-        default="off",
-        description="Re-hash the source on warm reads: 'off', 'on_read' or 'sampled:P'.",
+    check_drift: DriftModeChoice = Field(
+        default=DriftModeChoice(DriftMode.OFF),
+        description="When a warm read re-hashes the market data to prove the capture still "
+        "matches it: off, on_read (every read) or sampled (a share of reads, "
+        "drift_sample_rate). The environment's DIAG_CHECK_DRIFT ('sampled:P') sets both.",
+    )
+    drift_sample_rate: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Share of warm reads that re-hash the market data when check_drift is "
+        "sampled (required then); unset for off and on_read.",
     )
     parity_check_rate: float | None = Field(
         default=None,
@@ -105,6 +132,14 @@ class CaptureCacheResource(dg.ConfigurableResource):
         description="Share of dataset_only captures that also replay one trial in full and "
         "assert X/y parity. Unset: the capture mode policy's rate.",
     )
+
+    def drift_policy(self) -> DriftPolicy:
+        """The drift policy of ``check_drift`` and ``drift_sample_rate``.
+
+        Raises:
+            DiagInputError: sampled without a rate, or a rate beside off or on_read.
+        """
+        return DriftPolicy.of(DriftMode(self.check_drift), self.drift_sample_rate)
 
     @contextmanager
     def open(self, *, default_parity_check_rate: float = 0.0) -> Iterator[CaptureService]:
@@ -116,7 +151,7 @@ class CaptureCacheResource(dg.ConfigurableResource):
         resource does not set its own.
         """
         rate = self.parity_check_rate
-        drift = DriftPolicy.parse(self.check_drift)  # a bad policy fails before anything opens
+        drift = self.drift_policy()  # a bad policy fails before anything opens
         artifacts = self.artifacts.captures()
         lease = self.lease.lease()
         try:

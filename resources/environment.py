@@ -25,6 +25,7 @@ from resources.capture_cache import (
     PostgresCatalogResource,
     PostgresLeaseResource,
     SqliteCatalogResource,
+    drift_fields,
 )
 from resources.market_data import (
     DirectoryMarketDataResource,
@@ -88,8 +89,8 @@ def embedded_capture_cache(
         catalog=SqliteCatalogResource(path=str(root / "catalog.sqlite")),
         lease=FileLeaseResource(root=str(root / "leases")),
         lease_wait_s=lease_wait_s,
-        check_drift=check_drift,
         parity_check_rate=parity_check_rate,
+        **drift_fields(check_drift),
     )
 
 
@@ -106,7 +107,7 @@ def postgres_capture_cache(
         catalog=PostgresCatalogResource(dsn=dsn),
         lease=PostgresLeaseResource(dsn=dsn),
         lease_wait_s=lease_wait_s,
-        check_drift=check_drift,
+        **drift_fields(check_drift),
     )
 
 

@@ -1,6 +1,7 @@
 """Market data resources: where bars come from, and how a history is cut into folds."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,12 @@ _FOLDS = FoldSpec()
 
 
 class MarketDataResource(dg.ConfigurableResource, ABC):
-    """A universe of symbols with bars, and the walk-forward fold layout of its cells."""
+    """A universe of symbols with bars, and the walk-forward fold layout of its cells.
+
+    Every setting defines what a capture hashes (the source's bars and the fold layout are
+    part of each capture key and source version), so the code location fixes them: a run
+    cannot override one (see :func:`bind_market_data` and :func:`refuse_run_override`).
+    """
 
     n_folds: int = Field(default=5, ge=1, le=5, description="Walk-forward folds per symbol.")
     min_train_bars: int = Field(default=8_760, description="Bars in fold 0's training window.")
@@ -139,3 +145,49 @@ class SourceMarketDataResource(MarketDataResource):
                 f"The market source {self.source_class!r} refuses params {self.params}: {error}",
                 "give market_data.params the keyword arguments of the class.",
             ) from error
+
+
+FIXED_BY_LOCATION = (
+    "market data settings define what every capture hashes (its bars and fold layout), so "
+    "they are the code location's, never a run's"
+)
+
+
+def bind_market_data(resource: MarketDataResource) -> dg.ResourceDefinition:
+    """``resource`` as the code location binds it: with no run config at all.
+
+    The run config schema the UI's Launchpad gets has no field under the resource, so a run
+    that sets one (``resources.market_data.config.seed``) is refused at launch, before any
+    step runs. The settings are changed where the code location gets them: the profile's
+    environment (``DIAG_MARKET_DATA_DIR``...) or the audit's ``defs.yaml``.
+    """
+    return dg.ResourceDefinition(
+        resource_fn=lambda _context: resource,
+        config_schema={},
+        description=f"{type(resource).__name__}: {FIXED_BY_LOCATION}.",
+    )
+
+
+def refuse_run_override(run_config: Mapping[str, Any], resource_key: str) -> None:
+    """Refuse a run whose config overrides the market data resource ``resource_key``.
+
+    A resource handed to ``dg.materialize`` (or to a code location) unbound still accepts run
+    config; a run that uses it is refused here, at its first step that reads market data.
+
+    Raises:
+        DiagInputError: names the overridden settings and where to change them instead.
+    """
+    resources = run_config.get("resources")
+    entry = resources.get(resource_key) if isinstance(resources, Mapping) else None
+    config = entry.get("config") if isinstance(entry, Mapping) else None
+    if not config:
+        return
+    named = ", ".join(sorted(config)) if isinstance(config, Mapping) else repr(config)
+    raise DiagInputError(
+        f"This run overrides the market data resource {resource_key} ({named}) in its run "
+        f"config, but {FIXED_BY_LOCATION}: bars or folds of another setting would be hashed "
+        "into captures no audit reads.",
+        f"remove resources.{resource_key} from the run config; to audit other market data, "
+        "change the code location's profile (DIAG_MARKET_DATA_DIR, DIAG_UNIVERSE, "
+        "DIAG_TIMEFRAME) or the audit's market_data in its defs.yaml, and reload it.",
+    )

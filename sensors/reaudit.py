@@ -21,6 +21,7 @@ from diag_assets.core.audit.requests import RequestFolderUnreadable, read_reques
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.names import (
     ALLOW_COLD_CAPTURE_TAG,
+    APPROVED_COLD_AUDIT_JOB,
     AUDIT_JOB,
     REAUDIT_SENSOR,
     REQUEST_ID_TAG,
@@ -105,9 +106,10 @@ def build_reaudit_requests(audit: Audit) -> dg.SensorDefinition:
             context.log.warning(f"Rejected re-audit request: {problem}")
         if cold:
             context.log.info(
-                f"Cold cells need operator approval: {', '.join(sorted(set(cold)))}. Launch the "
-                f"audit job for them with the run tag {ALLOW_COLD_CAPTURE_TAG}=true; their "
-                "requests stay pending and launch once the capture exists."
+                f"Cold cells need operator approval: {', '.join(sorted(set(cold)))}. Launch "
+                f"the {audit.name(APPROVED_COLD_AUDIT_JOB)} job for them (it carries the run "
+                f"tag {ALLOW_COLD_CAPTURE_TAG}=true); their requests stay pending and launch "
+                "once the capture exists."
             )
         cursor = json.dumps({"handled": sorted(handled)})
         if run_requests:
@@ -116,7 +118,8 @@ def build_reaudit_requests(audit: Audit) -> dg.SensorDefinition:
         if cold:
             reasons.append(
                 f"{len(set(cold))} cold cell(s) need operator approval before a re-audit: "
-                f"{', '.join(sorted(set(cold)))} (run tag {ALLOW_COLD_CAPTURE_TAG}=true)."
+                f"{', '.join(sorted(set(cold)))} (launch {audit.name(APPROVED_COLD_AUDIT_JOB)} "
+                f"for them: it carries the run tag {ALLOW_COLD_CAPTURE_TAG}=true)."
             )
         if rejected:
             names = ", ".join(sorted(name for name, _ in rejected.values()))

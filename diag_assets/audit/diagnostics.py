@@ -62,6 +62,7 @@ from diag_assets.core.names import (
     diagnostic_asset,
 )
 from diag_assets.core.recipe.tasks import TaskKind, task_spec
+from diag_assets.launchpad import AuditKindChoice
 from diag_assets.market.assets import market_data_of
 from diag_assets.metadata_values import contract_metadata, image_metadata, metadata_value
 from diag_assets.partitions import cell_from_partition_key
@@ -92,9 +93,9 @@ class AuditRunConfig(dg.Config):
         description="Override: skip (true) or keep (false) the s22a1 anchor in this run. "
         f"Unset: the tag {SKIP_TAG}, then the audit kind's default in the skip policy.",
     )
-    audit_kind: str | None = Field(
+    audit_kind: AuditKindChoice | None = Field(
         default=None,
-        description="Audit kind for the skip policy (e.g. s22..s28, light_s40); "
+        description="Audit kind for the skip policy (its kinds: s22..s28, light_s40); "
         f"default: the run tag {AUDIT_KIND_TAG}.",
     )
     num_threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads per fit.")
@@ -131,7 +132,7 @@ def resolve_skip(context: dg.AssetExecutionContext, config: AuditRunConfig) -> S
     return resolve_skip_s22a1(
         config_override=config.skip_s22a1,
         tag_override=tags.get_tag(SKIP_TAG),
-        audit_kind=config.audit_kind,
+        audit_kind=None if config.audit_kind is None else config.audit_kind.value,
         tag_audit_kind=tags.get_tag(AUDIT_KIND_TAG),
         policy=load_policy(),
     )

@@ -18,6 +18,8 @@ from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.plugin import Diagnostic, NotApplicable
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.names import (
+    ALLOW_COLD_CAPTURE_TAG,
+    APPROVED_COLD_AUDIT_JOB,
     AUDIT_JOB,
     AUDIT_KIND_TAG,
     AUDIT_REPORT,
@@ -216,7 +218,7 @@ def _read_reports(
 
 
 def audit_jobs(audit: Audit) -> list[Any]:
-    """The audit, light audit and X/y audit jobs of ``audit``."""
+    """The audit, approved cold audit, light audit and X/y audit jobs of ``audit``."""
     everything = [
         CAPTURED_FOLD,
         *(diagnostic_asset(d.name) for d in audit.diagnostics),
@@ -232,7 +234,16 @@ def audit_jobs(audit: Audit) -> list[Any]:
             selection=[audit.key(name) for name in everything],
             description="Audit one cell: replay (or reuse) its fold, fit the s22a1 anchor, run "
             "the diagnostic suite and write the report.",
-        )
+        ),
+        dg.define_asset_job(
+            audit.name(APPROVED_COLD_AUDIT_JOB),
+            selection=[audit.key(name) for name in everything],
+            tags={ALLOW_COLD_CAPTURE_TAG: "true"},
+            description="The operator's approval of a cold capture: the audit job, for a cell "
+            "whose fold is not in the capture cache, allowed to replay the whole fine-tune. "
+            "Launch it by hand for the cell from the Launchpad; no sensor or schedule launches "
+            "it.",
+        ),
     ]
     if audit.has_anchor:
         jobs.append(

@@ -6,8 +6,10 @@ import warnings
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.tags import SCHEDULE_NAME_TAG, SENSOR_NAME_TAG
 from pydantic import Field
 
+from diag_assets.audit.approval import refuse_automated_run_approval
 from diag_assets.capture.modes import decide_mode, run_consumers
 from diag_assets.component.audit import Audit
 from diag_assets.core.audit import anchor_skip
@@ -22,6 +24,7 @@ from diag_assets.core.metadata import CaptureMetadata
 from diag_assets.core.names import (
     ALLOW_COLD_CAPTURE_TAG,
     ANCHOR_AND_CONSUMERS,
+    APPROVED_COLD_AUDIT_JOB,
     AUDIT_KIND_TAG,
     CAPTURED_FOLD,
     MARKET_BARS,
@@ -29,6 +32,7 @@ from diag_assets.core.names import (
 )
 from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.core.recipe.tasks import TaskKind
+from diag_assets.launchpad import CaptureModeChoice
 from diag_assets.market.assets import market_data_of
 from diag_assets.metadata_values import contract_metadata
 from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key
@@ -62,7 +66,7 @@ class CaptureRunConfig(dg.Config):
     num_threads: int | None = Field(
         default=None, ge=1, le=64, description=f"LightGBM threads per fit. {AUDIT_DEFAULT}"
     )
-    capture_mode: str | None = Field(
+    capture_mode: CaptureModeChoice | None = Field(
         default=None,
         description="Capture mode override: full_replay, dataset_only or single_fit. Unset: "
         f"{MODE_ENV}, then the policy file diag_assets/policy/capture_mode.json.",
@@ -143,10 +147,17 @@ def cold_capture_approved(context: dg.AssetExecutionContext) -> bool:
     """Whether the run carries the operator's approval of cold captures.
 
     Raises:
-        DiagInputError: the tag is set to something other than ``true`` or ``false``.
+        DiagInputError: the tag is set to something other than ``true`` or ``false``, or the
+            run was launched by a sensor or schedule (only an operator approves).
     """
-    value = context.op_execution_context.get_tag(ALLOW_COLD_CAPTURE_TAG)
-    return value is not None and anchor_skip.parse_flag(value, what=ALLOW_COLD_CAPTURE_TAG)
+    tags = context.op_execution_context
+    value = tags.get_tag(ALLOW_COLD_CAPTURE_TAG)
+    approved = value is not None and anchor_skip.parse_flag(value, what=ALLOW_COLD_CAPTURE_TAG)
+    if approved:
+        refuse_automated_run_approval(
+            {tag: tags.get_tag(tag) or "" for tag in (SENSOR_NAME_TAG, SCHEDULE_NAME_TAG)}
+        )
+    return approved
 
 
 def check_run_skip_inputs(
@@ -225,8 +236,9 @@ def capture_cell(
 
     Served from the capture cache when an identical capture exists (cache=HIT, seconds, same
     data version, so downstream verdicts stay in sync). A cold capture replays the whole
-    fine-tune and needs the run tag ``diag/allow_cold_capture=true``. Concurrent runs of one
-    cell capture it once. Inputs are checked before any training; bad input writes nothing.
+    fine-tune and needs the run tag ``diag/allow_cold_capture=true``, which the
+    ``approved_cold_audit`` job carries. Concurrent runs of one cell capture it once. Inputs
+    are checked before any training; bad input writes nothing.
 
     The capture mode (``capture_mode``, then ``DIAG_CAPTURE_MODE``, then the
     policy) is checked against the diagnostics this run materializes from the capture; a
@@ -246,7 +258,7 @@ def capture_cell(
     policy = load_policy()
     try:
         decision = decide_mode(
-            config_mode=config.capture_mode,
+            config_mode=None if config.capture_mode is None else config.capture_mode.value,
             consumers=consumers,
             store=audit.store(artifacts),
             recipe_version=audit.recipe_version,
@@ -294,7 +306,8 @@ def capture_cell(
                 "code": refused.code,
                 "certification": unusable.certification.value,
                 "reason": unusable.reason,
-                "how_to_approve": f"run tag {ALLOW_COLD_CAPTURE_TAG}=true",
+                "how_to_approve": f"launch the {audit.name(APPROVED_COLD_AUDIT_JOB)} job for "
+                f"the cell: it carries the run tag {ALLOW_COLD_CAPTURE_TAG}=true",
                 "capture_events": dg.MetadataValue.json(_event_dicts(recorder.events)),
             },
         ) from refused

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from diag_assets.audit.approval import refuse_automated_approval
 from diag_assets.audit.diagnostics import build_diagnostics
 from diag_assets.audit.reports import build_reports
 from diag_assets.capture.assets import build_capture
@@ -21,7 +22,7 @@ from diag_assets.gates.phase0 import build_phase0, consumer_map_asset
 from diag_assets.maintenance.gc import build_gc
 from diag_assets.market.assets import build_market
 from resources.environment import location_resources
-from resources.market_data import MarketDataResource
+from resources.market_data import MarketDataResource, bind_market_data
 from sensors.reaudit import build_reaudit_requests
 from sensors.symbols import build_register_symbols
 
@@ -67,12 +68,14 @@ def build_location(
     """A code location of ``audits``, each with its market data, plus ``extra_assets``.
 
     ``resources`` replace the shared resource set of the profile ``DIAG_ENV`` selects (and may
-    replace an audit's market data, by its resource key). The readers of each audit's
-    captured fold are collected from every composed asset (``extra_assets`` included) and
-    handed to its consumer map and to the capture itself.
+    replace an audit's market data, by its resource key). Each market data resource is bound
+    (:func:`~resources.market_data.bind_market_data`): no run can override its settings. The
+    readers of each audit's captured fold are collected from every composed asset
+    (``extra_assets`` included) and handed to its consumer map and to the capture itself.
 
     Raises:
-        DiagInputError: two audits share a prefix.
+        DiagInputError: two audits share a prefix, or a sensor or schedule would launch a job
+            that approves cold captures.
     """
     unique_prefixes([audit for audit, _ in audits])
     built = [build_audit(audit) for audit, _ in audits]
@@ -99,7 +102,12 @@ def build_location(
             )
         )
     shared = {**location_resources(), **{a.market_data_key: md for a, md in audits}}
-    return dg.Definitions.merge(
-        *parts,
-        dg.Definitions(assets=list(extra_assets), resources={**shared, **(resources or {})}),
+    every_resource = {
+        key: bind_market_data(resource) if isinstance(resource, MarketDataResource) else resource
+        for key, resource in {**shared, **(resources or {})}.items()
+    }
+    location = dg.Definitions.merge(
+        *parts, dg.Definitions(assets=list(extra_assets), resources=every_resource)
     )
+    refuse_automated_approval(location)
+    return location

@@ -59,6 +59,9 @@ REPORT_CLEAN_CHECK = "audit_clean"
 
 # Jobs, schedules and sensors.
 AUDIT_JOB = "audit"
+# The audit job that carries the operator's approval of a cold capture (no sensor or schedule
+# may ever launch it).
+APPROVED_COLD_AUDIT_JOB = "approved_cold_audit"
 LIGHT_AUDIT_JOB = "light_audit"
 XY_AUDIT_JOB = "xy_audit"
 MARKET_DATA_JOB = "market_data"

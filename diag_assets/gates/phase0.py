@@ -64,6 +64,13 @@ from diag_assets.core.names import (
     SEAM_GATE,
 )
 from diag_assets.gates.history import HistoryConfig, load_history
+from diag_assets.gates.thresholds import (
+    AnchorCostThresholds,
+    CaptureSizeThresholds,
+    DriftRateThresholds,
+    ReuseThresholds,
+    given,
+)
 from diag_assets.metadata_values import image_metadata, numeric_figure_metadata
 from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
@@ -71,13 +78,30 @@ from resources.storage import ArtifactStoreResource
 GROUP = "phase0"
 
 
-class GateConfig(HistoryConfig):
-    """History to read and the gate's thresholds."""
+class AnchorCostGateConfig(HistoryConfig):
+    """History to read and the anchor cost gate's thresholds."""
 
-    thresholds: dict[str, float] = Field(
-        default_factory=dict,
-        description="Overrides of the gate's thresholds by name (see the gate's settings model "
-        "in diag_assets/core/gates/); unknown names are refused.",
+    thresholds: AnchorCostThresholds = Field(
+        default_factory=AnchorCostThresholds,
+        description="The gate's thresholds (AnchorCostSettings); unset ones keep the default.",
+    )
+
+
+class ReuseGateConfig(HistoryConfig):
+    """History to read and the re-audit reuse gate's thresholds."""
+
+    thresholds: ReuseThresholds = Field(
+        default_factory=ReuseThresholds,
+        description="The gate's thresholds (ReuseSettings); unset ones keep the default.",
+    )
+
+
+class DriftRateGateConfig(HistoryConfig):
+    """History to read and the drift-rate gate's thresholds."""
+
+    thresholds: DriftRateThresholds = Field(
+        default_factory=DriftRateThresholds,
+        description="The gate's thresholds (DriftRateSettings); unset ones keep the default.",
     )
 
 
@@ -85,12 +109,17 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 ReportT = TypeVar("ReportT")
 
 
-def _settings(model: type[ModelT], thresholds: dict[str, float]) -> ModelT:
+def _settings(model: type[ModelT], thresholds: dg.Config) -> ModelT:
+    """The gate's settings: the thresholds the run sets over the model's defaults.
+
+    Each threshold's bounds are checked when the run config is read; what only the whole
+    model can check (the drift rates' order) is checked here, before any history is read.
+    """
     try:
-        return model(**thresholds)
+        return model(**given(thresholds))
     except ValidationError as error:
         raise DiagInputError(
-            f"Gate thresholds {thresholds} do not fit {model.__name__}: {error}",
+            f"Gate thresholds {given(thresholds)} do not fit {model.__name__}: {error}",
             f"use the fields of {model.__name__}: {', '.join(model.model_fields)}.",
         ) from error
 
@@ -136,22 +165,23 @@ def _plot_series(history: list[HistoryEvent]) -> tuple[list[float], dict[str, in
 def _history_gate(
     context: dg.AssetExecutionContext,
     audit: Audit,
-    config: GateConfig,
+    config: AnchorCostGateConfig | ReuseGateConfig | DriftRateGateConfig,
     gate: Callable[..., ReportT],
     settings_model: type[BaseModel],
 ) -> tuple[list[HistoryEvent], ReportT]:
     """Read the configured history and run ``gate`` on it with the configured thresholds."""
+    settings = _settings(settings_model, config.thresholds)
     now = datetime.now(UTC)
     history = load_history(config, context.instance, now, audit.prefix)
-    return history, gate(history, _settings(settings_model, config.thresholds), now=now)
+    return history, gate(history, settings, now=now)
 
 
 class CaptureSizeGateConfig(dg.Config):
     """The size gate's budget."""
 
-    thresholds: dict[str, float] = Field(
-        default_factory=dict,
-        description="Overrides of CaptureSizeSettings (e.g. max_capture_bytes).",
+    thresholds: CaptureSizeThresholds = Field(
+        default_factory=CaptureSizeThresholds,
+        description="The gate's budget (CaptureSizeSettings); unset keeps the default.",
     )
 
 
@@ -192,7 +222,9 @@ def build_phase0(audit: Audit) -> dg.Definitions:
 
     @dg.asset(key=audit.key(ANCHOR_COST_GATE), group_name=audit.group(GROUP), kinds={"python"})
     def g_b7_cost(
-        context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+        context: dg.AssetExecutionContext,
+        config: AnchorCostGateConfig,
+        artifacts: ArtifactStoreResource,
     ) -> dg.MaterializeResult:
         """The anchor's cost: is skipping the s22a1 anchor (the anchor skip) worth wiring?
 
@@ -208,7 +240,9 @@ def build_phase0(audit: Audit) -> dg.Definitions:
 
     @dg.asset(key=audit.key(REUSE_GATE), group_name=audit.group(GROUP), kinds={"python"})
     def g_a1_reuse(
-        context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+        context: dg.AssetExecutionContext,
+        config: ReuseGateConfig,
+        artifacts: ArtifactStoreResource,
     ) -> dg.MaterializeResult:
         """Re-audit reuse, the capture cache's value: how often are the same cells re-audited?
 
@@ -222,7 +256,9 @@ def build_phase0(audit: Audit) -> dg.Definitions:
 
     @dg.asset(key=audit.key(DRIFT_RATE_GATE), group_name=audit.group(GROUP), kinds={"python"})
     def lever1_gate2_drift(
-        context: dg.AssetExecutionContext, config: GateConfig, artifacts: ArtifactStoreResource
+        context: dg.AssetExecutionContext,
+        config: DriftRateGateConfig,
+        artifacts: ArtifactStoreResource,
     ) -> dg.MaterializeResult:
         """The capture cache's drift rate: the share of drift checks that found drift.
 
@@ -238,9 +274,10 @@ def build_phase0(audit: Audit) -> dg.Definitions:
         artifacts: ArtifactStoreResource,
     ) -> dg.MaterializeResult:
         """The capture cache's size gate: artifact bytes per capture, from the capture catalog."""
+        settings = _settings(CaptureSizeSettings, config.thresholds)
         with capture_cache.open() as cache:
             sizes = capture_bytes(cache.entries())
-        report = capture_size_gate(sizes, _settings(CaptureSizeSettings, config.thresholds))
+        report = capture_size_gate(sizes, settings)
         return gate_result(report, write_report(audit.store(artifacts), CAPTURE_SIZE_GATE, report))
 
     @dg.asset(

@@ -5,13 +5,28 @@ import time
 import dagster as dg
 
 from diag_assets.component.audit import Audit
+from diag_assets.core.errors import DiagInputError
 from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.core.names import MARKET_BARS, MARKET_DATA_JOB
-from resources.market_data import MarketDataResource
+from resources.market_data import MarketDataResource, refuse_run_override
 
 
 def market_data_of(context: dg.AssetExecutionContext, audit: Audit) -> MarketDataResource:
-    """The audit's market data resource in a running step."""
+    """The audit's market data resource in a running step.
+
+    Raises:
+        dg.Failure: the run's config overrides the resource's settings (the reason and the
+            fix in its description); nothing has read the market data yet.
+    """
+    try:
+        run_config = context.run.run_config
+    except dg.DagsterError:
+        # A direct call (dg.build_asset_context) has no run, so no run config.
+        run_config = {}
+    try:
+        refuse_run_override(run_config, audit.market_data_key)
+    except DiagInputError as refused:
+        raise dg.Failure(description=str(refused), metadata={"fix": refused.fix}) from refused
     return getattr(context.resources, audit.market_data_key)
 
 

@@ -164,14 +164,9 @@ def market_reads(monkeypatch) -> list[str]:
     [
         ({AUDIT_KIND_TAG: "light_s4O"}, {}, f"'light_s4O' (the run tag {AUDIT_KIND_TAG})"),
         ({SKIP_TAG: "yes"}, {}, f"{SKIP_TAG}='yes' is not a boolean"),
-        (
-            {},
-            {"audit_kind": "S22"},
-            "'S22' (audit_kind in the run config ops.anchor_and_consumers.config)",
-        ),
         ({ALLOW_COLD_CAPTURE_TAG: "ture"}, {}, f"{ALLOW_COLD_CAPTURE_TAG}='ture'"),
     ],
-    ids=["audit-kind-tag", "skip-tag", "audit-kind-config", "approval-tag"],
+    ids=["audit-kind-tag", "skip-tag", "approval-tag"],
 )
 def test_a_run_input_typo_fails_the_capture_before_any_replay(
     resources, instance, market_reads, tags, anchor_config, expected
@@ -201,6 +196,39 @@ def test_a_run_input_typo_fails_the_capture_before_any_replay(
     with resources["capture_cache"].open() as cache:
         assert cache.entries() == []
     assert not (Path(resources["artifacts"].root) / "captures").exists()
+
+
+@pytest.mark.parametrize(
+    ("op", "config", "expected"),
+    [
+        ("anchor_and_consumers", {"audit_kind": "S22"}, "not in enum type AuditKindChoice got S22"),
+        ("captured_fold", {"capture_mode": "FULL_REPLAY"}, "CaptureModeChoice got FULL_REPLAY"),
+    ],
+    ids=["audit-kind-config", "capture-mode-config"],
+)
+def test_a_run_config_typo_in_a_choice_is_refused_before_the_run_starts(
+    resources, instance, market_reads, op, config, expected
+):
+    run_config = {
+        "ops": {
+            "captured_fold": TINY_RUN_CONFIG["ops"]["captured_fold"],
+            "anchor_and_consumers": {"config": PROBE},
+        }
+    }
+    run_config["ops"][op] = {"config": {**run_config["ops"][op]["config"], **config}}
+    with pytest.raises(dg.DagsterInvalidConfigError) as refused:
+        dg.materialize(
+            [captured_fold, anchor_and_consumers],
+            selection=["captured_fold", "s40_verdict"],
+            resources=resources,
+            instance=instance,
+            partition_key=KEY,
+            run_config=run_config,
+            tags=APPROVED,
+        )
+    assert expected in str(refused.value)
+    assert market_reads == []
+    assert instance.get_runs() == []  # refused at launch: no run exists
 
 
 # --- the store: read-only and full ----------------------------------------------------------

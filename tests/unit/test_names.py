@@ -36,6 +36,7 @@ STORED = {
     "VERDICT_PARITY_CHECK": "dataset_only_verdict_parity",
     "REPORT_CLEAN_CHECK": "audit_clean",
     "AUDIT_JOB": "audit",
+    "APPROVED_COLD_AUDIT_JOB": "approved_cold_audit",
     "LIGHT_AUDIT_JOB": "light_audit",
     "XY_AUDIT_JOB": "xy_audit",
     "MARKET_DATA_JOB": "market_data",

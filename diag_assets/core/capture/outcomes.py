@@ -6,7 +6,7 @@ from enum import StrEnum
 from diag_assets.core.capture.events import CaptureEvent
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.cells import CellRef
-from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG
+from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, APPROVED_COLD_AUDIT_JOB
 from diag_assets.core.storage.catalog.model import CaptureStatus, CatalogEntry
 
 COLD_CAPTURE_REQUIRES_OPERATOR = "COLD_CAPTURE_REQUIRES_OPERATOR"
@@ -31,8 +31,9 @@ class ColdCaptureRequiresOperator(RuntimeError):
         super().__init__(
             f"{COLD_CAPTURE_REQUIRES_OPERATOR}: {cell} has no usable capture ({reason}); a cold "
             "capture replays the whole fine-tune and needs an operator's approval. To approve, "
-            f"launch the run with the tag {ALLOW_COLD_CAPTURE_TAG}=true (UI Launchpad: "
-            "'Edit tags'; `make demo` sets it)."
+            f"launch the {APPROVED_COLD_AUDIT_JOB} job for the cell (UI Launchpad or "
+            f"`dagster job launch`); it carries the tag {ALLOW_COLD_CAPTURE_TAG}=true, so "
+            "nothing has to be typed (`make demo` sets the tag itself)."
         )
 
 
