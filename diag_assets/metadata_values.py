@@ -26,3 +26,12 @@ def metadata_value(value: Any) -> dg.MetadataValue:
 def contract_metadata(record: MaterializationMetadata) -> dict[str, dg.MetadataValue]:
     """A contract's fields as the materialization's metadata entries, one per field."""
     return {key: metadata_value(value) for key, value in record.values().items()}
+
+
+def run_link(run_id: str | None) -> dg.MetadataValue:
+    """A run id as a link to the run in the UI (null when there is none).
+
+    Readers of the metadata get the id back as the value (``.value``), as they did when it was
+    text.
+    """
+    return dg.MetadataValue.dagster_run(run_id) if run_id else dg.MetadataValue.null()
