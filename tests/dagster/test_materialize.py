@@ -49,6 +49,10 @@ def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, inst
     warm_capture = _metadata(warm, "captured_fold")
     assert warm_capture["cache"] == "HIT"
     assert warm_capture["producing_run_id"] == cold.run_id  # provenance: the run that captured it
+    # ... shown as a link to that run in the UI
+    record = instance.get_latest_materialization_event(dg.AssetKey("captured_fold"))
+    link = record.asset_materialization.metadata["producing_run_id"]
+    assert link == dg.MetadataValue.dagster_run(cold.run_id)
     assert [e["event"] for e in warm_capture["capture_events"]] == ["capture_hit"]
     for asset, version in cold_versions.items():
         assert _data_version(instance, asset) == version, asset
