@@ -165,7 +165,15 @@ def consumer_map_asset(audit: Audit, readers: Iterable[CaptureReader]) -> dg.Ass
         """
         listed = sorted(composed | set(repository_readers(context, capture)))
         report = consumer_map_gate(listed, DIAGNOSTIC_CAPTURE_REQUIREMENTS)
-        return gate_result(report, write_report(audit.store(artifacts), CONSUMERS_GATE, report))
+        # Each reader as a link to its asset (the report's table names them as text).
+        links = {
+            f"reader: {reader.asset}": dg.MetadataValue.asset(
+                dg.AssetKey.from_user_string(reader.asset)
+            )
+            for reader in listed
+        }
+        uri = write_report(audit.store(artifacts), CONSUMERS_GATE, report)
+        return gate_result(report, uri, None, **links)
 
     return g_c0_consumers
 
