@@ -338,6 +338,9 @@ def _archive(
         return
     state.unarchived.pop(item.request_id, None)
     run = f" (run {outcome.run_id})" if outcome.run_id else ""
+    if where is None:
+        context.log.info(f"{item.name}: {outcome.outcome}{run}; gone from the folder already.")
+        return
     context.log.info(f"{item.name}: {outcome.outcome}{run}; archived as {where}.")
 
 

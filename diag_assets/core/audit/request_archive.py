@@ -74,8 +74,10 @@ def archive_request(
     *,
     run_id: str | None = None,
     now: datetime | None = None,
-) -> Path:
+) -> Path | None:
     """Move ``item``'s file to the archive with its outcome beside it; the archived path.
+
+    ``None`` when the file is gone from the folder before it could be moved.
 
     Raises:
         RequestNotArchived: the archive cannot be made or written, or the file cannot be
@@ -101,6 +103,11 @@ def archive_request(
         raise _not_archived(item, folder, error) from error
     try:
         os.rename(item.path, target)
+    except FileNotFoundError:
+        # Gone since the folder was read (moved by hand, or archived by another audit's
+        # sensor): no longer a request, and nothing to archive.
+        outcome_path.unlink(missing_ok=True)
+        return None
     except OSError as error:
         outcome_path.unlink(missing_ok=True)
         raise _not_archived(item, folder, error) from error
