@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.utils import make_new_run_id
 
 from diag_assets.core.cells import CellRef
 from diag_assets.core.names import REQUEST_ID_TAG
+from diag_assets.definitions import defs
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG
 from tests.fixtures.audit import (
@@ -175,3 +177,22 @@ def test_a_launched_request_is_archived_with_its_run_once_the_run_exists(resourc
     third, _ = _tick(resources, instance, cursor=cursor)
     assert isinstance(third, dg.SkipReason)
     assert _outcomes(resources)["warm.json"]["run_id"] == run_id
+
+
+def test_a_request_waits_for_an_approved_audit_of_its_cell_still_in_progress(resources, instance):
+    _write(resources, "cold", cell_ref=str(COLD))
+    running = instance.create_run_for_job(
+        defs.resolve_job_def("audit"),
+        tags={PARTITION_NAME_TAG: str(cell_partition_key(COLD)), **APPROVED},
+    )
+    held, cursor = _tick(resources, instance)
+    assert isinstance(held, dg.SkipReason)
+    assert "being audited by an approved run" in held.skip_message
+    assert running.run_id in held.skip_message
+    assert (_folder(resources) / "cold.json").exists()
+
+    # It failed before writing the report: the request did not get its audit and waits on.
+    instance.report_run_failed(running)
+    waiting, _ = _tick(resources, instance, cursor=cursor)
+    assert "need operator approval" in waiting.skip_message
+    assert "cold.json" not in _outcomes(resources)
