@@ -162,7 +162,7 @@ def build_reaudit_requests(audit: Audit) -> dg.SensorDefinition:
 
         # A tick either requests runs or skips with a message: rejections are reported by a
         # skipped tick, so a tick that finds both holds its launches back for one tick.
-        held_back = bool(tick.rejected and tick.new_runs and not state.deferred)
+        held_back = bool(tick.rejected and tick.runs and not state.deferred)
         if held_back:
             tick.runs, tick.new_runs = [], []
         launch = bool(tick.runs)

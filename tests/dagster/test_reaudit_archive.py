@@ -196,3 +196,20 @@ def test_a_request_waits_for_an_approved_audit_of_its_cell_still_in_progress(res
     waiting, _ = _tick(resources, instance, cursor=cursor)
     assert "need operator approval" in waiting.skip_message
     assert "cold.json" not in _outcomes(resources)
+
+
+def test_rejections_and_launches_take_turns_so_neither_waits_more_than_a_tick(resources, instance):
+    _approved_audit(resources, instance, COLD, capture=DEFAULT_CAPTURE["captured_fold"])
+    _write(resources, "warm", cell_ref=str(COLD))
+    _write(resources, "bad-1", cell_ref="binance/BTCUSDT/fold-1")
+    first, cursor = _tick(resources, instance)
+    assert isinstance(first, dg.SkipReason) and "'bad-1.json'" in first.skip_message
+
+    # A new bad file arrives: this tick launches anyway, the next one reports it.
+    _write(resources, "bad-2", cell_ref="binance/BTCUSDT/fold-1")
+    second, cursor = _tick(resources, instance, cursor=cursor)
+    assert isinstance(second, dg.SensorResult) and len(second.run_requests) == 1
+    assert (_folder(resources) / "bad-2.json").exists()
+    third, cursor = _tick(resources, instance, cursor=cursor)
+    assert isinstance(third, dg.SkipReason) and "'bad-2.json'" in third.skip_message
+    assert _outcomes(resources)["bad-2.json"]["outcome"] == "REJECTED"
