@@ -96,13 +96,15 @@ class _Cursor(BaseModel):
 
     @classmethod
     def parse(cls, text: str | None) -> "_Cursor":
+        # A cursor of an earlier release (every handled id, ``{"handled": [...]}``) reads as
+        # empty, as does one that cannot be read: the files still in the folder are handled
+        # again, a launched one is not launched twice (Dagster drops a run request whose run
+        # key it has seen) and a rejected one is archived with its rejection.
         if not text:
             return cls()
         try:
             return cls.model_validate_json(text)
         except ValueError:
-            # A cursor of an earlier release (every handled id): the files it names are still
-            # in the folder; launching them again is stopped by their run keys.
             return cls()
 
     def keep_only(self, present: set[str]) -> None:
