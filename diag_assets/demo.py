@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from diag_assets.audit.pointer import read_pointer
-from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.audit.run_results import materialized_metadata, refused_capture
 from diag_assets.core.audit.report import AuditReport
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.verdicts import AnchorResult, S40Verdict
@@ -112,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             raise_on_error=False,
         )
         wall = time.perf_counter() - cell_started
-        if not result.success:
-            print(f"  {cell}: run {result.run_id} FAILED; open it in the UI for the error.")
-            rows.append((cell, None, None, None, None, wall, result.run_id, "-"))
+        refusal = refused_capture(result, CAPTURED_FOLD)
+        if not result.success or refusal:
+            what = f"REFUSED: {refusal}" if refusal else "FAILED; open it in the UI for the error."
+            print(f"  {cell}: run {result.run_id} {what}")
+            rows.append((cell, None, None, None, None, wall, result.run_id, _status(refusal)))
             continue
         results = artifacts.results()
         capture = CaptureMetadata.parse(materialized_metadata(result, CAPTURED_FOLD))
@@ -197,6 +199,14 @@ def _release_gate_line(job: dg.JobDefinition, instance: dg.DagsterInstance) -> s
     )
 
 
+REFUSED = "REFUSED"
+
+
+def _status(refusal: str | None) -> str:
+    """What the table's cache column shows for a cell that did not finish."""
+    return REFUSED if refusal else "-"
+
+
 def render_table(rows: list[tuple]) -> str:
     """A fixed-width table of verdicts with timings."""
     header = (
@@ -207,7 +217,8 @@ def render_table(rows: list[tuple]) -> str:
     lines = [header, "-" * len(header)]
     for cell, manifest, anchor, verdict, report, wall, run_id, cache in rows:
         if verdict is None or manifest is None or report is None:
-            lines.append(f"{str(cell):<28} FAILED (run {run_id})")
+            status = REFUSED if cache == REFUSED else "FAILED"
+            lines.append(f"{str(cell):<28} {status} (run {run_id})")
             continue
         signal = verdict.signal.value if verdict.signal else "NOT_RUN"
         p_value = f"{verdict.probe.p_value:>5.3f}" if verdict.probe else f"{'-':>5}"

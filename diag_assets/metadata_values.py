@@ -66,3 +66,12 @@ def numeric_figure_metadata(figures: BaseModel) -> dict[str, dg.MetadataValue]:
         else:
             entries[key] = dg.MetadataValue.float(float(value))
     return entries
+
+
+def run_link(run_id: str | None) -> dg.MetadataValue:
+    """A run id as a link to the run in the UI (null when there is none).
+
+    Readers of the metadata get the id back as the value (``.value``), as they did when it was
+    text.
+    """
+    return dg.MetadataValue.dagster_run(run_id) if run_id else dg.MetadataValue.null()

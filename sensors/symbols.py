@@ -15,6 +15,9 @@ def build_register_symbols(audit: Audit) -> dg.SensorDefinition:
         minimum_interval_seconds=300,
         default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys={audit.market_data_key},
+        description="Adds every symbol the audit's market data serves as a partition of its "
+        "symbols (and so of its cells), every five minutes; it never removes one. A skipped "
+        "tick says how many symbols are registered.",
     )
     def register_symbols(
         context: dg.SensorEvaluationContext, **_called_with: object

@@ -13,7 +13,13 @@ from diag_assets.audit.pointer import read_pointer
 from diag_assets.audit.summary_view import cell_table, report_links, status_grid
 from diag_assets.component.audit import Audit
 from diag_assets.core.audit.report import AuditReport, Verdict, build_audit_report
-from diag_assets.core.audit.summary import AuditFailure, CellStatus, audit_failure, summarize
+from diag_assets.core.audit.summary import (
+    AuditFailure,
+    AuditSummary,
+    CellStatus,
+    audit_failure,
+    summarize,
+)
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.plugin import Diagnostic, NotApplicable
 from diag_assets.core.errors import DiagInputError
@@ -39,6 +45,7 @@ from diag_assets.core.names import (
 )
 from diag_assets.core.storage.results import ResultStore
 from diag_assets.market.assets import market_data_of
+from diag_assets.metadata_values import run_link
 from resources.storage import ArtifactStoreResource
 
 
@@ -126,11 +133,9 @@ def build_reports(audit: Audit) -> dg.Definitions:
         folds = range(min(audit.n_folds, market_data.fold_spec().n_folds))
         cells = [str(CellRef(universe, symbol, fold)) for symbol in symbols for fold in folds]
         reports, unreadable = _read_reports(audit, artifacts)
+        failures = [*failed_steps(context.instance, audit, universe), *unreadable]
         summary = summarize(
-            reports,
-            [d.name for d in audit.verdicts],
-            cells=cells,
-            failures=[*failed_steps(context.instance, audit, universe), *unreadable],
+            reports, [d.name for d in audit.verdicts], cells=cells, failures=failures
         )
         return dg.MaterializeResult(
             metadata={
@@ -151,6 +156,7 @@ def build_reports(audit: Audit) -> dg.Definitions:
                 CELL_TABLE_KEY: cell_table(audit, summary),
                 STATUS_GRID_KEY: status_grid(summary),
                 REPORT_LINKS_KEY: report_links(audit, summary),
+                **_failure_runs(summary, failures),
             }
         )
 
@@ -187,6 +193,25 @@ def _write_report(
             else []
         ),
     )
+
+
+# How many refused or failed cells the summary links to their runs (the table names them all).
+FAILURE_RUNS_LINKED = 25
+
+
+def _failure_runs(
+    summary: AuditSummary, failures: list[AuditFailure]
+) -> dict[str, dg.MetadataValue]:
+    """A link to the run of each refused or failed cell (``refused run: <cell>``), the first few."""
+    latest = {failure.cell_ref: failure for failure in failures}  # the summary's choice
+    linked: dict[str, dg.MetadataValue] = {}
+    for status in (CellStatus.REFUSED, CellStatus.FAILED):
+        for cell in summary.cells_with(status):
+            failure = latest.get(cell)
+            if failure is None or failure.run_id == "-" or len(linked) >= FAILURE_RUNS_LINKED:
+                continue
+            linked[f"{status.value.lower()} run: {cell}"] = run_link(failure.run_id)
+    return linked
 
 
 def _read_reports(

@@ -4,6 +4,8 @@ from typing import Any
 
 import dagster as dg
 
+from diag_assets.core.names import COLD_CAPTURE_APPROVAL_CHECK
+
 
 def materialized_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     """The metadata values of the one materialization of ``asset`` in ``result``.
@@ -20,3 +22,21 @@ def materialized_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict
             f"Run {result.run_id} materialized {asset} {len(events)} times, not once."
         )
     return {key: value.value for key, value in events[0].materialization.metadata.items()}
+
+
+def refused_capture(result: dg.ExecuteInProcessResult, capture: str) -> str | None:
+    """Why the run refused the cold capture ``capture`` (a user string), or ``None``.
+
+    A refused capture does not fail its run: its ``cold_capture_approved`` check fails and
+    the steps after it are skipped, so a caller that only reads ``result.success`` would miss
+    it.
+    """
+    key = dg.AssetKey.from_user_string(capture)
+    for evaluation in result.get_asset_check_evaluations():
+        if (
+            evaluation.asset_key == key
+            and evaluation.check_name == COLD_CAPTURE_APPROVAL_CHECK
+            and not evaluation.passed
+        ):
+            return evaluation.description or "cold capture refused"
+    return None

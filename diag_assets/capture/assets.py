@@ -3,6 +3,7 @@
 import inspect
 import json
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -17,7 +18,11 @@ from diag_assets.core.capture.events import CaptureEvent, EventRecorder
 from diag_assets.core.capture.manifest import CaptureManifest
 from diag_assets.core.capture.mode_policy import MODE_ENV, CaptureModeRefused, load_policy
 from diag_assets.core.capture.modes import CaptureConfig, CaptureMode
-from diag_assets.core.capture.outcomes import CaptureResult, ColdCaptureRequiresOperator
+from diag_assets.core.capture.outcomes import (
+    CaptureOutcome,
+    CaptureResult,
+    ColdCaptureRequiresOperator,
+)
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.metadata import CaptureMetadata
@@ -27,6 +32,7 @@ from diag_assets.core.names import (
     APPROVED_COLD_AUDIT_JOB,
     AUDIT_KIND_TAG,
     CAPTURED_FOLD,
+    COLD_CAPTURE_APPROVAL_CHECK,
     MARKET_BARS,
     SKIP_TAG,
 )
@@ -34,12 +40,18 @@ from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.core.recipe.tasks import TaskKind
 from diag_assets.launchpad import CaptureModeChoice
 from diag_assets.market.assets import market_data_of
-from diag_assets.metadata_values import contract_metadata
+from diag_assets.metadata_values import contract_metadata, run_link
 from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key
 from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
 
 AUDIT_DEFAULT = "Unset: the audit's trials setting."
+COLD_CAPTURE_APPROVAL_DESCRIPTION = (
+    "Operator: fails (ERROR) on a cell whose capture was cold and the run had no approval to "
+    "replay its fine-tune, so nothing was captured and the cell's diagnostics were skipped. "
+    "Fix: launch the audit of the cell with the run tag diag/allow_cold_capture=true. Passes "
+    "when the cell's capture was served from the cache or replayed with the approval."
+)
 
 
 class CaptureRunConfig(dg.Config):
@@ -204,9 +216,20 @@ def _event_dicts(events: list[CaptureEvent]) -> list[dict[str, Any]]:
 
 def build_capture(audit: Audit) -> dg.Definitions:
     """The audit's ``captured_fold``; its code version is the audit recipe's."""
+    key = audit.key(CAPTURED_FOLD)
+    with warnings.catch_warnings():
+        # A partitioned check is marked preview upstream; it is what shows the refusal on the
+        # cell's partition rather than on the asset as a whole.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        approval_check = dg.AssetCheckSpec(
+            COLD_CAPTURE_APPROVAL_CHECK,
+            asset=key,
+            partitions_def=audit.cells_partitions,
+            description=COLD_CAPTURE_APPROVAL_DESCRIPTION,
+        )
 
     @dg.asset(
-        key=audit.key(CAPTURED_FOLD),
+        key=key,
         partitions_def=audit.cells_partitions,
         deps=[dg.AssetDep(audit.key(MARKET_BARS), partition_mapping=CELL_TO_SYMBOL)],
         code_version=audit.recipe_version,
@@ -214,13 +237,16 @@ def build_capture(audit: Audit) -> dg.Definitions:
         kinds={"lightgbm", "parquet"},
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
         description=inspect.cleandoc(capture_cell.__doc__ or ""),
+        check_specs=[approval_check],
+        # A refused cold capture yields no capture: the steps after it are skipped, not failed.
+        output_required=False,
     )
     def captured_fold(
         context: dg.AssetExecutionContext, config: CaptureRunConfig
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         artifacts: ArtifactStoreResource = context.resources.artifacts
         capture_cache: CaptureCacheResource = context.resources.capture_cache
-        return capture_cell(context, audit, config, artifacts, capture_cache)
+        yield from capture_cell(context, audit, config, artifacts, capture_cache)
 
     return dg.Definitions(assets=[captured_fold])
 
@@ -231,14 +257,16 @@ def capture_cell(
     config: CaptureRunConfig,
     artifacts: ArtifactStoreResource,
     capture_cache: CaptureCacheResource,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """The cell's exact training data (X/y) and trial log, recovered by replaying its recipe.
 
     Served from the capture cache when an identical capture exists (cache=HIT, seconds, same
     data version, so downstream verdicts stay in sync). A cold capture replays the whole
     fine-tune and needs the run tag ``diag/allow_cold_capture=true``, which the
-    ``approved_cold_audit`` job carries. Concurrent runs of one cell capture it once. Inputs
-    are checked before any training; bad input writes nothing.
+    ``approved_cold_audit`` job carries; without it the capture is refused: its check
+    ``cold_capture_approved`` fails (ERROR) with the reason and how to approve, nothing is
+    written, and the cell's diagnostics are skipped. Concurrent runs of one cell capture it
+    once. Inputs are checked before any training; bad input writes nothing.
 
     The capture mode (``capture_mode``, then ``DIAG_CAPTURE_MODE``, then the
     policy) is checked against the diagnostics this run materializes from the capture; a
@@ -297,10 +325,15 @@ def capture_cell(
                 events=recorder,
             )
     except ColdCaptureRequiresOperator as refused:
-        # No capture can be trusted for this cell in this run: nothing downstream may claim
-        # a verdict, so the audit is inconclusive until an operator approves a capture.
+        # No capture exists for this cell: nothing downstream may claim a verdict, so their
+        # steps are skipped and the audit is inconclusive until an operator approves one.
         unusable = certify(capture_mode=None, anchor=AnchorUse.NOT_NEEDED, problem=refused.reason)
-        raise dg.Failure(
+        context.log.warning(str(refused))
+        yield dg.AssetCheckResult(
+            asset_key=audit.key(CAPTURED_FOLD),
+            check_name=COLD_CAPTURE_APPROVAL_CHECK,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
             description=str(refused),
             metadata={
                 "code": refused.code,
@@ -310,13 +343,22 @@ def capture_cell(
                 f"the cell: it carries the run tag {ALLOW_COLD_CAPTURE_TAG}=true",
                 "capture_events": dg.MetadataValue.json(_event_dicts(recorder.events)),
             },
-        ) from refused
+        )
+        return
     audit.results(artifacts).write(CAPTURED_FOLD, cell, result.manifest)
-    return dg.MaterializeResult(
+    yield dg.AssetCheckResult(
+        asset_key=audit.key(CAPTURED_FOLD),
+        check_name=COLD_CAPTURE_APPROVAL_CHECK,
+        passed=True,
+        description="replayed cold with the operator's approval"
+        if result.outcome is CaptureOutcome.MISS
+        else f"served from the capture cache ({result.outcome}): no approval needed",
+    )
+    yield dg.MaterializeResult(
         data_version=dg.DataVersion(result.manifest.content_hash),
         metadata={
             **contract_metadata(capture_record(result)),
-            "producing_run_id": result.entry.producing_run_id or "",
+            "producing_run_id": run_link(result.entry.producing_run_id),
             "capture_created_at": result.entry.created_at.isoformat(),
             "use_count": dg.MetadataValue.int(result.entry.use_count),
             "waited_s": dg.MetadataValue.float(round(result.waited_s, 3)),

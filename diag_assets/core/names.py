@@ -56,6 +56,9 @@ HASH_PARITY_CHECK = "dataset_only_hash_parity"
 VERDICT_PARITY_CHECK = "dataset_only_verdict_parity"
 # Per cell, on audit_report: passes when the audit is CERTIFIED and found nothing.
 REPORT_CLEAN_CHECK = "audit_clean"
+# On captured_fold: fails (ERROR) for a cell whose cold capture was refused for want of an
+# operator's approval.
+COLD_CAPTURE_APPROVAL_CHECK = "cold_capture_approved"
 
 # Jobs, schedules and sensors.
 AUDIT_JOB = "audit"
@@ -83,6 +86,9 @@ AUDIT_KIND_TAG = "diag/audit_kind"
 SOURCE_TAG = "diag/source"
 REQUEST_ID_TAG = "diag/request_id"
 REQUESTED_BY_TAG = "diag/requested_by"
+# The folder, inside the re-audit request folder, where handled request files are moved with
+# their outcome beside them.
+REQUEST_ARCHIVE_FOLDER = "archive"
 # The audit kind of a light s40 audit (a key of the skip policy file).
 LIGHT_S40_AUDIT_KIND = "light_s40"
 

@@ -245,7 +245,12 @@ def build_fixture_gates(audit: Audit) -> dg.Definitions:
         kinds={"lightgbm"},
         check_specs=[
             dg.AssetCheckSpec(
-                TRIAL_INVARIANCE_CHECK, asset=audit.key(INVARIANCE_GATE), blocking=True
+                TRIAL_INVARIANCE_CHECK,
+                asset=audit.key(INVARIANCE_GATE),
+                blocking=True,
+                description="Blocks the release parity gate unless every trial of every "
+                "fixture fold received the same X/y; on failure it names the fold, trial and "
+                "column that diverged.",
             )
         ],
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
@@ -334,10 +339,20 @@ def build_fixture_gates(audit: Audit) -> dg.Definitions:
         deps=[g_c4_invariance, g_c4b_seam],
         check_specs=[
             dg.AssetCheckSpec(
-                HASH_PARITY_CHECK, asset=audit.key(RELEASE_PARITY_GATE), blocking=True
+                HASH_PARITY_CHECK,
+                asset=audit.key(RELEASE_PARITY_GATE),
+                blocking=True,
+                description="Release owner: passes only when every fixture fold's dataset_only "
+                "capture has the canonical X and y hashes of its full_replay capture; a "
+                "failure keeps dataset_only from becoming the capture mode policy's default.",
             ),
             dg.AssetCheckSpec(
-                VERDICT_PARITY_CHECK, asset=audit.key(RELEASE_PARITY_GATE), blocking=True
+                VERDICT_PARITY_CHECK,
+                asset=audit.key(RELEASE_PARITY_GATE),
+                blocking=True,
+                description="Release owner: passes only when the s40 verdict on every fixture "
+                "fold's dataset_only capture agrees with the verdict on its full_replay "
+                "capture; a failure keeps dataset_only from becoming the default.",
             ),
         ],
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},

@@ -129,13 +129,16 @@ def gate_result(
     uri: str,
     check_results: list[dg.AssetCheckResult] | None = None,
     images: Mapping[str, Figure] | None = None,
+    *,
+    entries: Mapping[str, dg.MetadataValue] | None = None,
     **extra: Any,
 ) -> dg.MaterializeResult:
     """A gate's materialization: decision, reasons, report, figures and where it is stored.
 
     The figures are there whole, as JSON under ``figures``, and each numeric one also as an
     entry of its own (``figures.<field>``), which the asset's Plots tab draws over time;
-    ``images`` are pictures of what the gate read, shown inline under their names.
+    ``images`` are pictures of what the gate read, shown inline under their names;
+    ``entries`` and ``extra`` are further metadata (``entries`` for keys that are not names).
     """
     return dg.MaterializeResult(
         check_results=check_results,
@@ -147,6 +150,7 @@ def gate_result(
             **numeric_figure_metadata(report.figures),
             "report_uri": dg.MetadataValue.path(uri),
             **image_metadata(images or {}),
+            **(entries or {}),
             **extra,
         },
     )
@@ -208,7 +212,15 @@ def consumer_map_asset(audit: Audit, readers: Iterable[CaptureReader]) -> dg.Ass
         """
         listed = sorted(composed | set(repository_readers(context, capture)))
         report = consumer_map_gate(listed, DIAGNOSTIC_CAPTURE_REQUIREMENTS)
-        return gate_result(report, write_report(audit.store(artifacts), CONSUMERS_GATE, report))
+        # Each reader as a link to its asset (the report's table names them as text).
+        links = {
+            f"reader: {reader.asset}": dg.MetadataValue.asset(
+                dg.AssetKey.from_user_string(reader.asset)
+            )
+            for reader in listed
+        }
+        uri = write_report(audit.store(artifacts), CONSUMERS_GATE, report)
+        return gate_result(report, uri, entries=links)
 
     return g_c0_consumers
 

@@ -47,7 +47,10 @@ def test_audit_assets_by_direct_call(resources, instance):
     with dg.build_asset_context(
         partition_key=KEY, instance=instance, run_tags=APPROVED, resources=resources
     ) as context:
-        capture = captured_fold(context, TINY_CAPTURE)
+        # The capture yields its approval check's result, then the capture itself.
+        approval, capture = list(captured_fold(context, TINY_CAPTURE))
+        assert isinstance(approval, dg.AssetCheckResult) and approval.passed
+        assert approval.check_name == "cold_capture_approved"
         results = {
             result.asset_key.to_user_string(): result
             for result in anchor_and_consumers(context, TINY_AUDIT)

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from diag_assets.audit.run_results import refused_capture
 from diag_assets.core.cells import CellRef
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources, tiny_market_data
@@ -39,12 +40,19 @@ def test_the_summary_counts_audited_refused_failed_and_never_audited_cells(tmp_p
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("symbols", ["UNIUSDC", "OPUSDC"])
         assert _audit(audited, resources, instance, APPROVED).success
-        assert not _audit(refused, resources, instance, {}).success  # no approval
-        assert not _audit(too_short, resources, instance, APPROVED).success
+        # No approval: the capture is refused (its check fails), the run does not fail.
+        refusal = _audit(refused, resources, instance, {})
+        assert refusal.success and refused_capture(refusal, "captured_fold")
+        failure = _audit(too_short, resources, instance, APPROVED)
+        assert not failure.success
 
         result = dg.materialize([audit_summary], resources=resources, instance=instance)
         (event,) = result.get_asset_materialization_events()
         metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+        # Each refused or failed cell links to its run.
+        links = event.materialization.metadata
+        assert links[f"refused run: {refused}"] == dg.MetadataValue.dagster_run(refusal.run_id)
+        assert links[f"failed run: {too_short}"] == dg.MetadataValue.dagster_run(failure.run_id)
 
     # 2 symbols x the 5 folds of the layout, each counted exactly once.
     assert metadata["cells"] == 10

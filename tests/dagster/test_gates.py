@@ -64,7 +64,16 @@ def _consumer_map(resources, instance, extra_assets=()) -> ConsumerMapReport:
         instance=instance, asset_selection=[dg.AssetKey(CONSUMERS_GATE)]
     )
     assert result.success
+    # Every reader the report names links to its asset.
+    (event,) = result.get_asset_materialization_events()
+    links = {
+        key.removeprefix("reader: "): value.value
+        for key, value in event.materialization.metadata.items()
+        if key.startswith("reader: ")
+    }
     report = read_report(resources["artifacts"].blob_store(), CONSUMERS_GATE, ConsumerMapReport)
+    assert report is not None
+    assert links == {row.asset: dg.AssetKey.from_user_string(row.asset) for row in report.rows}
     assert report is not None
     return report
 

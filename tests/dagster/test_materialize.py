@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.audit.run_results import materialized_metadata, refused_capture
 from diag_assets.core.cells import CellRef
 from diag_assets.core.names import LEARNING_CURVE_IMAGE, PERMUTATION_NULL_IMAGE, RELIABILITY_IMAGE
 from diag_assets.partitions import cell_partition_key
@@ -57,6 +57,10 @@ def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, inst
     warm_capture = _metadata(warm, "captured_fold")
     assert warm_capture["cache"] == "HIT"
     assert warm_capture["producing_run_id"] == cold.run_id  # provenance: the run that captured it
+    # ... shown as a link to that run in the UI
+    record = instance.get_latest_materialization_event(dg.AssetKey("captured_fold"))
+    link = record.asset_materialization.metadata["producing_run_id"]
+    assert link == dg.MetadataValue.dagster_run(cold.run_id)
     assert [e["event"] for e in warm_capture["capture_events"]] == ["capture_hit"]
     for asset, version in cold_versions.items():
         assert _data_version(instance, asset) == version, asset
@@ -68,7 +72,7 @@ def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, inst
     ] == _data_version(instance, "market_bars")
 
 
-def test_cold_capture_without_approval_fails_fast_with_how_to_approve(resources, instance):
+def test_a_refused_cold_capture_marks_the_capture_and_skips_the_diagnostics(resources, instance):
     key = cell_partition_key(CellRef.parse("defi_top5/UNIUSDC/fold-1"))
     result = dg.materialize(
         AUDIT,
@@ -78,12 +82,26 @@ def test_cold_capture_without_approval_fails_fast_with_how_to_approve(resources,
         run_config=TINY_RUN_CONFIG,
         raise_on_error=False,
     )
-    assert not result.success
-    failure = result.failure_data_for_node("captured_fold").user_failure_data
-    assert "COLD_CAPTURE_REQUIRES_OPERATOR" in failure.description
-    assert "diag/allow_cold_capture=true" in failure.description
-    assert failure.metadata["certification"].value == "INCONCLUSIVE_TOOLING"
+    # The refusal is the capture's failed check; the diagnostics are skipped, not failed.
+    (check,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "cold_capture_approved"
+    ]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.partition == str(key)
+    assert "COLD_CAPTURE_REQUIRES_OPERATOR" in (check.description or "")
+    assert "diag/allow_cold_capture=true" in (check.description or "")
+    assert check.metadata["certification"].value == "INCONCLUSIVE_TOOLING"
+    assert refused_capture(result, "captured_fold") == check.description
+    assert result.get_asset_materialization_events() == []
+    steps = {
+        e.step_key: e.event_type_value
+        for e in result.all_events
+        if e.is_step_skipped or e.is_step_failure
+    }
+    assert steps == {"anchor_and_consumers": "STEP_SKIPPED"}
     assert not (Path(resources["artifacts"].root) / "captures").exists()
+    # No planned asset of the run reads as failed in the UI: the run itself did not fail.
+    assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
 
 
 def test_real_candles_through_the_whole_graph(tmp_path, instance):

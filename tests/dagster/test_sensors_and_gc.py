@@ -4,6 +4,7 @@ import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -44,6 +45,25 @@ def _tick(resources, instance, cursor=None):
         return reaudit_requests(context), context
 
 
+def _run_as_the_daemon(resources, instance, run_request):
+    """Launch a tick's run request in the instance, as the daemon would (a warm capture)."""
+    return dg.materialize(
+        [captured_fold],
+        resources=resources,
+        instance=instance,
+        partition_key=run_request.partition_key,
+        run_config={"ops": {"captured_fold": {"config": {}}}},
+        tags=run_request.tags,
+    )
+
+
+def _archived(resources) -> dict[str, dict]:
+    """The archive's outcome files, by the request file they are about."""
+    archive = Path(resources["audit_requests"].directory) / "archive"
+    outcomes = [json.loads(p.read_text()) for p in archive.glob("*.outcome.json")]
+    return {outcome["request_file"]: outcome for outcome in outcomes}
+
+
 def test_reaudit_sensor_launches_warm_cells_once_and_holds_cold_ones(resources, instance):
     # the sensor re-audits with the default run config, so the warm cell is captured with it
     _capture(resources, instance, WARM, run_config={"ops": {"captured_fold": {"config": {}}}})
@@ -51,20 +71,31 @@ def test_reaudit_sensor_launches_warm_cells_once_and_holds_cold_ones(resources, 
     _write_request(resources, "cold", cell_ref=str(COLD), requested_by="bob")
     _write_request(resources, "bad", cell_ref="../etc/passwd")
 
-    result, context = _tick(resources, instance)
+    # The rejection is the tick's status; the warm request launches on the next tick.
+    first, context = _tick(resources, instance)
+    assert isinstance(first, dg.SkipReason)
+    assert "1 request(s) rejected ('bad.json')" in first.skip_message
+    assert "launch on the next tick" in first.skip_message
+    assert _archived(resources)["bad.json"]["outcome"] == "REJECTED"
+
+    result, context = _tick(resources, instance, cursor=context.cursor)
     assert isinstance(result, dg.SensorResult)
     (run,) = result.run_requests
     assert run.partition_key == cell_partition_key(WARM)
     assert run.tags["diag/requested_by"] == "alice"
     assert "diag/allow_cold_capture" not in run.tags  # a sensor never approves a cold capture
+    launched = _run_as_the_daemon(resources, instance, run)
     cursor = result.cursor
 
-    # next tick: the warm request is handled, the cold one is still waiting for approval
-    again, _ = _tick(resources, instance, cursor=cursor)
+    # next tick: the warm request is archived with its run, the cold one waits for approval
+    again, context = _tick(resources, instance, cursor=cursor)
     assert isinstance(again, dg.SkipReason)
     assert str(COLD) in again.skip_message and "diag/allow_cold_capture=true" in again.skip_message
+    assert _archived(resources)["warm.json"]["run_id"] == launched.run_id
+    assert not (Path(resources["audit_requests"].directory) / "warm.json").exists()
+    cursor = context.cursor
 
-    # once an operator captured the cold cell, its pending request launches
+    # once an operator captured the cold cell (no audit), its pending request launches
     _capture(resources, instance, COLD, run_config={"ops": {"captured_fold": {"config": {}}}})
     later, _ = _tick(resources, instance, cursor=cursor)
     (run,) = later.run_requests
@@ -75,8 +106,10 @@ def test_reaudit_sensor_rejects_a_cell_of_another_universe_for_good(resources, i
     _write_request(resources, "elsewhere", cell_ref="binance/BTCUSDT/fold-1", requested_by="eve")
     result, context = _tick(resources, instance)
     assert isinstance(result, dg.SkipReason) and "1 request(s) rejected" in result.skip_message
-    (handled,) = json.loads(context.cursor)["handled"]  # not retried on the next tick
-    assert handled.startswith("elsewhere-")
+    rejected = _archived(resources)["elsewhere.json"]
+    assert rejected["outcome"] == "REJECTED" and "Fix:" in rejected["reason"]
+    again, _ = _tick(resources, instance, cursor=context.cursor)  # not retried
+    assert isinstance(again, dg.SkipReason) and "No new requests" in again.skip_message
 
 
 def test_reaudit_sensor_run_keys_are_stable_per_request(resources, instance):

@@ -145,7 +145,11 @@ def test_a_poisoned_folder_launches_the_good_requests_and_names_every_bad_one(
     _write(directory, "good-bob.json", {"cell_ref": str(WARM), "requested_by": "bob"})
     _capture_warm(resources, instance)
 
-    result, cursor, logged = _tick(resources, instance)
+    # The tick that rejects the bad entries says so in its status and archives them; the
+    # good requests launch on the next tick.
+    first, cursor, logged = _tick(resources, instance)
+    assert isinstance(first, dg.SkipReason) and "launch on the next tick" in first.skip_message
+    result, cursor, logged_next = _tick(resources, instance, cursor=cursor)
 
     assert isinstance(result, dg.SensorResult)
     assert sorted(run.tags["diag/requested_by"] for run in result.run_requests) == ["alice", "bob"]
@@ -154,15 +158,21 @@ def test_a_poisoned_folder_launches_the_good_requests_and_names_every_bad_one(
         lines = [line for line in logged.splitlines() if f"request: {name!r}" in line]
         assert len(lines) == 1, (name, logged)  # named once, by name
         assert word in lines[0] and "Fix:" in lines[0], lines[0]
-    said = _everything_said(result, cursor, logged)
+        assert repr(name) in first.skip_message
+        assert not os.path.lexists(directory / name)  # archived, beside its outcome
+    outcomes = list((directory / "archive").glob("*.outcome.json"))
+    assert len(outcomes) == len(bad)
+    said = _everything_said(first, cursor, logged) + _everything_said(result, cursor, logged_next)
+    said += "".join(path.read_text() for path in outcomes)
     for secret in (SECRET_TEXT, SECRET_REQUESTER, INVALID_MARKER, HUGE_MARKER):
         assert secret not in said
     assert "input_value" not in said
+    # a link is moved as a link: its target is left alone
+    assert (tmp_path / "secrets" / "secret.txt").read_text() == SECRET_TEXT
 
-    # The next tick: nothing new, and no rejection is reported again.
+    # The next tick (no run created yet): nothing new, no rejection reported again.
     again, _, logged_again = _tick(resources, instance, cursor=cursor)
-    assert isinstance(again, dg.SkipReason) and "No new requests" in again.skip_message
-    assert "Rejected" not in logged_again
+    assert "Rejected" not in logged_again and "Rejected" not in logged_next
 
 
 def test_rejected_entries_are_named_in_the_skip_reason(resources, instance, tmp_path):
@@ -182,7 +192,7 @@ def test_a_fixed_entry_is_a_new_request(resources, instance, tmp_path):
     (directory / "late.json").symlink_to(tmp_path / "nowhere.json")
     first, cursor, _ = _tick(resources, instance)
     assert isinstance(first, dg.SkipReason) and "'late.json'" in first.skip_message
-    (directory / "late.json").unlink()
+    assert not os.path.lexists(directory / "late.json")  # archived
     _write(directory, "late.json", {"cell_ref": str(WARM), "requested_by": "dave"})
     fixed, _, logged = _tick(resources, instance, cursor=cursor)
     # Now a valid request: its (cold) cell waits for approval, nothing is rejected.

@@ -500,6 +500,14 @@ def test_drift_on_read_above_the_high_rate():
     assert str(DriftPolicy.parse(report.recommended_policy)) == "on_read"
 
 
+@pytest.mark.parametrize("drifted", [0, 1, 5, 30])
+def test_drift_reasons_name_the_setting_an_operator_changes(drifted):
+    # There is no --check-drift option: the policy is the capture cache's check_drift.
+    (reason, *_) = drift_rate_gate(drift_checks(100, drifted), DRIFT, now=NOW).reasons
+    assert "--" not in reason
+    assert "capture_cache resource's check_drift setting, env DIAG_CHECK_DRIFT" in reason
+
+
 def test_drift_ignores_unreadable_and_old_checks():
     unreadable = [event(DRIFT_EVENT, drifted="yes"), event(DRIFT_EVENT)]
     old = drift_checks(50, 50, at=NOW - timedelta(days=100))

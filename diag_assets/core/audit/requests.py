@@ -19,7 +19,7 @@ first characters of a refused ``cell_ref``.
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -65,6 +65,9 @@ class PendingRequest:
     path: Path
     request: AuditRequest | None
     error: str | None
+    # When the request was filed: the entry's modification time (seconds since the epoch), as
+    # ``lstat`` saw it; 0 when the entry could not be examined.
+    filed_at: float = 0.0
 
     @property
     def name(self) -> str:
@@ -110,7 +113,7 @@ def read_requests(directory: Path) -> list[PendingRequest]:
     for path, status in entries:
         item = _read_one(path, status)
         if item is not None:
-            pending.append(item)
+            pending.append(replace(item, filed_at=_mtime_ns(status) / 1e9))
     return pending
 
 

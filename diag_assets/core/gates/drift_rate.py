@@ -13,6 +13,10 @@ from diag_assets.core.gates.report import FROZEN, HistoryGateReport
 DRIFT_RATE_LABEL = "drift-rate gate"
 
 
+# Where an operator sets the drift policy: there is no command-line option for it.
+DRIFT_SETTING = "the capture_cache resource's check_drift setting, env DIAG_CHECK_DRIFT"
+
+
 class DriftRateDecision(StrEnum):
     """The default ``check_drift`` policy the measured drift rate supports."""
 
@@ -111,7 +115,8 @@ def drift_rate_gate(
         rate=drifted / n if n else None,
         unreadable=len(checks) - n,
     )
-    resolves = "this drift rate decides the drift policy (the default check_drift)"
+    resolves = f"this drift rate decides the drift policy ({DRIFT_SETTING})"
+    the_policy = f"the drift policy ({DRIFT_SETTING})"
     policy: str | None
     if n < settings.min_checks or figures.rate is None:
         decision, policy = DriftRateDecision.INSUFFICIENT_DATA, None
@@ -123,21 +128,21 @@ def drift_rate_gate(
         decision, policy = DriftRateDecision.KEEP_OFF, "off"
         reasons = [
             f"{drifted} of {n} drift checks found drift (rate {figures.rate:.3f} <= low_rate "
-            f"{settings.low_rate:.3f}): keep check_drift off by default; {resolves}, and its "
+            f"{settings.low_rate:.3f}): keep {the_policy} off by default, and its "
             "committee waiver stands."
         ]
     elif figures.rate <= settings.high_rate:
         decision, policy = DriftRateDecision.SAMPLED, f"sampled:{_policy_rate(settings.sample_p)}"
         reasons = [
             f"{drifted} of {n} drift checks found drift (rate {figures.rate:.3f} in "
-            f"({settings.low_rate:.3f}, {settings.high_rate:.3f}]): default check_drift to "
-            f"{policy}; {resolves}, and a default-on check reopens its committee waiver."
+            f"({settings.low_rate:.3f}, {settings.high_rate:.3f}]): default {the_policy} to "
+            f"{policy}, and a default-on check reopens its committee waiver."
         ]
     else:
         decision, policy = DriftRateDecision.ON_READ, "on_read"
         reasons = [
             f"{drifted} of {n} drift checks found drift (rate {figures.rate:.3f} > high_rate "
-            f"{settings.high_rate:.3f}): default check_drift to on_read; {resolves}, and a "
+            f"{settings.high_rate:.3f}): default {the_policy} to on_read, and a "
             "default-on check reopens its committee waiver."
         ]
     if figures.unreadable:
