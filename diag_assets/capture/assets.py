@@ -2,7 +2,6 @@
 
 import inspect
 import json
-import warnings
 from typing import Any
 
 import dagster as dg
@@ -24,14 +23,13 @@ from diag_assets.core.names import (
     ANCHOR_AND_CONSUMERS,
     AUDIT_KIND_TAG,
     CAPTURED_FOLD,
-    MARKET_BARS,
     SKIP_TAG,
 )
 from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.core.recipe.tasks import TaskKind
-from diag_assets.market.assets import market_data_of
+from diag_assets.market.assets import bars_dep, market_data_of
 from diag_assets.metadata_values import contract_metadata
-from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key
+from diag_assets.partitions import cell_from_partition_key
 from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
 
@@ -133,12 +131,6 @@ def _int_or_null(value: int | None) -> dg.MetadataValue:
     return dg.MetadataValue.null() if value is None else dg.MetadataValue.int(value)
 
 
-with warnings.catch_warnings():
-    # The mapping is marked beta upstream; it is the documented way to map a cell to its symbol.
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    CELL_TO_SYMBOL = dg.MultiToSingleDimensionPartitionMapping(SYMBOL_DIMENSION)
-
-
 def cold_capture_approved(context: dg.AssetExecutionContext) -> bool:
     """Whether the run carries the operator's approval of cold captures.
 
@@ -197,7 +189,7 @@ def build_capture(audit: Audit) -> dg.Definitions:
     @dg.asset(
         key=audit.key(CAPTURED_FOLD),
         partitions_def=audit.cells_partitions,
-        deps=[dg.AssetDep(audit.key(MARKET_BARS), partition_mapping=CELL_TO_SYMBOL)],
+        deps=[bars_dep(audit)],
         code_version=audit.recipe_version,
         group_name=audit.group("audit"),
         kinds={"lightgbm", "parquet"},
