@@ -5,8 +5,8 @@ The bars are not made by Dagster, they are read from the market data source, so
 validates them and records their canonical hash as the partition's data version. When the
 candles change, the next observation records a new version and Dagster marks that symbol's
 captured folds, their diagnostics and their report as out of date, without re-running them.
-The ``market_data_observation`` schedule observes every registered symbol, so this needs
-nobody to remember a job.
+The ``market_data_observation`` schedule reads every registered symbol's bars and observes
+each symbol whose bars changed, so this needs nobody to remember a job.
 """
 
 import time
@@ -19,8 +19,10 @@ from dagster._core.definitions.external_asset import create_external_asset_from_
 
 from diag_assets.component.audit import Audit
 from diag_assets.core.errors import DiagInputError
+from diag_assets.core.hashing.digests import bytes_digest
 from diag_assets.core.hashing.table import canonical_hash
 from diag_assets.core.market_data.bars import Bars
+from diag_assets.core.market_data.sources import MarketDataSource
 from diag_assets.core.names import MARKET_BARS, MARKET_DATA_JOB, MARKET_DATA_SCHEDULE
 from diag_assets.partitions import SYMBOL_DIMENSION
 from resources.market_data import MarketDataResource
@@ -70,15 +72,26 @@ def bars_metadata(bars: Bars, digest: str, elapsed_s: float) -> dict[str, Any]:
     }
 
 
-def observe_bars(source_load, key: dg.AssetKey, symbol: str) -> dg.AssetObservation:
+def bars_version(source: MarketDataSource, symbol: str) -> tuple[Bars, str]:
+    """``symbol``'s validated bars and their canonical hash (their data version).
+
+    Raises:
+        DiagInputError: the symbol's bars do not validate; the message names the file.
+    """
+    bars = source.load(symbol)
+    return bars, canonical_hash(bars.frame).digest
+
+
+def bars_observation(
+    source: MarketDataSource, key: dg.AssetKey, symbol: str
+) -> dg.AssetObservation:
     """The observation of ``symbol``'s bars: their canonical hash as data version, and metadata.
 
     Raises:
         DiagInputError: the symbol's bars do not validate; the message names the file.
     """
     started = time.perf_counter()
-    bars = source_load(symbol)
-    digest = canonical_hash(bars.frame).digest
+    bars, digest = bars_version(source, symbol)
     return dg.AssetObservation(
         asset_key=key,
         partition=symbol,
@@ -87,13 +100,31 @@ def observe_bars(source_load, key: dg.AssetKey, symbol: str) -> dg.AssetObservat
     )
 
 
-def _refused(refusals: list[tuple[str, DiagInputError]], observed: int) -> dg.Failure:
+def observed_version(
+    instance: dg.DagsterInstance, key: dg.AssetKey, symbol: str
+) -> tuple[str | None, int | None]:
+    """The data version of ``symbol``'s latest observation and its storage id, if it has one."""
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[symbol]), limit=1
+    ).records
+    observation = records[0].asset_observation if records else None
+    if observation is None:
+        return None, None
+    return observation.tags.get(DATA_VERSION_TAG), records[0].storage_id
+
+
+def _refused(refusals: list[tuple[str, DiagInputError]], wanted: int) -> dg.Failure:
     lines = [f"{symbol}: {error}" for symbol, error in refusals]
+    others = (
+        f" The {wanted - len(refusals)} other symbol(s) were not observed by this run either; "
+        "the schedule observes each symbol in a run of its own."
+        if wanted > len(refusals)
+        else ""
+    )
     return dg.Failure(
-        description=(
-            f"The bars of {len(refusals)} symbol(s) do not validate, so they were not observed "
-            f"({observed} other symbol(s) were): " + "; ".join(lines)
-        ),
+        description=f"The bars of {len(refusals)} symbol(s) do not validate: "
+        + "; ".join(lines)
+        + others,
         metadata={
             "refused": dg.MetadataValue.json(
                 {symbol: {"error": str(error), "fix": error.fix} for symbol, error in refusals}
@@ -127,8 +158,8 @@ def build_market(audit: Audit) -> dg.Definitions:
             marks the symbol's captured folds, their diagnostics and their report as out of
             date. Gaps are reported here, never filled. Bars are not copied: captures read the
             source and hash the window they use. A run for one partition observes that symbol;
-            a run without one (the schedule's) observes every registered symbol. Bars that do
-            not validate fail the run, naming the file, after the other symbols are observed.
+            a run without one observes every registered symbol, or none if one does not
+            validate. Bars that do not validate fail the run, naming the file.
             """
             source = market_data_of(context, audit).source()
             wanted = (
@@ -136,18 +167,19 @@ def build_market(audit: Audit) -> dg.Definitions:
                 if context.has_partition_key
                 else context.instance.get_dynamic_partitions(symbols.name or "")
             )
+            observations: list[dg.AssetObservation] = []
             refusals: list[tuple[str, DiagInputError]] = []
             for symbol in wanted:
                 try:
-                    observation = observe_bars(source.load, key, symbol)
+                    observations.append(bars_observation(source, key, symbol))
                 except DiagInputError as refused:
                     context.log.error(f"{symbol}: {refused}")
                     refusals.append((symbol, refused))
-                    continue
-                context.log_event(observation)
             if refusals:
-                raise _refused(refusals, len(wanted) - len(refusals))
-            # Each observation was logged above with its metadata and data version.
+                raise _refused(refusals, len(wanted))
+            for observation in observations:
+                context.log_event(observation)
+            # Each observation is logged above, with its metadata and its data version.
             return dg.DataVersionsByPartition({})
 
     market_data_job = dg.define_asset_job(
@@ -156,18 +188,55 @@ def build_market(audit: Audit) -> dg.Definitions:
         description="Observe the market data: validate the bars and record their canonical "
         "hash, for one symbol (a partition) or, without a partition, every registered symbol.",
     )
-    observation = dg.ScheduleDefinition(
+
+    @dg.schedule(
         name=audit.name(MARKET_DATA_SCHEDULE),
         job=market_data_job,
         cron_schedule=OBSERVATION_CRON,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Every 15 minutes: observe every registered symbol's bars, so a change "
-        "to the candles marks its cells out of date in the UI. Launches no capture.",
+        required_resource_keys={audit.market_data_key},
+        description="Every 15 minutes: reads every registered symbol's bars and launches an "
+        "observation (the market_data job, one run per symbol) for each symbol whose bars "
+        "changed since their last observation or were never observed, so changed candles mark "
+        "its cells out of date in the UI. Bars that do not validate get one failed run naming "
+        "the file. Launches no capture.",
     )
+    def market_data_observation(context: dg.ScheduleEvaluationContext):
+        source = getattr(context.resources, audit.market_data_key).source()
+        requests = []
+        registered = context.instance.get_dynamic_partitions(symbols.name or "")
+        for symbol in registered:
+            last, storage_id = observed_version(context.instance, key, symbol)
+            try:
+                _, digest = bars_version(source, symbol)
+            except DiagInputError as refused:
+                # One failed run per problem, announced again once the symbol was observed.
+                problem = bytes_digest(str(refused).encode())[:12]
+                requests.append(
+                    dg.RunRequest(
+                        partition_key=symbol,
+                        run_key=f"{symbol}:refused:{problem}:{storage_id}",
+                    )
+                )
+                continue
+            if digest != last:
+                # Keyed by the bars and the observation they differ from: launched once.
+                requests.append(
+                    dg.RunRequest(partition_key=symbol, run_key=f"{symbol}:{digest}:{storage_id}")
+                )
+        if not requests:
+            return dg.SkipReason(
+                f"The bars of all {len(registered)} registered symbol(s) match their last "
+                "observation."
+            )
+        return requests
+
     # As an assets definition, as Dagster holds every source asset once it is composed, so the
     # code location treats it as any other of the audit's assets.
     with warnings.catch_warnings():
         # The conversion reads a deprecated property of the observation's op upstream.
         warnings.simplefilter("ignore", DeprecationWarning)
         observed = create_external_asset_from_source_asset(market_bars)
-    return dg.Definitions(assets=[observed], jobs=[market_data_job], schedules=[observation])
+    return dg.Definitions(
+        assets=[observed], jobs=[market_data_job], schedules=[market_data_observation]
+    )

@@ -28,8 +28,8 @@ from diag_assets.core.names import (
 )
 from diag_assets.definitions import build_definitions
 from diag_assets.partitions import cell_partition_key
-from tests.dagster.conftest import APPROVED, KLINES, TINY_RUN_CONFIG, local_resources
 from resources.market_data import DirectoryMarketDataResource
+from tests.dagster.conftest import APPROVED, KLINES, TINY_RUN_CONFIG, local_resources
 
 CELL = CellRef.parse("binance/BTCUSDT/fold-3")
 OTHER = CellRef.parse("binance/ETHUSDT/fold-3")
@@ -60,12 +60,29 @@ def instance():
         yield instance
 
 
-def _observe(location: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    """One observation as the schedule launches it: the market_data job, no partition."""
+def _tick(location: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
+    """One tick of the observation schedule: the runs it asks for (none when it skips)."""
     schedule = location.resolve_schedule_def(MARKET_DATA_SCHEDULE)
     assert schedule.job_name == MARKET_DATA_JOB
+    resources = {"market_data": (location.resources or {})["market_data"]}
+    with dg.build_schedule_context(
+        instance=instance, resources=resources, repository_def=location.get_repository_def()
+    ) as context:
+        return list(schedule.evaluate_tick(context).run_requests or [])
+
+
+def _observe(location: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
+    """A tick of the schedule, and its runs launched as the daemon would: the symbols observed."""
     job = location.resolve_job_def(MARKET_DATA_JOB)
-    return job.execute_in_process(instance=instance, raise_on_error=False)
+    observed = []
+    for request in _tick(location, instance):
+        assert request.partition_key is not None
+        result = job.execute_in_process(
+            instance=instance, partition_key=request.partition_key, raise_on_error=False
+        )
+        assert result.success, request.partition_key
+        observed.append(request.partition_key)
+    return observed
 
 
 def _audit(
@@ -97,9 +114,7 @@ def _resolver(location: dg.Definitions, instance: dg.DagsterInstance):
 
 
 def _status(location, instance, asset: str, cell: CellRef) -> StaleStatus:
-    return _resolver(location, instance).get_status(
-        dg.AssetKey(asset), cell_partition_key(cell)
-    )
+    return _resolver(location, instance).get_status(dg.AssetKey(asset), cell_partition_key(cell))
 
 
 def _edit_a_bar(candles: Path) -> None:
@@ -111,22 +126,23 @@ def _edit_a_bar(candles: Path) -> None:
 def test_changed_candles_mark_the_cells_out_of_date_after_an_observation(
     location, instance, candles
 ):
-    first = _observe(location, instance)
-    assert first.success
+    assert _observe(location, instance) == ["BTCUSDT", "ETHUSDT"]  # never observed yet
     _audit(location, instance, CELL, CAPTURED_FOLD, S22A1_ANCHOR, S40_VERDICT)
     _audit(location, instance, OTHER, CAPTURED_FOLD)
     for asset in (CAPTURED_FOLD, S40_VERDICT):
         assert _status(location, instance, asset, CELL) == StaleStatus.FRESH, asset
 
-    # The schedule observes again and the candles are the same: nothing is out of date.
-    assert _observe(location, instance).success
+    # The schedule reads the candles again: they are the same, so it launches nothing.
+    assert _observe(location, instance) == []
+    # An observation that finds the same bars leaves the cells up to date.
+    location.resolve_job_def(MARKET_DATA_JOB).execute_in_process(instance=instance)
     for asset in (CAPTURED_FOLD, S40_VERDICT):
         assert _status(location, instance, asset, CELL) == StaleStatus.FRESH, asset
 
     _edit_a_bar(candles)
     # Nothing has run yet: Dagster cannot know.
     assert _status(location, instance, CAPTURED_FOLD, CELL) == StaleStatus.FRESH
-    assert _observe(location, instance).success
+    assert _observe(location, instance) == ["BTCUSDT"]
     for asset in (CAPTURED_FOLD, S40_VERDICT):
         assert _status(location, instance, asset, CELL) == StaleStatus.STALE, asset
         causes = _resolver(location, instance).get_stale_root_causes(
@@ -137,3 +153,21 @@ def test_changed_candles_mark_the_cells_out_of_date_after_an_observation(
         ], asset
     # The other symbol's bars did not change: its cells are not out of date.
     assert _status(location, instance, CAPTURED_FOLD, OTHER) == StaleStatus.FRESH
+
+
+def test_bars_that_do_not_validate_fail_one_observation_naming_the_file(
+    location, instance, candles
+):
+    assert _observe(location, instance) == ["BTCUSDT", "ETHUSDT"]
+    (candles / "ETH_USDT-1h.feather").write_bytes(b"not an arrow file")
+    (request,) = _tick(location, instance)
+    assert request.partition_key == "ETHUSDT" and request.run_key
+    # The next tick asks for the same run: the daemon launches it once.
+    assert [r.run_key for r in _tick(location, instance)] == [request.run_key]
+    result = location.resolve_job_def(MARKET_DATA_JOB).execute_in_process(
+        instance=instance, partition_key="ETHUSDT", raise_on_error=False
+    )
+    assert not result.success
+    failure = result.failure_data_for_node("market_bars").user_failure_data
+    assert "ETH_USDT-1h.feather: cannot read the file as feather" in failure.description
+    assert "uncorrupted feather file" in failure.metadata["fix"].value

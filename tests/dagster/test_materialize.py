@@ -4,11 +4,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.audit.run_results import materialized_metadata, observed_metadata
 from diag_assets.core.cells import CellRef
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources, real_market_data
-from tests.fixtures.audit import anchor_and_consumers, captured_fold, market_bars
+from tests.fixtures.audit import anchor_and_consumers, captured_fold, market_bars, observe
 
 AUDIT = [captured_fold, anchor_and_consumers]
 
@@ -21,9 +21,16 @@ def _data_version(instance, asset: str) -> str:
     return event.asset_materialization.tags["dagster/data_version"]
 
 
+def _observed_version(instance, asset: str, partition: str) -> str:
+    (record,) = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    return record.asset_observation.tags["dagster/data_version"]
+
+
 def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, instance):
     key = cell_partition_key(CellRef.parse("defi_top5/OPUSDC/fold-2"))
-    dg.materialize([market_bars], resources=resources, instance=instance, partition_key="OPUSDC")
+    observe(market_bars, resources, instance, partition_key="OPUSDC")
     cold = dg.materialize(
         AUDIT,
         resources=resources,
@@ -53,11 +60,11 @@ def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, inst
     for asset, version in cold_versions.items():
         assert _data_version(instance, asset) == version, asset
 
-    # The capture's recorded provenance points at the market_bars data version.
+    # The capture's recorded provenance points at the observed market_bars data version.
     record = instance.get_latest_materialization_event(dg.AssetKey("captured_fold"))
     assert record.asset_materialization.tags[
         "dagster/input_data_version/market_bars"
-    ] == _data_version(instance, "market_bars")
+    ] == _observed_version(instance, "market_bars", "OPUSDC")
 
 
 def test_cold_capture_without_approval_fails_fast_with_how_to_approve(resources, instance):
@@ -80,10 +87,8 @@ def test_cold_capture_without_approval_fails_fast_with_how_to_approve(resources,
 
 def test_real_candles_through_the_whole_graph(tmp_path, instance):
     resources = local_resources(tmp_path, market_data=real_market_data())
-    bars = dg.materialize(
-        [market_bars], resources=resources, instance=instance, partition_key="BTCUSDT"
-    )
-    assert _metadata(bars, "market_bars")["source"].endswith("BTC_USDT-1h.feather")
+    bars = observe(market_bars, resources, instance, partition_key="BTCUSDT")
+    assert observed_metadata(bars, "market_bars")["source"].endswith("BTC_USDT-1h.feather")
     key = cell_partition_key(CellRef.parse("binance/BTCUSDT/fold-3"))
     result = dg.materialize(
         AUDIT,
