@@ -23,6 +23,7 @@ from diag_assets.core.names import (
     ANCHOR_AND_CONSUMERS,
     AUDIT_KIND_TAG,
     CAPTURED_FOLD,
+    REPLAYS_FINE_TUNE_KEY,
     SKIP_TAG,
 )
 from diag_assets.core.recipe.protocol import TrialSettings
@@ -131,6 +132,15 @@ def _int_or_null(value: int | None) -> dg.MetadataValue:
     return dg.MetadataValue.null() if value is None else dg.MetadataValue.int(value)
 
 
+def replays_fine_tune() -> dict[str, bool]:
+    """The definition metadata of an asset whose step can replay a fine-tune (capture cold).
+
+    Automation never requests such an asset: the code location refuses, when it loads, an
+    automation condition on it (:func:`diag_assets.component.automation.refuse_automated_capture`).
+    """
+    return {REPLAYS_FINE_TUNE_KEY: True}
+
+
 def cold_capture_approved(context: dg.AssetExecutionContext) -> bool:
     """Whether the run carries the operator's approval of cold captures.
 
@@ -193,6 +203,7 @@ def build_capture(audit: Audit) -> dg.Definitions:
         code_version=audit.recipe_version,
         group_name=audit.group("audit"),
         kinds={"lightgbm", "parquet"},
+        metadata=replays_fine_tune(),
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
         description=inspect.cleandoc(capture_cell.__doc__ or ""),
     )

@@ -15,6 +15,7 @@ from diag_assets.audit.reports import build_reports
 from diag_assets.capture.assets import build_capture
 from diag_assets.capture.readers import capture_readers, with_location_readers
 from diag_assets.component.audit import Audit, unique_prefixes
+from diag_assets.component.automation import automation_sensor, refuse_automated_capture
 from diag_assets.core.names import CAPTURED_FOLD
 from diag_assets.gates.fixture_set import build_fixture_gates
 from diag_assets.gates.phase0 import build_phase0, consumer_map_asset
@@ -71,8 +72,12 @@ def build_location(
     captured fold are collected from every composed asset (``extra_assets`` included) and
     handed to its consumer map and to the capture itself.
 
+    Each audit gets its automation-condition sensor, and the location refuses an automation
+    condition that could request a capture (:mod:`diag_assets.component.automation`).
+
     Raises:
-        DiagInputError: two audits share a prefix.
+        DiagInputError: two audits share a prefix, or an automation condition could request an
+            asset that replays a fine-tune.
     """
     unique_prefixes([audit for audit, _ in audits])
     built = [build_audit(audit) for audit, _ in audits]
@@ -87,19 +92,23 @@ def build_location(
         capture = part.audit.key(CAPTURED_FOLD)
         readers = capture_readers(every_asset, capture)
         own = [a for a in part.defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+        composed = [
+            *with_location_readers(own, readers, capture),
+            consumer_map_asset(part.audit, readers),
+        ]
+        keys = [key for asset in composed for key in asset.keys]
         parts.append(
             dg.Definitions(
-                assets=[
-                    *with_location_readers(own, readers, capture),
-                    consumer_map_asset(part.audit, readers),
-                ],
+                assets=composed,
                 jobs=part.defs.jobs,
-                sensors=part.defs.sensors,
+                sensors=[*(part.defs.sensors or []), automation_sensor(part.audit, keys)],
                 schedules=part.defs.schedules,
             )
         )
     shared = {**location_resources(), **{a.market_data_key: md for a, md in audits}}
-    return dg.Definitions.merge(
-        *parts,
-        dg.Definitions(assets=list(extra_assets), resources={**shared, **(resources or {})}),
+    return refuse_automated_capture(
+        dg.Definitions.merge(
+            *parts,
+            dg.Definitions(assets=list(extra_assets), resources={**shared, **(resources or {})}),
+        )
     )

@@ -94,3 +94,5 @@ FIXTURE_CAPTURES_KEY = "fixture_captures"
 FEATURE_ORDER_KEY = "feature_order"
 BLOCKED_KEY = "blocked"
 SUMMARY_KEY = "summary"
+# Definition metadata of the assets whose step can replay a fine-tune (the automation guard).
+REPLAYS_FINE_TUNE_KEY = "replays_fine_tune"

@@ -64,6 +64,7 @@ STORED = {
     "FEATURE_ORDER_KEY": "feature_order",
     "BLOCKED_KEY": "blocked",
     "SUMMARY_KEY": "summary",
+    "REPLAYS_FINE_TUNE_KEY": "replays_fine_tune",
 }
 
 
