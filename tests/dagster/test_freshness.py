@@ -17,12 +17,16 @@ from dagster._core.remote_representation.external import RemoteRepository
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster._core.remote_representation.handle import RepositoryHandle
 
+from diag_assets.component.automation import refuse_automated_capture
 from diag_assets.core.cells import CellRef
 from diag_assets.core.names import (
+    AUDIT_REPORT,
+    AUDIT_SUMMARY,
     CAPTURED_FOLD,
     MARKET_BARS,
     MARKET_DATA_JOB,
     MARKET_DATA_SCHEDULE,
+    REPLAYS_FINE_TUNE_KEY,
     S22A1_ANCHOR,
     S40_VERDICT,
 )
@@ -119,7 +123,9 @@ def _status(location, instance, asset: str, cell: CellRef) -> StaleStatus:
 
 def _edit_a_bar(candles: Path) -> None:
     frame = pd.read_feather(candles / BTC_FILE)
-    frame.loc[700, "volume"] = frame.loc[700, "volume"] * 2 + 1
+    volume = frame["volume"].to_numpy(dtype=float, copy=True)
+    volume[700] = volume[700] * 2 + 1  # a bar inside every fold's training window
+    frame["volume"] = volume
     frame.to_feather(candles / BTC_FILE)
 
 
@@ -171,3 +177,63 @@ def test_bars_that_do_not_validate_fail_one_observation_naming_the_file(
     failure = result.failure_data_for_node("market_bars").user_failure_data
     assert "ETH_USDT-1h.feather: cannot read the file as feather" in failure.description
     assert "uncorrupted feather file" in failure.metadata["fix"].value
+
+
+EAGER = dg.AutomationCondition.eager()
+# The summary lists every cell, most of which are never audited: it refreshes when a report
+# updates, whether or not every cell has one.
+ANY_REPORT_UPDATED = EAGER.without(~dg.AutomationCondition.any_deps_missing())
+
+
+def _requested(result) -> dict[str, set]:
+    return {
+        r.key.to_user_string(): set(result.get_requested_partitions(r.key))
+        for r in result.results
+        if r.true_subset.size
+    }
+
+
+def _every_condition(location: dg.Definitions) -> dg.Definitions:
+    """The location with eager conditions on every asset the guard allows one on."""
+
+    def automate(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.metadata.get(REPLAYS_FINE_TUNE_KEY) or spec.key == dg.AssetKey(MARKET_BARS):
+            return spec
+        condition = ANY_REPORT_UPDATED if spec.key == dg.AssetKey(AUDIT_SUMMARY) else EAGER
+        return spec.replace_attributes(automation_condition=condition)
+
+    automated = location.map_asset_specs(func=automate)
+    return refuse_automated_capture(automated)
+
+
+def test_automation_never_requests_a_capture_after_new_bars_or_new_reports(
+    location, instance, candles
+):
+    automated = _every_condition(location)
+    key = cell_partition_key(CELL)
+    _observe(location, instance)
+    _audit(location, instance, CELL, CAPTURED_FOLD, S22A1_ANCHOR, S40_VERDICT)
+    first = dg.evaluate_automation_conditions(defs=automated, instance=instance)
+    assert CAPTURED_FOLD not in _requested(first)
+
+    # New candles: the verdicts that read them are requested, the capture never.
+    _edit_a_bar(candles)
+    assert _observe(location, instance) == ["BTCUSDT"]
+    after_bars = dg.evaluate_automation_conditions(
+        defs=automated, instance=instance, cursor=first.cursor
+    )
+    requested = _requested(after_bars)
+    assert CAPTURED_FOLD not in requested
+    assert requested[S40_VERDICT] == {key}, requested
+
+    # A new report: the summary is requested, the capture never.
+    report = location.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey(AUDIT_REPORT)], partition_key=key
+    )
+    assert report.success
+    after_report = dg.evaluate_automation_conditions(
+        defs=automated, instance=instance, cursor=after_bars.cursor
+    )
+    requested = _requested(after_report)
+    assert CAPTURED_FOLD not in requested
+    assert AUDIT_SUMMARY in requested, requested
