@@ -23,12 +23,14 @@ from diag_assets.core.names import (
     ANCHOR_AND_CONSUMERS,
     AUDIT_KIND_TAG,
     CAPTURED_FOLD,
+    MARKET_BARS,
+    MARKET_DATA_JOB,
     REPLAYS_FINE_TUNE_KEY,
     SKIP_TAG,
 )
 from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.core.recipe.tasks import TaskKind
-from diag_assets.market.assets import bars_dep, market_data_of
+from diag_assets.market.assets import bars_dep, market_data_of, observed_version
 from diag_assets.metadata_values import contract_metadata
 from diag_assets.partitions import cell_from_partition_key
 from resources.capture_cache import CaptureCacheResource
@@ -185,6 +187,24 @@ def check_run_skip_inputs(
     )
 
 
+def bars_were_observed(context: dg.AssetExecutionContext, audit: Audit, symbol: str) -> bool:
+    """Whether ``symbol``'s bars were observed before this capture, with a warning if not.
+
+    The capture records the observation it read its bars after; without one, Dagster cannot
+    mark it out of date when the candles change until the cell is audited again after an
+    observation (the ``market_data_observation`` schedule observes a new symbol within 15
+    minutes; the ``market_data`` job does it at once).
+    """
+    version, _ = observed_version(context.instance, audit.key(MARKET_BARS), symbol)
+    if version is None:
+        context.log.warning(
+            f"The bars of {symbol} were never observed: this capture is not marked out of date "
+            f"when they change until the cell is audited again after an observation. Run the "
+            f"{audit.name(MARKET_DATA_JOB)} job for {symbol} first."
+        )
+    return version is not None
+
+
 def _refused_input(error: DiagInputError) -> dg.Failure:
     return dg.Failure(description=str(error), metadata={"fix": error.fix})
 
@@ -270,6 +290,7 @@ def capture_cell(
     market_data = market_data_of(context, audit)
     source = market_data.source()
     cell = cell_from_partition_key(context.partition_key, source.universe)
+    bars_observed = bars_were_observed(context, audit, cell.symbol)
 
     def log_event(event: CaptureEvent) -> None:
         context.log.info(event.to_json())
@@ -316,5 +337,6 @@ def capture_cell(
             "mode_decided_by": decision.source,
             "mode_reason": decision.reason,
             "consumers": dg.MetadataValue.json({k: str(v) for k, v in consumers.items()}),
+            "bars_observed": dg.MetadataValue.bool(bars_observed),
         },
     )

@@ -41,6 +41,7 @@ def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, inst
     )
     capture = _metadata(cold, "captured_fold")
     assert capture["cache"] == "MISS" and capture["producing_run_id"] == cold.run_id
+    assert capture["bars_observed"] is True  # observed first, so its provenance can go stale
     verdict = _metadata(cold, "s40_verdict")
     assert verdict["certification"] == "CERTIFIED"
     assert verdict["s22a1_crossref_status"] in {"CONSISTENT", "INCONSISTENT"}
