@@ -113,6 +113,25 @@ def observed_version(
     return observation.tags.get(DATA_VERSION_TAG), records[0].storage_id
 
 
+def forget_materializations(context: dg.OpExecutionContext, key: dg.AssetKey) -> None:
+    """Wipe the event history of ``key`` if it still holds materializations, once.
+
+    ``market_bars`` was a materialized asset in earlier releases. Dagster keeps pointing a new
+    capture's provenance at the asset's last materialization while one exists, so every capture
+    would look out of date at once; the first observation therefore clears that history. The
+    cells audited on it are shown out of date once; a re-audit (a HIT when the fold's window
+    did not change) brings them back in sync.
+    """
+    if context.instance.get_latest_materialization_event(key) is None:
+        return
+    context.log.warning(
+        f"{key.to_user_string()} holds materializations from before it was observed: wiping "
+        "its event history, so captures record their bars by observation. Cells audited "
+        "earlier show as out of date until audited again."
+    )
+    context.instance.wipe_assets([key])
+
+
 def _refused(refusals: list[tuple[str, DiagInputError]], wanted: int) -> dg.Failure:
     lines = [f"{symbol}: {error}" for symbol, error in refusals]
     others = (
@@ -177,6 +196,7 @@ def build_market(audit: Audit) -> dg.Definitions:
                     refusals.append((symbol, refused))
             if refusals:
                 raise _refused(refusals, len(wanted))
+            forget_materializations(context, key)
             for observation in observations:
                 context.log_event(observation)
             # Each observation is logged above, with its metadata and its data version.

@@ -11,7 +11,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.definitions.data_version import (
+    DATA_VERSION_TAG,
+    CachingStaleStatusResolver,
+    StaleStatus,
+)
 from dagster._core.loader import LoadingContextForTest
 from dagster._core.remote_representation.external import RemoteRepository
 from dagster._core.remote_representation.external_data import RepositorySnap
@@ -237,3 +241,17 @@ def test_automation_never_requests_a_capture_after_new_bars_or_new_reports(
     requested = _requested(after_report)
     assert CAPTURED_FOLD not in requested
     assert AUDIT_SUMMARY in requested, requested
+
+
+def test_the_first_observation_replaces_the_materializations_of_an_earlier_release(
+    location, instance
+):
+    # market_bars was materialized by earlier releases: while such a record exists Dagster
+    # points every capture's provenance at it, and the capture would be out of date at once.
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(MARKET_BARS, partition="BTCUSDT", tags={DATA_VERSION_TAG: "v0"})
+    )
+    assert _observe(location, instance) == ["BTCUSDT", "ETHUSDT"]
+    assert instance.get_latest_materialization_event(dg.AssetKey(MARKET_BARS)) is None
+    _audit(location, instance, CELL, CAPTURED_FOLD)
+    assert _status(location, instance, CAPTURED_FOLD, CELL) == StaleStatus.FRESH
