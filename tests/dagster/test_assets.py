@@ -52,14 +52,21 @@ def test_market_bars_records_hash_and_gaps(resources, instance):
 
 
 def test_an_observation_without_a_partition_observes_every_registered_symbol(resources, instance):
+    instance.delete_dynamic_partition("symbols", "BTCUSDT")
+    instance.delete_dynamic_partition("symbols", "ETHUSDT")
+    result = observe(market_bars, resources, instance)
+    assert {e.partition for e in result.get_asset_observation_events()} == {"UNIUSDC", "OPUSDC"}
+
+
+def test_an_observation_of_symbols_the_source_does_not_serve_fails_naming_them(resources, instance):
     # The instance registers two symbols the synthetic universe does not serve.
     result = observe(market_bars, resources, instance, raise_on_error=False)
-    observed = {e.partition for e in result.get_asset_observation_events()}
-    assert observed == {"UNIUSDC", "OPUSDC"}  # the others are still observed
     assert not result.success
+    assert result.get_asset_observation_events() == []  # all or none in one run
     failure = result.failure_data_for_node("market_bars").user_failure_data
     assert "The bars of 2 symbol(s) do not validate" in failure.description
     assert "BTCUSDT: Symbol 'BTCUSDT' is not in universe 'defi_top5'" in failure.description
+    assert "the schedule observes each symbol in a run of its own" in failure.description
     assert set(failure.metadata["refused"].value) == {"BTCUSDT", "ETHUSDT"}
 
 
