@@ -63,11 +63,15 @@ def test_an_observation_of_symbols_the_source_does_not_serve_fails_naming_them(r
     result = observe(market_bars, resources, instance, raise_on_error=False)
     assert not result.success
     assert result.get_asset_observation_events() == []  # all or none in one run
-    failure = result.failure_data_for_node("market_bars").user_failure_data
-    assert "The bars of 2 symbol(s) do not validate" in failure.description
-    assert "BTCUSDT: Symbol 'BTCUSDT' is not in universe 'defi_top5'" in failure.description
-    assert "the schedule observes each symbol in a run of its own" in failure.description
-    assert set(failure.metadata["refused"].value) == {"BTCUSDT", "ETHUSDT"}
+    node = result.failure_data_for_node("market_bars")
+    assert node is not None and node.user_failure_data is not None
+    failure = node.user_failure_data
+    description = failure.description or ""
+    assert "The bars of 2 symbol(s) do not validate" in description
+    assert "BTCUSDT: Symbol 'BTCUSDT' is not in universe 'defi_top5'" in description
+    assert "the schedule observes each symbol in a run of its own" in description
+    refused = failure.metadata["refused"].value
+    assert isinstance(refused, dict) and set(refused) == {"BTCUSDT", "ETHUSDT"}
 
 
 def test_audit_assets_by_direct_call(resources, instance):
