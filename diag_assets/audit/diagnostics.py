@@ -63,7 +63,7 @@ from diag_assets.core.names import (
 )
 from diag_assets.core.recipe.tasks import TaskKind, task_spec
 from diag_assets.launchpad import AuditKindChoice
-from diag_assets.market.assets import market_data_of
+from diag_assets.market.assets import bars_dep, market_data_of
 from diag_assets.metadata_values import contract_metadata, image_metadata, metadata_value
 from diag_assets.partitions import cell_from_partition_key
 from resources.capture_cache import CaptureCacheResource
@@ -276,7 +276,8 @@ def picture_metadata(
 def _diagnostic_spec(audit: Audit, diagnostic: Diagnostic, deps: list[dg.AssetKey]) -> dg.AssetSpec:
     return dg.AssetSpec(
         audit.key(diagnostic_asset(diagnostic.name)),
-        deps=deps,
+        # The cell's bars too: new bars mark the verdict out of date, naming market_bars.
+        deps=[*deps, bars_dep(audit)],
         skippable=True,
         group_name=audit.group("audit"),
         kinds=set(diagnostic.kinds) or None,

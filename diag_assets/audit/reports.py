@@ -44,7 +44,7 @@ from diag_assets.core.names import (
     diagnostic_asset,
 )
 from diag_assets.core.storage.results import ResultStore
-from diag_assets.market.assets import market_data_of
+from diag_assets.market.assets import bars_dep, market_data_of
 from diag_assets.metadata_values import run_link
 from resources.storage import ArtifactStoreResource
 
@@ -90,7 +90,8 @@ def build_reports(audit: Audit) -> dg.Definitions:
     @dg.asset(
         key=audit.key(AUDIT_REPORT),
         partitions_def=audit.cells_partitions,
-        deps=verdict_keys,
+        # The cell's bars too: new bars mark the report out of date, naming market_bars.
+        deps=[*verdict_keys, bars_dep(audit)],
         group_name=audit.group("reports"),
         kinds={"markdown"},
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},

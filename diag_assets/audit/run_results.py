@@ -40,3 +40,24 @@ def refused_capture(result: dg.ExecuteInProcessResult, capture: str) -> str | No
         ):
             return evaluation.description or "cold capture refused"
     return None
+
+
+def observed_metadata(
+    result: dg.ExecuteInProcessResult, asset: str, partition: str | None = None
+) -> dict[str, Any]:
+    """The metadata values of the one observation of ``asset`` (of ``partition``) in ``result``.
+
+    ``market_bars`` is observed, not materialized: a run of the ``market_data`` job records one
+    observation per symbol it read.
+    """
+    key = dg.AssetKey.from_user_string(asset)
+    events = [
+        event
+        for event in result.get_asset_observation_events()
+        if event.asset_key == key and (partition is None or event.partition == partition)
+    ]
+    if len(events) != 1:
+        where = f" ({partition})" if partition else ""
+        raise LookupError(f"Run {result.run_id} observed {asset}{where} {len(events)} times.")
+    observation = events[0].asset_observation_data.asset_observation
+    return {key: value.value for key, value in observation.metadata.items()}

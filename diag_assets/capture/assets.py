@@ -34,14 +34,16 @@ from diag_assets.core.names import (
     CAPTURED_FOLD,
     COLD_CAPTURE_APPROVAL_CHECK,
     MARKET_BARS,
+    MARKET_DATA_JOB,
+    REPLAYS_FINE_TUNE_KEY,
     SKIP_TAG,
 )
 from diag_assets.core.recipe.protocol import TrialSettings
 from diag_assets.core.recipe.tasks import TaskKind
 from diag_assets.launchpad import CaptureModeChoice
-from diag_assets.market.assets import market_data_of
+from diag_assets.market.assets import bars_dep, market_data_of, observed_version
 from diag_assets.metadata_values import contract_metadata, run_link
-from diag_assets.partitions import SYMBOL_DIMENSION, cell_from_partition_key
+from diag_assets.partitions import cell_from_partition_key
 from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
 
@@ -149,10 +151,13 @@ def _int_or_null(value: int | None) -> dg.MetadataValue:
     return dg.MetadataValue.null() if value is None else dg.MetadataValue.int(value)
 
 
-with warnings.catch_warnings():
-    # The mapping is marked beta upstream; it is the documented way to map a cell to its symbol.
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    CELL_TO_SYMBOL = dg.MultiToSingleDimensionPartitionMapping(SYMBOL_DIMENSION)
+def replays_fine_tune() -> dict[str, bool]:
+    """The definition metadata of an asset whose step can replay a fine-tune (capture cold).
+
+    Automation never requests such an asset: the code location refuses, when it loads, an
+    automation condition on it (:func:`diag_assets.component.automation.refuse_automated_capture`).
+    """
+    return {REPLAYS_FINE_TUNE_KEY: True}
 
 
 def cold_capture_approved(context: dg.AssetExecutionContext) -> bool:
@@ -206,6 +211,24 @@ def check_run_skip_inputs(
     )
 
 
+def bars_were_observed(context: dg.AssetExecutionContext, audit: Audit, symbol: str) -> bool:
+    """Whether ``symbol``'s bars were observed before this capture, with a warning if not.
+
+    The capture records the observation it read its bars after; without one, Dagster cannot
+    mark it out of date when the candles change until the cell is audited again after an
+    observation (the ``market_data_observation`` schedule observes a new symbol within 15
+    minutes; the ``market_data`` job does it at once).
+    """
+    version, _ = observed_version(context.instance, audit.key(MARKET_BARS), symbol)
+    if version is None:
+        context.log.warning(
+            f"The bars of {symbol} were never observed: this capture is not marked out of date "
+            f"when they change until the cell is audited again after an observation. Run the "
+            f"{audit.name(MARKET_DATA_JOB)} job for {symbol} first."
+        )
+    return version is not None
+
+
 def _refused_input(error: DiagInputError) -> dg.Failure:
     return dg.Failure(description=str(error), metadata={"fix": error.fix})
 
@@ -231,10 +254,11 @@ def build_capture(audit: Audit) -> dg.Definitions:
     @dg.asset(
         key=key,
         partitions_def=audit.cells_partitions,
-        deps=[dg.AssetDep(audit.key(MARKET_BARS), partition_mapping=CELL_TO_SYMBOL)],
+        deps=[bars_dep(audit)],
         code_version=audit.recipe_version,
         group_name=audit.group("audit"),
         kinds={"lightgbm", "parquet"},
+        metadata=replays_fine_tune(),
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
         description=inspect.cleandoc(capture_cell.__doc__ or ""),
         check_specs=[approval_check],
@@ -307,6 +331,7 @@ def capture_cell(
     market_data = market_data_of(context, audit)
     source = market_data.source()
     cell = cell_from_partition_key(context.partition_key, source.universe)
+    bars_observed = bars_were_observed(context, audit, cell.symbol)
 
     def log_event(event: CaptureEvent) -> None:
         context.log.info(event.to_json())
@@ -368,5 +393,6 @@ def capture_cell(
             "mode_decided_by": decision.source,
             "mode_reason": decision.reason,
             "consumers": dg.MetadataValue.json({k: str(v) for k, v in consumers.items()}),
+            "bars_observed": dg.MetadataValue.bool(bars_observed),
         },
     )

@@ -16,6 +16,7 @@ from diag_assets.audit.reports import build_reports
 from diag_assets.capture.assets import build_capture
 from diag_assets.capture.readers import capture_readers, with_location_readers
 from diag_assets.component.audit import Audit, unique_prefixes
+from diag_assets.component.automation import automation_sensor, refuse_automated_capture
 from diag_assets.core.names import CAPTURED_FOLD
 from diag_assets.gates.fixture_set import build_fixture_gates
 from diag_assets.gates.phase0 import build_phase0, consumer_map_asset
@@ -73,9 +74,13 @@ def build_location(
     readers of each audit's captured fold are collected from every composed asset
     (``extra_assets`` included) and handed to its consumer map and to the capture itself.
 
+    Each audit gets its automation-condition sensor, and the location refuses an automation
+    condition that could request a capture (:mod:`diag_assets.component.automation`).
+
     Raises:
-        DiagInputError: two audits share a prefix, or a sensor or schedule would launch a job
-            that approves cold captures.
+        DiagInputError: two audits share a prefix, a sensor or schedule would launch a job
+            that approves cold captures, or an automation condition could request an asset
+            that replays a fine-tune.
     """
     unique_prefixes([audit for audit, _ in audits])
     built = [build_audit(audit) for audit, _ in audits]
@@ -90,14 +95,16 @@ def build_location(
         capture = part.audit.key(CAPTURED_FOLD)
         readers = capture_readers(every_asset, capture)
         own = [a for a in part.defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+        composed = [
+            *with_location_readers(own, readers, capture),
+            consumer_map_asset(part.audit, readers),
+        ]
+        keys = [key for asset in composed for key in asset.keys]
         parts.append(
             dg.Definitions(
-                assets=[
-                    *with_location_readers(own, readers, capture),
-                    consumer_map_asset(part.audit, readers),
-                ],
+                assets=composed,
                 jobs=part.defs.jobs,
-                sensors=part.defs.sensors,
+                sensors=[*(part.defs.sensors or []), automation_sensor(part.audit, keys)],
                 schedules=part.defs.schedules,
             )
         )
@@ -110,4 +117,4 @@ def build_location(
         *parts, dg.Definitions(assets=list(extra_assets), resources=every_resource)
     )
     refuse_automated_approval(location)
-    return location
+    return refuse_automated_capture(location)

@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from diag_assets.capture.assets import cold_capture_approved
+from diag_assets.capture.assets import cold_capture_approved, replays_fine_tune
 from diag_assets.component.audit import Audit
 from diag_assets.core.capture.artifacts import CaptureVerificationError
 from diag_assets.core.capture.events import CaptureEvent, EventRecorder
@@ -253,6 +253,7 @@ def build_fixture_gates(audit: Audit) -> dg.Definitions:
                 "column that diverged.",
             )
         ],
+        metadata=replays_fine_tune(),
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
     )
     def g_c4_invariance(
@@ -298,6 +299,7 @@ def build_fixture_gates(audit: Audit) -> dg.Definitions:
         key=audit.key(SEAM_GATE),
         group_name=audit.group("phase0"),
         kinds={"lightgbm"},
+        metadata=replays_fine_tune(),
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
     )
     def g_c4b_seam(
@@ -355,6 +357,7 @@ def build_fixture_gates(audit: Audit) -> dg.Definitions:
                 "capture; a failure keeps dataset_only from becoming the default.",
             ),
         ],
+        metadata=replays_fine_tune(),
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
     )
     def lever3_release_gate(
@@ -425,6 +428,7 @@ def build_fixture_gates(audit: Audit) -> dg.Definitions:
         key=audit.key(WARM_READ_GATE),
         group_name=audit.group("phase0"),
         kinds={"python"},
+        metadata=replays_fine_tune(),
         required_resource_keys={audit.market_data_key, "artifacts", "capture_cache"},
     )
     def lever1_gate4_warm(

@@ -371,7 +371,10 @@ def build_phase0(audit: Audit) -> dg.Definitions:
         name=audit.name(PHASE0_GATES_SCHEDULE),
         job=phase0_gates_job,
         cron_schedule="0 6 * * *",
-        description="Every morning: the gates read the latest history and re-decide.",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every morning at 06:00 UTC: the history gates, the consumer map and the "
+        "exit report read the latest history and re-decide. Running from the moment the code "
+        "location loads; it replays no fine-tune.",
     )
 
     return dg.Definitions(

@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from diag_assets.audit.run_results import materialized_metadata
+from diag_assets.audit.run_results import observed_metadata
 from diag_assets.component import AuditComponent
 from diag_assets.component.location import build_location
 from diag_assets.core.errors import DiagInputError
@@ -23,7 +23,7 @@ FOLDS = {
 }
 
 
-def materialize_bars(component: AuditComponent, symbol: str) -> dict:
+def observe_bars(component: AuditComponent, symbol: str) -> dict:
     defs = build_location([component.resolve()])
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(f"{component.prefix}__symbols", [symbol])
@@ -32,7 +32,7 @@ def materialize_bars(component: AuditComponent, symbol: str) -> dict:
             asset_selection=[dg.AssetKey([component.prefix, "market_bars"])],
             partition_key=symbol,
         )
-    return materialized_metadata(result, f"{component.prefix}/market_bars")
+    return observed_metadata(result, f"{component.prefix}/market_bars")
 
 
 def test_market_bars_lists_the_extra_columns_of_real_candles(tmp_path, storage):
@@ -52,7 +52,7 @@ def test_market_bars_lists_the_extra_columns_of_real_candles(tmp_path, storage):
             "folds": FOLDS,
         }
     )
-    metadata = materialize_bars(component, "BTCUSDT")
+    metadata = observe_bars(component, "BTCUSDT")
     assert metadata["extra_columns"] == ["trades", "funding_rate"]
     assert metadata["extra_column_count"] == 2
     assert metadata["ignored_columns"] == ["exchange"]
@@ -94,7 +94,7 @@ def test_a_teams_own_source_by_import_path(team_source, storage):
             "folds": FOLDS,
         }
     )
-    metadata = materialize_bars(component, "ZZZUSDC")
+    metadata = observe_bars(component, "ZZZUSDC")
     assert metadata["bars"] == 2000
 
 

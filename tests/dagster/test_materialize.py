@@ -4,12 +4,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from diag_assets.audit.run_results import materialized_metadata, refused_capture
+from diag_assets.audit.run_results import (
+    materialized_metadata,
+    observed_metadata,
+    refused_capture,
+)
 from diag_assets.core.cells import CellRef
 from diag_assets.core.names import LEARNING_CURVE_IMAGE, PERMUTATION_NULL_IMAGE, RELIABILITY_IMAGE
 from diag_assets.partitions import cell_partition_key
 from tests.dagster.conftest import APPROVED, TINY_RUN_CONFIG, local_resources, real_market_data
-from tests.fixtures.audit import anchor_and_consumers, captured_fold, market_bars
+from tests.fixtures.audit import anchor_and_consumers, captured_fold, market_bars, observe
 
 AUDIT = [captured_fold, anchor_and_consumers]
 
@@ -22,9 +26,16 @@ def _data_version(instance, asset: str) -> str:
     return event.asset_materialization.tags["dagster/data_version"]
 
 
+def _observed_version(instance, asset: str, partition: str) -> str:
+    (record,) = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    return record.asset_observation.tags["dagster/data_version"]
+
+
 def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, instance):
     key = cell_partition_key(CellRef.parse("defi_top5/OPUSDC/fold-2"))
-    dg.materialize([market_bars], resources=resources, instance=instance, partition_key="OPUSDC")
+    observe(market_bars, resources, instance, partition_key="OPUSDC")
     cold = dg.materialize(
         AUDIT,
         resources=resources,
@@ -35,6 +46,7 @@ def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, inst
     )
     capture = _metadata(cold, "captured_fold")
     assert capture["cache"] == "MISS" and capture["producing_run_id"] == cold.run_id
+    assert capture["bars_observed"] is True  # observed first, so its provenance can go stale
     verdict = _metadata(cold, "s40_verdict")
     assert verdict["certification"] == "CERTIFIED"
     # Each diagnostic's pictures are images beside its figures.
@@ -65,11 +77,11 @@ def test_cold_then_warm_audit_keeps_data_versions_and_provenance(resources, inst
     for asset, version in cold_versions.items():
         assert _data_version(instance, asset) == version, asset
 
-    # The capture's recorded provenance points at the market_bars data version.
+    # The capture's recorded provenance points at the observed market_bars data version.
     record = instance.get_latest_materialization_event(dg.AssetKey("captured_fold"))
     assert record.asset_materialization.tags[
         "dagster/input_data_version/market_bars"
-    ] == _data_version(instance, "market_bars")
+    ] == _observed_version(instance, "market_bars", "OPUSDC")
 
 
 def test_a_refused_cold_capture_marks_the_capture_and_skips_the_diagnostics(resources, instance):
@@ -106,10 +118,8 @@ def test_a_refused_cold_capture_marks_the_capture_and_skips_the_diagnostics(reso
 
 def test_real_candles_through_the_whole_graph(tmp_path, instance):
     resources = local_resources(tmp_path, market_data=real_market_data())
-    bars = dg.materialize(
-        [market_bars], resources=resources, instance=instance, partition_key="BTCUSDT"
-    )
-    assert _metadata(bars, "market_bars")["source"].endswith("BTC_USDT-1h.feather")
+    bars = observe(market_bars, resources, instance, partition_key="BTCUSDT")
+    assert observed_metadata(bars, "market_bars")["source"].endswith("BTC_USDT-1h.feather")
     key = cell_partition_key(CellRef.parse("binance/BTCUSDT/fold-3"))
     result = dg.materialize(
         AUDIT,

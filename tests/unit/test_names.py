@@ -40,6 +40,7 @@ STORED = {
     "LIGHT_AUDIT_JOB": "light_audit",
     "XY_AUDIT_JOB": "xy_audit",
     "MARKET_DATA_JOB": "market_data",
+    "MARKET_DATA_SCHEDULE": "market_data_observation",
     "CAPTURE_GC_JOB": "capture_gc_job",
     "PHASE0_GATES_JOB": "phase0_gates",
     "PHASE0_GATES_SCHEDULE": "phase0_gates_refresh",
@@ -47,6 +48,7 @@ STORED = {
     "FIXTURE_GATES_JOB": "fixture_gates",
     "REAUDIT_SENSOR": "reaudit_requests",
     "REGISTER_SYMBOLS_SENSOR": "register_symbols",
+    "AUTOMATION_SENSOR": "audit_automation",
     "SYMBOLS_PARTITIONS": "symbols",
     "ALLOW_COLD_CAPTURE_TAG": "diag/allow_cold_capture",
     "SKIP_TAG": "diag/skip_s22a1",
@@ -72,6 +74,7 @@ STORED = {
     "CELL_TABLE_KEY": "cell_table",
     "STATUS_GRID_KEY": "status_grid",
     "REPORT_LINKS_KEY": "report_links",
+    "REPLAYS_FINE_TUNE_KEY": "replays_fine_tune",
 }
 
 
