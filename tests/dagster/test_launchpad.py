@@ -29,6 +29,7 @@ from diag_assets.core.names import (
     APPROVED_COLD_AUDIT_JOB,
     AUDIT_JOB,
     CAPTURE_SIZE_GATE,
+    COLD_CAPTURE_APPROVAL_CHECK,
     DRIFT_RATE_GATE,
     PHASE0_GATES_JOB,
     REUSE_GATE,
@@ -261,15 +262,20 @@ def test_a_run_that_overrides_market_data_is_refused_at_launch(tmp_path, instanc
 
 def test_an_unbound_market_data_resource_refuses_a_run_override_with_the_fix(resources, instance):
     result = dg.materialize(
-        [market_bars],
+        [market_bars, captured_fold],
+        selection=["captured_fold"],
         resources=resources,
         instance=instance,
-        partition_key="UNIUSDC",
-        run_config={"resources": {"market_data": {"config": {"seed": 3}}}},
+        partition_key=cell_partition_key(CellRef.parse("defi_top5/UNIUSDC/fold-0")),
+        run_config={
+            "ops": {"captured_fold": TINY_RUN_CONFIG["ops"]["captured_fold"]},
+            "resources": {"market_data": {"config": {"seed": 3}}},
+        },
+        tags={ALLOW_COLD_CAPTURE_TAG: "true"},
         raise_on_error=False,
     )
     assert not result.success
-    description, metadata = _failure(result, "market_bars")
+    description, metadata = _failure(result, "captured_fold")
     assert "overrides the market data resource market_data (seed)" in description
     assert "DIAG_MARKET_DATA_DIR" in metadata["fix"]
     assert result.get_asset_materialization_events() == []
@@ -306,12 +312,18 @@ def test_a_cold_capture_is_refused_by_audit_and_approved_by_approved_cold_audit(
             instance=instance, partition_key=key, run_config=TINY_RUN_CONFIG, raise_on_error=False
         )
 
+    # A refusal marks the capture's check (ERROR), not the run: the steps after it are skipped.
     refused = launch(AUDIT_JOB)
-    assert not refused.success
-    description, metadata = _failure(refused, "captured_fold")
-    assert "COLD_CAPTURE_REQUIRES_OPERATOR" in description
-    assert APPROVED_COLD_AUDIT_JOB in description
-    assert APPROVED_COLD_AUDIT_JOB in metadata["how_to_approve"]
+    (check,) = [
+        c
+        for c in refused.get_asset_check_evaluations()
+        if c.check_name == COLD_CAPTURE_APPROVAL_CHECK
+    ]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["code"].value == "COLD_CAPTURE_REQUIRES_OPERATOR"
+    assert APPROVED_COLD_AUDIT_JOB in (check.description or "")
+    assert APPROVED_COLD_AUDIT_JOB in str(check.metadata["how_to_approve"].value)
+    assert refused.get_asset_materialization_events() == []
 
     # Launched as OPERATIONS.md's `dagster job launch` does: the partition in the run tags.
     approved = location_defs.resolve_job_def(APPROVED_COLD_AUDIT_JOB).execute_in_process(

@@ -74,6 +74,8 @@ STORED = {
     "CELL_TABLE_KEY": "cell_table",
     "STATUS_GRID_KEY": "status_grid",
     "REPORT_LINKS_KEY": "report_links",
+    "COLD_CAPTURE_APPROVAL_CHECK": "cold_capture_approved",
+    "REQUEST_ARCHIVE_FOLDER": "archive",
     "REPLAYS_FINE_TUNE_KEY": "replays_fine_tune",
 }
 
