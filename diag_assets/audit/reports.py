@@ -138,6 +138,7 @@ def build_reports(audit: Audit) -> dg.Definitions:
         summary = summarize(
             reports, [d.name for d in audit.verdicts], cells=cells, failures=failures
         )
+        # What an operator looks at first comes first: the counts, the grid, the links.
         return dg.MaterializeResult(
             metadata={
                 "cells": dg.MetadataValue.int(summary.cells),
@@ -146,6 +147,8 @@ def build_reports(audit: Audit) -> dg.Definitions:
                     status.value.lower(): dg.MetadataValue.int(summary.counts[status])
                     for status in CellStatus
                 },
+                STATUS_GRID_KEY: status_grid(summary),
+                REPORT_LINKS_KEY: report_links(audit, summary),
                 "failed_cells": dg.MetadataValue.json(
                     {
                         status.value: summary.cells_with(status)
@@ -155,8 +158,6 @@ def build_reports(audit: Audit) -> dg.Definitions:
                 "findings": dg.MetadataValue.json(summary.finding_counts),
                 SUMMARY_KEY: dg.MetadataValue.md(summary.markdown),
                 CELL_TABLE_KEY: cell_table(audit, summary),
-                STATUS_GRID_KEY: status_grid(summary),
-                REPORT_LINKS_KEY: report_links(audit, summary),
                 **_failure_runs(summary, failures),
             }
         )

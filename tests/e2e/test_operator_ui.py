@@ -353,14 +353,22 @@ def test_the_checks_show_which_cells_need_attention(ui):
         sync_api.expect(page.get_by_text(REPORT_CLEAN_CHECK).first).to_be_visible()
         _dismiss_welcome(sync_api, page)
         _screenshot(page, "audit_report_checks")
+        _check_partitions(sync_api, page, "audit_report_check_partitions")
     with _page(server, _partition_page(AUDIT_REPORT, INCONCLUSIVE)) as (sync_api, page):
         sync_api.expect(_metadata_row(page, "certification")).to_be_visible()
         _dismiss_welcome(sync_api, page)
         _screenshot(page, "audit_report_inconclusive_cell")
-    with _page(server, _partition_page(CAPTURED_FOLD, REFUSED)) as (sync_api, page):
+    with _page(server, f"/assets/{CAPTURED_FOLD}?view=checks") as (sync_api, page):
         sync_api.expect(page.get_by_text(COLD_CAPTURE_APPROVAL_CHECK).first).to_be_visible()
         _dismiss_welcome(sync_api, page)
-        _screenshot(page, "captured_fold_refused_cell")
+        _check_partitions(sync_api, page, "captured_fold_check_partitions")
+
+
+def _check_partitions(sync_api: Any, page: Any, name: str) -> None:
+    """The selected check's partitions tab: which cells passed and which failed."""
+    page.get_by_role("tab", name="Partitions").last.click()
+    sync_api.expect(page.get_by_text("Failed").first).to_be_visible()
+    _screenshot(page, name)
 
 
 def test_the_summary_is_refreshed_by_automation_and_shows_a_grid(ui):
@@ -387,7 +395,10 @@ def test_the_summary_is_refreshed_by_automation_and_shows_a_grid(ui):
     ]
     assert {"key": "dagster/sensor_name", "value": AUTOMATION_SENSOR} in run["tags"]
     entries = _entries(summary)
-    assert entries[STATUS_GRID_KEY].startswith(f"![{STATUS_GRID_KEY}](data:image/png;base64,")
+    assert (
+        entries[STATUS_GRID_KEY].startswith("![")
+        and "](data:image/png;base64," in (entries[STATUS_GRID_KEY])
+    )
     # Every cell of the two symbols, each in one status: the three of this day and the rest.
     assert entries["cells"] == 2 * 5
     counts = ("certified", "downgraded", "inconclusive_tooling", "refused", "not_audited")
