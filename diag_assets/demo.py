@@ -166,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         "capture_s is what the cold capture cost; a HIT served it from the cache instead "
         "(run `make demo` again to see)."
     )
-    print("Open the UI with `make ui`, then http://127.0.0.1:3000 (Runs, or Assets > s40_verdict).")
+    print(
+        "Open the UI with `make ui`, then http://127.0.0.1:3000: Assets > audit_summary for "
+        "the status grid, Assets > audit_report > Checks > audit_clean > Partitions for the "
+        "cells that need attention."
+    )
     failed = [str(row[0]) for row in rows if row[3] is None or row[4] is None]
     if failed:
         print(f"\nThe audit of {len(failed)} cell(s) did not finish: {', '.join(failed)}.")

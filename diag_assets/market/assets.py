@@ -214,7 +214,9 @@ def build_market(audit: Audit) -> dg.Definitions:
             for observation in observations:
                 context.log_event(observation)
             # Each observation is logged above, with its metadata and its data version.
-            return dg.DataVersionsByPartition({})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", dg.BetaWarning)
+                return dg.DataVersionsByPartition({})
 
     market_data_job = dg.define_asset_job(
         audit.name(MARKET_DATA_JOB),
