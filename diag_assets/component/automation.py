@@ -51,8 +51,9 @@ def _refusal(what: str, replaying: Iterable[dg.AssetKey]) -> DiagInputError:
         f"{what} would let automation request {named}, whose step can replay a fine-tune "
         "(a cold capture); automation never launches a capture.",
         "remove the automation condition. A capture is launched by an operator (the audit "
-        "job, or approved_cold_audit for a cold one); a re-audit of a warm cell by a request "
-        "file (the reaudit_requests sensor).",
+        "job, or approved_cold_audit for a cold one: it carries the tag "
+        "diag/allow_cold_capture=true); a re-audit of a warm cell by a request file (the "
+        "reaudit_requests sensor).",
     )
 
 
