@@ -33,9 +33,9 @@ import dagster as dg
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from pydantic import BaseModel
 
+from diag_assets.audit.approval import approves_cold_capture
 from diag_assets.capture.assets import CaptureRunConfig
 from diag_assets.component.audit import Audit
-from diag_assets.core.audit import anchor_skip
 from diag_assets.core.audit.request_archive import (
     RequestNotArchived,
     RequestOutcome,
@@ -69,7 +69,7 @@ DESCRIPTION = (
     "Turns re-audit request files (the audit_requests folder, one JSON file per request) into "
     "audit runs, every minute, for cells whose capture is already cached; it never approves a "
     "cold capture. A request for a cold cell waits, and the tick names the cells that need an "
-    "operator's approval (run tag diag/allow_cold_capture=true); an approved audit of the cell "
+    "operator's approval (the approved_cold_audit job); an approved audit of the cell "
     "serves the request without a second run. Handled requests move to the folder's archive/ "
     "with their outcome beside them (launched run, served by an approved run, or rejected with "
     "the fix). A tick that rejects requests is a skipped tick that names them; its launches "
@@ -269,14 +269,6 @@ def _launched_run(instance: dg.DagsterInstance, request_id: str) -> str | None:
     return records[0].dagster_run.run_id if records else None
 
 
-def _approved(run: dg.DagsterRun) -> bool:
-    value = run.tags.get(ALLOW_COLD_CAPTURE_TAG)
-    try:
-        return value is not None and anchor_skip.parse_flag(value, what=ALLOW_COLD_CAPTURE_TAG)
-    except DiagInputError:
-        return False  # such a run refused its own capture
-
-
 def _approved_audit(
     instance: dg.DagsterInstance, audit: Audit, item: PendingRequest
 ) -> tuple[str | None, str | None]:
@@ -301,7 +293,7 @@ def _approved_audit(
     in_progress = None
     for record in records:
         run = record.dagster_run
-        if not _approved(run):
+        if not approves_cold_capture(run.tags):
             continue
         if run.is_finished:
             written = instance.get_records_for_run(

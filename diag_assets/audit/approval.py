@@ -14,14 +14,24 @@ from collections.abc import Iterable, Mapping
 import dagster as dg
 from dagster._core.storage.tags import SCHEDULE_NAME_TAG, SENSOR_NAME_TAG
 
+from diag_assets.core.audit.anchor_skip import parse_flag
 from diag_assets.core.errors import DiagInputError
 from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, APPROVED_COLD_AUDIT_JOB
 
 
 def approves_cold_capture(tags: Mapping[str, str] | None) -> bool:
-    """Whether run tags ``tags`` carry the approval of a cold capture (any spelling of true)."""
+    """Whether run tags ``tags`` carry the approval of a cold capture, as the capture reads it.
+
+    The capture refuses a run whose tag is not a boolean (``parse_flag``), so such a tag
+    approves nothing here either.
+    """
     value = (tags or {}).get(ALLOW_COLD_CAPTURE_TAG)
-    return isinstance(value, str) and value.strip().lower() == "true"
+    if not isinstance(value, str):
+        return False
+    try:
+        return parse_flag(value, what=ALLOW_COLD_CAPTURE_TAG)
+    except DiagInputError:
+        return False
 
 
 def _run_tags(job: object) -> Mapping[str, str]:

@@ -19,7 +19,12 @@ from diag_assets.core.capture.pointer import PointerNotProven, prove_pointer
 from diag_assets.core.capture.replay import CapturedFold
 from diag_assets.core.cells import CellRef
 from diag_assets.core.diagnostics.certification import AnchorUse, certify
-from diag_assets.core.names import ALLOW_COLD_CAPTURE_TAG, CAPTURED_FOLD, CERTIFICATION_KEY
+from diag_assets.core.names import (
+    ALLOW_COLD_CAPTURE_TAG,
+    APPROVED_COLD_AUDIT_JOB,
+    CAPTURED_FOLD,
+    CERTIFICATION_KEY,
+)
 from resources.capture_cache import CaptureCacheResource
 from resources.storage import ArtifactStoreResource
 
@@ -88,7 +93,8 @@ def load_proven(
         return None, (
             f"captured fold failed verification: {error} Re-materialize "
             f"{audit.asset_name(CAPTURED_FOLD)} for {manifest.cell_ref}: a capture whose files "
-            f"fail verification is captured again (a cold capture needs the run tag "
+            f"fail verification is captured again (a cold capture needs the approval: the "
+            f"{audit.name(APPROVED_COLD_AUDIT_JOB)} job carries the run tag "
             f"{ALLOW_COLD_CAPTURE_TAG}=true)."
         )
 
