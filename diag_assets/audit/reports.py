@@ -12,6 +12,7 @@ from diag_assets.audit.failures import failed_steps
 from diag_assets.audit.pointer import read_pointer
 from diag_assets.audit.summary_view import cell_table, report_links, status_grid
 from diag_assets.component.audit import Audit
+from diag_assets.core.audit.attention import plain
 from diag_assets.core.audit.report import AuditReport, Verdict, build_audit_report
 from diag_assets.core.audit.summary import (
     AuditFailure,
@@ -77,7 +78,8 @@ def report_metadata(report: AuditReport, uri: str) -> dict[str, Any]:
     return {
         "certification": report.certification.value,
         "findings": ", ".join(report.finding_codes) or "none",
-        "headline": report.headline,
+        # A text entry shows no Markdown: the headline without its bold.
+        "headline": plain(report.headline),
         "report": dg.MetadataValue.md(report.markdown),
         "report_uri": dg.MetadataValue.path(uri),
     }
